@@ -1,0 +1,212 @@
+/*
+ * cf_store — the registry: things, groups, CAs, certificates and the
+ * append-only, hash-chained event log (DESIGN §4).
+ *
+ * Callers see only this interface. cf_store.c holds the back-end-neutral
+ * rules (status transitions, the event chain, validation) and dispatches
+ * storage to a back end through struct cf_store_ops (cf_store_backend.h):
+ * SQLite in WAL mode today (cf_store_sqlite.c); PostgreSQL is added as a
+ * second ops table without touching callers.
+ *
+ * Every mutator records its own event in the same transaction, so a change
+ * without its event cannot be committed. Mutators called outside
+ * cf_store_begin()/cf_store_commit() run in a transaction of their own.
+ *
+ * Records returned through out are owned by the caller: *_rec_clear() for
+ * one, *_recs_free() for an array. Lookups by id also accept a unique
+ * prefix of at least 8 hex characters (CF_EINVAL if ambiguous).
+ */
+#ifndef CF_STORE_H
+#define CF_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cf_error.h"
+#include "cf_pki.h"
+#include "cf_util.h"
+
+typedef struct cf_store cf_store;
+
+#define CF_STORE_CREATE 0x1 /* create the database if missing */
+
+/* ---- certificate (and CA) status: the one place transitions are decided */
+
+typedef enum {
+	CF_CERT_PENDING_ACTIVATION,
+	CF_CERT_ACTIVE,
+	CF_CERT_INACTIVE,
+	CF_CERT_REVOKED,
+	CF_CERT__STATUS_COUNT
+} cf_cert_status;
+
+const char *cf_cert_status_name(cf_cert_status s);
+int cf_cert_status_parse(cf_cert_status *out, const char *name) CF_MUST_CHECK;
+/*
+ * 0 if from -> to is allowed: PENDING_ACTIVATION -> ACTIVE, ACTIVE <-> INACTIVE,
+ * PENDING_ACTIVATION -> INACTIVE, any non-revoked -> REVOKED, and from == to
+ * (a no-op). CF_ESTATE naming both states otherwise (REVOKED is terminal).
+ */
+int cf_cert_status_check(cf_cert_status from, cf_cert_status to) CF_MUST_CHECK;
+
+/* ---- opening ----------------------------------------------------------- */
+
+/*
+ * Opens the store at uri (a file path for SQLite) and migrates its schema
+ * to the current version. CF_ENOTFOUND if the file is missing and flags
+ * lacks CF_STORE_CREATE; CF_ECORRUPT if it is not a certfleet database or
+ * is damaged; CF_EINVAL if its schema is newer than this program's.
+ */
+int cf_store_open(cf_store **out, const char *uri, int flags) CF_MUST_CHECK;
+void cf_store_close(cf_store *st);
+int cf_store_schema_version(cf_store *st); /* after migration */
+
+/* An explicit write transaction (nestable; only the outermost commits). */
+int cf_store_begin(cf_store *st) CF_MUST_CHECK;
+int cf_store_commit(cf_store *st) CF_MUST_CHECK;
+void cf_store_rollback(cf_store *st);
+
+/* ---- things -------------------------------------------------------------- */
+
+typedef struct {
+	char name[CF_NAME_MAX + 1];
+	char *attributes; /* JSON object text, "{}" when none */
+	int64_t created_at;
+} cf_thing_rec;
+
+/* attributes_json: a JSON object of string values, or NULL. CF_EEXISTS / CF_EINVAL. */
+int cf_store_thing_create(cf_store *st, const char *name, const char *attributes_json) CF_MUST_CHECK;
+int cf_store_thing_get(cf_store *st, cf_thing_rec *out, const char *name) CF_MUST_CHECK;
+int cf_store_thing_list(cf_store *st, cf_thing_rec **out, size_t *out_n) CF_MUST_CHECK;
+/*
+ * Deletes a thing and its group memberships. CF_ESTATE while it holds an
+ * ACTIVE or PENDING_ACTIVATION certificate; INACTIVE and REVOKED ones are
+ * kept and detached (thing becomes "").
+ */
+int cf_store_thing_delete(cf_store *st, const char *name) CF_MUST_CHECK;
+void cf_thing_rec_clear(cf_thing_rec *r);
+void cf_thing_recs_free(cf_thing_rec *r, size_t n);
+
+/* ---- groups ---------------------------------------------------------------- */
+
+typedef struct {
+	char name[CF_NAME_MAX + 1];
+	char *query;   /* NULL for a static group; "k=v,k2=v2" (all must match) for a dynamic one */
+	int64_t created_at;
+	size_t members; /* current member count */
+} cf_group_rec;
+
+/* query NULL: static. A dynamic query is "key=value" terms joined by ','; CF_EINVAL otherwise. */
+int cf_store_group_create(cf_store *st, const char *name, const char *query) CF_MUST_CHECK;
+/* Adds a thing to a static group (no-op if already in). CF_EINVAL for a dynamic group. */
+int cf_store_group_add(cf_store *st, const char *group, const char *thing) CF_MUST_CHECK;
+int cf_store_group_list(cf_store *st, cf_group_rec **out, size_t *out_n) CF_MUST_CHECK;
+/* Thing names in the group (dynamic groups evaluated now), sorted. Free with cf_strv_free. */
+int cf_store_group_members(cf_store *st, char ***out, size_t *out_n, const char *group) CF_MUST_CHECK;
+void cf_group_recs_free(cf_group_rec *r, size_t n);
+void cf_strv_free(char **v, size_t n);
+
+/* ---- certificate authorities ---------------------------------------------- */
+
+typedef enum { CF_CA_ROOT, CF_CA_INTERMEDIATE } cf_ca_role;
+
+typedef struct {
+	char id[CF_ID_LEN + 1];         /* fingerprint */
+	char name[CF_NAME_MAX + 1];
+	cf_ca_role role;
+	char parent_id[CF_ID_LEN + 1];  /* "" for a root */
+	cf_cert_status status;          /* ACTIVE, INACTIVE or REVOKED */
+	int is_issuer;                  /* the one intermediate that issues device certificates */
+	char serial[CF_SERIAL_LEN + 1];
+	int64_t not_before, not_after, created_at, revoked_at;
+	int revoke_reason;
+	char key_alg[32];
+	int key_bits;
+	char key_ref[1024];             /* key file (relative to the data dir) or pkcs11: URI */
+	int64_t crl_number;             /* last CRL number issued, 0 = none yet */
+	char *pem;
+} cf_ca_rec;
+
+int cf_store_ca_insert(cf_store *st, const cf_ca_rec *ca) CF_MUST_CHECK;
+/* By id, unique id prefix (>= 8) or name. */
+int cf_store_ca_get(cf_store *st, cf_ca_rec *out, const char *ref) CF_MUST_CHECK;
+int cf_store_ca_list(cf_store *st, cf_ca_rec **out, size_t *out_n) CF_MUST_CHECK;
+int cf_store_ca_get_issuer(cf_store *st, cf_ca_rec *out) CF_MUST_CHECK; /* CF_ENOTFOUND if none */
+/* Makes this ACTIVE intermediate the issuer (clears the flag elsewhere). CF_EINVAL / CF_ESTATE otherwise. */
+int cf_store_ca_set_issuer(cf_store *st, const char *id) CF_MUST_CHECK;
+/* Status change with cf_cert_status_check rules; a revoked issuer stops being the issuer. */
+int cf_store_ca_set_status(cf_store *st, const char *id, cf_cert_status to, int reason) CF_MUST_CHECK;
+/* Increments and returns the CA's CRL number. */
+int cf_store_ca_next_crl_number(cf_store *st, int64_t *out, const char *id) CF_MUST_CHECK;
+void cf_ca_rec_clear(cf_ca_rec *r);
+void cf_ca_recs_free(cf_ca_rec *r, size_t n);
+
+/* ---- certificates ----------------------------------------------------------- */
+
+typedef struct {
+	char id[CF_ID_LEN + 1];
+	char serial[CF_SERIAL_LEN + 1];
+	char ca_id[CF_ID_LEN + 1];
+	char thing[CF_NAME_MAX + 1];    /* "" when attached to no thing */
+	cf_cert_status status;
+	int64_t not_before, not_after, created_at, updated_at, revoked_at;
+	int revoke_reason;
+	char key_alg[32];               /* cf_key_alg name, or OpenSSL's description if none fits */
+	int key_bits;
+	char sig_alg[64];
+	char *pem;
+} cf_cert_rec;
+
+typedef struct {
+	int status;              /* a cf_cert_status, or -1 for any */
+	const char *thing;       /* NULL for any */
+	const char *ca_id;       /* NULL for any */
+	int64_t not_after_before; /* 0 for any: only certificates with not_after < this */
+} cf_cert_filter;
+
+/* CF_EEXISTS for a duplicate id; CF_ENOTFOUND for an unknown thing or CA; CF_ESTATE if the thing would get a third ACTIVE certificate. */
+int cf_store_cert_insert(cf_store *st, const cf_cert_rec *cert) CF_MUST_CHECK;
+int cf_store_cert_get(cf_store *st, cf_cert_rec *out, const char *ref) CF_MUST_CHECK;
+/* Sorted by created_at then id. f may be NULL. */
+int cf_store_cert_list(cf_store *st, cf_cert_rec **out, size_t *out_n, const cf_cert_filter *f) CF_MUST_CHECK;
+/*
+ * Changes status under cf_cert_status_check (same status: no-op, no event).
+ * reason is the RFC 5280 code for REVOKED (ignored otherwise). CF_ESTATE if
+ * activating would give the thing a third ACTIVE certificate.
+ */
+int cf_store_cert_set_status(cf_store *st, const char *id, cf_cert_status to, int reason) CF_MUST_CHECK;
+void cf_cert_rec_clear(cf_cert_rec *r);
+void cf_cert_recs_free(cf_cert_rec *r, size_t n);
+
+/* ---- event log --------------------------------------------------------------- */
+
+typedef struct {
+	int64_t seq;          /* 1, 2, 3 ... */
+	int64_t ts;
+	char type[64];        /* "cert.issued", "cert.status", "ca.created" ... */
+	char subject[256];    /* what it is about: a certificate id, thing or CA name */
+	char *detail;         /* JSON object text */
+	char prev_hash[CF_ID_LEN + 1]; /* hash of seq-1, 64 zeros for the first */
+	char hash[CF_ID_LEN + 1];
+} cf_event_rec;
+
+/*
+ * Appends an event (in the current transaction, or its own). hash =
+ * SHA-256 over prev_hash, seq, ts, type, subject and detail (see
+ * docs/event-log.md). detail_json NULL means "{}".
+ */
+int cf_store_event_append(cf_store *st, const char *type, const char *subject,
+    const char *detail_json) CF_MUST_CHECK;
+/* Events with ts >= since (0: all), in order; at most limit (0: no limit). */
+int cf_store_event_list(cf_store *st, cf_event_rec **out, size_t *out_n, int64_t since,
+    size_t limit) CF_MUST_CHECK;
+/*
+ * Recomputes the chain. 0 if intact (count and head hash filled in);
+ * CF_ECORRUPT with *first_bad = the first event whose hash or link is
+ * wrong, and a message naming it.
+ */
+int cf_store_event_verify(cf_store *st, int64_t *count, int64_t *first_bad,
+    char head[CF_ID_LEN + 1]) CF_MUST_CHECK;
+void cf_event_recs_free(cf_event_rec *r, size_t n);
+
+#endif
