@@ -2,10 +2,13 @@
  * cf_util — file I/O with crash-safe replacement, secrets, passphrases,
  * names and time. Owns nothing beyond the buffers it hands back.
  */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "cf_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
@@ -193,6 +196,13 @@ cf_mkdir_p(const char *path, mode_t mode)
 }
 
 void
+cf_wipe(void *p, size_t len)
+{
+	if (p != NULL)
+		OPENSSL_cleanse(p, len);
+}
+
+void
 cf_secret_free(char *s, size_t len)
 {
 	if (s == NULL)
@@ -330,4 +340,98 @@ cf_strfmt(char *out, size_t out_len, const char *fmt, ...)
 		return CF_EINVAL;
 	}
 	return 0;
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	/* No cf_error_set here: cleanup must not hide the error that caused it. */
+	return remove(path) != 0 && errno != ENOENT ? -1 : 0;
+}
+
+int
+cf_rmtree(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) != 0)
+		return errno == ENOENT ? 0 : CF_ERROR;
+	return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : CF_ERROR;
+}
+
+int
+cf_dir_missing_or_empty(const char *path)
+{
+	DIR *d;
+	struct dirent *e;
+	int empty = 1;
+
+	if ((d = opendir(path)) == NULL) {
+		if (errno == ENOENT)
+			return 1;
+		cf_error_set("%s: %s", path, strerror(errno));
+		return 0;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+			empty = 0;
+			break;
+		}
+	}
+	closedir(d);
+	if (!empty)
+		cf_error_set("%s exists and is not empty", path);
+	return empty;
+}
+
+static void
+split_path(char *dir, size_t dlen, char *base, size_t blen, const char *path)
+{
+	char tmp[4096];
+	const char *slash;
+	size_t len;
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	len = strlen(tmp);
+	while (len > 1 && tmp[len - 1] == '/')
+		tmp[--len] = '\0';
+	if ((slash = strrchr(tmp, '/')) == NULL) {
+		snprintf(dir, dlen, ".");
+		snprintf(base, blen, "%s", tmp);
+	} else {
+		snprintf(dir, dlen, "%.*s", slash == tmp ? 1 : (int)(slash - tmp), tmp);
+		snprintf(base, blen, "%s", slash + 1);
+	}
+}
+
+int
+cf_staging_dir(char *out, size_t out_len, const char *path)
+{
+	char dir[4096], base[1024];
+
+	split_path(dir, sizeof(dir), base, sizeof(base), path);
+	if (cf_strfmt(out, out_len, "%s/.%s.XXXXXX", dir, base) != 0)
+		return CF_EINVAL;
+	if (mkdtemp(out) == NULL) {
+		cf_error_set("cannot create a staging directory in %s: %s", dir, strerror(errno));
+		return CF_ERROR;
+	}
+	return 0;
+}
+
+int
+cf_staging_commit(const char *staging, const char *path)
+{
+	char dir[4096], base[1024];
+
+	split_path(dir, sizeof(dir), base, sizeof(base), path);
+	/* rename(2) replaces an empty directory, and fails on a non-empty one. */
+	if (rename(staging, path) != 0) {
+		cf_error_set("cannot move %s into place: %s", path, strerror(errno));
+		return CF_ERROR;
+	}
+	return cf_fsync_dir(dir);
 }

@@ -32,8 +32,29 @@ int cf_file_create_new(const char *path, const void *data, size_t len, mode_t mo
 /* mkdir -p with mode for the directories it creates. */
 int cf_mkdir_p(const char *path, mode_t mode) CF_MUST_CHECK;
 
+/* Removes a directory tree (does not follow symlinks). Missing is not an error. */
+int cf_rmtree(const char *path);
+
+/* 1 if path does not exist or is an empty directory, 0 otherwise (with cf_error set). */
+int cf_dir_missing_or_empty(const char *path);
+
+/*
+ * Makes a fresh 0700 staging directory next to path ("<dir>/.<base>.XXXXXX")
+ * so that it can later be renamed onto path within one file system.
+ */
+int cf_staging_dir(char *out, size_t out_len, const char *path) CF_MUST_CHECK;
+
+/*
+ * Renames a staging directory onto path (which must be missing or an empty
+ * directory) and fsyncs the parent.
+ */
+int cf_staging_commit(const char *staging, const char *path) CF_MUST_CHECK;
+
 /* fsync a directory (after creating or renaming entries in it). */
 int cf_fsync_dir(const char *dir) CF_MUST_CHECK;
+
+/* Overwrites len bytes with zeros in a way the compiler keeps. */
+void cf_wipe(void *p, size_t len);
 
 /* Wipes len bytes (len 0: strlen) of s and frees it. Accepts NULL. */
 void cf_secret_free(char *s, size_t len);

@@ -1,2 +1,0 @@
-/* placeholder, replaced by the CLI */
-int main(void) { return 0; }

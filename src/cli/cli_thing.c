@@ -1,0 +1,430 @@
+/*
+ * certfleet thing ... and group ...: the registry of devices.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+enum {
+	OPT_ATTR = 1200, OPT_GROUP, OPT_KEYALG, OPT_SIGALG, OPT_DAYS, OPT_BUNDLE, OPT_CSR,
+	OPT_QUERY,
+};
+
+#define MAX_GROUPS 64
+
+int
+cli_thing_create(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CLI_COMMON_OPTIONS,
+		{ "attr", required_argument, NULL, OPT_ATTR },
+		{ "group", required_argument, NULL, OPT_GROUP },
+		{ "key-algorithm", required_argument, NULL, OPT_KEYALG },
+		{ "signing-algorithm", required_argument, NULL, OPT_SIGALG },
+		{ "validity-days", required_argument, NULL, OPT_DAYS },
+		{ "bundle", required_argument, NULL, OPT_BUNDLE },
+		{ "csr", required_argument, NULL, OPT_CSR },
+		{ "json", no_argument, NULL, CLI_OPT_JSON },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *groups[MAX_GROUPS], *key_name = "ECDSA-P256", *sig_name = NULL, *csr_file = NULL;
+	cf_ca_thing_opts o;
+	json_t *attrs = json_object();
+	char *attrs_text = NULL, *csr = NULL, *eq;
+	size_t n_groups = 0, csr_len = 0;
+	int ch, r = CLI_USAGE, json = 0;
+	long days = 0;
+	cf_ca *ca = NULL;
+	cf_cert_rec rec;
+
+	memset(&o, 0, sizeof(o));
+	memset(&rec, 0, sizeof(rec));
+	while ((ch = cli_getopt(c, argc, argv, opts)) != -1) {
+		switch (ch) {
+		case CLI_DONE_OK: r = CLI_OK; goto out;
+		case CLI_DONE_USAGE: goto out;
+		case OPT_ATTR:
+			if ((eq = strchr(optarg, '=')) == NULL || eq == optarg) {
+				r = cli_usage(c, "--attr takes key=value, not '%s'", optarg);
+				goto out;
+			}
+			*eq = '\0';
+			json_object_set_new(attrs, optarg, json_string(eq + 1));
+			*eq = '=';
+			break;
+		case OPT_GROUP:
+			if (n_groups == MAX_GROUPS) {
+				r = cli_usage(c, "at most %d --group options", MAX_GROUPS);
+				goto out;
+			}
+			groups[n_groups++] = optarg;
+			break;
+		case OPT_KEYALG: key_name = optarg; break;
+		case OPT_SIGALG: sig_name = optarg; break;
+		case OPT_BUNDLE: o.bundle_dir = optarg; break;
+		case OPT_CSR: csr_file = optarg; break;
+		case CLI_OPT_JSON: json = 1; break;
+		case OPT_DAYS:
+			if (cli_parse_int(&days, optarg, 1, 36500) != 0) {
+				r = cli_usage_error(c);
+				goto out;
+			}
+			break;
+		default: r = cli_usage(c, "unexpected option"); goto out;
+		}
+	}
+	if (argc - optind != 1) {
+		r = cli_usage(c, "give one thing NAME");
+		goto out;
+	}
+	if (o.bundle_dir != NULL && csr_file != NULL) {
+		r = cli_usage(c, "--bundle and --csr exclude each other");
+		goto out;
+	}
+	/* Checked before anything is touched: a bad pair never leaves a thing behind. */
+	if (cf_alg_validate(&o.key_alg, &o.sig_alg, key_name, sig_name) != 0) {
+		r = cli_usage_error(c);
+		goto out;
+	}
+	if (!cf_name_valid("thing", argv[optind])) {
+		r = cli_usage_error(c);
+		goto out;
+	}
+	if (csr_file != NULL && (r = cli_read_file(&csr, &csr_len, csr_file, "--csr")) != CLI_OK)
+		goto out;
+	if ((r = cli_open(c, &ca)) != CLI_OK)
+		goto out;
+	if ((attrs_text = json_dumps(attrs, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
+		r = CLI_FAIL;
+		goto out;
+	}
+	o.name = argv[optind];
+	o.attributes_json = attrs_text;
+	o.groups = groups;
+	o.n_groups = n_groups;
+	o.validity_days = (int)days;
+	o.csr = csr;
+	o.csr_len = csr_len;
+	if (cf_ca_thing_create(ca, &rec, &o) != 0) {
+		r = cli_fail("thing create");
+		goto out;
+	}
+	r = CLI_OK;
+	if (json) {
+		json_t *j = json_object();
+		json_object_set_new(j, "name", json_string(o.name));
+		json_object_set_new(j, "certificate", rec.id[0] ? cli_json_cert(&rec, 0) : json_null());
+		if (o.bundle_dir)
+			json_object_set_new(j, "bundle", json_string(o.bundle_dir));
+		r = cli_print_json(j);
+	} else {
+		printf("Created thing %s\n", o.name);
+		if (rec.id[0])
+			printf("  certificate %s (%s, %s)\n", rec.id, rec.key_alg,
+			    cf_cert_status_name(rec.status));
+		if (o.bundle_dir)
+			printf("  bundle      %s (device.key, device.crt, ca-chain.crt, agent.conf)\n",
+			    o.bundle_dir);
+	}
+out:
+	json_decref(attrs);
+	free(attrs_text);
+	free(csr);
+	cf_cert_rec_clear(&rec);
+	cf_ca_close(ca);
+	return r;
+}
+
+/* Every certificate of a thing, oldest first. */
+static int
+thing_certs(cf_ca *ca, cf_cert_rec **out, size_t *n, const char *thing)
+{
+	cf_cert_filter f = { .status = -1, .thing = thing };
+
+	return cf_store_cert_list(cf_ca_store(ca), out, n, &f);
+}
+
+int
+cli_thing_list(cli *c, int argc, char **argv)
+{
+	cf_ca *ca = NULL;
+	cf_thing_rec *things = NULL;
+	cf_cert_rec *certs = NULL;
+	cf_cert_filter f = { .status = CF_CERT_ACTIVE };
+	size_t n = 0, n_certs = 0, i, k;
+	int json = 0, r;
+	json_t *arr = NULL, *o, *attrs;
+	json_error_t err;
+
+	if ((r = cli_plain_opts(c, argc, argv, &json)) != CLI_OK)
+		return r == CLI_DONE_OK ? CLI_OK : r;
+	if (optind < argc)
+		return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+	if ((r = cli_open(c, &ca)) != CLI_OK)
+		return r;
+	if (cf_store_thing_list(cf_ca_store(ca), &things, &n) != 0 ||
+	    cf_store_cert_list(cf_ca_store(ca), &certs, &n_certs, &f) != 0) {
+		r = cli_fail("thing list");
+		goto out;
+	}
+	if (!json)
+		printf("%-32s %-6s %s\n", "NAME", "ATTRS", "ACTIVE CERTIFICATE");
+	arr = json_array();
+	for (i = 0; i < n; i++) {
+		const char *active = NULL;
+		for (k = 0; k < n_certs && active == NULL; k++)
+			if (strcmp(certs[k].thing, things[i].name) == 0)
+				active = certs[k].id;
+		attrs = json_loads(things[i].attributes, 0, &err);
+		if (!json) {
+			printf("%-32s %-6zu %s\n", things[i].name, attrs ? json_object_size(attrs) : 0,
+			    active ? active : "-");
+			json_decref(attrs);
+			continue;
+		}
+		o = json_object();
+		json_object_set_new(o, "name", json_string(things[i].name));
+		json_object_set_new(o, "attributes", attrs ? attrs : json_object());
+		json_object_set_new(o, "activeCertificate", active ? json_string(active) : json_null());
+		json_array_append_new(arr, o);
+	}
+	if (json) {
+		r = cli_print_json(arr);
+		arr = NULL;
+	}
+out:
+	json_decref(arr);
+	cf_thing_recs_free(things, n);
+	cf_cert_recs_free(certs, n_certs);
+	cf_ca_close(ca);
+	return r;
+}
+
+int
+cli_thing_describe(cli *c, int argc, char **argv)
+{
+	cf_ca *ca = NULL;
+	cf_thing_rec t;
+	cf_group_rec *groups = NULL;
+	cf_cert_rec *certs = NULL;
+	char **members = NULL, nb[CLI_TIME_LEN];
+	size_t n_groups = 0, n_certs = 0, n_members = 0, i, k;
+	int json = 0, r;
+	json_t *o = NULL, *garr, *carr, *attrs;
+	json_error_t err;
+	const char *key;
+	json_t *val;
+
+	memset(&t, 0, sizeof(t));
+	if ((r = cli_plain_opts(c, argc, argv, &json)) != CLI_OK)
+		return r == CLI_DONE_OK ? CLI_OK : r;
+	if (argc - optind != 1)
+		return cli_usage(c, "give one thing NAME");
+	if ((r = cli_open(c, &ca)) != CLI_OK)
+		return r;
+	r = CLI_FAIL;
+	if (cf_store_thing_get(cf_ca_store(ca), &t, argv[optind]) != 0 ||
+	    cf_store_group_list(cf_ca_store(ca), &groups, &n_groups) != 0 ||
+	    thing_certs(ca, &certs, &n_certs, t.name) != 0) {
+		r = cli_fail("thing describe");
+		goto out;
+	}
+	o = json_object();
+	attrs = json_loads(t.attributes, 0, &err);
+	json_object_set_new(o, "name", json_string(t.name));
+	json_object_set_new(o, "attributes", attrs ? attrs : json_object());
+	garr = json_array();
+	for (i = 0; i < n_groups; i++) {
+		if (cf_store_group_members(cf_ca_store(ca), &members, &n_members, groups[i].name) != 0) {
+			r = cli_fail("thing describe");
+			goto out;
+		}
+		for (k = 0; k < n_members; k++)
+			if (strcmp(members[k], t.name) == 0)
+				json_array_append_new(garr, json_string(groups[i].name));
+		cf_strv_free(members, n_members);
+		members = NULL;
+		n_members = 0;
+	}
+	json_object_set_new(o, "groups", garr);
+	carr = json_array();
+	for (i = 0; i < n_certs; i++)
+		json_array_append_new(carr, cli_json_cert(&certs[i], 0));
+	json_object_set_new(o, "certificates", carr);
+	if (json) {
+		r = cli_print_json(o);
+		o = NULL;
+		goto out;
+	}
+	printf("thing        %s\n", t.name);
+	json_object_foreach(json_object_get(o, "attributes"), key, val)
+		printf("attribute    %s = %s\n", key, json_is_string(val) ? json_string_value(val) : "?");
+	for (i = 0; i < json_array_size(garr); i++)
+		printf("group        %s\n", json_string_value(json_array_get(garr, i)));
+	for (i = 0; i < n_certs; i++)
+		printf("certificate  %s %-18s %-10s until %s\n", certs[i].id,
+		    cf_cert_status_name(certs[i].status), certs[i].key_alg,
+		    cli_time(nb, certs[i].not_after));
+	r = CLI_OK;
+out:
+	json_decref(o);
+	cf_thing_rec_clear(&t);
+	cf_group_recs_free(groups, n_groups);
+	cf_cert_recs_free(certs, n_certs);
+	cf_ca_close(ca);
+	return r;
+}
+
+int
+cli_thing_delete(cli *c, int argc, char **argv)
+{
+	cf_ca *ca = NULL;
+	int r;
+
+	if ((r = cli_plain_opts(c, argc, argv, NULL)) != CLI_OK)
+		return r == CLI_DONE_OK ? CLI_OK : r;
+	if (argc - optind != 1)
+		return cli_usage(c, "give one thing NAME");
+	if ((r = cli_open(c, &ca)) != CLI_OK)
+		return r;
+	if (cf_store_thing_delete(cf_ca_store(ca), argv[optind]) != 0)
+		r = cli_fail("thing delete");
+	else
+		printf("Deleted thing %s\n", argv[optind]);
+	cf_ca_close(ca);
+	return r;
+}
+
+int
+cli_group_create(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CLI_COMMON_OPTIONS,
+		{ "query", required_argument, NULL, OPT_QUERY },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *query = NULL;
+	cf_ca *ca = NULL;
+	int ch, r;
+
+	while ((ch = cli_getopt(c, argc, argv, opts)) != -1) {
+		switch (ch) {
+		case CLI_DONE_OK: return CLI_OK;
+		case CLI_DONE_USAGE: return CLI_USAGE;
+		case OPT_QUERY: query = optarg; break;
+		default: return cli_usage(c, "unexpected option");
+		}
+	}
+	if (argc - optind != 1)
+		return cli_usage(c, "give one group NAME");
+	if ((r = cli_open(c, &ca)) != CLI_OK)
+		return r;
+	if (cf_store_group_create(cf_ca_store(ca), argv[optind], query) != 0)
+		r = cli_fail("group create");
+	else
+		printf("Created %s group %s%s%s\n", query ? "dynamic" : "static", argv[optind],
+		    query ? " matching " : "", query ? query : "");
+	cf_ca_close(ca);
+	return r;
+}
+
+int
+cli_group_add(cli *c, int argc, char **argv)
+{
+	cf_ca *ca = NULL;
+	cf_store *st;
+	int r, i;
+
+	if ((r = cli_plain_opts(c, argc, argv, NULL)) != CLI_OK)
+		return r == CLI_DONE_OK ? CLI_OK : r;
+	if (argc - optind < 2)
+		return cli_usage(c, "give a GROUP and at least one THING");
+	if ((r = cli_open(c, &ca)) != CLI_OK)
+		return r;
+	st = cf_ca_store(ca);
+	/* All or nothing: one unknown thing adds none. */
+	if (cf_store_begin(st) != 0) {
+		r = cli_fail("group add");
+		goto out;
+	}
+	for (i = optind + 1; i < argc; i++) {
+		if (cf_store_group_add(st, argv[optind], argv[i]) != 0) {
+			cf_store_rollback(st);
+			r = cli_fail("group add");
+			goto out;
+		}
+	}
+	if (cf_store_commit(st) != 0) {
+		r = cli_fail("group add");
+		goto out;
+	}
+	printf("Added %d thing%s to group %s\n", argc - optind - 1, argc - optind - 1 == 1 ? "" : "s",
+	    argv[optind]);
+out:
+	cf_ca_close(ca);
+	return r;
+}
+
+int
+cli_group_list(cli *c, int argc, char **argv)
+{
+	cf_ca *ca = NULL;
+	cf_group_rec *groups = NULL;
+	char **members = NULL;
+	size_t n = 0, n_members = 0, i, k;
+	int json = 0, r;
+	json_t *arr, *o, *m;
+
+	if ((r = cli_plain_opts(c, argc, argv, &json)) != CLI_OK)
+		return r == CLI_DONE_OK ? CLI_OK : r;
+	if (optind < argc)
+		return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+	if ((r = cli_open(c, &ca)) != CLI_OK)
+		return r;
+	if (cf_store_group_list(cf_ca_store(ca), &groups, &n) != 0) {
+		r = cli_fail("group list");
+		goto out;
+	}
+	arr = json_array();
+	for (i = 0; i < n; i++) {
+		if (cf_store_group_members(cf_ca_store(ca), &members, &n_members, groups[i].name) != 0) {
+			json_decref(arr);
+			r = cli_fail("group list");
+			goto out;
+		}
+		o = json_object();
+		json_object_set_new(o, "name", json_string(groups[i].name));
+		json_object_set_new(o, "type", json_string(groups[i].query ? "dynamic" : "static"));
+		if (groups[i].query)
+			json_object_set_new(o, "query", json_string(groups[i].query));
+		m = json_array();
+		for (k = 0; k < n_members; k++)
+			json_array_append_new(m, json_string(members[k]));
+		json_object_set_new(o, "members", m);
+		json_array_append_new(arr, o);
+		cf_strv_free(members, n_members);
+		members = NULL;
+		n_members = 0;
+	}
+	if (json) {
+		r = cli_print_json(arr);
+		goto out;
+	}
+	printf("%-24s %-8s %-24s %s\n", "NAME", "TYPE", "QUERY", "MEMBERS");
+	for (i = 0; i < n; i++) {
+		o = json_array_get(arr, i);
+		m = json_object_get(o, "members");
+		printf("%-24s %-8s %-24s", groups[i].name, groups[i].query ? "dynamic" : "static",
+		    groups[i].query ? groups[i].query : "-");
+		for (k = 0; k < json_array_size(m); k++)
+			printf("%s%s", k ? "," : " ", json_string_value(json_array_get(m, k)));
+		printf("\n");
+	}
+	json_decref(arr);
+out:
+	cf_group_recs_free(groups, n);
+	cf_ca_close(ca);
+	return r;
+}
