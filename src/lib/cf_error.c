@@ -55,7 +55,9 @@ cf_error_prefix(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(ctx, sizeof(ctx), fmt, ap);
 	va_end(ap);
-	snprintf(cf_errbuf, sizeof(cf_errbuf), "%s: %s", ctx, old);
+	/* A message too long for the buffer is cut; the context comes first. */
+	if (snprintf(cf_errbuf, sizeof(cf_errbuf), "%s: %s", ctx, old) < 0)
+		cf_errbuf[0] = '\0';
 }
 
 const char *
