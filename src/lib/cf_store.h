@@ -84,6 +84,9 @@ int cf_store_thing_list(cf_store *st, cf_thing_rec **out, size_t *out_n) CF_MUST
  * kept and detached (thing becomes "").
  */
 int cf_store_thing_delete(cf_store *st, const char *name) CF_MUST_CHECK;
+/* Replaces a thing's attributes (same rules as create; event thing.updated). CF_ENOTFOUND / CF_EINVAL. */
+int cf_store_thing_set_attributes(cf_store *st, const char *name,
+    const char *attributes_json) CF_MUST_CHECK;
 void cf_thing_rec_clear(cf_thing_rec *r);
 void cf_thing_recs_free(cf_thing_rec *r, size_t n);
 
@@ -103,6 +106,7 @@ int cf_store_group_add(cf_store *st, const char *group, const char *thing) CF_MU
 int cf_store_group_list(cf_store *st, cf_group_rec **out, size_t *out_n) CF_MUST_CHECK;
 /* Thing names in the group (dynamic groups evaluated now), sorted. Free with cf_strv_free. */
 int cf_store_group_members(cf_store *st, char ***out, size_t *out_n, const char *group) CF_MUST_CHECK;
+void cf_group_rec_clear(cf_group_rec *r);
 void cf_group_recs_free(cf_group_rec *r, size_t n);
 void cf_strv_free(char **v, size_t n);
 
@@ -134,7 +138,10 @@ int cf_store_ca_list(cf_store *st, cf_ca_rec **out, size_t *out_n) CF_MUST_CHECK
 int cf_store_ca_get_issuer(cf_store *st, cf_ca_rec *out) CF_MUST_CHECK; /* CF_ENOTFOUND if none */
 /* Makes this ACTIVE intermediate the issuer (clears the flag elsewhere). CF_EINVAL / CF_ESTATE otherwise. */
 int cf_store_ca_set_issuer(cf_store *st, const char *id) CF_MUST_CHECK;
-/* Status change with cf_cert_status_check rules; a revoked issuer stops being the issuer. */
+/*
+ * Status change with cf_cert_status_check rules; an issuer that stops being
+ * ACTIVE (revoked or deactivated) stops being the issuer.
+ */
 int cf_store_ca_set_status(cf_store *st, const char *id, cf_cert_status to, int reason) CF_MUST_CHECK;
 /* Increments and returns the CA's CRL number. */
 int cf_store_ca_next_crl_number(cf_store *st, int64_t *out, const char *id) CF_MUST_CHECK;

@@ -1,0 +1,1449 @@
+/*
+ * cf_store — the back-end-neutral half of the registry.
+ *
+ * Owns every rule of the store: argument validation, the certificate and CA
+ * status transitions (cf_cert_status_check is the only place they are
+ * decided), the "at most two ACTIVE certificates per thing" rule, dynamic
+ * group evaluation, id and prefix lookups, nesting of transactions and the
+ * hash-chained event log (docs/event-log.md). Each mutator runs in a
+ * transaction (its own, or a nested one inside the caller's) and appends its
+ * event in it, so a change and its event commit together or not at all.
+ *
+ * Storage goes through struct cf_store_ops (cf_store_backend.h); nothing
+ * here knows which database is underneath. A cf_store is used by one thread
+ * at a time.
+ */
+#include "cf_store.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cf_store_backend.h"
+
+#define PREFIX_MIN 8          /* shortest id prefix accepted in a lookup */
+#define ACTIVE_PER_THING_MAX 2 /* one, and one more during a rotation */
+
+static const char zero_hash[CF_ID_LEN + 1] =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+struct cf_store {
+	const struct cf_store_ops *ops;
+	struct cf_store_backend *b;
+	int depth; /* open transactions, outermost included */
+};
+
+/* ---- status ------------------------------------------------------------- */
+
+static const char *const status_names[CF_CERT__STATUS_COUNT] = {
+	[CF_CERT_PENDING_ACTIVATION] = "PENDING_ACTIVATION",
+	[CF_CERT_ACTIVE] = "ACTIVE",
+	[CF_CERT_INACTIVE] = "INACTIVE",
+	[CF_CERT_REVOKED] = "REVOKED",
+};
+
+/* status_allowed[from][to]: DESIGN §4. from == to is a no-op and allowed. */
+static const unsigned char status_allowed[CF_CERT__STATUS_COUNT][CF_CERT__STATUS_COUNT] = {
+	[CF_CERT_PENDING_ACTIVATION] = {
+		[CF_CERT_PENDING_ACTIVATION] = 1, [CF_CERT_ACTIVE] = 1,
+		[CF_CERT_INACTIVE] = 1, [CF_CERT_REVOKED] = 1,
+	},
+	[CF_CERT_ACTIVE] = {
+		[CF_CERT_ACTIVE] = 1, [CF_CERT_INACTIVE] = 1, [CF_CERT_REVOKED] = 1,
+	},
+	[CF_CERT_INACTIVE] = {
+		[CF_CERT_ACTIVE] = 1, [CF_CERT_INACTIVE] = 1, [CF_CERT_REVOKED] = 1,
+	},
+	[CF_CERT_REVOKED] = {
+		[CF_CERT_REVOKED] = 1,
+	},
+};
+
+static int
+status_valid(int s)
+{
+	return s >= 0 && s < CF_CERT__STATUS_COUNT;
+}
+
+const char *
+cf_cert_status_name(cf_cert_status s)
+{
+	return status_valid((int)s) ? status_names[s] : "UNKNOWN";
+}
+
+int
+cf_cert_status_parse(cf_cert_status *out, const char *name)
+{
+	int i;
+
+	for (i = 0; i < CF_CERT__STATUS_COUNT; i++) {
+		if (name != NULL && strcasecmp(name, status_names[i]) == 0) {
+			*out = (cf_cert_status)i;
+			return 0;
+		}
+	}
+	cf_error_set("unknown certificate status '%s' (PENDING_ACTIVATION, ACTIVE, INACTIVE, REVOKED)",
+	    name ? name : "");
+	return CF_EINVAL;
+}
+
+int
+cf_cert_status_check(cf_cert_status from, cf_cert_status to)
+{
+	if (!status_valid((int)from) || !status_valid((int)to)) {
+		cf_error_set("unknown certificate status %d -> %d", (int)from, (int)to);
+		return CF_EINVAL;
+	}
+	if (!status_allowed[from][to]) {
+		cf_error_set("status cannot change from %s to %s%s", status_names[from],
+		    status_names[to], from == CF_CERT_REVOKED ? " (REVOKED is terminal)" : "");
+		return CF_ESTATE;
+	}
+	return 0;
+}
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+/* 1 if s is min_len..CF_ID_LEN hex digits (either case). */
+static int
+is_hex(const char *s, size_t min_len)
+{
+	size_t i, len = strlen(s);
+
+	if (len < min_len || len > CF_ID_LEN)
+		return 0;
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+			return 0;
+	}
+	return 1;
+}
+
+static void
+lower_copy(char *out, const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0'; i++)
+		out[i] = (s[i] >= 'A' && s[i] <= 'F') ? (char)(s[i] - 'A' + 'a') : s[i];
+	out[i] = '\0';
+}
+
+static int
+id_valid(const char *kind, const char *id)
+{
+	size_t i;
+
+	for (i = 0; id[i] != '\0'; i++) {
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			break;
+	}
+	if (i != CF_ID_LEN || id[i] != '\0') {
+		cf_error_set("%s id must be %d lowercase hex characters", kind, CF_ID_LEN);
+		return 0;
+	}
+	return 1;
+}
+
+/* Compact JSON with sorted keys: one line, stable text for hashing and storing. */
+static int
+json_text(char **out, const json_t *j)
+{
+	char *s;
+
+	if ((s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
+		cf_error_set("out of memory");
+		return CF_ERROR;
+	}
+	*out = s;
+	return 0;
+}
+
+/* Attribute keys share the name alphabet, so every attribute can be queried. */
+static int
+attributes_normalize(char **out, const char *text)
+{
+	int r = CF_EINVAL;
+	json_t *j = NULL, *v;
+	json_error_t jerr;
+	const char *k;
+
+	if (text == NULL)
+		text = "{}";
+	if ((j = json_loads(text, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+		cf_error_set("attributes are not valid JSON: %s (line %d)", jerr.text, jerr.line);
+		goto out;
+	}
+	if (!json_is_object(j)) {
+		cf_error_set("attributes must be a JSON object");
+		goto out;
+	}
+	json_object_foreach(j, k, v) {
+		if (!cf_name_valid("attribute", k)) {
+			cf_error_prefix("attributes");
+			goto out;
+		}
+		if (!json_is_string(v)) {
+			cf_error_set("attribute '%s' must be a string", k);
+			goto out;
+		}
+	}
+	r = json_text(out, j);
+out:
+	json_decref(j);
+	return r;
+}
+
+/*
+ * A dynamic group query: "key=value" terms joined by ','. Keys follow the
+ * name alphabet; values are non-empty and contain neither ',' nor '='.
+ * With attrs, returns 1 if every term matches that attributes object and 0
+ * if not; with attrs NULL, only validates (0). CF_EINVAL if malformed.
+ */
+static int
+query_eval(const char *query, const json_t *attrs)
+{
+	const char *p = query, *eq, *end;
+	char key[CF_NAME_MAX + 1];
+	size_t klen, vlen;
+	const json_t *v;
+	int match = 1;
+
+	if (query == NULL || *query == '\0') {
+		cf_error_set("a dynamic group query must not be empty");
+		return CF_EINVAL;
+	}
+	for (;;) {
+		end = p + strcspn(p, ",");
+		eq = memchr(p, '=', (size_t)(end - p));
+		klen = eq ? (size_t)(eq - p) : 0;
+		vlen = eq ? (size_t)(end - eq - 1) : 0;
+		if (eq == NULL || klen == 0 || klen > CF_NAME_MAX || vlen == 0 ||
+		    memchr(eq + 1, '=', vlen) != NULL) {
+			cf_error_set("group query '%s': each term must be key=value, joined by ','",
+			    query);
+			return CF_EINVAL;
+		}
+		memcpy(key, p, klen);
+		key[klen] = '\0';
+		if (!cf_name_valid("query key", key)) {
+			cf_error_prefix("group query '%s'", query);
+			return CF_EINVAL;
+		}
+		if (attrs != NULL) {
+			v = json_object_get(attrs, key);
+			if (!json_is_string(v) || json_string_length(v) != vlen ||
+			    memcmp(json_string_value(v), eq + 1, vlen) != 0)
+				match = 0;
+		}
+		if (*end == '\0')
+			break;
+		p = end + 1;
+	}
+	return attrs != NULL ? match : 0;
+}
+
+static int
+thing_matches(int *out, const cf_thing_rec *t, const char *query)
+{
+	json_t *attrs;
+	json_error_t jerr;
+	int r;
+
+	if ((attrs = json_loads(t->attributes ? t->attributes : "{}", 0, &jerr)) == NULL) {
+		cf_error_set("thing '%s': stored attributes are not JSON: %s", t->name, jerr.text);
+		return CF_ECORRUPT;
+	}
+	r = query_eval(query, attrs);
+	json_decref(attrs);
+	if (r < 0)
+		return r;
+	*out = r;
+	return 0;
+}
+
+/* ---- records ------------------------------------------------------------- */
+
+void
+cf_thing_rec_clear(cf_thing_rec *r)
+{
+	if (r == NULL)
+		return;
+	free(r->attributes);
+	memset(r, 0, sizeof(*r));
+}
+
+void
+cf_thing_recs_free(cf_thing_rec *r, size_t n)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		cf_thing_rec_clear(&r[i]);
+	free(r);
+}
+
+void
+cf_group_rec_clear(cf_group_rec *r)
+{
+	if (r == NULL)
+		return;
+	free(r->query);
+	memset(r, 0, sizeof(*r));
+}
+
+void
+cf_group_recs_free(cf_group_rec *r, size_t n)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		cf_group_rec_clear(&r[i]);
+	free(r);
+}
+
+void
+cf_strv_free(char **v, size_t n)
+{
+	size_t i;
+
+	if (v == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void
+cf_ca_rec_clear(cf_ca_rec *r)
+{
+	if (r == NULL)
+		return;
+	free(r->pem);
+	memset(r, 0, sizeof(*r));
+}
+
+void
+cf_ca_recs_free(cf_ca_rec *r, size_t n)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		cf_ca_rec_clear(&r[i]);
+	free(r);
+}
+
+void
+cf_cert_rec_clear(cf_cert_rec *r)
+{
+	if (r == NULL)
+		return;
+	free(r->pem);
+	memset(r, 0, sizeof(*r));
+}
+
+void
+cf_cert_recs_free(cf_cert_rec *r, size_t n)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		cf_cert_rec_clear(&r[i]);
+	free(r);
+}
+
+void
+cf_event_recs_free(cf_event_rec *r, size_t n)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		free(r[i].detail);
+	free(r);
+}
+
+/* ---- opening and transactions --------------------------------------------- */
+
+static const struct {
+	const char *prefix; /* URI scheme, NULL: anything else (a file path) */
+	const struct cf_store_ops *ops;
+} backends[] = {
+	{ "postgres://", NULL },
+	{ "postgresql://", NULL },
+	{ NULL, &cf_store_sqlite_ops },
+};
+
+int
+cf_store_open(cf_store **out, const char *uri, int flags)
+{
+	int r = CF_ERROR;
+	cf_store *st = NULL;
+	size_t i;
+
+	if (uri == NULL || *uri == '\0') {
+		cf_error_set("no store given");
+		return CF_EINVAL;
+	}
+	for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+		if (backends[i].prefix == NULL ||
+		    strncmp(uri, backends[i].prefix, strlen(backends[i].prefix)) == 0)
+			break;
+	}
+	if (i == sizeof(backends) / sizeof(backends[0]) || backends[i].ops == NULL) {
+		cf_error_set("%s: no back end for this store in this build", uri);
+		return CF_EINVAL;
+	}
+	if ((st = calloc(1, sizeof(*st))) == NULL) {
+		cf_error_set("out of memory");
+		goto out;
+	}
+	st->ops = backends[i].ops;
+	if ((r = st->ops->open(&st->b, uri, flags)) != 0)
+		goto out;
+	*out = st;
+	st = NULL;
+	r = 0;
+out:
+	free(st);
+	return r;
+}
+
+void
+cf_store_close(cf_store *st)
+{
+	if (st == NULL)
+		return;
+	if (st->b != NULL)
+		st->ops->close(st->b);
+	free(st);
+}
+
+int
+cf_store_schema_version(cf_store *st)
+{
+	return st->ops->schema_version(st->b);
+}
+
+int
+cf_store_begin(cf_store *st)
+{
+	int r;
+
+	if ((r = st->ops->begin(st->b, st->depth)) != 0)
+		return r;
+	st->depth++;
+	return 0;
+}
+
+int
+cf_store_commit(cf_store *st)
+{
+	if (st->depth == 0) {
+		cf_error_set("commit without a transaction");
+		return CF_EINVAL;
+	}
+	st->depth--;
+	return st->ops->commit(st->b, st->depth);
+}
+
+void
+cf_store_rollback(cf_store *st)
+{
+	if (st->depth == 0)
+		return;
+	st->depth--;
+	st->ops->rollback(st->b, st->depth);
+}
+
+/* Ends a mutator's own (possibly nested) transaction: commits on r == 0. */
+static int
+tx_end(cf_store *st, int r)
+{
+	if (r == 0)
+		return cf_store_commit(st);
+	cf_store_rollback(st);
+	return r;
+}
+
+/* ---- the event chain -------------------------------------------------------- */
+
+/*
+ * hash = hex SHA-256 of prev_hash "\n" seq "\n" ts "\n" type "\n" subject
+ * "\n" detail (decimal integers). docs/event-log.md is the contract.
+ */
+static int
+event_hash(char out[CF_ID_LEN + 1], const cf_event_rec *ev)
+{
+	const char *detail = ev->detail ? ev->detail : "";
+	size_t len = CF_ID_LEN + 2 * 21 + strlen(ev->type) + strlen(ev->subject) +
+	    strlen(detail) + 8;
+	char *buf;
+	int n;
+
+	if ((buf = malloc(len)) == NULL) {
+		cf_error_set("out of memory");
+		return CF_ERROR;
+	}
+	n = snprintf(buf, len, "%s\n%lld\n%lld\n%s\n%s\n%s", ev->prev_hash, (long long)ev->seq,
+	    (long long)ev->ts, ev->type, ev->subject, detail);
+	cf_sha256_hex(out, buf, (size_t)n);
+	free(buf);
+	return 0;
+}
+
+static int
+event_type_valid(const char *type)
+{
+	size_t i, len = type ? strlen(type) : 0;
+
+	if (len == 0 || len >= sizeof(((cf_event_rec *)0)->type))
+		goto bad;
+	for (i = 0; i < len; i++) {
+		char c = type[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		    c == '-'))
+			goto bad;
+	}
+	return 1;
+bad:
+	cf_error_set("event type '%s' must be 1 to %zu characters of [a-z0-9._-]", type ? type : "",
+	    sizeof(((cf_event_rec *)0)->type) - 1);
+	return 0;
+}
+
+static int
+event_subject_valid(const char *subject)
+{
+	size_t i, len = strlen(subject);
+
+	if (len >= sizeof(((cf_event_rec *)0)->subject)) {
+		cf_error_set("event subject is too long (max %zu characters)",
+		    sizeof(((cf_event_rec *)0)->subject) - 1);
+		return 0;
+	}
+	/* No control characters: the hashed text is newline-separated. */
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)subject[i] < 0x20 || subject[i] == 0x7f) {
+			cf_error_set("event subject has a control character at position %zu",
+			    i + 1);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* Appends with detail already normalized; the caller holds a transaction. */
+static int
+event_add_text(cf_store *st, const char *type, const char *subject, char *detail)
+{
+	int r;
+	cf_event_rec ev;
+
+	memset(&ev, 0, sizeof(ev));
+	if (!event_type_valid(type) || !event_subject_valid(subject))
+		return CF_EINVAL;
+	memcpy(ev.type, type, strlen(type) + 1);
+	memcpy(ev.subject, subject, strlen(subject) + 1);
+	ev.detail = detail;
+	if ((r = st->ops->event_head(st->b, &ev.seq, ev.prev_hash)) != 0)
+		return r;
+	ev.seq++;
+	ev.ts = cf_time_now();
+	if ((r = event_hash(ev.hash, &ev)) != 0)
+		return r;
+	return st->ops->event_insert(st->b, &ev);
+}
+
+/* Appends an event whose detail is j (consumed, may be NULL for "{}"). */
+static int
+event_add(cf_store *st, const char *type, const char *subject, json_t *j)
+{
+	int r;
+	char *text = NULL;
+
+	if (j == NULL) {
+		cf_error_set("out of memory");
+		return CF_ERROR;
+	}
+	if ((r = json_text(&text, j)) == 0)
+		r = event_add_text(st, type, subject, text);
+	free(text);
+	json_decref(j);
+	return r;
+}
+
+int
+cf_store_event_append(cf_store *st, const char *type, const char *subject,
+    const char *detail_json)
+{
+	int r = CF_EINVAL;
+	json_t *j = NULL;
+	json_error_t jerr;
+	char *text = NULL;
+
+	if (subject == NULL)
+		subject = "";
+	if (!event_type_valid(type) || !event_subject_valid(subject))
+		goto out;
+	if ((j = json_loads(detail_json ? detail_json : "{}", JSON_REJECT_DUPLICATES,
+	    &jerr)) == NULL || !json_is_object(j)) {
+		cf_error_set("event detail must be a JSON object%s%s", j ? "" : ": ",
+		    j ? "" : jerr.text);
+		goto out;
+	}
+	if ((r = json_text(&text, j)) != 0)
+		goto out;
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	r = tx_end(st, event_add_text(st, type, subject, text));
+out:
+	free(text);
+	json_decref(j);
+	return r;
+}
+
+int
+cf_store_event_list(cf_store *st, cf_event_rec **out, size_t *out_n, int64_t since,
+    size_t limit)
+{
+	return st->ops->event_list(st->b, out, out_n, since, limit);
+}
+
+struct verify_state {
+	int64_t count;   /* events checked and found good */
+	int64_t bad;     /* seq of the first bad event, 0 if none yet */
+	char head[CF_ID_LEN + 1];
+};
+
+static int
+verify_one(const cf_event_rec *ev, void *arg)
+{
+	struct verify_state *vs = arg;
+	char want[CF_ID_LEN + 1];
+	int r;
+
+	if (ev->seq != vs->count + 1) {
+		cf_error_set("event #%lld: sequence broken, expected #%lld (events deleted or "
+		    "reordered)", (long long)ev->seq, (long long)(vs->count + 1));
+		goto bad;
+	}
+	if (strcmp(ev->prev_hash, vs->head) != 0) {
+		cf_error_set("event #%lld: prev_hash %.16s... does not match the hash of event #%lld "
+		    "(%.16s...)", (long long)ev->seq, ev->prev_hash, (long long)vs->count, vs->head);
+		goto bad;
+	}
+	if ((r = event_hash(want, ev)) != 0)
+		return r;
+	if (strcmp(want, ev->hash) != 0) {
+		cf_error_set("event #%lld: stored hash %.16s... does not match its content "
+		    "(%.16s...): the event was altered", (long long)ev->seq, ev->hash, want);
+		goto bad;
+	}
+	vs->count++;
+	memcpy(vs->head, ev->hash, sizeof(vs->head));
+	return 0;
+bad:
+	vs->bad = ev->seq;
+	return CF_ECORRUPT;
+}
+
+int
+cf_store_event_verify(cf_store *st, int64_t *count, int64_t *first_bad,
+    char head[CF_ID_LEN + 1])
+{
+	struct verify_state vs;
+	int r;
+
+	memset(&vs, 0, sizeof(vs));
+	memcpy(vs.head, zero_hash, sizeof(vs.head));
+	r = st->ops->event_foreach(st->b, verify_one, &vs);
+	if (count != NULL)
+		*count = vs.count;
+	if (first_bad != NULL)
+		*first_bad = vs.bad;
+	if (head != NULL)
+		memcpy(head, vs.head, CF_ID_LEN + 1);
+	return r;
+}
+
+/* ---- things -------------------------------------------------------------- */
+
+int
+cf_store_thing_create(cf_store *st, const char *name, const char *attributes_json)
+{
+	int r = CF_EINVAL;
+	cf_thing_rec t;
+	json_t *attrs = NULL;
+
+	memset(&t, 0, sizeof(t));
+	if (!cf_name_valid("thing", name))
+		goto out;
+	if ((r = attributes_normalize(&t.attributes, attributes_json)) != 0)
+		goto out;
+	memcpy(t.name, name, strlen(name) + 1);
+	t.created_at = cf_time_now();
+	if ((attrs = json_loads(t.attributes, 0, NULL)) == NULL) {
+		r = CF_ERROR;
+		cf_error_set("out of memory");
+		goto out;
+	}
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->thing_insert(st->b, &t)) == CF_EEXISTS)
+		cf_error_set("thing '%s' already exists", name);
+	if (r == 0)
+		r = event_add(st, "thing.created", name, json_pack("{s:O}", "attributes", attrs));
+	r = tx_end(st, r);
+out:
+	json_decref(attrs);
+	cf_thing_rec_clear(&t);
+	return r;
+}
+
+int
+cf_store_thing_get(cf_store *st, cf_thing_rec *out, const char *name)
+{
+	if (!cf_name_valid("thing", name))
+		return CF_EINVAL;
+	return st->ops->thing_get(st->b, out, name);
+}
+
+int
+cf_store_thing_list(cf_store *st, cf_thing_rec **out, size_t *out_n)
+{
+	return st->ops->thing_list(st->b, out, out_n);
+}
+
+int
+cf_store_thing_set_attributes(cf_store *st, const char *name, const char *attributes_json)
+{
+	int r = CF_EINVAL;
+	cf_thing_rec t;
+	char *attrs = NULL;
+	json_t *j = NULL;
+
+	memset(&t, 0, sizeof(t));
+	if (!cf_name_valid("thing", name))
+		goto out;
+	if ((r = attributes_normalize(&attrs, attributes_json)) != 0)
+		goto out;
+	if ((j = json_loads(attrs, 0, NULL)) == NULL) {
+		r = CF_ERROR;
+		cf_error_set("out of memory");
+		goto out;
+	}
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->thing_get(st->b, &t, name)) == 0 && strcmp(t.attributes, attrs) != 0) {
+		free(t.attributes);
+		t.attributes = attrs;
+		attrs = NULL;
+		if ((r = st->ops->thing_update(st->b, &t)) == 0)
+			r = event_add(st, "thing.updated", name, json_pack("{s:O}", "attributes", j));
+	}
+	r = tx_end(st, r);
+out:
+	json_decref(j);
+	free(attrs);
+	cf_thing_rec_clear(&t);
+	return r;
+}
+
+int
+cf_store_thing_delete(cf_store *st, const char *name)
+{
+	int r = CF_EINVAL;
+	cf_thing_rec t;
+	cf_cert_rec *certs = NULL;
+	size_t n = 0, i;
+	cf_cert_filter f = { .status = -1, .thing = name };
+
+	memset(&t, 0, sizeof(t));
+	if (!cf_name_valid("thing", name))
+		goto out;
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->thing_get(st->b, &t, name)) != 0)
+		goto end;
+	if ((r = st->ops->cert_list(st->b, &certs, &n, &f)) != 0)
+		goto end;
+	for (i = 0; i < n; i++) {
+		if (certs[i].status == CF_CERT_ACTIVE ||
+		    certs[i].status == CF_CERT_PENDING_ACTIVATION) {
+			r = CF_ESTATE;
+			cf_error_set("thing '%s' still holds %s certificate %.16s...: deactivate or "
+			    "revoke it first", name, cf_cert_status_name(certs[i].status),
+			    certs[i].id);
+			goto end;
+		}
+	}
+	if ((r = st->ops->thing_delete(st->b, name)) != 0)
+		goto end;
+	r = event_add(st, "thing.deleted", name,
+	    json_pack("{s:I}", "detached_certificates", (json_int_t)n));
+end:
+	r = tx_end(st, r);
+out:
+	cf_cert_recs_free(certs, n);
+	cf_thing_rec_clear(&t);
+	return r;
+}
+
+/* ---- groups ---------------------------------------------------------------- */
+
+int
+cf_store_group_create(cf_store *st, const char *name, const char *query)
+{
+	int r = CF_EINVAL;
+	cf_group_rec g;
+
+	memset(&g, 0, sizeof(g));
+	if (!cf_name_valid("group", name))
+		goto out;
+	if (query != NULL && (r = query_eval(query, NULL)) != 0)
+		goto out;
+	memcpy(g.name, name, strlen(name) + 1);
+	if (query != NULL && (g.query = strdup(query)) == NULL) {
+		r = CF_ERROR;
+		cf_error_set("out of memory");
+		goto out;
+	}
+	g.created_at = cf_time_now();
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->group_insert(st->b, &g)) == CF_EEXISTS)
+		cf_error_set("group '%s' already exists", name);
+	if (r == 0)
+		r = event_add(st, "group.created", name, query ?
+		    json_pack("{s:s,s:s}", "type", "dynamic", "query", query) :
+		    json_pack("{s:s}", "type", "static"));
+	r = tx_end(st, r);
+out:
+	cf_group_rec_clear(&g);
+	return r;
+}
+
+int
+cf_store_group_add(cf_store *st, const char *group, const char *thing)
+{
+	int r = CF_EINVAL;
+	cf_group_rec g;
+	cf_thing_rec t;
+
+	memset(&g, 0, sizeof(g));
+	memset(&t, 0, sizeof(t));
+	if (!cf_name_valid("group", group) || !cf_name_valid("thing", thing))
+		goto out;
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->group_get(st->b, &g, group)) != 0 ||
+	    (r = st->ops->thing_get(st->b, &t, thing)) != 0)
+		goto end;
+	if (g.query != NULL) {
+		r = CF_EINVAL;
+		cf_error_set("group '%s' is dynamic (%s): its members follow their attributes",
+		    group, g.query);
+		goto end;
+	}
+	r = st->ops->group_member_add(st->b, group, thing, cf_time_now());
+	if (r == CF_EEXISTS) {
+		r = 0; /* already a member: nothing changes, no event */
+		goto end;
+	}
+	if (r == 0)
+		r = event_add(st, "group.member_added", group, json_pack("{s:s}", "thing", thing));
+end:
+	r = tx_end(st, r);
+out:
+	cf_group_rec_clear(&g);
+	cf_thing_rec_clear(&t);
+	return r;
+}
+
+static int
+strcmp_p(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Names of the things matching query (already sorted: thing_list is by name). */
+static int
+dynamic_members(char ***out, size_t *out_n, const cf_thing_rec *things, size_t n,
+    const char *query)
+{
+	int r = CF_ERROR, m;
+	char **v = NULL;
+	size_t i, k = 0;
+
+	if (n > 0 && (v = calloc(n, sizeof(*v))) == NULL) {
+		cf_error_set("out of memory");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if ((r = thing_matches(&m, &things[i], query)) != 0)
+			goto out;
+		if (!m)
+			continue;
+		if ((v[k] = strdup(things[i].name)) == NULL) {
+			r = CF_ERROR;
+			cf_error_set("out of memory");
+			goto out;
+		}
+		k++;
+	}
+	*out = v;
+	*out_n = k;
+	v = NULL;
+	r = 0;
+out:
+	cf_strv_free(v, k);
+	return r;
+}
+
+int
+cf_store_group_members(cf_store *st, char ***out, size_t *out_n, const char *group)
+{
+	int r = CF_EINVAL;
+	cf_group_rec g;
+	cf_thing_rec *things = NULL;
+	size_t n = 0;
+
+	memset(&g, 0, sizeof(g));
+	if (!cf_name_valid("group", group))
+		goto out;
+	if ((r = st->ops->group_get(st->b, &g, group)) != 0)
+		goto out;
+	if (g.query == NULL) {
+		r = st->ops->group_member_list(st->b, out, out_n, group);
+		goto out;
+	}
+	if ((r = st->ops->thing_list(st->b, &things, &n)) != 0)
+		goto out;
+	if ((r = dynamic_members(out, out_n, things, n, g.query)) != 0)
+		goto out;
+	if (*out_n > 1) /* thing_list order is the back end's collation */
+		qsort(*out, *out_n, sizeof(**out), strcmp_p);
+out:
+	cf_thing_recs_free(things, n);
+	cf_group_rec_clear(&g);
+	return r;
+}
+
+int
+cf_store_group_list(cf_store *st, cf_group_rec **out, size_t *out_n)
+{
+	int r, m;
+	cf_group_rec *groups = NULL;
+	cf_thing_rec *things = NULL;
+	size_t ng = 0, nt = 0, i, j;
+
+	if ((r = st->ops->group_list(st->b, &groups, &ng)) != 0)
+		goto out;
+	for (i = 0; i < ng; i++) {
+		if (groups[i].query == NULL)
+			continue;
+		if (things == NULL && (r = st->ops->thing_list(st->b, &things, &nt)) != 0)
+			goto out;
+		groups[i].members = 0;
+		for (j = 0; j < nt; j++) {
+			if ((r = thing_matches(&m, &things[j], groups[i].query)) != 0)
+				goto out;
+			groups[i].members += (size_t)m;
+		}
+	}
+	*out = groups;
+	*out_n = ng;
+	groups = NULL;
+	r = 0;
+out:
+	cf_thing_recs_free(things, nt);
+	cf_group_recs_free(groups, ng);
+	return r;
+}
+
+/* ---- lookups by id, prefix or name ------------------------------------------ */
+
+/*
+ * Resolves ref (a full id or a unique prefix of at least PREFIX_MIN hex
+ * characters) to a full id. CF_ENOTFOUND, or CF_EINVAL if ambiguous or not
+ * an id at all.
+ */
+static int
+resolve_id(cf_store *st, char out[CF_ID_LEN + 1], cf_store_kind kind, const char *ref)
+{
+	const char *what = kind == CF_STORE_KIND_CA ? "CA" : "certificate";
+	char prefix[CF_ID_LEN + 1], ids[2][CF_ID_LEN + 1];
+	size_t n = 0;
+	int r;
+
+	if (ref == NULL || !is_hex(ref, PREFIX_MIN)) {
+		cf_error_set("%s '%s': give its id or at least %d hex characters of it", what,
+		    ref ? ref : "", PREFIX_MIN);
+		return CF_EINVAL;
+	}
+	lower_copy(prefix, ref);
+	if ((r = st->ops->id_prefix(st->b, ids, &n, 2, kind, prefix)) != 0)
+		return r;
+	if (n == 0) {
+		cf_error_set("no %s with id %s%s", what, prefix,
+		    strlen(prefix) < CF_ID_LEN ? "..." : "");
+		return CF_ENOTFOUND;
+	}
+	if (n > 1) {
+		cf_error_set("%s id prefix %s is ambiguous (%.16s..., %.16s..., ...): give more of it",
+		    what, prefix, ids[0], ids[1]);
+		return CF_EINVAL;
+	}
+	memcpy(out, ids[0], CF_ID_LEN + 1);
+	return 0;
+}
+
+static int
+ca_lookup(cf_store *st, cf_ca_rec *out, const char *ref)
+{
+	char id[CF_ID_LEN + 1];
+	int r;
+
+	if (ref != NULL && strlen(ref) <= CF_NAME_MAX && cf_name_valid("CA", ref)) {
+		r = st->ops->ca_get_by_name(st->b, out, ref);
+		if (r != CF_ENOTFOUND)
+			return r;
+		if (!is_hex(ref, PREFIX_MIN)) {
+			cf_error_set("no CA named '%s'", ref);
+			return CF_ENOTFOUND;
+		}
+	}
+	if ((r = resolve_id(st, id, CF_STORE_KIND_CA, ref)) != 0)
+		return r;
+	return st->ops->ca_get(st->b, out, id);
+}
+
+static int
+cert_lookup(cf_store *st, cf_cert_rec *out, const char *ref)
+{
+	char id[CF_ID_LEN + 1];
+	int r;
+
+	if ((r = resolve_id(st, id, CF_STORE_KIND_CERT, ref)) != 0)
+		return r;
+	return st->ops->cert_get(st->b, out, id);
+}
+
+/* ---- certificate authorities ------------------------------------------------ */
+
+static const char *
+ca_role_name(cf_ca_role role)
+{
+	return role == CF_CA_ROOT ? "ROOT" : "INTERMEDIATE";
+}
+
+/* Clears the issuer flag on every CA but keep_id; *prev gets the old issuer's name. */
+static int
+issuer_clear_others(cf_store *st, const char *keep_id, char prev[CF_NAME_MAX + 1])
+{
+	int r;
+	cf_ca_rec *cas = NULL;
+	size_t n = 0, i;
+
+	prev[0] = '\0';
+	if ((r = st->ops->ca_list(st->b, &cas, &n)) != 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (!cas[i].is_issuer || strcmp(cas[i].id, keep_id) == 0)
+			continue;
+		memcpy(prev, cas[i].name, CF_NAME_MAX + 1);
+		cas[i].is_issuer = 0;
+		if ((r = st->ops->ca_update(st->b, &cas[i])) != 0)
+			goto out;
+	}
+out:
+	cf_ca_recs_free(cas, n);
+	return r;
+}
+
+int
+cf_store_ca_insert(cf_store *st, const cf_ca_rec *ca)
+{
+	int r = CF_EINVAL;
+	cf_ca_rec rec, parent;
+	char prev[CF_NAME_MAX + 1];
+
+	memset(&parent, 0, sizeof(parent));
+	rec = *ca;
+	rec.pem = NULL;
+	if (!id_valid("CA", ca->id) || !cf_name_valid("CA", ca->name))
+		goto out;
+	if (ca->role != CF_CA_ROOT && ca->role != CF_CA_INTERMEDIATE) {
+		cf_error_set("CA '%s': unknown role %d", ca->name, (int)ca->role);
+		goto out;
+	}
+	if (ca->status != CF_CERT_ACTIVE && ca->status != CF_CERT_INACTIVE &&
+	    ca->status != CF_CERT_REVOKED) {
+		cf_error_set("CA '%s': status must be ACTIVE, INACTIVE or REVOKED", ca->name);
+		goto out;
+	}
+	if (ca->role == CF_CA_ROOT && ca->parent_id[0] != '\0') {
+		cf_error_set("CA '%s': a root has no parent", ca->name);
+		goto out;
+	}
+	if (ca->parent_id[0] != '\0' && !id_valid("parent CA", ca->parent_id))
+		goto out;
+	if (ca->is_issuer && (ca->role != CF_CA_INTERMEDIATE || ca->status != CF_CERT_ACTIVE)) {
+		cf_error_set("CA '%s': only an ACTIVE intermediate can be the issuer", ca->name);
+		goto out;
+	}
+	if (ca->pem == NULL || ca->pem[0] == '\0') {
+		cf_error_set("CA '%s': no certificate PEM", ca->name);
+		goto out;
+	}
+	if (memchr(ca->serial, '\0', sizeof(ca->serial)) == NULL ||
+	    memchr(ca->key_alg, '\0', sizeof(ca->key_alg)) == NULL ||
+	    memchr(ca->key_ref, '\0', sizeof(ca->key_ref)) == NULL) {
+		cf_error_set("CA '%s': unterminated field", ca->name);
+		goto out;
+	}
+	rec.pem = ca->pem; /* borrowed for the insert, never freed here */
+	rec.is_issuer = ca->is_issuer ? 1 : 0;
+	if (rec.created_at == 0)
+		rec.created_at = cf_time_now();
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if (rec.parent_id[0] != '\0' && (r = st->ops->ca_get(st->b, &parent, rec.parent_id)) != 0) {
+		if (r == CF_ENOTFOUND)
+			cf_error_set("CA '%s': parent CA %.16s... is not in the registry", ca->name,
+			    ca->parent_id);
+		goto end;
+	}
+	if (rec.is_issuer && (r = issuer_clear_others(st, rec.id, prev)) != 0)
+		goto end;
+	if ((r = st->ops->ca_insert(st->b, &rec)) == CF_EEXISTS)
+		cf_error_set("a CA named '%s' or with id %.16s... already exists", ca->name, ca->id);
+	if (r != 0)
+		goto end;
+	r = event_add(st, "ca.created", rec.name,
+	    json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:b}", "id", rec.id, "role",
+	    ca_role_name(rec.role), "parent_id", rec.parent_id, "status",
+	    cf_cert_status_name(rec.status), "serial", rec.serial, "not_after",
+	    (json_int_t)rec.not_after, "is_issuer", rec.is_issuer));
+	if (r == 0 && rec.is_issuer)
+		r = event_add(st, "ca.issuer_set", rec.name,
+		    json_pack("{s:s,s:s}", "id", rec.id, "previous", prev));
+end:
+	r = tx_end(st, r);
+out:
+	cf_ca_rec_clear(&parent);
+	return r;
+}
+
+int
+cf_store_ca_get(cf_store *st, cf_ca_rec *out, const char *ref)
+{
+	return ca_lookup(st, out, ref);
+}
+
+int
+cf_store_ca_list(cf_store *st, cf_ca_rec **out, size_t *out_n)
+{
+	return st->ops->ca_list(st->b, out, out_n);
+}
+
+int
+cf_store_ca_get_issuer(cf_store *st, cf_ca_rec *out)
+{
+	int r;
+	cf_ca_rec *cas = NULL;
+	size_t n = 0, i;
+
+	if ((r = st->ops->ca_list(st->b, &cas, &n)) != 0)
+		goto out;
+	for (i = 0; i < n && !cas[i].is_issuer; i++)
+		;
+	if (i == n) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no issuing CA is set (certfleet ca set-issuer)");
+		goto out;
+	}
+	*out = cas[i];
+	memset(&cas[i], 0, sizeof(cas[i]));
+out:
+	cf_ca_recs_free(cas, n);
+	return r;
+}
+
+int
+cf_store_ca_set_issuer(cf_store *st, const char *id)
+{
+	int r;
+	cf_ca_rec ca;
+	char prev[CF_NAME_MAX + 1];
+
+	memset(&ca, 0, sizeof(ca));
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = ca_lookup(st, &ca, id)) != 0)
+		goto end;
+	if (ca.role != CF_CA_INTERMEDIATE) {
+		r = CF_EINVAL;
+		cf_error_set("CA '%s' is a root: only an intermediate issues device certificates",
+		    ca.name);
+		goto end;
+	}
+	if (ca.status != CF_CERT_ACTIVE) {
+		r = CF_ESTATE;
+		cf_error_set("CA '%s' is %s: only an ACTIVE intermediate can be the issuer",
+		    ca.name, cf_cert_status_name(ca.status));
+		goto end;
+	}
+	if (ca.is_issuer)
+		goto end; /* already: no change, no event */
+	if ((r = issuer_clear_others(st, ca.id, prev)) != 0)
+		goto end;
+	ca.is_issuer = 1;
+	if ((r = st->ops->ca_update(st->b, &ca)) != 0)
+		goto end;
+	r = event_add(st, "ca.issuer_set", ca.name,
+	    json_pack("{s:s,s:s}", "id", ca.id, "previous", prev));
+end:
+	r = tx_end(st, r);
+out:
+	cf_ca_rec_clear(&ca);
+	return r;
+}
+
+int
+cf_store_ca_set_status(cf_store *st, const char *id, cf_cert_status to, int reason)
+{
+	int r, cleared = 0;
+	cf_ca_rec ca;
+	cf_cert_status from;
+
+	memset(&ca, 0, sizeof(ca));
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = ca_lookup(st, &ca, id)) != 0)
+		goto end;
+	from = ca.status;
+	if ((r = cf_cert_status_check(from, to)) != 0) {
+		cf_error_prefix("CA '%s'", ca.name);
+		goto end;
+	}
+	if (from == to)
+		goto end;
+	if (to == CF_CERT_PENDING_ACTIVATION) {
+		r = CF_ESTATE;
+		cf_error_set("CA '%s': a CA is never PENDING_ACTIVATION", ca.name);
+		goto end;
+	}
+	ca.status = to;
+	if (to == CF_CERT_REVOKED) {
+		ca.revoked_at = cf_time_now();
+		ca.revoke_reason = reason;
+	}
+	/* Only an ACTIVE CA may issue. */
+	if (ca.is_issuer && to != CF_CERT_ACTIVE) {
+		ca.is_issuer = 0;
+		cleared = 1;
+	}
+	if ((r = st->ops->ca_update(st->b, &ca)) != 0)
+		goto end;
+	r = event_add(st, "ca.status", ca.name,
+	    to == CF_CERT_REVOKED ?
+	    json_pack("{s:s,s:s,s:s,s:i,s:b}", "id", ca.id, "from", cf_cert_status_name(from),
+	    "to", cf_cert_status_name(to), "reason", reason, "issuer_cleared", cleared) :
+	    json_pack("{s:s,s:s,s:s,s:b}", "id", ca.id, "from", cf_cert_status_name(from),
+	    "to", cf_cert_status_name(to), "issuer_cleared", cleared));
+end:
+	r = tx_end(st, r);
+out:
+	cf_ca_rec_clear(&ca);
+	return r;
+}
+
+int
+cf_store_ca_next_crl_number(cf_store *st, int64_t *out, const char *id)
+{
+	int r;
+	cf_ca_rec ca;
+
+	memset(&ca, 0, sizeof(ca));
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = ca_lookup(st, &ca, id)) != 0)
+		goto end;
+	ca.crl_number++;
+	if ((r = st->ops->ca_update(st->b, &ca)) != 0)
+		goto end;
+	*out = ca.crl_number;
+end:
+	r = tx_end(st, r);
+out:
+	cf_ca_rec_clear(&ca);
+	return r;
+}
+
+/* ---- certificates ------------------------------------------------------------- */
+
+/* CF_ESTATE if thing already holds ACTIVE_PER_THING_MAX ACTIVE certificates other than except_id. */
+static int
+active_limit_check(cf_store *st, const char *thing, const char *except_id)
+{
+	int r;
+	cf_cert_rec *certs = NULL;
+	size_t n = 0, i, active = 0;
+	cf_cert_filter f = { .status = CF_CERT_ACTIVE, .thing = thing };
+
+	if (thing[0] == '\0')
+		return 0;
+	if ((r = st->ops->cert_list(st->b, &certs, &n, &f)) != 0)
+		goto out;
+	for (i = 0; i < n; i++)
+		active += strcmp(certs[i].id, except_id) != 0;
+	if (active >= ACTIVE_PER_THING_MAX) {
+		r = CF_ESTATE;
+		cf_error_set("thing '%s' already has %zu ACTIVE certificates (at most %d, during a "
+		    "rotation): deactivate one first", thing, active, ACTIVE_PER_THING_MAX);
+	}
+out:
+	cf_cert_recs_free(certs, n);
+	return r;
+}
+
+int
+cf_store_cert_insert(cf_store *st, const cf_cert_rec *cert)
+{
+	int r = CF_EINVAL;
+	cf_cert_rec rec;
+	cf_ca_rec ca;
+	cf_thing_rec t;
+
+	memset(&ca, 0, sizeof(ca));
+	memset(&t, 0, sizeof(t));
+	rec = *cert;
+	if (!id_valid("certificate", cert->id) || !id_valid("CA", cert->ca_id))
+		goto out;
+	if (cert->thing[0] != '\0' && !cf_name_valid("thing", cert->thing))
+		goto out;
+	if (!status_valid((int)cert->status)) {
+		cf_error_set("certificate %.16s...: unknown status %d", cert->id, (int)cert->status);
+		goto out;
+	}
+	if (memchr(cert->serial, '\0', sizeof(cert->serial)) == NULL || cert->serial[0] == '\0' ||
+	    !is_hex(cert->serial, 1)) {
+		cf_error_set("certificate %.16s...: the serial must be hex", cert->id);
+		goto out;
+	}
+	if (memchr(cert->key_alg, '\0', sizeof(cert->key_alg)) == NULL ||
+	    memchr(cert->sig_alg, '\0', sizeof(cert->sig_alg)) == NULL) {
+		cf_error_set("certificate %.16s...: unterminated field", cert->id);
+		goto out;
+	}
+	if (cert->pem == NULL || cert->pem[0] == '\0') {
+		cf_error_set("certificate %.16s...: no PEM", cert->id);
+		goto out;
+	}
+	if (rec.created_at == 0)
+		rec.created_at = cf_time_now();
+	if (rec.updated_at == 0)
+		rec.updated_at = rec.created_at;
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->ca_get(st->b, &ca, rec.ca_id)) != 0) {
+		if (r == CF_ENOTFOUND)
+			cf_error_set("certificate %.16s...: issuing CA %.16s... is not in the registry",
+			    rec.id, rec.ca_id);
+		goto end;
+	}
+	if (rec.thing[0] != '\0' && (r = st->ops->thing_get(st->b, &t, rec.thing)) != 0)
+		goto end;
+	if (rec.status == CF_CERT_ACTIVE && (r = active_limit_check(st, rec.thing, rec.id)) != 0)
+		goto end;
+	if ((r = st->ops->cert_insert(st->b, &rec)) == CF_EEXISTS)
+		cf_error_set("certificate %.16s... is already in the registry", rec.id);
+	if (r != 0)
+		goto end;
+	r = event_add(st, "cert.issued", rec.id,
+	    json_pack("{s:s,s:s,s:s,s:s,s:I,s:s}", "thing", rec.thing, "ca_id", rec.ca_id,
+	    "serial", rec.serial, "status", cf_cert_status_name(rec.status), "not_after",
+	    (json_int_t)rec.not_after, "key_alg", rec.key_alg));
+end:
+	r = tx_end(st, r);
+out:
+	cf_ca_rec_clear(&ca);
+	cf_thing_rec_clear(&t);
+	return r;
+}
+
+int
+cf_store_cert_get(cf_store *st, cf_cert_rec *out, const char *ref)
+{
+	return cert_lookup(st, out, ref);
+}
+
+int
+cf_store_cert_list(cf_store *st, cf_cert_rec **out, size_t *out_n, const cf_cert_filter *f)
+{
+	cf_cert_filter any = { .status = -1 };
+
+	if (f == NULL)
+		f = &any;
+	if (f->status != -1 && !status_valid(f->status)) {
+		cf_error_set("unknown certificate status %d in filter", f->status);
+		return CF_EINVAL;
+	}
+	return st->ops->cert_list(st->b, out, out_n, f);
+}
+
+int
+cf_store_cert_set_status(cf_store *st, const char *id, cf_cert_status to, int reason)
+{
+	int r;
+	cf_cert_rec c;
+	cf_cert_status from;
+
+	memset(&c, 0, sizeof(c));
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = cert_lookup(st, &c, id)) != 0)
+		goto end;
+	from = c.status;
+	if ((r = cf_cert_status_check(from, to)) != 0) {
+		cf_error_prefix("certificate %.16s...", c.id);
+		goto end;
+	}
+	if (from == to)
+		goto end; /* revoking twice, activating the active one: nothing happens */
+	if (to == CF_CERT_ACTIVE && (r = active_limit_check(st, c.thing, c.id)) != 0)
+		goto end;
+	c.status = to;
+	c.updated_at = cf_time_now();
+	if (to == CF_CERT_REVOKED) {
+		c.revoked_at = c.updated_at;
+		c.revoke_reason = reason;
+	}
+	if ((r = st->ops->cert_update(st->b, &c)) != 0)
+		goto end;
+	r = event_add(st, "cert.status", c.id,
+	    to == CF_CERT_REVOKED ?
+	    json_pack("{s:s,s:s,s:s,s:i}", "thing", c.thing, "from", cf_cert_status_name(from),
+	    "to", cf_cert_status_name(to), "reason", reason) :
+	    json_pack("{s:s,s:s,s:s}", "thing", c.thing, "from", cf_cert_status_name(from), "to",
+	    cf_cert_status_name(to)));
+end:
+	r = tx_end(st, r);
+out:
+	cf_cert_rec_clear(&c);
+	return r;
+}

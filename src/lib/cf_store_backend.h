@@ -1,0 +1,101 @@
+/*
+ * cf_store_backend — the contract between cf_store.c and a storage back end.
+ *
+ * Private to the library. cf_store.c owns every rule (validation, status
+ * transitions, the event chain, group evaluation, nesting of transactions);
+ * a back end only stores and fetches records, with no policy of its own, so
+ * a second back end (PostgreSQL) is one more ops table (docs/store.md).
+ *
+ * Conventions for every op: return 0 or a negative CF_E* with cf_error set;
+ * CF_ENOTFOUND when the named row is absent, CF_EEXISTS on a unique
+ * violation, CF_ECORRUPT when stored data cannot be read back. Records
+ * handed out through out are owned by the caller (cf_*_rec_clear /
+ * cf_*_recs_free). Ops that write are only called inside a transaction
+ * opened with begin().
+ */
+#ifndef CF_STORE_BACKEND_H
+#define CF_STORE_BACKEND_H
+
+#include "cf_store.h"
+
+struct cf_store_backend; /* defined by each back end */
+
+/* Which id space a prefix lookup searches. */
+typedef enum { CF_STORE_KIND_CA, CF_STORE_KIND_CERT } cf_store_kind;
+
+/* Called for every event in seq order; a non-zero return stops the walk and is returned. */
+typedef int (*cf_store_event_cb)(const cf_event_rec *ev, void *arg);
+
+struct cf_store_ops {
+	const char *name; /* "sqlite" */
+
+	/*
+	 * Opens uri and brings the schema to the back end's current version.
+	 * flags: CF_STORE_CREATE. CF_ENOTFOUND, CF_ECORRUPT, CF_EINVAL as in
+	 * cf_store_open().
+	 */
+	int (*open)(struct cf_store_backend **out, const char *uri, int flags);
+	void (*close)(struct cf_store_backend *b); /* rolls back an open transaction */
+	int (*schema_version)(struct cf_store_backend *b);
+
+	/*
+	 * depth is the number of transactions already open: 0 starts the
+	 * outermost write transaction, n > 0 a nested one that can be rolled
+	 * back on its own (a savepoint). commit/rollback get the depth of the
+	 * transaction they end (0 = outermost).
+	 */
+	int (*begin)(struct cf_store_backend *b, int depth);
+	int (*commit)(struct cf_store_backend *b, int depth);
+	void (*rollback)(struct cf_store_backend *b, int depth);
+
+	/* things: list sorted by name */
+	int (*thing_insert)(struct cf_store_backend *b, const cf_thing_rec *t);
+	int (*thing_get)(struct cf_store_backend *b, cf_thing_rec *out, const char *name);
+	int (*thing_list)(struct cf_store_backend *b, cf_thing_rec **out, size_t *out_n);
+	int (*thing_update)(struct cf_store_backend *b, const cf_thing_rec *t); /* attributes */
+	/* Removes the thing and its memberships and detaches its certificates. */
+	int (*thing_delete)(struct cf_store_backend *b, const char *name);
+
+	/* groups: list sorted by name, members = static member count (0 for dynamic) */
+	int (*group_insert)(struct cf_store_backend *b, const cf_group_rec *g);
+	int (*group_get)(struct cf_store_backend *b, cf_group_rec *out, const char *name);
+	int (*group_list)(struct cf_store_backend *b, cf_group_rec **out, size_t *out_n);
+	/* 0 if added, CF_EEXISTS if the thing already is a member. */
+	int (*group_member_add)(struct cf_store_backend *b, const char *group, const char *thing,
+	    int64_t ts);
+	/* Static members, sorted. Free with cf_strv_free. */
+	int (*group_member_list)(struct cf_store_backend *b, char ***out, size_t *out_n,
+	    const char *group);
+
+	/* CAs: list sorted by created_at then name */
+	int (*ca_insert)(struct cf_store_backend *b, const cf_ca_rec *ca);
+	int (*ca_get)(struct cf_store_backend *b, cf_ca_rec *out, const char *id);
+	int (*ca_get_by_name)(struct cf_store_backend *b, cf_ca_rec *out, const char *name);
+	int (*ca_list)(struct cf_store_backend *b, cf_ca_rec **out, size_t *out_n);
+	/* Writes status, is_issuer, revoked_at, revoke_reason and crl_number of ca->id. */
+	int (*ca_update)(struct cf_store_backend *b, const cf_ca_rec *ca);
+
+	/* certificates: list sorted by created_at then id */
+	int (*cert_insert)(struct cf_store_backend *b, const cf_cert_rec *c);
+	int (*cert_get)(struct cf_store_backend *b, cf_cert_rec *out, const char *id);
+	/* f->thing "" selects certificates attached to no thing. */
+	int (*cert_list)(struct cf_store_backend *b, cf_cert_rec **out, size_t *out_n,
+	    const cf_cert_filter *f);
+	/* Writes thing, status, updated_at, revoked_at and revoke_reason of c->id. */
+	int (*cert_update)(struct cf_store_backend *b, const cf_cert_rec *c);
+
+	/* Up to max ids of kind starting with prefix (lowercase hex), in out[]. */
+	int (*id_prefix)(struct cf_store_backend *b, char (*out)[CF_ID_LEN + 1], size_t *out_n,
+	    size_t max, cf_store_kind kind, const char *prefix);
+
+	/* The newest event's seq and hash; 0 and 64 zeros when the log is empty. */
+	int (*event_head)(struct cf_store_backend *b, int64_t *seq, char hash[CF_ID_LEN + 1]);
+	int (*event_insert)(struct cf_store_backend *b, const cf_event_rec *ev);
+	int (*event_list)(struct cf_store_backend *b, cf_event_rec **out, size_t *out_n,
+	    int64_t since, size_t limit);
+	int (*event_foreach)(struct cf_store_backend *b, cf_store_event_cb cb, void *arg);
+};
+
+extern const struct cf_store_ops cf_store_sqlite_ops;
+
+#endif

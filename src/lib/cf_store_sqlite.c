@@ -1,0 +1,1355 @@
+/*
+ * cf_store_sqlite — the SQLite back end of the registry (the default).
+ *
+ * One connection per cf_store, in WAL mode with synchronous=NORMAL,
+ * foreign keys on and a 5 s busy timeout. Owns the schema: migration steps
+ * in an ordered array, each applied in its own transaction and recorded in
+ * PRAGMA user_version, and the meta table whose 'application' row marks a
+ * file as a certfleet database. Statements are prepared once and cached.
+ * Holds no policy: every rule lives in cf_store.c (docs/store.md).
+ */
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cf_store_backend.h"
+
+#define BUSY_TIMEOUT_MS 5000
+#define APP_MARKER "certfleet"
+
+/* ---- schema -------------------------------------------------------------- */
+
+static const struct migration {
+	int version;
+	const char *sql;
+} migrations[] = {
+	{ 1,
+	    "CREATE TABLE meta (\n"
+	    "  key TEXT PRIMARY KEY,\n"
+	    "  value TEXT NOT NULL);\n"
+	    "INSERT INTO meta(key, value) VALUES ('application', '" APP_MARKER "');\n"
+	    "INSERT INTO meta(key, value) VALUES ('created_at', CAST(strftime('%s', 'now') AS TEXT));\n"
+	    "CREATE TABLE things (\n"
+	    "  name TEXT PRIMARY KEY,\n"
+	    "  attributes TEXT NOT NULL DEFAULT '{}',\n"
+	    "  created_at INTEGER NOT NULL);\n"
+	    "CREATE TABLE thing_groups (\n"
+	    "  name TEXT PRIMARY KEY,\n"
+	    "  query TEXT,\n" /* NULL: static group */
+	    "  created_at INTEGER NOT NULL);\n"
+	    "CREATE TABLE group_members (\n"
+	    "  group_name TEXT NOT NULL REFERENCES thing_groups(name) ON DELETE CASCADE,\n"
+	    "  thing TEXT NOT NULL REFERENCES things(name) ON DELETE CASCADE,\n"
+	    "  added_at INTEGER NOT NULL,\n"
+	    "  PRIMARY KEY (group_name, thing)) WITHOUT ROWID;\n"
+	    "CREATE INDEX group_members_thing ON group_members(thing);\n"
+	    "CREATE TABLE cas (\n"
+	    "  id TEXT PRIMARY KEY,\n"
+	    "  name TEXT NOT NULL UNIQUE,\n"
+	    "  role TEXT NOT NULL CHECK (role IN ('ROOT', 'INTERMEDIATE')),\n"
+	    "  parent_id TEXT REFERENCES cas(id),\n"
+	    "  status TEXT NOT NULL CHECK (status IN ('ACTIVE', 'INACTIVE', 'REVOKED')),\n"
+	    "  is_issuer INTEGER NOT NULL DEFAULT 0 CHECK (is_issuer IN (0, 1)),\n"
+	    "  serial TEXT NOT NULL,\n"
+	    "  not_before INTEGER NOT NULL,\n"
+	    "  not_after INTEGER NOT NULL,\n"
+	    "  created_at INTEGER NOT NULL,\n"
+	    "  revoked_at INTEGER NOT NULL DEFAULT 0,\n"
+	    "  revoke_reason INTEGER NOT NULL DEFAULT 0,\n"
+	    "  key_alg TEXT NOT NULL,\n"
+	    "  key_bits INTEGER NOT NULL,\n"
+	    "  key_ref TEXT NOT NULL,\n"
+	    "  crl_number INTEGER NOT NULL DEFAULT 0,\n"
+	    "  pem TEXT NOT NULL);\n"
+	    "CREATE UNIQUE INDEX cas_one_issuer ON cas(is_issuer) WHERE is_issuer = 1;\n"
+	    "CREATE INDEX cas_parent ON cas(parent_id);\n"
+	    "CREATE TABLE certificates (\n"
+	    "  id TEXT PRIMARY KEY,\n"
+	    "  serial TEXT NOT NULL,\n"
+	    "  ca_id TEXT NOT NULL REFERENCES cas(id),\n"
+	    "  thing TEXT REFERENCES things(name),\n" /* NULL: attached to no thing */
+	    "  status TEXT NOT NULL CHECK (status IN\n"
+	    "    ('PENDING_ACTIVATION', 'ACTIVE', 'INACTIVE', 'REVOKED')),\n"
+	    "  not_before INTEGER NOT NULL,\n"
+	    "  not_after INTEGER NOT NULL,\n"
+	    "  created_at INTEGER NOT NULL,\n"
+	    "  updated_at INTEGER NOT NULL,\n"
+	    "  revoked_at INTEGER NOT NULL DEFAULT 0,\n"
+	    "  revoke_reason INTEGER NOT NULL DEFAULT 0,\n"
+	    "  key_alg TEXT NOT NULL,\n"
+	    "  key_bits INTEGER NOT NULL,\n"
+	    "  sig_alg TEXT NOT NULL,\n"
+	    "  pem TEXT NOT NULL);\n"
+	    "CREATE INDEX certificates_status_not_after ON certificates(status, not_after);\n"
+	    "CREATE INDEX certificates_ca_status ON certificates(ca_id, status);\n"
+	    "CREATE INDEX certificates_thing_status ON certificates(thing, status);\n"
+	    "CREATE INDEX certificates_serial ON certificates(serial);\n"
+	    "CREATE TABLE events (\n"
+	    "  seq INTEGER PRIMARY KEY,\n"
+	    "  ts INTEGER NOT NULL,\n"
+	    "  type TEXT NOT NULL,\n"
+	    "  subject TEXT NOT NULL,\n"
+	    "  detail TEXT NOT NULL,\n"
+	    "  prev_hash TEXT NOT NULL,\n"
+	    "  hash TEXT NOT NULL);\n"
+	    "CREATE INDEX events_ts ON events(ts);\n"
+	    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events\n"
+	    "  BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;\n"
+	    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events\n"
+	    "  BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;\n" },
+};
+
+#define SCHEMA_VERSION (migrations[sizeof(migrations) / sizeof(migrations[0]) - 1].version)
+
+/* ---- cached statements -------------------------------------------------------- */
+
+#define CA_COLS "id, name, role, parent_id, status, is_issuer, serial, not_before, not_after, " \
+	"created_at, revoked_at, revoke_reason, key_alg, key_bits, key_ref, crl_number, pem"
+#define CERT_COLS "id, serial, ca_id, thing, status, not_before, not_after, created_at, " \
+	"updated_at, revoked_at, revoke_reason, key_alg, key_bits, sig_alg, pem"
+#define EVENT_COLS "seq, ts, type, subject, detail, prev_hash, hash"
+#define GROUP_SELECT "SELECT g.name, g.query, g.created_at, (SELECT count(*) FROM " \
+	"group_members m WHERE m.group_name = g.name) FROM thing_groups g"
+
+enum stmt_id {
+	S_BEGIN,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_SAVEPOINT,
+	S_RELEASE,
+	S_ROLLBACK_TO,
+	S_THING_INSERT,
+	S_THING_GET,
+	S_THING_LIST,
+	S_THING_UPDATE,
+	S_THING_DETACH,
+	S_THING_UNGROUP,
+	S_THING_DELETE,
+	S_GROUP_INSERT,
+	S_GROUP_GET,
+	S_GROUP_LIST,
+	S_MEMBER_ADD,
+	S_MEMBER_LIST,
+	S_CA_INSERT,
+	S_CA_GET,
+	S_CA_GET_NAME,
+	S_CA_LIST,
+	S_CA_UPDATE,
+	S_CA_PREFIX,
+	S_CERT_INSERT,
+	S_CERT_GET,
+	S_CERT_UPDATE,
+	S_CERT_PREFIX,
+	S_EVENT_HEAD,
+	S_EVENT_INSERT,
+	S_EVENT_LIST,
+	S_EVENT_ALL,
+	S__COUNT
+};
+
+static const char *const stmt_sql[S__COUNT] = {
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	/* One name for every level: savepoints of the same name nest. */
+	[S_SAVEPOINT] = "SAVEPOINT cf_nested",
+	[S_RELEASE] = "RELEASE cf_nested",
+	[S_ROLLBACK_TO] = "ROLLBACK TO cf_nested",
+	[S_THING_INSERT] = "INSERT INTO things(name, attributes, created_at) VALUES (?1, ?2, ?3)",
+	[S_THING_GET] = "SELECT name, attributes, created_at FROM things WHERE name = ?1",
+	[S_THING_LIST] = "SELECT name, attributes, created_at FROM things ORDER BY name",
+	[S_THING_UPDATE] = "UPDATE things SET attributes = ?2 WHERE name = ?1",
+	[S_THING_DETACH] = "UPDATE certificates SET thing = NULL WHERE thing = ?1",
+	[S_THING_UNGROUP] = "DELETE FROM group_members WHERE thing = ?1",
+	[S_THING_DELETE] = "DELETE FROM things WHERE name = ?1",
+	[S_GROUP_INSERT] = "INSERT INTO thing_groups(name, query, created_at) VALUES (?1, ?2, ?3)",
+	[S_GROUP_GET] = GROUP_SELECT " WHERE g.name = ?1",
+	[S_GROUP_LIST] = GROUP_SELECT " ORDER BY g.name",
+	[S_MEMBER_ADD] = "INSERT OR IGNORE INTO group_members(group_name, thing, added_at) "
+	    "VALUES (?1, ?2, ?3)",
+	[S_MEMBER_LIST] = "SELECT thing FROM group_members WHERE group_name = ?1 ORDER BY thing",
+	[S_CA_INSERT] = "INSERT INTO cas(" CA_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+	    "?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+	[S_CA_GET] = "SELECT " CA_COLS " FROM cas WHERE id = ?1",
+	[S_CA_GET_NAME] = "SELECT " CA_COLS " FROM cas WHERE name = ?1",
+	[S_CA_LIST] = "SELECT " CA_COLS " FROM cas ORDER BY created_at, name",
+	[S_CA_UPDATE] = "UPDATE cas SET status = ?2, is_issuer = ?3, revoked_at = ?4, "
+	    "revoke_reason = ?5, crl_number = ?6 WHERE id = ?1",
+	/* Ids are lowercase hex, so every id starting with ?1 sorts below ?1 || 'g'. */
+	[S_CA_PREFIX] = "SELECT id FROM cas WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT ?2",
+	[S_CERT_INSERT] = "INSERT INTO certificates(" CERT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+	    "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+	[S_CERT_GET] = "SELECT " CERT_COLS " FROM certificates WHERE id = ?1",
+	[S_CERT_UPDATE] = "UPDATE certificates SET thing = ?2, status = ?3, updated_at = ?4, "
+	    "revoked_at = ?5, revoke_reason = ?6 WHERE id = ?1",
+	[S_CERT_PREFIX] = "SELECT id FROM certificates WHERE id >= ?1 AND id < ?1 || 'g' "
+	    "ORDER BY id LIMIT ?2",
+	[S_EVENT_HEAD] = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+	[S_EVENT_INSERT] = "INSERT INTO events(" EVENT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[S_EVENT_LIST] = "SELECT " EVENT_COLS " FROM events WHERE ts >= ?1 ORDER BY seq LIMIT ?2",
+	[S_EVENT_ALL] = "SELECT " EVENT_COLS " FROM events ORDER BY seq",
+};
+
+struct cf_store_backend {
+	sqlite3 *db;
+	char *path;
+	int version;
+	sqlite3_stmt *stmt[S__COUNT];
+};
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* Maps an SQLite result code to a CF_E* code, with a message naming the file. */
+static int
+sq_fail(struct cf_store_backend *b, int rc, const char *what)
+{
+	switch (rc & 0xff) {
+	case SQLITE_NOTADB:
+	case SQLITE_CORRUPT:
+		cf_error_set("%s: not a certfleet database, or damaged (%s)", b->path,
+		    sqlite3_errstr(rc));
+		return CF_ECORRUPT;
+	case SQLITE_CONSTRAINT:
+		cf_error_set("%s: %s: %s", b->path, what, sqlite3_errmsg(b->db));
+		return rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY ?
+		    CF_EEXISTS : CF_ERROR;
+	default:
+		cf_error_set("%s: %s: %s", b->path, what,
+		    b->db ? sqlite3_errmsg(b->db) : sqlite3_errstr(rc));
+		return CF_ERROR;
+	}
+}
+
+static int
+sq_exec(struct cf_store_backend *b, const char *sql, const char *what)
+{
+	int rc = sqlite3_exec(b->db, sql, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : sq_fail(b, rc, what);
+}
+
+static int
+stmt_get(struct cf_store_backend *b, sqlite3_stmt **out, enum stmt_id id)
+{
+	int rc;
+
+	if (b->stmt[id] == NULL) {
+		rc = sqlite3_prepare_v3(b->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+		    &b->stmt[id], NULL);
+		if (rc != SQLITE_OK)
+			return sq_fail(b, rc, "prepare");
+	}
+	*out = b->stmt[id];
+	return 0;
+}
+
+/* Resets a cached statement so it holds no read lock and no borrowed bindings. */
+static void
+stmt_done(sqlite3_stmt *s)
+{
+	if (s == NULL)
+		return;
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+}
+
+/* Steps a statement that returns no rows. */
+static int
+step_done(struct cf_store_backend *b, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+
+	return rc == SQLITE_DONE ? 0 : sq_fail(b, rc, what);
+}
+
+/* Runs a cached statement without parameters or rows. */
+static int
+run(struct cf_store_backend *b, enum stmt_id id, const char *what)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, id)) == 0)
+		r = step_done(b, s, what);
+	stmt_done(s);
+	return r;
+}
+
+/* ---- binding and reading columns --------------------------------------------- */
+
+static int
+bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	return sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+}
+
+/* "" is stored as NULL (no parent, no thing). */
+static int
+bind_text_or_null(sqlite3_stmt *s, int i, const char *v)
+{
+	return v == NULL || v[0] == '\0' ? sqlite3_bind_null(s, i) : bind_text(s, i, v);
+}
+
+static int
+col_copy(struct cf_store_backend *b, char *out, size_t out_len, sqlite3_stmt *s, int i)
+{
+	const char *v = (const char *)sqlite3_column_text(s, i);
+	size_t len = v ? strlen(v) : 0;
+
+	if (len >= out_len) {
+		cf_error_set("%s: column %s holds %zu characters (at most %zu)", b->path,
+		    sqlite3_column_name(s, i), len, out_len - 1);
+		return CF_ECORRUPT;
+	}
+	memcpy(out, v ? v : "", len + 1);
+	return 0;
+}
+
+/* A malloc()ed copy; NULL stays NULL when nullable, else becomes "". */
+static int
+col_dup(char **out, sqlite3_stmt *s, int i, int nullable)
+{
+	const char *v = (const char *)sqlite3_column_text(s, i);
+
+	*out = NULL;
+	if (v == NULL && nullable)
+		return 0;
+	if ((*out = strdup(v ? v : "")) == NULL) {
+		cf_error_set("out of memory");
+		return CF_ERROR;
+	}
+	return 0;
+}
+
+static int
+col_status(struct cf_store_backend *b, cf_cert_status *out, sqlite3_stmt *s, int i)
+{
+	const char *v = (const char *)sqlite3_column_text(s, i);
+
+	if (cf_cert_status_parse(out, v) != 0) {
+		cf_error_set("%s: unknown status '%s' in %s", b->path, v ? v : "",
+		    sqlite3_column_name(s, i));
+		return CF_ECORRUPT;
+	}
+	return 0;
+}
+
+/* Makes room for one more element in *arr (of *cap elements of size each). */
+static int
+grow(void *arr, size_t *cap, size_t n, size_t size)
+{
+	void **p = arr, *np;
+	size_t ncap;
+
+	if (n < *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 16;
+	if ((np = realloc(*p, ncap * size)) == NULL) {
+		cf_error_set("out of memory");
+		return CF_ERROR;
+	}
+	memset((char *)np + *cap * size, 0, (ncap - *cap) * size);
+	*p = np;
+	*cap = ncap;
+	return 0;
+}
+
+/* ---- opening, schema and migrations --------------------------------------------- */
+
+static int
+pragma_int(struct cf_store_backend *b, int *out, const char *sql)
+{
+	sqlite3_stmt *s = NULL;
+	int r = 0, rc;
+
+	if ((rc = sqlite3_prepare_v2(b->db, sql, -1, &s, NULL)) != SQLITE_OK) {
+		r = sq_fail(b, rc, sql);
+		goto out;
+	}
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		r = sq_fail(b, rc, sql);
+		goto out;
+	}
+	*out = sqlite3_column_int(s, 0);
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+/*
+ * Decides what the file is before anything writes to it: empty (a new
+ * database), a certfleet database, or something else (CF_ECORRUPT). A
+ * foreign database is never touched, not even switched to WAL.
+ */
+static int
+identify(struct cf_store_backend *b, int *fresh)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc, tables = 0;
+	const char *v;
+
+	*fresh = 0;
+	if ((r = pragma_int(b, &tables, "SELECT count(*) FROM sqlite_master")) != 0)
+		goto out;
+	if ((r = pragma_int(b, &b->version, "PRAGMA user_version")) != 0)
+		goto out;
+	if (tables == 0 && b->version == 0) {
+		*fresh = 1;
+		goto out;
+	}
+	rc = sqlite3_prepare_v2(b->db, "SELECT value FROM meta WHERE key = 'application'", -1, &s,
+	    NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if ((rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT) {
+		r = sq_fail(b, rc, "identify");
+		goto out;
+	}
+	v = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
+	if (v == NULL || strcmp(v, APP_MARKER) != 0) {
+		r = CF_ECORRUPT;
+		cf_error_set("%s: an SQLite database, but not a certfleet one (no '%s' marker in "
+		    "its meta table)", b->path, APP_MARKER);
+		goto out;
+	}
+	if (b->version > SCHEMA_VERSION) {
+		r = CF_EINVAL;
+		cf_error_set("%s: schema version %d is newer than this program's (%d): upgrade "
+		    "certfleet", b->path, b->version, SCHEMA_VERSION);
+		goto out;
+	}
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+/* Applies every step above the current version, each in one transaction. */
+static int
+migrate(struct cf_store_backend *b)
+{
+	size_t i;
+	int r = 0, now;
+	char sql[64];
+
+	for (i = 0; i < sizeof(migrations) / sizeof(migrations[0]); i++) {
+		if (migrations[i].version <= b->version)
+			continue;
+		if ((r = sq_exec(b, "BEGIN IMMEDIATE", "migrate")) != 0)
+			goto out;
+		/* Another process may have migrated while we waited for the lock. */
+		if ((r = pragma_int(b, &now, "PRAGMA user_version")) != 0)
+			goto fail;
+		if (now >= migrations[i].version) {
+			b->version = now;
+			if ((r = sq_exec(b, "COMMIT", "migrate")) != 0)
+				goto fail;
+			continue;
+		}
+		if ((r = sq_exec(b, migrations[i].sql, "migration")) != 0) {
+			cf_error_prefix("schema migration to version %d", migrations[i].version);
+			goto fail;
+		}
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", migrations[i].version);
+		if ((r = sq_exec(b, sql, "migrate")) != 0 || (r = sq_exec(b, "COMMIT", "migrate")) != 0)
+			goto fail;
+		b->version = migrations[i].version;
+	}
+out:
+	return r;
+fail:
+	if (!sqlite3_get_autocommit(b->db))
+		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
+static void
+sq_close(struct cf_store_backend *b)
+{
+	size_t i;
+
+	if (b == NULL)
+		return;
+	if (b->db != NULL && !sqlite3_get_autocommit(b->db))
+		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+	for (i = 0; i < S__COUNT; i++)
+		sqlite3_finalize(b->stmt[i]);
+	sqlite3_close_v2(b->db);
+	free(b->path);
+	free(b);
+}
+
+static int
+sq_open(struct cf_store_backend **out, const char *uri, int flags)
+{
+	struct cf_store_backend *b = NULL;
+	struct stat sb;
+	int r = CF_ERROR, rc, exists, fresh = 0;
+	int oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW;
+	sqlite3_stmt *s = NULL;
+	const char *mode;
+
+	/* Decide before sqlite3_open_v2, which would create the file. */
+	exists = stat(uri, &sb) == 0;
+	if (!exists && errno != ENOENT) {
+		cf_error_set("%s: %s", uri, strerror(errno));
+		goto out;
+	}
+	if (!exists && !(flags & CF_STORE_CREATE)) {
+		r = CF_ENOTFOUND;
+		cf_error_set("%s: no such database (certfleet init creates one)", uri);
+		goto out;
+	}
+	if (exists && !S_ISREG(sb.st_mode)) {
+		r = CF_EINVAL;
+		cf_error_set("%s: not a regular file", uri);
+		goto out;
+	}
+	if (!exists)
+		oflags |= SQLITE_OPEN_CREATE;
+	if ((b = calloc(1, sizeof(*b))) == NULL || (b->path = strdup(uri)) == NULL) {
+		cf_error_set("out of memory");
+		goto out;
+	}
+	if ((rc = sqlite3_open_v2(uri, &b->db, oflags, NULL)) != SQLITE_OK) {
+		r = sq_fail(b, rc, "open");
+		goto out;
+	}
+	sqlite3_extended_result_codes(b->db, 1);
+	sqlite3_busy_timeout(b->db, BUSY_TIMEOUT_MS);
+	if ((r = identify(b, &fresh)) != 0)
+		goto out;
+	if (fresh && exists && !(flags & CF_STORE_CREATE)) {
+		r = CF_ENOTFOUND;
+		cf_error_set("%s: empty file, not an initialized database (certfleet init creates "
+		    "one)", uri);
+		goto out;
+	}
+	/* journal_mode answers with the mode in force: "wal" unless it could not switch. */
+	if ((rc = sqlite3_prepare_v2(b->db, "PRAGMA journal_mode = WAL", -1, &s, NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_step(s)) != SQLITE_ROW) {
+		r = sq_fail(b, rc, "journal_mode");
+		goto out;
+	}
+	mode = (const char *)sqlite3_column_text(s, 0);
+	if (mode == NULL || strcmp(mode, "wal") != 0) {
+		r = CF_ERROR;
+		cf_error_set("%s: cannot switch to WAL mode (journal mode is %s)", uri,
+		    mode ? mode : "unknown");
+		goto out;
+	}
+	sqlite3_finalize(s); /* a statement in progress would block the migrations' COMMIT */
+	s = NULL;
+	if ((r = sq_exec(b, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
+	    "pragmas")) != 0)
+		goto out;
+	if ((r = migrate(b)) != 0)
+		goto out;
+	*out = b;
+	b = NULL;
+	r = 0;
+out:
+	sqlite3_finalize(s);
+	sq_close(b);
+	return r;
+}
+
+static int
+sq_schema_version(struct cf_store_backend *b)
+{
+	return b->version;
+}
+
+/* ---- transactions ------------------------------------------------------------- */
+
+static int
+sq_begin(struct cf_store_backend *b, int depth)
+{
+	return run(b, depth == 0 ? S_BEGIN : S_SAVEPOINT, "begin");
+}
+
+static int
+sq_commit(struct cf_store_backend *b, int depth)
+{
+	int r;
+
+	if (depth > 0)
+		return run(b, S_RELEASE, "commit");
+	if ((r = run(b, S_COMMIT, "commit")) != 0 && !sqlite3_get_autocommit(b->db))
+		(void)run(b, S_ROLLBACK, "rollback"); /* leave no half-open transaction */
+	return r;
+}
+
+static void
+sq_rollback(struct cf_store_backend *b, int depth)
+{
+	char saved[1024];
+
+	/* Some errors (SQLITE_FULL, IOERR) already rolled everything back. */
+	if (sqlite3_get_autocommit(b->db))
+		return;
+	snprintf(saved, sizeof(saved), "%s", cf_error_last()); /* keep the caller's reason */
+	if (depth == 0)
+		(void)run(b, S_ROLLBACK, "rollback");
+	else if (run(b, S_ROLLBACK_TO, "rollback") == 0)
+		(void)run(b, S_RELEASE, "rollback");
+	cf_error_set("%s", saved);
+}
+
+/* ---- things --------------------------------------------------------------------- */
+
+static int
+thing_row(struct cf_store_backend *b, cf_thing_rec *out, sqlite3_stmt *s)
+{
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = col_copy(b, out->name, sizeof(out->name), s, 0)) != 0 ||
+	    (r = col_dup(&out->attributes, s, 1, 0)) != 0)
+		return r;
+	out->created_at = sqlite3_column_int64(s, 2);
+	return 0;
+}
+
+static int
+sq_thing_insert(struct cf_store_backend *b, const cf_thing_rec *t)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_THING_INSERT)) != 0)
+		goto out;
+	bind_text(s, 1, t->name);
+	bind_text(s, 2, t->attributes ? t->attributes : "{}");
+	sqlite3_bind_int64(s, 3, t->created_at);
+	r = step_done(b, s, "insert thing");
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_thing_get(struct cf_store_backend *b, cf_thing_rec *out, const char *name)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_THING_GET)) != 0)
+		goto out;
+	bind_text(s, 1, name);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		r = thing_row(b, out, s);
+	} else if (rc == SQLITE_DONE) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no thing named '%s'", name);
+	} else {
+		r = sq_fail(b, rc, "get thing");
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_thing_list(struct cf_store_backend *b, cf_thing_rec **out, size_t *out_n)
+{
+	sqlite3_stmt *s = NULL;
+	cf_thing_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_THING_LIST)) != 0)
+		goto out;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = thing_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list things");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+	n = 0;
+out:
+	if (v != NULL)
+		cf_thing_recs_free(v, n < cap ? n + 1 : n); /* + the one being filled */
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_thing_update(struct cf_store_backend *b, const cf_thing_rec *t)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_THING_UPDATE)) != 0)
+		goto out;
+	bind_text(s, 1, t->name);
+	bind_text(s, 2, t->attributes ? t->attributes : "{}");
+	r = step_done(b, s, "update thing");
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_thing_delete(struct cf_store_backend *b, const char *name)
+{
+	static const enum stmt_id steps[] = { S_THING_DETACH, S_THING_UNGROUP, S_THING_DELETE };
+	sqlite3_stmt *s = NULL;
+	size_t i;
+	int r = 0;
+
+	for (i = 0; i < sizeof(steps) / sizeof(steps[0]) && r == 0; i++) {
+		if ((r = stmt_get(b, &s, steps[i])) != 0)
+			break;
+		bind_text(s, 1, name);
+		r = step_done(b, s, "delete thing");
+		stmt_done(s);
+		s = NULL;
+	}
+	if (r == 0 && sqlite3_changes(b->db) == 0) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no thing named '%s'", name);
+	}
+	return r;
+}
+
+/* ---- groups ----------------------------------------------------------------------- */
+
+static int
+group_row(struct cf_store_backend *b, cf_group_rec *out, sqlite3_stmt *s)
+{
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = col_copy(b, out->name, sizeof(out->name), s, 0)) != 0 ||
+	    (r = col_dup(&out->query, s, 1, 1)) != 0)
+		return r;
+	out->created_at = sqlite3_column_int64(s, 2);
+	out->members = (size_t)sqlite3_column_int64(s, 3);
+	return 0;
+}
+
+static int
+sq_group_insert(struct cf_store_backend *b, const cf_group_rec *g)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_GROUP_INSERT)) != 0)
+		goto out;
+	bind_text(s, 1, g->name);
+	if (g->query != NULL)
+		bind_text(s, 2, g->query);
+	sqlite3_bind_int64(s, 3, g->created_at);
+	r = step_done(b, s, "insert group");
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_group_get(struct cf_store_backend *b, cf_group_rec *out, const char *name)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_GROUP_GET)) != 0)
+		goto out;
+	bind_text(s, 1, name);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		r = group_row(b, out, s);
+	} else if (rc == SQLITE_DONE) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no group named '%s'", name);
+	} else {
+		r = sq_fail(b, rc, "get group");
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_group_list(struct cf_store_backend *b, cf_group_rec **out, size_t *out_n)
+{
+	sqlite3_stmt *s = NULL;
+	cf_group_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_GROUP_LIST)) != 0)
+		goto out;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = group_row(b, &v[n], s)) != 0)
+			goto out;
+		if (v[n].query != NULL)
+			v[n].members = 0; /* counted by cf_store.c */
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list groups");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+	n = 0;
+out:
+	if (v != NULL)
+		cf_group_recs_free(v, n < cap ? n + 1 : n);
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_group_member_add(struct cf_store_backend *b, const char *group, const char *thing, int64_t ts)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_MEMBER_ADD)) != 0)
+		goto out;
+	bind_text(s, 1, group);
+	bind_text(s, 2, thing);
+	sqlite3_bind_int64(s, 3, ts);
+	if ((r = step_done(b, s, "add group member")) == 0 && sqlite3_changes(b->db) == 0) {
+		r = CF_EEXISTS;
+		cf_error_set("'%s' already is a member of '%s'", thing, group);
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_group_member_list(struct cf_store_backend *b, char ***out, size_t *out_n, const char *group)
+{
+	sqlite3_stmt *s = NULL;
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_MEMBER_LIST)) != 0)
+		goto out;
+	bind_text(s, 1, group);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = col_dup(&v[n], s, 0, 0)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list group members");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+out:
+	cf_strv_free(v, n);
+	stmt_done(s);
+	return r;
+}
+
+/* ---- certificate authorities -------------------------------------------------------- */
+
+static int
+ca_row(struct cf_store_backend *b, cf_ca_rec *out, sqlite3_stmt *s)
+{
+	const char *role;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = col_copy(b, out->id, sizeof(out->id), s, 0)) != 0 ||
+	    (r = col_copy(b, out->name, sizeof(out->name), s, 1)) != 0 ||
+	    (r = col_copy(b, out->parent_id, sizeof(out->parent_id), s, 3)) != 0 ||
+	    (r = col_status(b, &out->status, s, 4)) != 0 ||
+	    (r = col_copy(b, out->serial, sizeof(out->serial), s, 6)) != 0 ||
+	    (r = col_copy(b, out->key_alg, sizeof(out->key_alg), s, 12)) != 0 ||
+	    (r = col_copy(b, out->key_ref, sizeof(out->key_ref), s, 14)) != 0 ||
+	    (r = col_dup(&out->pem, s, 16, 0)) != 0)
+		return r;
+	role = (const char *)sqlite3_column_text(s, 2);
+	if (role != NULL && strcmp(role, "ROOT") == 0) {
+		out->role = CF_CA_ROOT;
+	} else if (role != NULL && strcmp(role, "INTERMEDIATE") == 0) {
+		out->role = CF_CA_INTERMEDIATE;
+	} else {
+		cf_error_set("%s: CA %s has unknown role '%s'", b->path, out->name, role ? role : "");
+		return CF_ECORRUPT;
+	}
+	out->is_issuer = sqlite3_column_int(s, 5) != 0;
+	out->not_before = sqlite3_column_int64(s, 7);
+	out->not_after = sqlite3_column_int64(s, 8);
+	out->created_at = sqlite3_column_int64(s, 9);
+	out->revoked_at = sqlite3_column_int64(s, 10);
+	out->revoke_reason = sqlite3_column_int(s, 11);
+	out->key_bits = sqlite3_column_int(s, 13);
+	out->crl_number = sqlite3_column_int64(s, 15);
+	return 0;
+}
+
+static int
+sq_ca_insert(struct cf_store_backend *b, const cf_ca_rec *ca)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_CA_INSERT)) != 0)
+		goto out;
+	bind_text(s, 1, ca->id);
+	bind_text(s, 2, ca->name);
+	bind_text(s, 3, ca->role == CF_CA_ROOT ? "ROOT" : "INTERMEDIATE");
+	bind_text_or_null(s, 4, ca->parent_id);
+	bind_text(s, 5, cf_cert_status_name(ca->status));
+	sqlite3_bind_int(s, 6, ca->is_issuer ? 1 : 0);
+	bind_text(s, 7, ca->serial);
+	sqlite3_bind_int64(s, 8, ca->not_before);
+	sqlite3_bind_int64(s, 9, ca->not_after);
+	sqlite3_bind_int64(s, 10, ca->created_at);
+	sqlite3_bind_int64(s, 11, ca->revoked_at);
+	sqlite3_bind_int(s, 12, ca->revoke_reason);
+	bind_text(s, 13, ca->key_alg);
+	sqlite3_bind_int(s, 14, ca->key_bits);
+	bind_text(s, 15, ca->key_ref);
+	sqlite3_bind_int64(s, 16, ca->crl_number);
+	bind_text(s, 17, ca->pem);
+	r = step_done(b, s, "insert CA");
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+ca_get_by(struct cf_store_backend *b, cf_ca_rec *out, enum stmt_id id, const char *key)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, id)) != 0)
+		goto out;
+	bind_text(s, 1, key);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		r = ca_row(b, out, s);
+		if (r != 0)
+			cf_ca_rec_clear(out);
+	} else if (rc == SQLITE_DONE) {
+		r = CF_ENOTFOUND;
+		cf_error_set(id == S_CA_GET ? "no CA with id %s" : "no CA named '%s'", key);
+	} else {
+		r = sq_fail(b, rc, "get CA");
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_ca_get(struct cf_store_backend *b, cf_ca_rec *out, const char *id)
+{
+	return ca_get_by(b, out, S_CA_GET, id);
+}
+
+static int
+sq_ca_get_by_name(struct cf_store_backend *b, cf_ca_rec *out, const char *name)
+{
+	return ca_get_by(b, out, S_CA_GET_NAME, name);
+}
+
+static int
+sq_ca_list(struct cf_store_backend *b, cf_ca_rec **out, size_t *out_n)
+{
+	sqlite3_stmt *s = NULL;
+	cf_ca_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_CA_LIST)) != 0)
+		goto out;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = ca_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list CAs");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+	n = 0;
+out:
+	if (v != NULL)
+		cf_ca_recs_free(v, n < cap ? n + 1 : n);
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_ca_update(struct cf_store_backend *b, const cf_ca_rec *ca)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_CA_UPDATE)) != 0)
+		goto out;
+	bind_text(s, 1, ca->id);
+	bind_text(s, 2, cf_cert_status_name(ca->status));
+	sqlite3_bind_int(s, 3, ca->is_issuer ? 1 : 0);
+	sqlite3_bind_int64(s, 4, ca->revoked_at);
+	sqlite3_bind_int(s, 5, ca->revoke_reason);
+	sqlite3_bind_int64(s, 6, ca->crl_number);
+	if ((r = step_done(b, s, "update CA")) == 0 && sqlite3_changes(b->db) == 0) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no CA with id %s", ca->id);
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+/* ---- certificates ---------------------------------------------------------------- */
+
+static int
+cert_row(struct cf_store_backend *b, cf_cert_rec *out, sqlite3_stmt *s)
+{
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = col_copy(b, out->id, sizeof(out->id), s, 0)) != 0 ||
+	    (r = col_copy(b, out->serial, sizeof(out->serial), s, 1)) != 0 ||
+	    (r = col_copy(b, out->ca_id, sizeof(out->ca_id), s, 2)) != 0 ||
+	    (r = col_copy(b, out->thing, sizeof(out->thing), s, 3)) != 0 ||
+	    (r = col_status(b, &out->status, s, 4)) != 0 ||
+	    (r = col_copy(b, out->key_alg, sizeof(out->key_alg), s, 11)) != 0 ||
+	    (r = col_copy(b, out->sig_alg, sizeof(out->sig_alg), s, 13)) != 0 ||
+	    (r = col_dup(&out->pem, s, 14, 0)) != 0)
+		return r;
+	out->not_before = sqlite3_column_int64(s, 5);
+	out->not_after = sqlite3_column_int64(s, 6);
+	out->created_at = sqlite3_column_int64(s, 7);
+	out->updated_at = sqlite3_column_int64(s, 8);
+	out->revoked_at = sqlite3_column_int64(s, 9);
+	out->revoke_reason = sqlite3_column_int(s, 10);
+	out->key_bits = sqlite3_column_int(s, 12);
+	return 0;
+}
+
+static int
+sq_cert_insert(struct cf_store_backend *b, const cf_cert_rec *c)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_CERT_INSERT)) != 0)
+		goto out;
+	bind_text(s, 1, c->id);
+	bind_text(s, 2, c->serial);
+	bind_text(s, 3, c->ca_id);
+	bind_text_or_null(s, 4, c->thing);
+	bind_text(s, 5, cf_cert_status_name(c->status));
+	sqlite3_bind_int64(s, 6, c->not_before);
+	sqlite3_bind_int64(s, 7, c->not_after);
+	sqlite3_bind_int64(s, 8, c->created_at);
+	sqlite3_bind_int64(s, 9, c->updated_at);
+	sqlite3_bind_int64(s, 10, c->revoked_at);
+	sqlite3_bind_int(s, 11, c->revoke_reason);
+	bind_text(s, 12, c->key_alg);
+	sqlite3_bind_int(s, 13, c->key_bits);
+	bind_text(s, 14, c->sig_alg);
+	bind_text(s, 15, c->pem);
+	r = step_done(b, s, "insert certificate");
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_cert_get(struct cf_store_backend *b, cf_cert_rec *out, const char *id)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_CERT_GET)) != 0)
+		goto out;
+	bind_text(s, 1, id);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = cert_row(b, out, s)) != 0)
+			cf_cert_rec_clear(out);
+	} else if (rc == SQLITE_DONE) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no certificate with id %s", id);
+	} else {
+		r = sq_fail(b, rc, "get certificate");
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+/*
+ * The WHERE clause is assembled from fixed fragments (values are always
+ * bound), so each filter combination can use its index.
+ */
+static int
+sq_cert_list(struct cf_store_backend *b, cf_cert_rec **out, size_t *out_n, const cf_cert_filter *f)
+{
+	sqlite3_stmt *s = NULL;
+	cf_cert_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	char sql[512];
+	int r = 0, rc;
+
+	snprintf(sql, sizeof(sql), "SELECT " CERT_COLS " FROM certificates WHERE 1%s%s%s%s "
+	    "ORDER BY created_at, id",
+	    f->status >= 0 ? " AND status = ?1" : "",
+	    f->thing == NULL ? "" : f->thing[0] == '\0' ? " AND thing IS NULL" : " AND thing = ?2",
+	    f->ca_id != NULL ? " AND ca_id = ?3" : "",
+	    f->not_after_before != 0 ? " AND not_after < ?4" : "");
+	if ((rc = sqlite3_prepare_v2(b->db, sql, -1, &s, NULL)) != SQLITE_OK) {
+		r = sq_fail(b, rc, "list certificates");
+		goto out;
+	}
+	if (f->status >= 0)
+		bind_text(s, 1, cf_cert_status_name((cf_cert_status)f->status));
+	if (f->thing != NULL && f->thing[0] != '\0')
+		bind_text(s, 2, f->thing);
+	if (f->ca_id != NULL)
+		bind_text(s, 3, f->ca_id);
+	if (f->not_after_before != 0)
+		sqlite3_bind_int64(s, 4, f->not_after_before);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = cert_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list certificates");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+	n = 0;
+out:
+	if (v != NULL)
+		cf_cert_recs_free(v, n < cap ? n + 1 : n);
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_cert_update(struct cf_store_backend *b, const cf_cert_rec *c)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_CERT_UPDATE)) != 0)
+		goto out;
+	bind_text(s, 1, c->id);
+	bind_text_or_null(s, 2, c->thing);
+	bind_text(s, 3, cf_cert_status_name(c->status));
+	sqlite3_bind_int64(s, 4, c->updated_at);
+	sqlite3_bind_int64(s, 5, c->revoked_at);
+	sqlite3_bind_int(s, 6, c->revoke_reason);
+	if ((r = step_done(b, s, "update certificate")) == 0 && sqlite3_changes(b->db) == 0) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no certificate with id %s", c->id);
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_id_prefix(struct cf_store_backend *b, char (*out)[CF_ID_LEN + 1], size_t *out_n, size_t max,
+    cf_store_kind kind, const char *prefix)
+{
+	sqlite3_stmt *s = NULL;
+	size_t n = 0;
+	int r, rc = SQLITE_DONE;
+
+	if ((r = stmt_get(b, &s, kind == CF_STORE_KIND_CA ? S_CA_PREFIX : S_CERT_PREFIX)) != 0)
+		goto out;
+	bind_text(s, 1, prefix);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+	while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = col_copy(b, out[n], CF_ID_LEN + 1, s, 0)) != 0)
+			goto out;
+		n++;
+	}
+	if (n < max && rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "find id");
+		goto out;
+	}
+	*out_n = n;
+out:
+	stmt_done(s);
+	return r;
+}
+
+/* ---- events ------------------------------------------------------------------ */
+
+static int
+event_row(struct cf_store_backend *b, cf_event_rec *out, sqlite3_stmt *s)
+{
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	out->seq = sqlite3_column_int64(s, 0);
+	out->ts = sqlite3_column_int64(s, 1);
+	if ((r = col_copy(b, out->type, sizeof(out->type), s, 2)) != 0 ||
+	    (r = col_copy(b, out->subject, sizeof(out->subject), s, 3)) != 0 ||
+	    (r = col_dup(&out->detail, s, 4, 0)) != 0 ||
+	    (r = col_copy(b, out->prev_hash, sizeof(out->prev_hash), s, 5)) != 0 ||
+	    (r = col_copy(b, out->hash, sizeof(out->hash), s, 6)) != 0) {
+		cf_error_prefix("event #%lld", (long long)out->seq);
+		return r;
+	}
+	return 0;
+}
+
+static int
+sq_event_head(struct cf_store_backend *b, int64_t *seq, char hash[CF_ID_LEN + 1])
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_EVENT_HEAD)) != 0)
+		goto out;
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*seq = sqlite3_column_int64(s, 0);
+		r = col_copy(b, hash, CF_ID_LEN + 1, s, 1);
+	} else if (rc == SQLITE_DONE) {
+		*seq = 0;
+		memset(hash, '0', CF_ID_LEN);
+		hash[CF_ID_LEN] = '\0';
+	} else {
+		r = sq_fail(b, rc, "read the event head");
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_event_insert(struct cf_store_backend *b, const cf_event_rec *ev)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_EVENT_INSERT)) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, ev->seq);
+	sqlite3_bind_int64(s, 2, ev->ts);
+	bind_text(s, 3, ev->type);
+	bind_text(s, 4, ev->subject);
+	bind_text(s, 5, ev->detail ? ev->detail : "{}");
+	bind_text(s, 6, ev->prev_hash);
+	bind_text(s, 7, ev->hash);
+	r = step_done(b, s, "append event");
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_event_list(struct cf_store_backend *b, cf_event_rec **out, size_t *out_n, int64_t since,
+    size_t limit)
+{
+	sqlite3_stmt *s = NULL;
+	cf_event_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_EVENT_LIST)) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, since);
+	sqlite3_bind_int64(s, 2, limit ? (sqlite3_int64)limit : -1);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = event_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list events");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+	n = 0;
+out:
+	if (v != NULL)
+		cf_event_recs_free(v, n < cap ? n + 1 : n);
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_event_foreach(struct cf_store_backend *b, cf_store_event_cb cb, void *arg)
+{
+	sqlite3_stmt *s = NULL;
+	cf_event_rec ev;
+	int r, rc;
+
+	memset(&ev, 0, sizeof(ev));
+	if ((r = stmt_get(b, &s, S_EVENT_ALL)) != 0)
+		goto out;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		r = event_row(b, &ev, s);
+		if (r == 0)
+			r = cb(&ev, arg);
+		free(ev.detail);
+		ev.detail = NULL;
+		if (r != 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		r = sq_fail(b, rc, "read events");
+out:
+	stmt_done(s);
+	return r;
+}
+
+const struct cf_store_ops cf_store_sqlite_ops = {
+	.name = "sqlite",
+	.open = sq_open,
+	.close = sq_close,
+	.schema_version = sq_schema_version,
+	.begin = sq_begin,
+	.commit = sq_commit,
+	.rollback = sq_rollback,
+	.thing_insert = sq_thing_insert,
+	.thing_get = sq_thing_get,
+	.thing_list = sq_thing_list,
+	.thing_update = sq_thing_update,
+	.thing_delete = sq_thing_delete,
+	.group_insert = sq_group_insert,
+	.group_get = sq_group_get,
+	.group_list = sq_group_list,
+	.group_member_add = sq_group_member_add,
+	.group_member_list = sq_group_member_list,
+	.ca_insert = sq_ca_insert,
+	.ca_get = sq_ca_get,
+	.ca_get_by_name = sq_ca_get_by_name,
+	.ca_list = sq_ca_list,
+	.ca_update = sq_ca_update,
+	.cert_insert = sq_cert_insert,
+	.cert_get = sq_cert_get,
+	.cert_list = sq_cert_list,
+	.cert_update = sq_cert_update,
+	.id_prefix = sq_id_prefix,
+	.event_head = sq_event_head,
+	.event_insert = sq_event_insert,
+	.event_list = sq_event_list,
+	.event_foreach = sq_event_foreach,
+};
