@@ -232,7 +232,10 @@ int cf_pki_make_crl(char **out_pem, const cf_cert *ca, const cf_key *ca_key,
 /*
  * Verifies leaf up to one of roots through intermediates, at time at
  * (0 = now), requiring clientAuth purpose when client_auth is set.
- * crls_pem (may be NULL) enables CRL checking of the whole chain.
+ * crls_pem (may be NULL) enables CRL checking of the whole chain: it must
+ * then hold a current CRL from every CA above the leaf (the intermediate's
+ * for the leaf, the root's for the intermediate), or verification fails
+ * with "unable to get certificate CRL".
  * CF_EREJECTED with OpenSSL's reason ("certificate has expired", ...).
  */
 int cf_pki_verify_chain(const cf_cert *leaf, cf_cert *const *intermediates, size_t n_int,

@@ -1,0 +1,1712 @@
+/*
+ * cf_pki — keys, CSRs, certificates, CRLs and chain verification on top of
+ * OpenSSL 3 (no deprecated interfaces). Owns the cf_key / cf_csr / cf_cert
+ * handles and every OpenSSL object behind them; callers see PEM strings and
+ * plain structs. The algorithm tables live in cf_pki_alg.c.
+ *
+ * Untrusted input (CSRs from devices, certificates from anywhere) enters
+ * only through cf_csr_parse and cf_cert_parse*, which bound the size, detect
+ * PEM or DER and insist that DER is consumed exactly.
+ */
+#include "cf_pki_int.h"
+
+#include <limits.h>
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/encoder.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cf_util.h"
+
+#define CF_PKI_MAX_INPUT (1024 * 1024) /* a CSR, certificate or bundle */
+#define CF_URN_PREFIX "urn:certfleet:thing:"
+#define CF_SKEW_SECONDS 300            /* notBefore is backdated by this much */
+#define CF_SERIAL_BYTES 16
+
+/* ---- small primitives ---------------------------------------------------- */
+
+static void
+hex_lower(char *out, const unsigned char *in, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0xf];
+	}
+	out[2 * len] = '\0';
+}
+
+void
+cf_sha256_hex(char out[CF_ID_LEN + 1], const void *data, size_t len)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+		/* Cannot happen with the default provider; never hand back garbage. */
+		ERR_clear_error();
+		memset(out, '0', CF_ID_LEN);
+		out[CF_ID_LEN] = '\0';
+		return;
+	}
+	hex_lower(out, md, 32);
+}
+
+int
+cf_random_bytes(void *out, size_t len)
+{
+	if (len > INT_MAX || RAND_bytes(out, (int)len) != 1) {
+		cf_error_ssl("random number generator failed");
+		return CF_ERROR;
+	}
+	return 0;
+}
+
+int
+cf_secure_equal(const void *a, const void *b, size_t len)
+{
+	return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+/* The contents of a memory BIO as a malloc()ed NUL-terminated string. */
+static int
+bio_to_string(char **out, BIO *bio)
+{
+	BUF_MEM *bm = NULL;
+	char *s;
+
+	BIO_get_mem_ptr(bio, &bm);
+	if (bm == NULL || (s = malloc(bm->length + 1)) == NULL) {
+		cf_error_set("out of memory");
+		return CF_ERROR;
+	}
+	memcpy(s, bm->data, bm->length);
+	s[bm->length] = '\0';
+	*out = s;
+	return 0;
+}
+
+/* A read-only BIO over caller memory; CF_EINVAL if len is out of range. */
+static int
+bio_over(BIO **out, const void *data, size_t len)
+{
+	if (data == NULL || len == 0 || len > CF_PKI_MAX_INPUT) {
+		cf_error_set("input is empty or larger than %d bytes", CF_PKI_MAX_INPUT);
+		return CF_EINVAL;
+	}
+	if ((*out = BIO_new_mem_buf(data, (int)len)) == NULL) {
+		cf_error_ssl("out of memory");
+		return CF_ERROR;
+	}
+	return 0;
+}
+
+/* PEM if the first non-blank bytes are a PEM boundary, else DER. */
+static int
+looks_pem(const void *data, size_t len)
+{
+	const char *p = data;
+	size_t i = 0;
+
+	while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+		i++;
+	return len - i >= 10 && memcmp(p + i, "-----BEGIN", 10) == 0;
+}
+
+/* The first CN of a name as UTF-8 into out ("" if none; truncated to fit). */
+static void
+name_cn(char *out, size_t out_len, const X509_NAME *name)
+{
+	const X509_NAME_ENTRY *e;
+	unsigned char *utf8 = NULL;
+	int idx, n;
+
+	out[0] = '\0';
+	if (name == NULL || (idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1)) < 0)
+		return;
+	e = X509_NAME_get_entry(name, idx);
+	if ((n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e))) < 0) {
+		ERR_clear_error();
+		return;
+	}
+	snprintf(out, out_len, "%.*s", n, (const char *)utf8);
+	OPENSSL_free(utf8);
+}
+
+static X509_NAME *
+name_from_cn(const char *cn)
+{
+	X509_NAME *name;
+
+	if ((name = X509_NAME_new()) == NULL)
+		return NULL;
+	if (!X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8,
+	    (const unsigned char *)cn, -1, -1, 0)) {
+		X509_NAME_free(name);
+		return NULL;
+	}
+	return name;
+}
+
+static int
+cn_valid(const char *what, const char *cn)
+{
+	size_t len = cn ? strlen(cn) : 0;
+
+	if (len == 0 || len > 64) {
+		cf_error_set("%s common name must be 1 to 64 characters", what);
+		return 0;
+	}
+	return 1;
+}
+
+/* ---- keys ------------------------------------------------------------------ */
+
+static int
+key_wrap(cf_key **out, EVP_PKEY *pkey)
+{
+	cf_key *k;
+
+	if ((k = calloc(1, sizeof(*k))) == NULL) {
+		cf_error_set("out of memory");
+		return CF_ERROR;
+	}
+	k->pkey = pkey;
+	*out = k;
+	return 0;
+}
+
+int
+cf_key_generate(cf_key **out, cf_key_alg alg)
+{
+	EVP_PKEY *pkey = NULL;
+	int r = CF_ERROR;
+
+	switch (alg) {
+	case CF_KEY_RSA2048:
+		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+		break;
+	case CF_KEY_RSA3072:
+		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)3072);
+		break;
+	case CF_KEY_P256:
+		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+		break;
+	case CF_KEY_P384:
+		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
+		break;
+	case CF_KEY_P521:
+		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-521");
+		break;
+	case CF_KEY_ED25519:
+		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+		break;
+	default:
+		cf_error_set("unknown key algorithm %d", (int)alg);
+		return CF_EINVAL;
+	}
+	if (pkey == NULL) {
+		cf_error_ssl("%s key generation failed", cf_key_alg_name(alg));
+		goto out;
+	}
+	if ((r = key_wrap(out, pkey)) != 0)
+		goto out;
+	pkey = NULL;
+out:
+	EVP_PKEY_free(pkey);
+	return r;
+}
+
+void
+cf_key_free(cf_key *key)
+{
+	if (key == NULL)
+		return;
+	/* EVP_PKEY_free wipes the private components through the provider. */
+	EVP_PKEY_free(key->pkey);
+	free(key);
+}
+
+int
+cf_key_to_pem(char **out, const cf_key *key, const char *passphrase)
+{
+	int r = CF_ERROR;
+	OSSL_ENCODER_CTX *ectx = NULL;
+	BIO *bio = NULL;
+	BUF_MEM *bm = NULL;
+
+	/* A secure-memory BIO wipes its buffer (and every regrowth) when freed. */
+	if ((bio = BIO_new(BIO_s_secmem())) == NULL) {
+		cf_error_ssl("out of memory");
+		goto out;
+	}
+	ectx = OSSL_ENCODER_CTX_new_for_pkey(key->pkey, OSSL_KEYMGMT_SELECT_KEYPAIR, "PEM",
+	    "PrivateKeyInfo", NULL);
+	if (ectx == NULL || OSSL_ENCODER_CTX_get_num_encoders(ectx) == 0) {
+		cf_error_ssl("no PKCS#8 encoder for this key");
+		goto out;
+	}
+	if (passphrase != NULL) {
+		/* PBES2: PBKDF2 with HMAC-SHA256 (OpenSSL's default PRF) and AES-256-CBC. */
+		if (OSSL_ENCODER_CTX_set_cipher(ectx, "AES-256-CBC", NULL) != 1 ||
+		    OSSL_ENCODER_CTX_set_passphrase(ectx, (const unsigned char *)passphrase,
+		    strlen(passphrase)) != 1) {
+			cf_error_ssl("cannot set up private key encryption");
+			goto out;
+		}
+	}
+	if (OSSL_ENCODER_to_bio(ectx, bio) != 1) {
+		cf_error_ssl("cannot encode the private key");
+		goto out;
+	}
+	if ((r = bio_to_string(out, bio)) != 0)
+		goto out;
+	r = 0;
+out:
+	if (bio != NULL) {
+		BIO_get_mem_ptr(bio, &bm);
+		if (bm != NULL && bm->data != NULL)
+			OPENSSL_cleanse(bm->data, bm->length);
+	}
+	BIO_free(bio);
+	OSSL_ENCODER_CTX_free(ectx);
+	return r;
+}
+
+/* 1 if needle occurs in the first len bytes of hay (which need not be a string). */
+static int
+contains(const char *hay, size_t len, const char *needle)
+{
+	size_t i, nl = strlen(needle);
+
+	for (i = 0; i + nl <= len; i++) {
+		if (memcmp(hay + i, needle, nl) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+struct pass_arg {
+	const char *pass;
+	int asked;
+};
+
+/* Hands OpenSSL the passphrase we were given; never prompts. */
+static int
+pem_pass_cb(char *buf, int size, int rwflag, void *u)
+{
+	struct pass_arg *pa = u;
+	size_t len;
+
+	(void)rwflag;
+	pa->asked = 1;
+	if (pa->pass == NULL || size <= 0)
+		return -1;
+	len = strlen(pa->pass);
+	if (len > (size_t)size)
+		return -1;
+	memcpy(buf, pa->pass, len);
+	return (int)len;
+}
+
+int
+cf_key_from_pem(cf_key **out, const char *pem, size_t len, const char *passphrase)
+{
+	int r = CF_ERROR;
+	BIO *bio = NULL;
+	EVP_PKEY *pkey = NULL;
+	struct pass_arg pa = { passphrase, 0 };
+	int encrypted;
+
+	if ((r = bio_over(&bio, pem, len)) != 0)
+		goto out;
+	r = CF_ERROR;
+	encrypted = contains(pem, len, "ENCRYPTED");
+	pkey = PEM_read_bio_PrivateKey_ex(bio, NULL, pem_pass_cb, &pa, NULL, NULL);
+	if (pkey == NULL) {
+		if (encrypted || pa.asked) {
+			r = CF_EPASS;
+			cf_error_ssl("cannot decrypt the private key: %s passphrase",
+			    passphrase ? "wrong" : "missing");
+		} else {
+			r = CF_EINVAL;
+			cf_error_ssl("not a private key in PEM");
+		}
+		goto out;
+	}
+	if ((r = key_wrap(out, pkey)) != 0)
+		goto out;
+	pkey = NULL;
+out:
+	EVP_PKEY_free(pkey);
+	BIO_free(bio);
+	return r;
+}
+
+int
+cf_key_save(const char *path, const cf_key *key, const char *passphrase)
+{
+	int r;
+	char *pem = NULL;
+
+	if ((r = cf_key_to_pem(&pem, key, passphrase)) != 0)
+		goto out;
+	if ((r = cf_file_write_atomic(path, pem, strlen(pem), 0600)) != 0)
+		goto out;
+out:
+	cf_secret_free(pem, 0);
+	return r;
+}
+
+int
+cf_key_load(cf_key **out, const char *path, const char *passphrase)
+{
+	int r;
+	char *buf = NULL;
+	size_t len = 0;
+
+	if ((r = cf_file_read(&buf, &len, path, CF_PKI_MAX_INPUT)) != 0)
+		goto out;
+	if ((r = cf_key_from_pem(out, buf, len, passphrase)) != 0) {
+		cf_error_prefix("%s", path);
+		goto out;
+	}
+out:
+	if (buf != NULL)
+		cf_secret_free(buf, len + 1);
+	return r;
+}
+
+int
+cf_key_public_pem(char **out, const cf_key *key)
+{
+	int r = CF_ERROR;
+	BIO *bio = NULL;
+
+	if ((bio = BIO_new(BIO_s_mem())) == NULL || PEM_write_bio_PUBKEY(bio, key->pkey) != 1) {
+		cf_error_ssl("cannot encode the public key");
+		goto out;
+	}
+	r = bio_to_string(out, bio);
+out:
+	BIO_free(bio);
+	return r;
+}
+
+static int
+pkey_fingerprint(char out[CF_ID_LEN + 1], const EVP_PKEY *pkey)
+{
+	unsigned char *der = NULL;
+	int n;
+
+	if ((n = i2d_PUBKEY(pkey, &der)) <= 0) {
+		cf_error_ssl("cannot encode the public key");
+		return CF_ERROR;
+	}
+	cf_sha256_hex(out, der, (size_t)n);
+	OPENSSL_free(der);
+	return 0;
+}
+
+int
+cf_key_fingerprint(char out[CF_ID_LEN + 1], const cf_key *key)
+{
+	return pkey_fingerprint(out, key->pkey);
+}
+
+static int
+pkey_info(cf_key_info *out, const EVP_PKEY *pkey)
+{
+	const char *tn;
+	size_t glen = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->bits = EVP_PKEY_get_bits(pkey);
+	switch (EVP_PKEY_get_base_id(pkey)) {
+	case EVP_PKEY_RSA:
+	case EVP_PKEY_RSA_PSS:
+		snprintf(out->type, sizeof(out->type), "RSA");
+		break;
+	case EVP_PKEY_EC:
+		snprintf(out->type, sizeof(out->type), "EC");
+		if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, out->curve,
+		    sizeof(out->curve), &glen) != 1) {
+			out->curve[0] = '\0'; /* explicit curve parameters: no name */
+			ERR_clear_error();
+		}
+		break;
+	case EVP_PKEY_ED25519:
+		snprintf(out->type, sizeof(out->type), "ED25519");
+		out->bits = 256; /* OpenSSL says 253; the key is 256 bits on the wire */
+		break;
+	case EVP_PKEY_ED448:
+		snprintf(out->type, sizeof(out->type), "ED448");
+		break;
+	case EVP_PKEY_DSA:
+		snprintf(out->type, sizeof(out->type), "DSA");
+		break;
+	default:
+		tn = EVP_PKEY_get0_type_name(pkey);
+		snprintf(out->type, sizeof(out->type), "%s", tn ? tn : "unknown");
+		break;
+	}
+	return 0;
+}
+
+int
+cf_key_info_get(cf_key_info *out, const cf_key *key)
+{
+	return pkey_info(out, key->pkey);
+}
+
+static int
+pkey_alg(cf_key_alg *out, const EVP_PKEY *pkey)
+{
+	cf_key_info ki;
+
+	(void)pkey_info(&ki, pkey);
+	if (strcmp(ki.type, "RSA") == 0 && EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA &&
+	    (ki.bits == 2048 || ki.bits == 3072)) {
+		*out = ki.bits == 2048 ? CF_KEY_RSA2048 : CF_KEY_RSA3072;
+		return 0;
+	}
+	if (strcmp(ki.type, "EC") == 0) {
+		if (strcmp(ki.curve, "prime256v1") == 0) {
+			*out = CF_KEY_P256;
+			return 0;
+		}
+		if (strcmp(ki.curve, "secp384r1") == 0) {
+			*out = CF_KEY_P384;
+			return 0;
+		}
+		if (strcmp(ki.curve, "secp521r1") == 0) {
+			*out = CF_KEY_P521;
+			return 0;
+		}
+	}
+	if (strcmp(ki.type, "ED25519") == 0) {
+		*out = CF_KEY_ED25519;
+		return 0;
+	}
+	cf_error_set("key %s%s%s-%d is not a supported key algorithm", ki.type,
+	    ki.curve[0] ? " " : "", ki.curve, ki.bits);
+	return CF_EINVAL;
+}
+
+int
+cf_key_alg_of(cf_key_alg *out, const cf_key *key)
+{
+	return pkey_alg(out, key->pkey);
+}
+
+int
+cf_key_equal_public(const cf_key *a, const cf_key *b)
+{
+	int eq = EVP_PKEY_eq(a->pkey, b->pkey) == 1;
+
+	ERR_clear_error();
+	return eq;
+}
+
+/* ---- CSRs ------------------------------------------------------------------ */
+
+static GENERAL_NAMES *
+san_for_thing(const char *thing)
+{
+	GENERAL_NAMES *gens = NULL;
+	GENERAL_NAME *gen = NULL;
+	ASN1_IA5STRING *uri = NULL;
+	char buf[sizeof(CF_URN_PREFIX) + CF_NAME_MAX];
+
+	snprintf(buf, sizeof(buf), CF_URN_PREFIX "%s", thing);
+	if ((gens = GENERAL_NAMES_new()) == NULL || (gen = GENERAL_NAME_new()) == NULL ||
+	    (uri = ASN1_IA5STRING_new()) == NULL || !ASN1_STRING_set(uri, buf, -1))
+		goto fail;
+	GENERAL_NAME_set0_value(gen, GEN_URI, uri);
+	uri = NULL;
+	if (!sk_GENERAL_NAME_push(gens, gen))
+		goto fail;
+	return gens;
+fail:
+	ASN1_IA5STRING_free(uri);
+	GENERAL_NAME_free(gen);
+	GENERAL_NAMES_free(gens);
+	return NULL;
+}
+
+int
+cf_csr_create(char **out_pem, const cf_key *key, cf_sig_alg sig, const char *thing)
+{
+	int r = CF_ERROR;
+	X509_REQ *req = NULL;
+	X509_NAME *name = NULL;
+	GENERAL_NAMES *gens = NULL;
+	STACK_OF(X509_EXTENSION) *exts = NULL;
+	X509_EXTENSION *ext = NULL;
+	EVP_MD_CTX *mctx = NULL;
+	BIO *bio = NULL;
+
+	if (!cf_name_valid("thing", thing)) {
+		r = CF_EINVAL;
+		goto out;
+	}
+	if ((mctx = EVP_MD_CTX_new()) == NULL) {
+		cf_error_ssl("out of memory");
+		goto out;
+	}
+	if ((r = cf_pki_md_init(mctx, key->pkey, sig, 1)) != 0)
+		goto out;
+	r = CF_ERROR;
+	if ((req = X509_REQ_new()) == NULL || !X509_REQ_set_version(req, X509_REQ_VERSION_1) ||
+	    (name = name_from_cn(thing)) == NULL || !X509_REQ_set_subject_name(req, name) ||
+	    !X509_REQ_set_pubkey(req, key->pkey)) {
+		cf_error_ssl("cannot build the CSR");
+		goto out;
+	}
+	if ((gens = san_for_thing(thing)) == NULL ||
+	    (ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, gens)) == NULL ||
+	    (exts = sk_X509_EXTENSION_new_null()) == NULL ||
+	    !sk_X509_EXTENSION_push(exts, ext)) {
+		cf_error_ssl("cannot build the CSR's subjectAltName");
+		goto out;
+	}
+	ext = NULL;
+	if (!X509_REQ_add_extensions(req, exts)) {
+		cf_error_ssl("cannot add the CSR's extensions");
+		goto out;
+	}
+	/* The signing context carries the PSS parameters into the AlgorithmIdentifier. */
+	if (X509_REQ_sign_ctx(req, mctx) <= 0) {
+		cf_error_ssl("cannot sign the CSR with %s", cf_sig_alg_name(sig));
+		goto out;
+	}
+	if ((bio = BIO_new(BIO_s_mem())) == NULL || PEM_write_bio_X509_REQ(bio, req) != 1) {
+		cf_error_ssl("cannot encode the CSR");
+		goto out;
+	}
+	r = bio_to_string(out_pem, bio);
+out:
+	BIO_free(bio);
+	X509_EXTENSION_free(ext);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	GENERAL_NAMES_free(gens);
+	X509_NAME_free(name);
+	X509_REQ_free(req);
+	EVP_MD_CTX_free(mctx);
+	return r;
+}
+
+int
+cf_csr_parse(cf_csr **out, const void *data, size_t len)
+{
+	int r = CF_ERROR;
+	BIO *bio = NULL;
+	X509_REQ *req = NULL;
+	const unsigned char *p = data;
+	cf_csr *csr = NULL;
+
+	if (looks_pem(data, len)) {
+		if ((r = bio_over(&bio, data, len)) != 0)
+			goto out;
+		req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
+	} else if (len > 0 && len <= CF_PKI_MAX_INPUT) {
+		req = d2i_X509_REQ(NULL, &p, (long)len);
+		if (req != NULL && p != (const unsigned char *)data + len) {
+			X509_REQ_free(req);
+			req = NULL;
+		}
+	}
+	if (req == NULL) {
+		r = CF_EINVAL;
+		cf_error_ssl("malformed certificate signing request");
+		goto out;
+	}
+	if ((csr = calloc(1, sizeof(*csr))) == NULL) {
+		r = CF_ERROR;
+		cf_error_set("out of memory");
+		goto out;
+	}
+	csr->req = req;
+	req = NULL;
+	*out = csr;
+	r = 0;
+out:
+	X509_REQ_free(req);
+	BIO_free(bio);
+	return r;
+}
+
+void
+cf_csr_free(cf_csr *csr)
+{
+	if (csr == NULL)
+		return;
+	X509_REQ_free(csr->req);
+	free(csr);
+}
+
+int
+cf_csr_verify(const cf_csr *csr)
+{
+	EVP_PKEY *pkey;
+
+	if ((pkey = X509_REQ_get0_pubkey(csr->req)) == NULL) {
+		ERR_clear_error();
+		cf_error_set("CSR public key cannot be decoded");
+		return CF_EREJECTED;
+	}
+	if (X509_REQ_verify(csr->req, pkey) != 1) {
+		cf_error_ssl("CSR signature does not verify");
+		return CF_EREJECTED;
+	}
+	return 0;
+}
+
+/* Every subjectAltName entry must be the thing's URN. */
+static int
+check_san(const GENERAL_NAMES *gens, const char *urn)
+{
+	const GENERAL_NAME *gen;
+	const ASN1_IA5STRING *uri;
+	int i, type;
+
+	for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+		gen = sk_GENERAL_NAME_value(gens, i);
+		uri = GENERAL_NAME_get0_value(gen, &type);
+		if (type != GEN_URI) {
+			cf_error_set("CSR has a subjectAltName entry of type %d, only the URI %s "
+			    "is allowed", type, urn);
+			return CF_EREJECTED;
+		}
+		if ((size_t)ASN1_STRING_length(uri) != strlen(urn) ||
+		    memcmp(ASN1_STRING_get0_data(uri), urn, strlen(urn)) != 0) {
+			cf_error_set("CSR subjectAltName URI '%.*s' is not %s",
+			    ASN1_STRING_length(uri) > 200 ? 200 : ASN1_STRING_length(uri),
+			    (const char *)ASN1_STRING_get0_data(uri), urn);
+			return CF_EREJECTED;
+		}
+	}
+	return 0;
+}
+
+int
+cf_csr_check_subject(const cf_csr *csr, const char *thing)
+{
+	int r = CF_EREJECTED, idx, n = 0, i;
+	const X509_NAME *name;
+	const X509_NAME_ENTRY *e;
+	unsigned char *utf8 = NULL;
+	STACK_OF(X509_EXTENSION) *exts = NULL;
+	GENERAL_NAMES *gens = NULL;
+	X509_EXTENSION *ext;
+	char urn[sizeof(CF_URN_PREFIX) + CF_NAME_MAX];
+
+	if (!cf_name_valid("thing", thing)) {
+		r = CF_EINVAL;
+		goto out;
+	}
+	snprintf(urn, sizeof(urn), CF_URN_PREFIX "%s", thing);
+	name = X509_REQ_get_subject_name(csr->req);
+	for (idx = -1; (idx = X509_NAME_get_index_by_NID(name, NID_commonName, idx)) >= 0;)
+		n++;
+	if (n != 1) {
+		cf_error_set("CSR subject has %d common names, expected exactly one (%s)", n,
+		    thing);
+		goto out;
+	}
+	e = X509_NAME_get_entry(name, X509_NAME_get_index_by_NID(name, NID_commonName, -1));
+	if ((n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e))) < 0) {
+		cf_error_ssl("CSR common name cannot be decoded");
+		goto out;
+	}
+	if ((size_t)n != strlen(thing) || memcmp(utf8, thing, (size_t)n) != 0) {
+		cf_error_set("CSR subject CN '%.*s' is not the thing '%s'", n > 200 ? 200 : n,
+		    (const char *)utf8, thing);
+		goto out;
+	}
+	exts = X509_REQ_get_extensions(csr->req);
+	for (i = 0; exts != NULL && i < sk_X509_EXTENSION_num(exts); i++) {
+		ext = sk_X509_EXTENSION_value(exts, i);
+		if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) != NID_subject_alt_name)
+			continue;
+		if ((gens = X509V3_EXT_d2i(ext)) == NULL) {
+			cf_error_ssl("CSR subjectAltName is malformed");
+			goto out;
+		}
+		if (check_san(gens, urn) != 0)
+			goto out;
+		GENERAL_NAMES_free(gens);
+		gens = NULL;
+	}
+	r = 0;
+out:
+	GENERAL_NAMES_free(gens);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	OPENSSL_free(utf8);
+	ERR_clear_error();
+	return r;
+}
+
+int
+cf_csr_pubkey(cf_key **out, const cf_csr *csr)
+{
+	EVP_PKEY *pkey;
+
+	if ((pkey = X509_REQ_get0_pubkey(csr->req)) == NULL) {
+		cf_error_ssl("CSR public key cannot be decoded");
+		return CF_EINVAL;
+	}
+	if (!EVP_PKEY_up_ref(pkey)) {
+		cf_error_ssl("out of memory");
+		return CF_ERROR;
+	}
+	if (key_wrap(out, pkey) != 0) {
+		EVP_PKEY_free(pkey);
+		return CF_ERROR;
+	}
+	return 0;
+}
+
+static int
+alg_name(char *out, size_t out_len, const X509_ALGOR *alg)
+{
+	const ASN1_OBJECT *obj = NULL;
+	int nid;
+
+	X509_ALGOR_get0(&obj, NULL, NULL, alg);
+	if ((nid = OBJ_obj2nid(obj)) != NID_undef)
+		return cf_strfmt(out, out_len, "%s", OBJ_nid2ln(nid));
+	if (out_len > INT_MAX || OBJ_obj2txt(out, (int)out_len, obj, 1) <= 0) {
+		cf_error_set("unprintable signature algorithm");
+		return CF_EINVAL;
+	}
+	return 0;
+}
+
+int
+cf_csr_sig_name(char *out, size_t out_len, const cf_csr *csr)
+{
+	const X509_ALGOR *alg = NULL;
+
+	X509_REQ_get0_signature(csr->req, NULL, &alg);
+	return alg_name(out, out_len, alg);
+}
+
+/* ---- certificates ------------------------------------------------------- */
+
+static int
+cert_wrap(cf_cert **out, X509 *x)
+{
+	cf_cert *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		cf_error_set("out of memory");
+		return CF_ERROR;
+	}
+	c->x509 = x;
+	*out = c;
+	return 0;
+}
+
+int
+cf_cert_parse(cf_cert **out, const void *data, size_t len)
+{
+	int r = CF_ERROR;
+	BIO *bio = NULL;
+	X509 *x = NULL;
+	const unsigned char *p = data;
+
+	if (looks_pem(data, len)) {
+		if ((r = bio_over(&bio, data, len)) != 0)
+			goto out;
+		x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+	} else if (len > 0 && len <= CF_PKI_MAX_INPUT) {
+		x = d2i_X509(NULL, &p, (long)len);
+		if (x != NULL && p != (const unsigned char *)data + len) {
+			X509_free(x);
+			x = NULL;
+		}
+	}
+	if (x == NULL) {
+		r = CF_EINVAL;
+		cf_error_ssl("malformed certificate");
+		goto out;
+	}
+	if ((r = cert_wrap(out, x)) != 0)
+		goto out;
+	x = NULL;
+out:
+	X509_free(x);
+	BIO_free(bio);
+	return r;
+}
+
+void
+cf_cert_list_free(cf_cert **list, size_t n)
+{
+	size_t i;
+
+	if (list == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		cf_cert_free(list[i]);
+	free(list);
+}
+
+int
+cf_cert_parse_bundle(cf_cert ***out, size_t *out_n, const void *data, size_t len)
+{
+	int r = CF_ERROR;
+	BIO *bio = NULL;
+	X509 *x = NULL;
+	cf_cert **list = NULL, **grown;
+	size_t n = 0;
+	unsigned long e;
+
+	if (!looks_pem(data, len)) {
+		/* A lone DER certificate is a bundle of one. */
+		if ((list = calloc(1, sizeof(*list))) == NULL) {
+			cf_error_set("out of memory");
+			goto out;
+		}
+		if ((r = cf_cert_parse(&list[0], data, len)) != 0)
+			goto out;
+		n = 1;
+		goto done;
+	}
+	if ((r = bio_over(&bio, data, len)) != 0)
+		goto out;
+	r = CF_ERROR;
+	for (;;) {
+		ERR_set_mark();
+		if ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
+			e = ERR_peek_last_error();
+			if (n > 0 && ERR_GET_LIB(e) == ERR_LIB_PEM &&
+			    ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+				ERR_pop_to_mark();
+				break;
+			}
+			ERR_clear_last_mark();
+			r = CF_EINVAL;
+			cf_error_ssl("malformed certificate %zu in bundle", n + 1);
+			goto out;
+		}
+		ERR_clear_last_mark();
+		if (n >= 1024 || (grown = realloc(list, (n + 1) * sizeof(*list))) == NULL) {
+			cf_error_set("bundle too large");
+			goto out;
+		}
+		list = grown;
+		if ((r = cert_wrap(&list[n], x)) != 0)
+			goto out;
+		x = NULL;
+		n++;
+		r = CF_ERROR;
+	}
+done:
+	*out = list;
+	list = NULL;
+	*out_n = n;
+	n = 0;
+	r = 0;
+out:
+	cf_cert_list_free(list, n);
+	X509_free(x);
+	BIO_free(bio);
+	return r;
+}
+
+int
+cf_cert_load(cf_cert **out, const char *path)
+{
+	int r;
+	char *buf = NULL;
+	size_t len = 0;
+
+	if ((r = cf_file_read(&buf, &len, path, CF_PKI_MAX_INPUT)) != 0)
+		goto out;
+	if ((r = cf_cert_parse(out, buf, len)) != 0) {
+		cf_error_prefix("%s", path);
+		goto out;
+	}
+out:
+	free(buf);
+	return r;
+}
+
+void
+cf_cert_free(cf_cert *cert)
+{
+	if (cert == NULL)
+		return;
+	X509_free(cert->x509);
+	free(cert);
+}
+
+cf_cert *
+cf_cert_dup(const cf_cert *cert)
+{
+	cf_cert *c = NULL;
+
+	/* Handles are immutable once built, so sharing the X509 is a copy. */
+	if (!X509_up_ref(cert->x509))
+		return NULL;
+	if (cert_wrap(&c, cert->x509) != 0) {
+		X509_free(cert->x509);
+		return NULL;
+	}
+	return c;
+}
+
+int
+cf_cert_to_pem(char **out, const cf_cert *cert)
+{
+	int r = CF_ERROR;
+	BIO *bio = NULL;
+
+	if ((bio = BIO_new(BIO_s_mem())) == NULL || PEM_write_bio_X509(bio, cert->x509) != 1) {
+		cf_error_ssl("cannot encode the certificate");
+		goto out;
+	}
+	r = bio_to_string(out, bio);
+out:
+	BIO_free(bio);
+	return r;
+}
+
+int
+cf_cert_fingerprint(char out[CF_ID_LEN + 1], const cf_cert *cert)
+{
+	unsigned char *der = NULL;
+	int n;
+
+	if ((n = i2d_X509(cert->x509, &der)) <= 0) {
+		cf_error_ssl("cannot encode the certificate");
+		return CF_ERROR;
+	}
+	cf_sha256_hex(out, der, (size_t)n);
+	OPENSSL_free(der);
+	return 0;
+}
+
+EVP_PKEY *
+cf_pki_x509_pkey(const X509 *x)
+{
+	EVP_PKEY *pkey;
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	int n;
+
+	ERR_set_mark();
+	if ((pkey = X509_get0_pubkey(x)) != NULL) {
+		ERR_pop_to_mark();
+		return EVP_PKEY_up_ref(pkey) ? pkey : NULL;
+	}
+	ERR_pop_to_mark();
+	/* Not decoded yet (issued from a CSR's encoding): decode it now. */
+	if ((n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der)) <= 0)
+		return NULL;
+	p = der;
+	pkey = d2i_PUBKEY(NULL, &p, n);
+	OPENSSL_free(der);
+	return pkey;
+}
+
+static int64_t
+asn1_time_epoch(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof(tm));
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+/* Lowercase hex of an ASN1_INTEGER serial ("-" prefixed if negative). */
+static int
+serial_hex(char *out, size_t out_len, const ASN1_INTEGER *serial)
+{
+	BIGNUM *bn = NULL;
+	char *hex = NULL, *p;
+	int r = CF_ERROR;
+
+	if ((bn = ASN1_INTEGER_to_BN(serial, NULL)) == NULL || (hex = BN_bn2hex(bn)) == NULL) {
+		cf_error_ssl("malformed serial number");
+		goto out;
+	}
+	for (p = hex; *p; p++)
+		*p = (char)(*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
+	r = cf_strfmt(out, out_len, "%s", hex);
+out:
+	OPENSSL_free(hex);
+	BN_free(bn);
+	return r;
+}
+
+int
+cf_cert_info_get(cf_cert_info *out, const cf_cert *cert)
+{
+	int r = CF_ERROR;
+	X509 *x = cert->x509;
+	EVP_PKEY *pkey = NULL;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = cf_cert_fingerprint(out->id, cert)) != 0)
+		goto out;
+	if ((r = serial_hex(out->serial, sizeof(out->serial), X509_get0_serialNumber(x))) != 0)
+		goto out;
+	r = CF_ERROR;
+	name_cn(out->subject_cn, sizeof(out->subject_cn), X509_get_subject_name(x));
+	name_cn(out->issuer_cn, sizeof(out->issuer_cn), X509_get_issuer_name(x));
+	out->not_before = asn1_time_epoch(X509_get0_notBefore(x));
+	out->not_after = asn1_time_epoch(X509_get0_notAfter(x));
+	if ((pkey = cf_pki_x509_pkey(x)) == NULL) {
+		r = CF_EINVAL;
+		cf_error_ssl("certificate public key cannot be decoded");
+		goto out;
+	}
+	(void)pkey_info(&out->key, pkey);
+	snprintf(out->sig_alg, sizeof(out->sig_alg), "%s",
+	    OBJ_nid2ln(X509_get_signature_nid(x)) ? OBJ_nid2ln(X509_get_signature_nid(x)) :
+	    "unknown");
+	out->is_ca = (X509_get_extension_flags(x) & EXFLAG_CA) != 0;
+	out->self_signed = X509_self_signed(x, 1) == 1;
+	r = 0;
+out:
+	EVP_PKEY_free(pkey);
+	ERR_clear_error();
+	return r;
+}
+
+int
+cf_cert_pubkey(cf_key **out, const cf_cert *cert)
+{
+	EVP_PKEY *pkey;
+
+	if ((pkey = cf_pki_x509_pkey(cert->x509)) == NULL) {
+		cf_error_ssl("certificate public key cannot be decoded");
+		return CF_EINVAL;
+	}
+	if (key_wrap(out, pkey) != 0) {
+		EVP_PKEY_free(pkey);
+		return CF_ERROR;
+	}
+	return 0;
+}
+
+int
+cf_cert_matches_key(const cf_cert *cert, const cf_key *key)
+{
+	EVP_PKEY *pkey;
+	int eq;
+
+	if ((pkey = cf_pki_x509_pkey(cert->x509)) == NULL) {
+		ERR_clear_error();
+		return 0;
+	}
+	eq = EVP_PKEY_eq(pkey, key->pkey) == 1;
+	EVP_PKEY_free(pkey);
+	ERR_clear_error();
+	return eq;
+}
+
+/* ---- issuing --------------------------------------------------------------- */
+
+/* The digest a CA key signs with: SHA-256 for RSA and P-256, up with the curve. */
+static int
+ca_md(const EVP_MD **out, const EVP_PKEY *pkey)
+{
+	int bits = EVP_PKEY_get_bits(pkey);
+
+	switch (cf_pki_family_of(pkey)) {
+	case CF_FAMILY_RSA:
+		*out = EVP_sha256();
+		return 0;
+	case CF_FAMILY_EC:
+		*out = bits <= 256 ? EVP_sha256() : bits <= 384 ? EVP_sha384() : EVP_sha512();
+		return 0;
+	case CF_FAMILY_ED25519:
+		*out = NULL;
+		return 0;
+	default:
+		cf_error_set("a %s key cannot sign certificates", EVP_PKEY_get0_type_name(pkey));
+		return CF_EINVAL;
+	}
+}
+
+/* A positive 128-bit random serial: the leading 0x00 is DER's job, not ours. */
+static int
+set_random_serial(X509 *x)
+{
+	unsigned char raw[CF_SERIAL_BYTES];
+	BIGNUM *bn = NULL;
+	ASN1_INTEGER *ai = NULL;
+	int r = CF_ERROR;
+
+	do {
+		if ((r = cf_random_bytes(raw, sizeof(raw))) != 0)
+			goto out;
+		r = CF_ERROR;
+		BN_free(bn);
+		/* BN_bin2bn reads unsigned big-endian, so the value is never negative. */
+		if ((bn = BN_bin2bn(raw, sizeof(raw), NULL)) == NULL)
+			goto ssl;
+	} while (BN_is_zero(bn));
+	if ((ai = BN_to_ASN1_INTEGER(bn, NULL)) == NULL || !X509_set_serialNumber(x, ai))
+		goto ssl;
+	r = 0;
+	goto out;
+ssl:
+	cf_error_ssl("cannot set the serial number");
+out:
+	ASN1_INTEGER_free(ai);
+	BN_free(bn);
+	return r;
+}
+
+/* Adds an extension from its OpenSSL config string (ctx gives SKI/AKI their keys). */
+static int
+add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
+{
+	X509_EXTENSION *ext;
+	int ok;
+
+	if ((ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value)) == NULL) {
+		cf_error_ssl("cannot build extension %s=%s", OBJ_nid2sn(nid), value);
+		return CF_ERROR;
+	}
+	ok = X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	if (!ok) {
+		cf_error_ssl("cannot add extension %s", OBJ_nid2sn(nid));
+		return CF_ERROR;
+	}
+	return 0;
+}
+
+static int
+set_validity(X509 *x, int64_t not_before, int64_t seconds)
+{
+	if (X509_time_adj_ex(X509_getm_notBefore(x), 0, 0, &(time_t){ (time_t)not_before }) ==
+	    NULL ||
+	    X509_time_adj_ex(X509_getm_notAfter(x), (int)(seconds / 86400),
+	    (long)(seconds % 86400), &(time_t){ (time_t)not_before }) == NULL) {
+		cf_error_ssl("cannot set the validity period");
+		return CF_ERROR;
+	}
+	return 0;
+}
+
+/* The issuer must be a CA and issuer_key its key (CF_EINVAL otherwise). */
+static int
+check_issuer(X509 *issuer, const EVP_PKEY *issuer_key)
+{
+	EVP_PKEY *pub = NULL;
+	char cn[256];
+	int r = CF_EINVAL;
+
+	name_cn(cn, sizeof(cn), X509_get_subject_name(issuer));
+	if ((X509_get_extension_flags(issuer) & EXFLAG_CA) == 0 ||
+	    (X509_get_key_usage(issuer) & KU_KEY_CERT_SIGN) == 0) {
+		cf_error_set("issuer '%s' is not a CA certificate", cn);
+		goto out;
+	}
+	if ((pub = cf_pki_x509_pkey(issuer)) == NULL || EVP_PKEY_eq(pub, issuer_key) != 1) {
+		cf_error_set("the issuer key does not match the certificate of '%s'", cn);
+		goto out;
+	}
+	r = 0;
+out:
+	EVP_PKEY_free(pub);
+	ERR_clear_error();
+	return r;
+}
+
+/*
+ * The common part of every certificate: v3, random serial, names, validity.
+ * The public key is set by the caller.
+ */
+static int
+cert_begin(X509 **out, const X509_NAME *subject, const X509_NAME *issuer, int64_t seconds)
+{
+	X509 *x = NULL;
+	int r = CF_ERROR;
+
+	if ((x = X509_new()) == NULL || !X509_set_version(x, X509_VERSION_3) ||
+	    !X509_set_subject_name(x, subject) || !X509_set_issuer_name(x, issuer)) {
+		cf_error_ssl("cannot build the certificate");
+		goto out;
+	}
+	if ((r = set_random_serial(x)) != 0)
+		goto out;
+	if ((r = set_validity(x, cf_time_now() - CF_SKEW_SECONDS, seconds)) != 0)
+		goto out;
+	*out = x;
+	x = NULL;
+out:
+	X509_free(x);
+	return r;
+}
+
+static int
+cert_sign(X509 *x, EVP_PKEY *key)
+{
+	const EVP_MD *md = NULL;
+	int r;
+
+	if ((r = ca_md(&md, key)) != 0)
+		return r;
+	if (X509_sign(x, key, md) <= 0) {
+		cf_error_ssl("cannot sign the certificate");
+		return CF_ERROR;
+	}
+	return 0;
+}
+
+static int
+days_valid(int days)
+{
+	if (days <= 0 || days > 36500) {
+		cf_error_set("validity of %d days is out of range (1..36500)", days);
+		return 0;
+	}
+	return 1;
+}
+
+int
+cf_pki_make_root(cf_cert **out, const cf_key *key, const char *cn, int validity_days)
+{
+	int r = CF_EINVAL;
+	X509 *x = NULL;
+	X509_NAME *name = NULL;
+	X509V3_CTX ctx;
+
+	if (!cn_valid("root", cn) || !days_valid(validity_days))
+		goto out;
+	r = CF_ERROR;
+	if ((name = name_from_cn(cn)) == NULL) {
+		cf_error_ssl("cannot build the subject name");
+		goto out;
+	}
+	if ((r = cert_begin(&x, name, name, (int64_t)validity_days * 86400)) != 0)
+		goto out;
+	r = CF_ERROR;
+	if (!X509_set_pubkey(x, key->pkey)) {
+		cf_error_ssl("cannot set the root's public key");
+		goto out;
+	}
+	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+	if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash")) != 0 ||
+	    (r = cert_sign(x, key->pkey)) != 0)
+		goto out;
+	if ((r = cert_wrap(out, x)) != 0)
+		goto out;
+	x = NULL;
+out:
+	X509_NAME_free(name);
+	X509_free(x);
+	return r;
+}
+
+int
+cf_pki_make_intermediate(cf_cert **out, const cf_key *pub, const char *cn, int validity_days,
+    const cf_cert *root, const cf_key *root_key)
+{
+	int r = CF_EINVAL;
+	X509 *x = NULL;
+	X509_NAME *name = NULL;
+	X509V3_CTX ctx;
+
+	if (!cn_valid("intermediate", cn) || !days_valid(validity_days))
+		goto out;
+	if ((r = check_issuer(root->x509, root_key->pkey)) != 0)
+		goto out;
+	r = CF_ERROR;
+	if ((name = name_from_cn(cn)) == NULL) {
+		cf_error_ssl("cannot build the subject name");
+		goto out;
+	}
+	if ((r = cert_begin(&x, name, X509_get_subject_name(root->x509),
+	    (int64_t)validity_days * 86400)) != 0)
+		goto out;
+	r = CF_ERROR;
+	if (!X509_set_pubkey(x, pub->pkey)) {
+		cf_error_ssl("cannot set the intermediate's public key");
+		goto out;
+	}
+	X509V3_set_ctx(&ctx, root->x509, x, NULL, NULL, 0);
+	if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always")) != 0 ||
+	    (r = cert_sign(x, root_key->pkey)) != 0)
+		goto out;
+	if ((r = cert_wrap(out, x)) != 0)
+		goto out;
+	x = NULL;
+out:
+	X509_NAME_free(name);
+	X509_free(x);
+	return r;
+}
+
+/*
+ * Copies the CSR's SubjectPublicKeyInfo into the certificate as encoded
+ * bytes. X509_set_pubkey would re-encode the decoded key through the
+ * provider, which dominates issuance time in OpenSSL 3.0. Parameters of a
+ * kind we do not know how to copy fall back to X509_set_pubkey.
+ */
+static int
+copy_pubkey(X509 *x, X509_REQ *req)
+{
+	ASN1_OBJECT *ppkalg = NULL;
+	const ASN1_OBJECT *pobj = NULL;
+	const unsigned char *pk = NULL;
+	int pklen = 0, ptype = V_ASN1_UNDEF;
+	const void *pval = NULL;
+	X509_ALGOR *palg = NULL;
+	ASN1_OBJECT *aobj = NULL;
+	void *val = NULL;
+	unsigned char *penc = NULL;
+
+	if (!X509_PUBKEY_get0_param(&ppkalg, &pk, &pklen, &palg, X509_REQ_get_X509_PUBKEY(req)) ||
+	    pklen <= 0)
+		goto fallback;
+	X509_ALGOR_get0(&pobj, &ptype, &pval, palg);
+	switch (ptype) {
+	case V_ASN1_UNDEF:
+	case V_ASN1_NULL:
+		break;
+	case V_ASN1_OBJECT:
+		if ((val = OBJ_dup(pval)) == NULL)
+			goto fallback;
+		break;
+	case V_ASN1_SEQUENCE:
+		if ((val = ASN1_STRING_dup(pval)) == NULL)
+			goto fallback;
+		break;
+	default:
+		goto fallback;
+	}
+	if ((aobj = OBJ_dup(ppkalg)) == NULL ||
+	    (penc = OPENSSL_memdup(pk, (size_t)pklen)) == NULL)
+		goto fallback;
+	if (!X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), aobj, ptype, val, penc, pklen))
+		goto fallback;
+	return 0;
+fallback:
+	ASN1_OBJECT_free(aobj);
+	OPENSSL_free(penc);
+	if (ptype == V_ASN1_OBJECT)
+		ASN1_OBJECT_free(val);
+	else if (ptype == V_ASN1_SEQUENCE)
+		ASN1_STRING_free(val);
+	ERR_clear_error();
+	if (!X509_set_pubkey(x, X509_REQ_get0_pubkey(req))) {
+		cf_error_ssl("cannot set the device's public key");
+		return CF_ERROR;
+	}
+	return 0;
+}
+
+int
+cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int validity_days,
+    int64_t validity_seconds, const cf_cert *issuer, const cf_key *issuer_key)
+{
+	int r;
+	X509 *x = NULL;
+	X509_NAME *name = NULL;
+	X509V3_CTX ctx;
+	int64_t seconds;
+	char san[sizeof(CF_URN_PREFIX) + CF_NAME_MAX + 8];
+	int rsa;
+
+	if ((r = cf_csr_verify(csr)) != 0 || (r = cf_csr_check_subject(csr, thing)) != 0)
+		goto out;
+	if ((r = check_issuer(issuer->x509, issuer_key->pkey)) != 0)
+		goto out;
+	r = CF_EINVAL;
+	if (validity_seconds > 0) {
+		if (validity_seconds > (int64_t)36500 * 86400) {
+			cf_error_set("validity of %lld seconds is out of range",
+			    (long long)validity_seconds);
+			goto out;
+		}
+		seconds = validity_seconds;
+	} else {
+		if (!days_valid(validity_days))
+			goto out;
+		seconds = (int64_t)validity_days * 86400;
+	}
+	r = CF_ERROR;
+	if ((name = name_from_cn(thing)) == NULL) {
+		cf_error_ssl("cannot build the subject name");
+		goto out;
+	}
+	if ((r = cert_begin(&x, name, X509_get_subject_name(issuer->x509), seconds)) != 0 ||
+	    (r = copy_pubkey(x, csr->req)) != 0)
+		goto out;
+	/* cf_csr_verify decoded the key, so get0 is cheap here. */
+	rsa = cf_pki_family_of(X509_REQ_get0_pubkey(csr->req)) == CF_FAMILY_RSA;
+	snprintf(san, sizeof(san), "URI:" CF_URN_PREFIX "%s", thing);
+	X509V3_set_ctx(&ctx, issuer->x509, x, NULL, NULL, 0);
+	if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_key_usage, rsa ?
+	    "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_ext_key_usage, "clientAuth")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_subject_alt_name, san)) != 0 ||
+	    (r = cert_sign(x, issuer_key->pkey)) != 0)
+		goto out;
+	if ((r = cert_wrap(out, x)) != 0)
+		goto out;
+	x = NULL;
+out:
+	X509_NAME_free(name);
+	X509_free(x);
+	return r;
+}
+
+/* ---- revocation ------------------------------------------------------------ */
+
+static int
+add_revoked(X509_CRL *crl, const cf_crl_entry *e)
+{
+	X509_REVOKED *rev = NULL;
+	BIGNUM *bn = NULL;
+	ASN1_INTEGER *serial = NULL;
+	ASN1_TIME *when = NULL;
+	ASN1_ENUMERATED *reason = NULL;
+	size_t i, len = e->serial ? strlen(e->serial) : 0;
+	int r = CF_EINVAL;
+
+	for (i = 0; i < len; i++) {
+		if (!((e->serial[i] >= '0' && e->serial[i] <= '9') ||
+		    (e->serial[i] >= 'a' && e->serial[i] <= 'f') ||
+		    (e->serial[i] >= 'A' && e->serial[i] <= 'F')))
+			break;
+	}
+	if (len == 0 || len > 40 || i != len) {
+		cf_error_set("serial '%s' is not 1 to 40 hex digits", e->serial ? e->serial : "");
+		goto out;
+	}
+	if (strcmp(cf_pki_reason_name(e->reason), "unknown") == 0) {
+		cf_error_set("revocation reason %d is not a valid CRL reason", e->reason);
+		goto out;
+	}
+	r = CF_ERROR;
+	if (!BN_hex2bn(&bn, e->serial) || (serial = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
+	    (when = ASN1_TIME_set(NULL, (time_t)(e->revoked_at ? e->revoked_at :
+	    cf_time_now()))) == NULL || (rev = X509_REVOKED_new()) == NULL ||
+	    !X509_REVOKED_set_serialNumber(rev, serial) ||
+	    !X509_REVOKED_set_revocationDate(rev, when))
+		goto ssl;
+	/* RFC 5280 §5.3.1: leave the extension out rather than say "unspecified". */
+	if (e->reason != 0 && ((reason = ASN1_ENUMERATED_new()) == NULL ||
+	    !ASN1_ENUMERATED_set(reason, e->reason) ||
+	    !X509_REVOKED_add1_ext_i2d(rev, NID_crl_reason, reason, 0, 0)))
+		goto ssl;
+	if (!X509_CRL_add0_revoked(crl, rev))
+		goto ssl;
+	rev = NULL;
+	r = 0;
+	goto out;
+ssl:
+	cf_error_ssl("cannot add serial %s to the CRL", e->serial);
+out:
+	ASN1_ENUMERATED_free(reason);
+	ASN1_TIME_free(when);
+	ASN1_INTEGER_free(serial);
+	BN_free(bn);
+	X509_REVOKED_free(rev);
+	return r;
+}
+
+int
+cf_pki_make_crl(char **out_pem, const cf_cert *ca, const cf_key *ca_key,
+    const cf_crl_entry *entries, size_t n, int64_t crl_number, int next_update_days)
+{
+	int r = CF_EINVAL;
+	X509_CRL *crl = NULL;
+	ASN1_TIME *tm = NULL;
+	ASN1_INTEGER *num = NULL;
+	X509_EXTENSION *ext = NULL;
+	const EVP_MD *md = NULL;
+	X509V3_CTX ctx;
+	BIO *bio = NULL;
+	time_t now = (time_t)cf_time_now();
+	size_t i;
+
+	if (crl_number < 0 || !days_valid(next_update_days) || (n > 0 && entries == NULL)) {
+		if (crl_number < 0)
+			cf_error_set("CRL number %lld is negative", (long long)crl_number);
+		else if (n > 0 && entries == NULL)
+			cf_error_set("no CRL entries given");
+		goto out;
+	}
+	if ((r = check_issuer(ca->x509, ca_key->pkey)) != 0 || (r = ca_md(&md, ca_key->pkey)) != 0)
+		goto out;
+	r = CF_ERROR;
+	if ((crl = X509_CRL_new()) == NULL || !X509_CRL_set_version(crl, X509_CRL_VERSION_2) ||
+	    !X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca->x509)) ||
+	    (tm = ASN1_TIME_set(NULL, now)) == NULL || !X509_CRL_set1_lastUpdate(crl, tm) ||
+	    X509_time_adj_ex(tm, next_update_days, 0, &now) == NULL ||
+	    !X509_CRL_set1_nextUpdate(crl, tm)) {
+		cf_error_ssl("cannot build the CRL");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if ((r = add_revoked(crl, &entries[i])) != 0)
+			goto out;
+	}
+	r = CF_ERROR;
+	X509V3_set_ctx(&ctx, ca->x509, NULL, NULL, crl, 0);
+	if ((num = ASN1_INTEGER_new()) == NULL || !ASN1_INTEGER_set_int64(num, crl_number) ||
+	    !X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0) ||
+	    (ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier,
+	    "keyid:always")) == NULL || !X509_CRL_add_ext(crl, ext, -1) || !X509_CRL_sort(crl) ||
+	    X509_CRL_sign(crl, ca_key->pkey, md) <= 0) {
+		cf_error_ssl("cannot sign the CRL");
+		goto out;
+	}
+	if ((bio = BIO_new(BIO_s_mem())) == NULL || PEM_write_bio_X509_CRL(bio, crl) != 1) {
+		cf_error_ssl("cannot encode the CRL");
+		goto out;
+	}
+	r = bio_to_string(out_pem, bio);
+out:
+	BIO_free(bio);
+	X509_EXTENSION_free(ext);
+	ASN1_INTEGER_free(num);
+	ASN1_TIME_free(tm);
+	X509_CRL_free(crl);
+	return r;
+}
+
+/* ---- verification --------------------------------------------------------- */
+
+static int
+add_crls(X509_STORE *store, const char *pem)
+{
+	BIO *bio = NULL;
+	X509_CRL *crl = NULL;
+	int r = CF_ERROR, n = 0;
+	unsigned long e;
+
+	if ((r = bio_over(&bio, pem, strlen(pem))) != 0)
+		goto out;
+	r = CF_ERROR;
+	for (;;) {
+		ERR_set_mark();
+		if ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) == NULL) {
+			e = ERR_peek_last_error();
+			if (n > 0 && ERR_GET_LIB(e) == ERR_LIB_PEM &&
+			    ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+				ERR_pop_to_mark();
+				break;
+			}
+			ERR_clear_last_mark();
+			r = CF_EINVAL;
+			cf_error_ssl("malformed CRL %d", n + 1);
+			goto out;
+		}
+		ERR_clear_last_mark();
+		if (!X509_STORE_add_crl(store, crl)) {
+			cf_error_ssl("cannot use CRL %d", n + 1);
+			goto out;
+		}
+		X509_CRL_free(crl);
+		crl = NULL;
+		n++;
+	}
+	r = 0;
+out:
+	X509_CRL_free(crl);
+	BIO_free(bio);
+	return r;
+}
+
+int
+cf_pki_verify_chain(const cf_cert *leaf, cf_cert *const *intermediates, size_t n_int,
+    cf_cert *const *roots, size_t n_roots, const char *crls_pem, int64_t at, int client_auth)
+{
+	int r = CF_ERROR, err;
+	X509_STORE *store = NULL;
+	X509_STORE_CTX *ctx = NULL;
+	STACK_OF(X509) *untrusted = NULL;
+	unsigned long flags = 0;
+	char cn[256];
+	size_t i;
+
+	if (n_roots == 0) {
+		r = CF_EINVAL;
+		cf_error_set("no trusted root to verify against");
+		goto out;
+	}
+	if ((store = X509_STORE_new()) == NULL || (untrusted = sk_X509_new_null()) == NULL ||
+	    (ctx = X509_STORE_CTX_new()) == NULL) {
+		cf_error_ssl("out of memory");
+		goto out;
+	}
+	for (i = 0; i < n_roots; i++) {
+		if (!X509_STORE_add_cert(store, roots[i]->x509)) {
+			cf_error_ssl("cannot use root %zu", i + 1);
+			goto out;
+		}
+	}
+	for (i = 0; i < n_int; i++) {
+		if (!X509_add_cert(untrusted, intermediates[i]->x509, X509_ADD_FLAG_UP_REF)) {
+			cf_error_ssl("cannot use intermediate %zu", i + 1);
+			goto out;
+		}
+	}
+	if (crls_pem != NULL) {
+		if ((r = add_crls(store, crls_pem)) != 0)
+			goto out;
+		r = CF_ERROR;
+		flags |= X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL;
+	}
+	if (!X509_STORE_CTX_init(ctx, store, leaf->x509, untrusted)) {
+		cf_error_ssl("cannot set up verification");
+		goto out;
+	}
+	if (flags)
+		X509_STORE_CTX_set_flags(ctx, flags);
+	if (at != 0)
+		X509_STORE_CTX_set_time(ctx, 0, (time_t)at);
+	if (client_auth && !X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT)) {
+		cf_error_ssl("cannot require clientAuth");
+		goto out;
+	}
+	if (X509_verify_cert(ctx) != 1) {
+		err = X509_STORE_CTX_get_error(ctx);
+		name_cn(cn, sizeof(cn), X509_STORE_CTX_get_current_cert(ctx) ?
+		    X509_get_subject_name(X509_STORE_CTX_get_current_cert(ctx)) : NULL);
+		cf_error_set("%s (depth %d%s%s)", X509_verify_cert_error_string(err),
+		    X509_STORE_CTX_get_error_depth(ctx), cn[0] ? ", " : "", cn);
+		ERR_clear_error();
+		r = CF_EREJECTED;
+		goto out;
+	}
+	r = 0;
+out:
+	X509_STORE_CTX_free(ctx);
+	sk_X509_pop_free(untrusted, X509_free);
+	X509_STORE_free(store);
+	return r;
+}

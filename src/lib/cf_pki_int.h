@@ -1,0 +1,59 @@
+/*
+ * cf_pki_int — what cf_pki.c, cf_pki_alg.c and cf_keyq.c share behind the
+ * public interface: the handle layouts and a few OpenSSL-level helpers.
+ * Nothing outside those files includes it, so OpenSSL types stay behind
+ * the PKI module (STYLE: "OpenSSL stays behind the PKI module").
+ */
+#ifndef CF_PKI_INT_H
+#define CF_PKI_INT_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "cf_pki.h"
+
+struct cf_key {
+	EVP_PKEY *pkey;
+};
+
+struct cf_csr {
+	X509_REQ *req;
+};
+
+struct cf_cert {
+	X509 *x509;
+};
+
+/* Broad key families; signing algorithms belong to exactly one. */
+typedef enum {
+	CF_FAMILY_NONE,
+	CF_FAMILY_RSA,
+	CF_FAMILY_EC,
+	CF_FAMILY_ED25519,
+} cf_family;
+
+/* The family of an OpenSSL key (CF_FAMILY_NONE for DSA, Ed448 ...). */
+cf_family cf_pki_family_of(const EVP_PKEY *pkey);
+
+/*
+ * Initialises mctx for signing (sign != 0) or verifying with pkey under
+ * sig: digest, and for RSA-PSS the padding, MGF1 digest and a salt as
+ * long as the digest. CF_EINVAL (naming both) if sig does not fit the key.
+ */
+int cf_pki_md_init(EVP_MD_CTX *mctx, EVP_PKEY *pkey, cf_sig_alg sig, int sign) CF_MUST_CHECK;
+
+/*
+ * The digest behind a signature AlgorithmIdentifier (NID_sha1 for
+ * sha1WithRSAEncryption, the hashAlgorithm of RSASSA-PSS parameters,
+ * NID_undef for Ed25519/Ed448). CF_EINVAL if the algorithm is unknown.
+ */
+int cf_pki_sig_md_nid(int *out, const X509_ALGOR *alg) CF_MUST_CHECK;
+
+/*
+ * A new reference to a certificate's public key (EVP_PKEY_free it).
+ * Issued certificates carry their key only in encoded form (issuance copies
+ * the CSR's encoding, see cf_pki_issue_device), so this decodes on demand.
+ */
+EVP_PKEY *cf_pki_x509_pkey(const X509 *x);
+
+#endif
