@@ -670,6 +670,9 @@ cf_store_event_verify(cf_store *st, int64_t *count, int64_t *first_bad,
 	memset(&vs, 0, sizeof(vs));
 	memcpy(vs.head, zero_hash, sizeof(vs.head));
 	r = st->ops->event_foreach(st->b, verify_one, &vs);
+	/* A row the back end could not even read (an oversized hash ...) is bad too. */
+	if (r == CF_ECORRUPT && vs.bad == 0)
+		vs.bad = vs.count + 1;
 	if (count != NULL)
 		*count = vs.count;
 	if (first_bad != NULL)

@@ -333,6 +333,20 @@ test_store__events_deleted_middle_is_reported(void **state)
 }
 
 static void
+test_store__events_unreadable_row_is_first_bad(void **state)
+{
+	struct fx *fx = *state;
+	int64_t bad = -1;
+
+	six_events(fx->st);
+	raw_sql(fx->path, "DROP TRIGGER events_no_update;"
+	    "UPDATE events SET hash = hash || 'ff' WHERE seq = 3");
+	assert_int_equal(cf_store_event_verify(fx->st, NULL, &bad, NULL), CF_ECORRUPT);
+	assert_int_equal(bad, 3);
+	assert_non_null(strstr(cf_error_last(), "event #3"));
+}
+
+static void
 test_store__events_deleted_first_is_reported(void **state)
 {
 	struct fx *fx = *state;
@@ -452,6 +466,7 @@ main(void)
 		T(test_store__events_rehashed_event_breaks_next_link),
 		T(test_store__events_deleted_middle_is_reported),
 		T(test_store__events_deleted_first_is_reported),
+		T(test_store__events_unreadable_row_is_first_bad),
 		T(test_store__events_truncation_needs_a_recorded_head),
 		T(test_store__events_append_after_reopen_continues_chain),
 		T(test_store__events_append_rejects_bad_input),
