@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -47,6 +48,17 @@ rm_dir(const char *dir)
 }
 
 static int
+teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	cf_store_close(fx->st);
+	rm_dir(fx->dir);
+	free(fx);
+	return 0;
+}
+
+static int
 setup(void **state)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
@@ -55,19 +67,12 @@ setup(void **state)
 	snprintf(fx->dir, sizeof(fx->dir), "/tmp/cf-events-test.XXXXXX");
 	assert_non_null(mkdtemp(fx->dir));
 	snprintf(fx->path, sizeof(fx->path), "%s/certfleet.db", fx->dir);
-	assert_int_equal(cf_store_open(&fx->st, fx->path, CF_STORE_CREATE), 0);
 	*state = fx;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *fx = *state;
-
-	cf_store_close(fx->st);
-	rm_dir(fx->dir);
-	free(fx);
+	if (cf_store_open(&fx->st, fx->path, CF_STORE_CREATE) != 0) {
+		print_error("setup: %s\n", cf_error_last());
+		teardown(state); /* leave no temp directory behind */
+		return -1;
+	}
 	return 0;
 }
 
@@ -399,6 +404,42 @@ test_store__events_append_after_reopen_continues_chain(void **state)
 	assert_int_equal(count, 7);
 }
 
+/* Writers in several processes share one chain: the head is read under the write lock. */
+static void
+test_store__events_concurrent_writers_keep_one_chain(void **state)
+{
+	struct fx *fx = *state;
+	enum { WRITERS = 3, EACH = 40 };
+	pid_t pid[WRITERS];
+	int64_t count = 0;
+	int i, j, status;
+
+	for (i = 0; i < WRITERS; i++) {
+		if ((pid[i] = fork()) == 0) {
+			cf_store *st = NULL;
+			char subject[32];
+
+			if (cf_store_open(&st, fx->path, 0) != 0)
+				_exit(2);
+			for (j = 0; j < EACH; j++) {
+				snprintf(subject, sizeof(subject), "w%d-%d", i, j);
+				if (cf_store_event_append(st, "test.concurrent", subject, NULL) != 0)
+					_exit(3);
+			}
+			cf_store_close(st);
+			_exit(0);
+		}
+		assert_true(pid[i] > 0);
+	}
+	for (i = 0; i < WRITERS; i++) {
+		assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	assert_int_equal(cf_store_event_verify(fx->st, &count, NULL, NULL), 0);
+	assert_int_equal(count, WRITERS * EACH);
+}
+
 static void
 test_store__events_append_rejects_bad_input(void **state)
 {
@@ -469,6 +510,7 @@ main(void)
 		T(test_store__events_unreadable_row_is_first_bad),
 		T(test_store__events_truncation_needs_a_recorded_head),
 		T(test_store__events_append_after_reopen_continues_chain),
+		T(test_store__events_concurrent_writers_keep_one_chain),
 		T(test_store__events_append_rejects_bad_input),
 		T(test_store__events_list_since_and_limit),
 #undef T

@@ -126,6 +126,17 @@ event_count(cf_store *st)
 }
 
 static int
+teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	cf_store_close(fx->st);
+	rm_dir(fx->dir);
+	free(fx);
+	return 0;
+}
+
+static int
 setup(void **state)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
@@ -134,22 +145,15 @@ setup(void **state)
 	snprintf(fx->dir, sizeof(fx->dir), "/tmp/cf-store-test.XXXXXX");
 	assert_non_null(mkdtemp(fx->dir));
 	snprintf(fx->path, sizeof(fx->path), "%s/certfleet.db", fx->dir);
-	assert_int_equal(cf_store_open(&fx->st, fx->path, CF_STORE_CREATE), 0);
-	assert_int_equal(add_ca(fx->st, fx->root_id, "root", CF_CA_ROOT, NULL, CF_CERT_ACTIVE), 0);
-	assert_int_equal(add_ca(fx->st, fx->int_id, "int1", CF_CA_INTERMEDIATE, fx->root_id,
-	    CF_CERT_ACTIVE), 0);
 	*state = fx;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *fx = *state;
-
-	cf_store_close(fx->st);
-	rm_dir(fx->dir);
-	free(fx);
+	if (cf_store_open(&fx->st, fx->path, CF_STORE_CREATE) != 0 ||
+	    add_ca(fx->st, fx->root_id, "root", CF_CA_ROOT, NULL, CF_CERT_ACTIVE) != 0 ||
+	    add_ca(fx->st, fx->int_id, "int1", CF_CA_INTERMEDIATE, fx->root_id,
+	    CF_CERT_ACTIVE) != 0) {
+		print_error("setup: %s\n", cf_error_last());
+		teardown(state); /* leave no temp directory behind */
+		return -1;
+	}
 	return 0;
 }
 
