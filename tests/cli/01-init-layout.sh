@@ -122,4 +122,16 @@ days=$(( ($(date -d "$(openssl x509 -in "$T/probe/device.crt" -noout -enddate | 
 check "--device-validity-days 90 gives a device certificate of 89..91 days (got $days)" \
 	test "$days" -ge 89 -a "$days" -le 91
 
+# ---- --intermediate-passphrase-file is used for the intermediate's key
+(umask 077; echo "int-$(openssl rand -hex 12)" >"$T/int.pass")
+cfraw init --dir "$T/data2" --passphrase-file "$PASS_FILE" --intermediate-passphrase-file "$T/int.pass" \
+	--ca-key-algorithm ECDSA-P384 --intermediate-name issuing
+expect_rc "init --intermediate-passphrase-file F --ca-key-algorithm ECDSA-P384 exits 0" 0
+check "the intermediate's key opens with the given passphrase" \
+	openssl pkey -in "$T/data2/ca/issuing.key" -passin "file:$T/int.pass" -noout
+check "  ... and is P-384" \
+	bash -c "openssl x509 -in '$T/data2/ca/issuing.crt' -noout -text | grep -q 'NIST CURVE: P-384'"
+check "  ... and the root's is P-384 too" \
+	bash -c "openssl x509 -in '$T/data2/ca/root.crt' -noout -text | grep -q 'NIST CURVE: P-384'"
+
 finish

@@ -117,6 +117,16 @@ cfrun ca revoke int4 --reason notAReason --passphrase-file "$PASS_FILE"
 expect_fail "ca revoke with an unknown reason fails"
 expect_eq "  ... and int4 stays ACTIVE" "$(ca_field int4 status)" '["ACTIVE"]'
 
+# ---- an Ed25519 intermediate issues verifiable device certificates
+cfrun ca create-intermediate int-ed --key-algorithm ED25519 --passphrase-file "$PASS_FILE" --set-issuer
+expect_rc "ca create-intermediate int-ed --key-algorithm ED25519 --set-issuer exits 0" 0
+cfrun thing create dev-ed-ca --key-algorithm RSA-2048 --bundle "$T/dev-ed-ca"
+expect_rc "  ... thing create under it exits 0" 0
+check "  ... and the device verifies through root + int-ed" \
+	openssl verify -CAfile "$D/ca/root.crt" -untrusted "$D/ca/int-ed.crt" "$T/dev-ed-ca/device.crt"
+expect_match "  ... signed with ED25519" "$(openssl x509 -in "$T/dev-ed-ca/device.crt" -noout -text)" "Signature Algorithm: ED25519"
+cfok ca set-issuer "$INT"
+
 # ---- ca crl
 cfrun ca crl --out "$T/issuer.crl"
 expect_rc "ca crl --out FILE (the issuer) exits 0" 0
@@ -143,4 +153,24 @@ check_not "  ... and writes no --out file" test -s "$T/root-nopass.crl"
 cfrun ca crl no-such-ca --out "$T/none.crl"
 expect_rc "ca crl of an unknown CA exits 1" 1
 
+
+# ---- revoking the issuing intermediate: it stops issuing
+cfrun ca revoke "$INT" --reason cACompromise --passphrase-file "$PASS_FILE"
+expect_rc "ca revoke $INT (the issuer) exits 0" 0
+cfrun ca list --json
+expect_eq "  ... $INT is REVOKED and no longer the issuer" \
+	"$(jpy "[[c['status'], c['issuer']] for c in d if c['name'] == '$INT']" <<<"$OUT")" '[["REVOKED", false]]'
+cfrun thing create after-revoke --bundle "$T/after-revoke"
+expect_rc "  ... thing create with no issuing CA exits 1" 1
+expect_match "  ... saying there is no issuer" "$ERR" "[Ii]ssu"
+check_not "  ... and writes no bundle" test -e "$T/after-revoke/device.crt"
+cfrun thing describe after-revoke
+expect_rc "  ... and leaves no thing" 1
+expect_match "the root CRL now lists $INT too" "$(crl_serials "$D/crl/root.crl.pem")" "^$(serial_of "$D/ca/$INT.crt")\$"
+
+# the root passphrase appeared in no command output and in no file of DIR
+ROOT_PASS=$(head -n1 "$PASS_FILE")
+check_not "the root passphrase is in no file under DIR" grep -rqaF "$ROOT_PASS" "$D"
+check_not "the root passphrase is in no output of any command of this scenario" grep -qaF "$ROOT_PASS" "$T/.all-output"
+check_not "neither is int2's generated passphrase" grep -qaF "$(head -n1 "$D/private/int2.pass")" "$T/.all-output"
 finish

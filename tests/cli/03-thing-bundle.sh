@@ -123,6 +123,28 @@ cfrun thing create d-emptydir --bundle "$T/emptydir"
 expect_rc "thing create --bundle into an existing empty directory exits 0" 0
 check "  ... and writes device.crt there" test -s "$T/emptydir/device.crt"
 
+# ---- a bundle that cannot be written leaves nothing behind (one transaction, files renamed last)
+echo "a file, not a directory" >"$T/notadir"
+cfrun thing create d-unwritable --bundle "$T/notadir/bundle"
+expect_rc "thing create --bundle under a regular file (cannot be written) exits 1" 1
+cfrun thing describe d-unwritable
+expect_rc "  ... and leaves no thing d-unwritable" 1
+cfrun cert list --json
+expect_eq "  ... and no certificate" "$(jpy 'len([c for c in d if c["thing"] == "d-unwritable"])' <<<"$OUT")" 0
+
+# ---- validity: a device certificate never outlives its issuing CA
+cfrun thing create d-long --validity-days 36500 --bundle "$T/d-long"
+if [ "$RC" -eq 0 ]; then
+	DEV_END=$(date -d "$(openssl x509 -in "$T/d-long/device.crt" -noout -enddate | cut -d= -f2)" +%s)
+	CA_END=$(date -d "$(openssl x509 -in "$D/ca/$INT.crt" -noout -enddate | cut -d= -f2)" +%s)
+	check "thing create --validity-days 36500: notAfter clamped to the issuer's ($(date -u -d "@$DEV_END" +%F) <= $(date -u -d "@$CA_END" +%F))" \
+		test "$DEV_END" -le "$CA_END"
+else
+	expect_rc "thing create --validity-days 36500 (beyond the issuer's validity) is refused with exit 1" 1
+fi
+cfrun thing create d-zero --validity-days 0
+expect_rc "thing create --validity-days 0 is a usage error (exit 2)" 2
+
 # ---- --bundle and --csr together is a usage error
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/k.pem" \
 	-subj /CN=d-both -out "$T/both.csr" 2>/dev/null

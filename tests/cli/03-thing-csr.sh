@@ -69,6 +69,36 @@ openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$T/p384.key
 openssl req -new -key "$T/p384.key" -subj "/O=Acme Devices/CN=c-p384" -sha384 -out "$T/c-p384.csr"
 accepted c-p384 "$T/c-p384.csr" "$T/p384.key" "ECDSA P-384 with an O= too"
 
+# ---- a CSR cannot ask for more than a device certificate
+openssl req -new -key "$T/p256.key" -subj /CN=c-greedy -out "$T/c-greedy.csr" \
+	-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+	-addext "extendedKeyUsage=serverAuth,codeSigning" \
+	-addext "subjectAltName=URI:urn:certfleet:thing:other,DNS:broker.example.com"
+cfrun thing create c-greedy --csr "$T/c-greedy.csr"
+if [ "$RC" -eq 0 ]; then
+	ok "thing create --csr with CA/keyCertSign/serverAuth/foreign SAN requests: issued (requests ignored)"
+	pem_of_cert "$(cert_id_for_thing c-greedy)" "$T/c-greedy.crt"
+	ext=$(openssl x509 -in "$T/c-greedy.crt" -noout -ext basicConstraints,keyUsage,extendedKeyUsage,subjectAltName 2>&1)
+	expect_nomatch "  ... the certificate is not a CA" "$ext" "CA:TRUE"
+	expect_nomatch "  ... it may not sign certificates or CRLs" "$ext" "Certificate Sign|CRL Sign"
+	expect_nomatch "  ... it has no serverAuth or codeSigning EKU" "$ext" "Server Authentication|Code Signing"
+	expect_nomatch "  ... it carries no SAN from the CSR" "$ext" "thing:other|broker\.example\.com"
+	expect_match "  ... only its own SAN URI" "$ext" "URI:urn:certfleet:thing:c-greedy"
+else
+	expect_rc "thing create --csr with CA/keyCertSign/serverAuth/foreign SAN requests: refused with exit 1" 1
+	expect_eq "  ... and leaves no thing" "$(cfrun thing describe c-greedy; echo $RC)" 1
+fi
+openssl req -new -key "$T/p256.key" -subj "/CN=other/CN=c-twocn" -out "$T/c-twocn.csr"
+cfrun thing create c-twocn --csr "$T/c-twocn.csr"
+if [ "$RC" -eq 0 ]; then
+	pem_of_cert "$(cert_id_for_thing c-twocn)" "$T/c-twocn.crt"
+	expect_eq "a CSR with two CNs (other, c-twocn): if issued, the certificate has the one CN c-twocn" \
+		"$(openssl x509 -in "$T/c-twocn.crt" -noout -subject -nameopt RFC2253,sep_multiline | grep -c 'CN=')/$(openssl x509 -in "$T/c-twocn.crt" -noout -subject -nameopt RFC2253)" \
+		"1/subject=CN=c-twocn"
+else
+	expect_rc "a CSR with two CNs (other, c-twocn) is refused with exit 1" 1
+fi
+
 # ---- another thing's CSR
 cfok thing create other
 openssl req -new -key "$T/p256.key" -subj /CN=other -out "$T/other.csr"

@@ -37,6 +37,16 @@ cfrun thing list
 expect_rc "thing list (text) exits 0" 0
 expect_match "  ... names t2" "$OUT" "t2"
 
+# attribute values with quotes, backslashes, '=' and non-ASCII survive as JSON
+cfrun thing create tq --attr 'note=he said "hi" \ ok' --attr 'expr=a=b' --attr 'city=Zürich' --attr 'empty='
+expect_rc "thing create with quotes, backslash, '=' and UTF-8 in attribute values exits 0" 0
+cfrun thing describe tq --json
+expect_eq "  ... and thing describe --json returns them exactly" \
+	"$(jpy 'd["attributes"] == {"note": "he said \"hi\" \\ ok", "expr": "a=b", "city": "Z\u00fcrich", "empty": ""}' <<<"$OUT")" true
+cfrun thing list --json
+expect_eq "  ... and thing list --json still parses" "$(jpy '"tq" in [t["name"] for t in d]' <<<"$OUT")" true
+cfok thing delete tq
+
 # ---- duplicates and unknowns
 BEFORE=$(thing_names)
 cfrun thing create t1

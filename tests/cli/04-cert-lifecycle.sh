@@ -58,6 +58,14 @@ cfrun cert list
 expect_rc "cert list (text) exits 0" 0
 expect_match "  ... shows d1's id (or its prefix)" "$OUT" "${ID1:0:8}"
 
+# times are UTC whatever the local time zone
+cfrun cert list --thing d1 --json
+UTC_NA=$(jpy 'd[0]["notAfter"]' <<<"$OUT")
+export TZ=Asia/Kolkata
+cfrun cert list --thing d1 --json
+expect_eq "cert list --json under TZ=Asia/Kolkata gives the same UTC notAfter" "$(jpy 'd[0]["notAfter"]' <<<"$OUT")" "$UTC_NA"
+unset TZ
+
 # ---- describe by id and prefix
 cfrun cert describe "$ID1" --json
 expect_rc "cert describe ID --json exits 0" 0

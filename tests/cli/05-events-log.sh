@@ -71,6 +71,25 @@ expect_rc "events verify exits 0 on an untouched log" 0
 expect_eq "  ... and says intact with the count and head" "$OUT" \
 	"event log intact: $N events, head $(jpy 'd[-1]["hash"]' <<<"$EV")"
 
+# concurrent writers: six thing creates at once all succeed and keep one chain
+pids=()
+for i in 1 2 3 4 5 6; do
+	timeout 120 setsid -w "$CF" --dir "$D" thing create "par$i" --bundle "$T/par$i" </dev/null >"$T/par$i.out" 2>&1 &
+	pids+=($!)
+done
+fails=0
+for i in "${!pids[@]}"; do wait "${pids[$i]}" || { fails=$((fails + 1)); cat "$T/par$((i + 1)).out"; }; done
+expect_eq "six concurrent thing create --bundle all exit 0" "$fails" 0
+cfrun cert list --json
+expect_eq "  ... and six certificates exist for them" "$(jpy 'len([c for c in d if c["thing"].startswith("par")])' <<<"$OUT")" 6
+cfrun events verify
+expect_rc "  ... and events verify still exits 0" 0
+cfrun events list --json
+EV=$OUT
+N=$(jpy 'len(d)' <<<"$EV")
+expect_eq "  ... with seq 1..N and every link intact" \
+	"$(jpy '[e["seq"] for e in d] == list(range(1, len(d) + 1)) and all(d[i]["prevHash"] == d[i-1]["hash"] for i in range(1, len(d)))' <<<"$EV")" true
+
 # reads do not add events; a refused request leaves the chain intact
 cfok cert list
 cfrun events list --json

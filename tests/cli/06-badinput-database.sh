@@ -10,6 +10,13 @@ cp -a "$D" "$T/pristine"
 # reset_dir — D back to the pristine copy
 reset_dir() { rm -rf "$T/data"; cp -a "$T/pristine" "$T/data"; D=$T/data; }
 
+# ---- a relative --dir works from its parent
+cd "$T"
+cfraw --dir data thing list --json
+expect_rc "a relative --dir (data, from its parent) exits 0" 0
+expect_eq "  ... and lists dev1" "$(jpy '[t["name"] for t in d]' <<<"$OUT")" '["dev1"]'
+cd "$CF_SOURCE_DIR"
+
 # ---- missing database
 rm -f "$D/certfleet.db" "$D/certfleet.db-wal" "$D/certfleet.db-shm"
 for cmd in "cert list" "thing list" "ca list" "events verify" "events list" "group list"; do

@@ -82,6 +82,7 @@ cfraw() {
 	timeout -k 5 "$CF_TIMEOUT" setsid -w "$CF" "$@" </dev/null >"$T/.out" 2>"$T/.err"
 	RC=$?
 	set -e
+	cat "$T/.out" "$T/.err" >>"$T/.all-output"
 	OUT=$(cat "$T/.out")
 	ERR=$(cat "$T/.err")
 	if [ "$RC" -eq 124 ]; then
@@ -101,6 +102,9 @@ cfok() {
 	cfrun "$@"
 	[ "$RC" -eq 0 ] || die "setup step 'certfleet $*' exited $RC"
 }
+
+# all_output — everything every certfleet call of this scenario printed so far.
+all_output() { cat "$T/.all-output" 2>/dev/null || true; }
 
 # ---- checks ------------------------------------------------------------------
 
