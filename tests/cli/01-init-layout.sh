@@ -124,6 +124,7 @@ check "--device-validity-days 90 gives a device certificate of 89..91 days (got 
 
 # ---- --intermediate-passphrase-file is used for the intermediate's key
 (umask 077; echo "int-$(openssl rand -hex 12)" >"$T/int.pass")
+umask 000 # the modes of secrets must not depend on the caller's umask
 cfraw init --dir "$T/data2" --passphrase-file "$PASS_FILE" --intermediate-passphrase-file "$T/int.pass" \
 	--ca-key-algorithm ECDSA-P384 --intermediate-name issuing
 expect_rc "init --intermediate-passphrase-file F --ca-key-algorithm ECDSA-P384 exits 0" 0
@@ -133,5 +134,15 @@ check "  ... and is P-384" \
 	bash -c "openssl x509 -in '$T/data2/ca/issuing.crt' -noout -text | grep -q 'NIST CURVE: P-384'"
 check "  ... and the root's is P-384 too" \
 	bash -c "openssl x509 -in '$T/data2/ca/root.crt' -noout -text | grep -q 'NIST CURVE: P-384'"
+expect_eq "under umask 000: private/ is still 0700" "$(stat -c %a "$T/data2/private")" 700
+for f in "$T"/data2/ca/*.key "$T"/data2/private/*; do
+	expect_eq "under umask 000: ${f#"$T/data2"/} is still 0600" "$(stat -c %a "$f")" 600
+done
+cfraw --dir "$T/data2" thing create umask-dev --bundle "$T/umask-dev"
+expect_rc "under umask 000: thing create --bundle exits 0" 0
+expect_eq "under umask 000: device.key is still 0600" "$(stat -c %a "$T/umask-dev/device.key")" 600
+check_not "under umask 000: certfleet.db is not world-writable" \
+	bash -c "[ \$(( 0\$(stat -c %a '$T/data2/certfleet.db') & 2 )) -ne 0 ]"
+umask 022
 
 finish

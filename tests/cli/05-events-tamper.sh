@@ -38,8 +38,9 @@ expect_eq "  ... and the table still holds $N rows" "$(sqlite3 "$DB" "SELECT cou
 cfrun events verify
 expect_rc "events verify still exits 0 after the refused attempts" 0
 
-# a copy for the deletion scenario
+# copies for the deletion and time scenarios
 cp -a "$D" "$T/copy"
+cp -a "$D" "$T/copy-ts"
 
 drop_triggers() { # drop_triggers DB
 	local t
@@ -71,5 +72,17 @@ cfrun events verify
 expect_rc "events verify exits 1 after a middle event was deleted" 1
 expect_match "  ... naming the gap (event #$M missing, or #$((M + 1)) whose link breaks)" \
 	"$OUT$ERR" "event log broken at event #($M|$((M + 1)))([^0-9]|$)"
+
+# ---- scenario 3: move the time of event M+1 back by an hour (in another copy)
+TS_COL=
+for c in ts time created_at timestamp; do case " $COLS " in *" $c "*) TS_COL=$c; break ;; esac; done
+check "the events table has a time column (columns: $COLS)" test -n "$TS_COL"
+D=$T/copy-ts
+DB=$D/certfleet.db
+drop_triggers "$DB"
+sqlite3 "$DB" "UPDATE $TABLE SET $TS_COL = $TS_COL - 3600 WHERE $SEQ=$((M + 1));"
+cfrun events verify
+expect_rc "events verify exits 1 after an event's time was changed" 1
+expect_match "  ... naming event #$((M + 1))" "$OUT$ERR" "event log broken at event #$((M + 1))([^0-9]|$)"
 
 finish
