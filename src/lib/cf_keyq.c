@@ -393,10 +393,10 @@ check_pkey(cf_keyq_result *res, const cf_keyq_policy *p, EVP_PKEY *pkey)
 	BIGNUM *n = NULL;
 	char fp_hex[CF_ID_LEN + 1];
 	unsigned char fp[FP_LEN];
-	int r, found;
+	int r, found = 0;
 
 	if ((r = cf_key_info_get(&ki, &key)) != 0)
-		return r;
+		goto out;
 	switch (EVP_PKEY_get_base_id(pkey)) {
 	case EVP_PKEY_RSA:
 	case EVP_PKEY_RSA_PSS:
@@ -405,13 +405,13 @@ check_pkey(cf_keyq_result *res, const cf_keyq_policy *p, EVP_PKEY *pkey)
 			    "RSA key of %d bits, policy requires at least %d", ki.bits,
 			    p->min_rsa_bits);
 		if (EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_N, &n) != 1) {
+			r = CF_ERROR;
 			cf_error_ssl("cannot read the RSA modulus");
-			return CF_ERROR;
+			goto out;
 		}
 		if (roca_bn(n))
 			add_problem(res, CF_KEYQ_ROCA_VULNERABLE,
 			    "RSA modulus has the ROCA fingerprint (CVE-2017-15361)");
-		BN_free(n);
 		break;
 	case EVP_PKEY_EC:
 		if (!curve_allowed(p, ki.curve))
@@ -424,14 +424,18 @@ check_pkey(cf_keyq_result *res, const cf_keyq_policy *p, EVP_PKEY *pkey)
 		add_problem(res, CF_KEYQ_KEY_TYPE_NOT_ALLOWED, "%s keys are not allowed", ki.type);
 		break;
 	}
-	if ((r = cf_key_fingerprint(fp_hex, &key)) != 0)
-		return r;
-	if (p->n_blocked > 0 && fp_parse(fp, fp_hex, CF_ID_LEN) == 0) {
-		(void)blocked_find(p, fp, &found);
+	if (p->n_blocked > 0) {
+		if ((r = cf_key_fingerprint(fp_hex, &key)) != 0)
+			goto out;
+		if (fp_parse(fp, fp_hex, CF_ID_LEN) == 0)
+			(void)blocked_find(p, fp, &found);
 		if (found)
 			add_problem(res, CF_KEYQ_BLOCKLISTED, "key %s is on the blocklist", fp_hex);
 	}
-	return 0;
+	r = 0;
+out:
+	BN_free(n);
+	return r;
 }
 
 static void

@@ -15,7 +15,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/encoder.h>
+#include <openssl/pkcs12.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -31,6 +31,8 @@
 #define CF_URN_PREFIX "urn:certfleet:thing:"
 #define CF_SKEW_SECONDS 300            /* notBefore is backdated by this much */
 #define CF_SERIAL_BYTES 16
+#define CF_PBKDF2_ITER 100000          /* encrypted private keys */
+#define CF_PBKDF2_SALT 16
 
 /* ---- small primitives ---------------------------------------------------- */
 
@@ -242,33 +244,39 @@ int
 cf_key_to_pem(char **out, const cf_key *key, const char *passphrase)
 {
 	int r = CF_ERROR;
-	OSSL_ENCODER_CTX *ectx = NULL;
+	PKCS8_PRIV_KEY_INFO *p8 = NULL;
+	X509_SIG *enc = NULL;
 	BIO *bio = NULL;
 	BUF_MEM *bm = NULL;
+	unsigned char salt[CF_PBKDF2_SALT];
+	size_t plen = passphrase ? strlen(passphrase) : 0;
 
 	/* A secure-memory BIO wipes its buffer (and every regrowth) when freed. */
-	if ((bio = BIO_new(BIO_s_secmem())) == NULL) {
-		cf_error_ssl("out of memory");
+	if ((bio = BIO_new(BIO_s_secmem())) == NULL ||
+	    (p8 = EVP_PKEY2PKCS8(key->pkey)) == NULL) {
+		cf_error_ssl("cannot encode the private key as PKCS#8");
 		goto out;
 	}
-	ectx = OSSL_ENCODER_CTX_new_for_pkey(key->pkey, OSSL_KEYMGMT_SELECT_KEYPAIR, "PEM",
-	    "PrivateKeyInfo", NULL);
-	if (ectx == NULL || OSSL_ENCODER_CTX_get_num_encoders(ectx) == 0) {
-		cf_error_ssl("no PKCS#8 encoder for this key");
-		goto out;
-	}
-	if (passphrase != NULL) {
-		/* PBES2: PBKDF2 with HMAC-SHA256 (OpenSSL's default PRF) and AES-256-CBC. */
-		if (OSSL_ENCODER_CTX_set_cipher(ectx, "AES-256-CBC", NULL) != 1 ||
-		    OSSL_ENCODER_CTX_set_passphrase(ectx, (const unsigned char *)passphrase,
-		    strlen(passphrase)) != 1) {
-			cf_error_ssl("cannot set up private key encryption");
+	if (passphrase == NULL) {
+		if (PEM_write_bio_PKCS8_PRIV_KEY_INFO(bio, p8) != 1) {
+			cf_error_ssl("cannot encode the private key");
 			goto out;
 		}
-	}
-	if (OSSL_ENCODER_to_bio(ectx, bio) != 1) {
-		cf_error_ssl("cannot encode the private key");
-		goto out;
+	} else {
+		/*
+		 * PBES2: PBKDF2-HMAC-SHA256 (pbe_nid -1 takes OpenSSL's default PRF)
+		 * and AES-256-CBC. OSSL_ENCODER and PEM_write_bio_PKCS8PrivateKey
+		 * fix the iteration count at 2048; an offline CA key deserves more.
+		 */
+		if ((r = cf_random_bytes(salt, sizeof(salt))) != 0)
+			goto out;
+		r = CF_ERROR;
+		if (plen > INT_MAX || (enc = PKCS8_encrypt_ex(-1, EVP_aes_256_cbc(), passphrase,
+		    (int)plen, salt, sizeof(salt), CF_PBKDF2_ITER, p8, NULL, NULL)) == NULL ||
+		    PEM_write_bio_PKCS8(bio, enc) != 1) {
+			cf_error_ssl("cannot encrypt the private key");
+			goto out;
+		}
 	}
 	if ((r = bio_to_string(out, bio)) != 0)
 		goto out;
@@ -280,7 +288,8 @@ out:
 			OPENSSL_cleanse(bm->data, bm->length);
 	}
 	BIO_free(bio);
-	OSSL_ENCODER_CTX_free(ectx);
+	X509_SIG_free(enc);
+	PKCS8_PRIV_KEY_INFO_free(p8); /* its free callback wipes the key bytes */
 	return r;
 }
 
@@ -1004,22 +1013,9 @@ EVP_PKEY *
 cf_pki_x509_pkey(const X509 *x)
 {
 	EVP_PKEY *pkey;
-	unsigned char *der = NULL;
-	const unsigned char *p;
-	int n;
 
-	ERR_set_mark();
-	if ((pkey = X509_get0_pubkey(x)) != NULL) {
-		ERR_pop_to_mark();
-		return EVP_PKEY_up_ref(pkey) ? pkey : NULL;
-	}
-	ERR_pop_to_mark();
-	/* Not decoded yet (issued from a CSR's encoding): decode it now. */
-	if ((n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der)) <= 0)
+	if ((pkey = X509_get0_pubkey(x)) == NULL || !EVP_PKEY_up_ref(pkey))
 		return NULL;
-	p = der;
-	pkey = d2i_PUBKEY(NULL, &p, n);
-	OPENSSL_free(der);
 	return pkey;
 }
 
@@ -1260,6 +1256,19 @@ out:
 	return r;
 }
 
+/* A certificate never outlives its issuer: clamp notAfter to the issuer's. */
+static int
+clamp_to_issuer(X509 *x, const X509 *issuer)
+{
+	const ASN1_TIME *limit = X509_get0_notAfter(issuer);
+
+	if (ASN1_TIME_compare(X509_get0_notAfter(x), limit) > 0 && !X509_set1_notAfter(x, limit)) {
+		cf_error_ssl("cannot set the validity period");
+		return CF_ERROR;
+	}
+	return 0;
+}
+
 static int
 cert_sign(X509 *x, EVP_PKEY *key)
 {
@@ -1341,7 +1350,7 @@ cf_pki_make_intermediate(cf_cert **out, const cf_key *pub, const char *cn, int v
 		goto out;
 	}
 	if ((r = cert_begin(&x, name, X509_get_subject_name(root->x509),
-	    (int64_t)validity_days * 86400)) != 0)
+	    (int64_t)validity_days * 86400)) != 0 || (r = clamp_to_issuer(x, root->x509)) != 0)
 		goto out;
 	r = CF_ERROR;
 	if (!X509_set_pubkey(x, pub->pkey)) {
@@ -1367,8 +1376,9 @@ out:
 /*
  * Copies the CSR's SubjectPublicKeyInfo into the certificate as encoded
  * bytes. X509_set_pubkey would re-encode the decoded key through the
- * provider, which dominates issuance time in OpenSSL 3.0. Parameters of a
- * kind we do not know how to copy fall back to X509_set_pubkey.
+ * provider and decode the result again, which dominates issuance time in
+ * OpenSSL 3.0. Parameters of a kind we do not know how to copy fall back to
+ * X509_set_pubkey.
  */
 static int
 copy_pubkey(X509 *x, X509_REQ *req)
@@ -1428,9 +1438,12 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
     int64_t validity_seconds, const cf_cert *issuer, const cf_key *issuer_key)
 {
 	int r;
-	X509 *x = NULL;
+	X509 *x = NULL, *done = NULL;
 	X509_NAME *name = NULL;
 	X509V3_CTX ctx;
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	int der_len;
 	int64_t seconds;
 	char san[sizeof(CF_URN_PREFIX) + CF_NAME_MAX + 8];
 	int rsa;
@@ -1458,7 +1471,7 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
 		goto out;
 	}
 	if ((r = cert_begin(&x, name, X509_get_subject_name(issuer->x509), seconds)) != 0 ||
-	    (r = copy_pubkey(x, csr->req)) != 0)
+	    (r = clamp_to_issuer(x, issuer->x509)) != 0 || (r = copy_pubkey(x, csr->req)) != 0)
 		goto out;
 	/* cf_csr_verify decoded the key, so get0 is cheap here. */
 	rsa = cf_pki_family_of(X509_REQ_get0_pubkey(csr->req)) == CF_FAMILY_RSA;
@@ -1473,10 +1486,23 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
 	    (r = add_ext(x, &ctx, NID_subject_alt_name, san)) != 0 ||
 	    (r = cert_sign(x, issuer_key->pkey)) != 0)
 		goto out;
-	if ((r = cert_wrap(out, x)) != 0)
+	/*
+	 * The certificate holds its key only as bytes so far, and OpenSSL's
+	 * verifier wants it decoded: hand out the certificate as any reader
+	 * would see it. One decode instead of X509_set_pubkey's encode+decode.
+	 */
+	r = CF_ERROR;
+	if ((der_len = i2d_X509(x, &der)) <= 0 ||
+	    (p = der, done = d2i_X509(NULL, &p, der_len)) == NULL) {
+		cf_error_ssl("cannot re-read the issued certificate");
 		goto out;
-	x = NULL;
+	}
+	if ((r = cert_wrap(out, done)) != 0)
+		goto out;
+	done = NULL;
 out:
+	OPENSSL_free(der);
+	X509_free(done);
 	X509_NAME_free(name);
 	X509_free(x);
 	return r;

@@ -193,7 +193,10 @@ int cf_cert_matches_key(const cf_cert *cert, const cf_key *key);
  */
 int cf_pki_make_root(cf_cert **out, const cf_key *key, const char *cn, int validity_days) CF_MUST_CHECK;
 
-/* An intermediate signed by root: CA:TRUE pathlen:0, keyCertSign|cRLSign, SKI/AKI. */
+/*
+ * An intermediate signed by root: CA:TRUE pathlen:0, keyCertSign|cRLSign,
+ * SKI/AKI. notAfter never exceeds the root's.
+ */
 int cf_pki_make_intermediate(cf_cert **out, const cf_key *pub, const char *cn, int validity_days,
     const cf_cert *root, const cf_key *root_key) CF_MUST_CHECK;
 
@@ -201,7 +204,8 @@ int cf_pki_make_intermediate(cf_cert **out, const cf_key *pub, const char *cn, i
  * Issues a device certificate from a CSR (DESIGN §3): subject CN=thing,
  * SAN URI urn:certfleet:thing:<thing>, CA:FALSE, digitalSignature (plus
  * keyEncipherment for RSA), EKU clientAuth, SKI/AKI, 128-bit random serial,
- * notBefore now - 5 min (clock skew), notAfter notBefore + validity_days.
+ * notBefore now - 5 min (clock skew), notAfter notBefore + validity_days
+ * but never past the issuer's notAfter.
  * The CSR is verified and its subject checked first (CF_EREJECTED), and
  * the issuer must be a CA whose key matches issuer_key (CF_EINVAL).
  * validity_seconds overrides validity_days when > 0 (tests, short-lived certs).

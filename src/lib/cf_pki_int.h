@@ -49,11 +49,7 @@ int cf_pki_md_init(EVP_MD_CTX *mctx, EVP_PKEY *pkey, cf_sig_alg sig, int sign) C
  */
 int cf_pki_sig_md_nid(int *out, const X509_ALGOR *alg) CF_MUST_CHECK;
 
-/*
- * A new reference to a certificate's public key (EVP_PKEY_free it).
- * Issued certificates carry their key only in encoded form (issuance copies
- * the CSR's encoding, see cf_pki_issue_device), so this decodes on demand.
- */
+/* A new reference to a certificate's public key (EVP_PKEY_free it), or NULL. */
 EVP_PKEY *cf_pki_x509_pkey(const X509 *x);
 
 #endif

@@ -362,6 +362,7 @@ test_pki__key_encrypted_pkcs8_aes256_pbkdf2(void **state)
 	assert_non_null(strstr(out, "PBKDF2"));
 	assert_non_null(strstr(out, "hmacWithSHA256"));
 	assert_non_null(strstr(out, "aes-256-cbc"));
+	assert_non_null(strstr(out, ":0186A0")); /* 100000 PBKDF2 iterations */
 	free(out);
 	out = run(&status, "openssl pkey -in '%s' -passin pass:'correct horse battery staple' "
 	    "-noout 2>&1", path_in_tmp("enc.pem"));
@@ -711,6 +712,8 @@ test_pki__issue_device_profile(void **state)
 	must(cf_csr_create(&csr_pem, g.dev_key, CF_SIG_ECDSA_SHA256, "thermostat-42"));
 	must(cf_csr_parse(&csr, csr_pem, strlen(csr_pem)));
 	must(cf_pki_issue_device(&cert, csr, "thermostat-42", 90, 0, g.inter, g.int_key));
+	/* The handle issuance returns is complete: it verifies as it is. */
+	must(cf_pki_verify_chain(cert, &g.inter, 1, &g.root, 1, NULL, 0, 1));
 	must(cf_cert_info_get(&info, cert));
 	assert_string_equal(info.subject_cn, "thermostat-42");
 	assert_string_equal(info.issuer_cn, "certfleet test issuing CA");
@@ -755,6 +758,33 @@ test_pki__issue_device_profile(void **state)
 }
 
 static void
+test_pki__validity_clamped_to_issuer(void **state)
+{
+	cf_cert *leaf = NULL, *sub = NULL;
+	cf_cert_info li, ii, ri, si;
+	char *csr_pem = NULL;
+	cf_csr *csr = NULL;
+
+	(void)state;
+	must(cf_csr_create(&csr_pem, g.dev_key, CF_SIG_ECDSA_SHA256, "long-lived"));
+	must(cf_csr_parse(&csr, csr_pem, strlen(csr_pem)));
+	must(cf_pki_issue_device(&leaf, csr, "long-lived", 36500, 0, g.inter, g.int_key));
+	must(cf_pki_make_intermediate(&sub, g.keys[CF_KEY_P256], "long CA", 36500, g.root,
+	    g.root_key));
+	must(cf_cert_info_get(&li, leaf));
+	must(cf_cert_info_get(&ii, g.inter));
+	must(cf_cert_info_get(&si, sub));
+	must(cf_cert_info_get(&ri, g.root));
+	assert_true(li.not_after == ii.not_after);
+	assert_true(si.not_after == ri.not_after);
+	must(cf_pki_verify_chain(leaf, &g.inter, 1, &g.root, 1, NULL, 0, 1));
+	cf_cert_free(leaf);
+	cf_cert_free(sub);
+	cf_csr_free(csr);
+	free(csr_pem);
+}
+
+static void
 test_pki__issue_rsa_device_has_key_encipherment(void **state)
 {
 	cf_cert *cert = issue("rsa-device", g.keys[CF_KEY_RSA2048], 0);
@@ -792,6 +822,35 @@ test_pki__issue_every_key_algorithm_verifies(void **state)
 		pub = NULL;
 		cf_cert_free(cert);
 	}
+}
+
+/* RSA-PSS CSRs: OpenSSL reads our parameters, and issuance accepts them. */
+static void
+test_pki__pss_csr_parameters_and_issuance(void **state)
+{
+	char *pem = NULL, *out;
+	cf_csr *csr = NULL;
+	cf_cert *cert = NULL;
+	int status;
+
+	(void)state;
+	must(cf_csr_create(&pem, g.keys[CF_KEY_RSA2048], CF_SIG_SHA384_RSA_PSS, "pss-device"));
+	write_file(path_in_tmp("pss.csr"), pem);
+	out = run(&status, "openssl req -in '%s' -noout -verify -text 2>&1", path_in_tmp("pss.csr"));
+	assert_int_equal(status, 0);
+	assert_non_null(strstr(out, "verify OK"));
+	assert_non_null(strstr(out, "rsassaPss"));
+	assert_non_null(strstr(out, "Hash Algorithm: sha384"));
+	assert_non_null(strstr(out, "Mask Algorithm: mgf1 with sha384"));
+	assert_non_null(strstr(out, "Salt Length: 0x30"));
+	free(out);
+	must(cf_csr_parse(&csr, pem, strlen(pem)));
+	must(cf_pki_issue_device(&cert, csr, "pss-device", 30, 0, g.inter, g.int_key));
+	must(cf_pki_verify_chain(cert, &g.inter, 1, &g.root, 1, NULL, 0, 1));
+	assert_true(cf_cert_matches_key(cert, g.keys[CF_KEY_RSA2048]));
+	cf_cert_free(cert);
+	cf_csr_free(csr);
+	free(pem);
 }
 
 static void
@@ -1243,8 +1302,10 @@ main(void)
 		cmocka_unit_test(test_pki__root_profile),
 		cmocka_unit_test(test_pki__intermediate_profile),
 		cmocka_unit_test(test_pki__issue_device_profile),
+		cmocka_unit_test(test_pki__validity_clamped_to_issuer),
 		cmocka_unit_test(test_pki__issue_rsa_device_has_key_encipherment),
 		cmocka_unit_test(test_pki__issue_every_key_algorithm_verifies),
+		cmocka_unit_test(test_pki__pss_csr_parameters_and_issuance),
 		cmocka_unit_test(test_pki__serial_is_positive_128_bit),
 		cmocka_unit_test(test_pki__issue_refuses_non_ca_issuer),
 		cmocka_unit_test(test_pki__issue_refuses_mismatched_issuer_key),
