@@ -194,6 +194,7 @@ cli_cert_revoke(cli *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	cf_ca *ca = NULL;
+	cf_cert_rec rec;
 	int ch, r, reason = 0;
 
 	while ((ch = cli_getopt(c, argc, argv, opts)) != -1) {
@@ -211,11 +212,18 @@ cli_cert_revoke(cli *c, int argc, char **argv)
 		return cli_usage(c, "give one certificate ID");
 	if ((r = cli_open(c, &ca)) != CLI_OK)
 		return r;
-	if (cf_ca_revoke_cert(ca, argv[optind], reason) != 0)
+	memset(&rec, 0, sizeof(rec));
+	if (cf_store_cert_get(cf_ca_store(ca), &rec, argv[optind]) != 0)
+		r = cli_fail("cert revoke");
+	else if (rec.status == CF_CERT_REVOKED)
+		printf("Certificate %s was already revoked (%s); nothing changed\n", rec.id,
+		    cf_pki_reason_name(rec.revoke_reason));
+	else if (cf_ca_revoke_cert(ca, rec.id, reason) != 0)
 		r = cli_fail("cert revoke");
 	else
-		printf("Revoked certificate %s (%s); its CA's CRL was rewritten\n", argv[optind],
+		printf("Revoked certificate %s (%s); its CA's CRL was rewritten\n", rec.id,
 		    cf_pki_reason_name(reason));
+	cf_cert_rec_clear(&rec);
 	cf_ca_close(ca);
 	return r;
 }

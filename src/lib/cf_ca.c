@@ -708,11 +708,21 @@ cf_ca_revoke_cert(cf_ca *ca, const char *ref, int reason)
 	memset(&rec, 0, sizeof(rec));
 	if ((r = cf_store_begin(ca->st)) != 0)
 		return r;
-	if ((r = cf_store_cert_get(ca->st, &rec, ref)) != 0 ||
-	    (r = cf_store_cert_set_status(ca->st, rec.id, CF_CERT_REVOKED, reason)) != 0 ||
+	if ((r = cf_store_cert_get(ca->st, &rec, ref)) != 0)
+		goto fail;
+	/* Revoked is terminal: a second revocation changes nothing, not even the CRL. */
+	if (rec.status == CF_CERT_REVOKED) {
+		cf_store_rollback(ca->st);
+		goto out;
+	}
+	if ((r = cf_store_cert_set_status(ca->st, rec.id, CF_CERT_REVOKED, reason)) != 0 ||
 	    (r = cf_ca_publish_crl(ca, NULL, rec.ca_id, NULL)) != 0 ||
 	    (r = cf_store_commit(ca->st)) != 0)
-		cf_store_rollback(ca->st);
+		goto fail;
+	goto out;
+fail:
+	cf_store_rollback(ca->st);
+out:
 	cf_cert_rec_clear(&rec);
 	return r;
 }

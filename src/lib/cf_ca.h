@@ -86,7 +86,7 @@ int cf_ca_publish_crl(cf_ca *ca, char **out, const char *ref, const char *root_p
 int cf_ca_issue_csr(cf_ca *ca, cf_cert_rec *out, const void *csr, size_t csr_len,
     const char *thing, int validity_days) CF_MUST_CHECK;
 
-/* Revokes a device certificate and rewrites its CA's CRL, as one step. */
+/* Revokes a device certificate and rewrites its CA's CRL, as one step. Already revoked: a no-op. */
 int cf_ca_revoke_cert(cf_ca *ca, const char *ref, int reason) CF_MUST_CHECK;
 
 /* The issuing intermediate followed by its root, PEM. */
