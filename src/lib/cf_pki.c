@@ -2,7 +2,8 @@
  * cf_pki — keys, CSRs, certificates, CRLs and chain verification on top of
  * OpenSSL 3 (no deprecated interfaces). Owns the cf_key / cf_csr / cf_cert
  * handles and every OpenSSL object behind them; callers see PEM strings and
- * plain structs. The algorithm tables live in cf_pki_alg.c.
+ * plain structs. The algorithm tables live in cf_pki_alg.c, issuing,
+ * revocation and chain verification in cf_pki_ca.c.
  *
  * Untrusted input (CSRs from devices, certificates from anywhere) enters
  * only through cf_csr_parse and cf_cert_parse*, which bound the size, detect
@@ -28,9 +29,6 @@
 #include "cf_util.h"
 
 #define CF_PKI_MAX_INPUT (1024 * 1024) /* a CSR, certificate or bundle */
-#define CF_URN_PREFIX "urn:certfleet:thing:"
-#define CF_SKEW_SECONDS 300            /* notBefore is backdated by this much */
-#define CF_SERIAL_BYTES 16
 #define CF_PBKDF2_ITER 100000          /* encrypted private keys */
 #define CF_PBKDF2_SALT 16
 
@@ -82,8 +80,8 @@ cf_secure_equal(const void *a, const void *b, size_t len)
 }
 
 /* The contents of a memory BIO as a malloc()ed NUL-terminated string. */
-static int
-bio_to_string(char **out, BIO *bio)
+int
+cf_pki_bio_to_string(char **out, BIO *bio)
 {
 	BUF_MEM *bm = NULL;
 	char *s;
@@ -100,8 +98,8 @@ bio_to_string(char **out, BIO *bio)
 }
 
 /* A read-only BIO over caller memory; CF_EINVAL if len is out of range. */
-static int
-bio_over(BIO **out, const void *data, size_t len)
+int
+cf_pki_bio_over(BIO **out, const void *data, size_t len)
 {
 	if (data == NULL || len == 0 || len > CF_PKI_MAX_INPUT) {
 		cf_error_set("input is empty or larger than %d bytes", CF_PKI_MAX_INPUT);
@@ -127,8 +125,8 @@ looks_pem(const void *data, size_t len)
 }
 
 /* The first CN of a name as UTF-8 into out ("" if none; truncated to fit). */
-static void
-name_cn(char *out, size_t out_len, const X509_NAME *name)
+void
+cf_pki_name_cn(char *out, size_t out_len, const X509_NAME *name)
 {
 	const X509_NAME_ENTRY *e;
 	unsigned char *utf8 = NULL;
@@ -146,8 +144,8 @@ name_cn(char *out, size_t out_len, const X509_NAME *name)
 	OPENSSL_free(utf8);
 }
 
-static X509_NAME *
-name_from_cn(const char *cn)
+X509_NAME *
+cf_pki_name_from_cn(const char *cn)
 {
 	X509_NAME *name;
 
@@ -159,18 +157,6 @@ name_from_cn(const char *cn)
 		return NULL;
 	}
 	return name;
-}
-
-static int
-cn_valid(const char *what, const char *cn)
-{
-	size_t len = cn ? strlen(cn) : 0;
-
-	if (len == 0 || len > 64) {
-		cf_error_set("%s common name must be 1 to 64 characters", what);
-		return 0;
-	}
-	return 1;
 }
 
 /* ---- keys ------------------------------------------------------------------ */
@@ -278,7 +264,7 @@ cf_key_to_pem(char **out, const cf_key *key, const char *passphrase)
 			goto out;
 		}
 	}
-	if ((r = bio_to_string(out, bio)) != 0)
+	if ((r = cf_pki_bio_to_string(out, bio)) != 0)
 		goto out;
 	r = 0;
 out:
@@ -338,7 +324,7 @@ cf_key_from_pem(cf_key **out, const char *pem, size_t len, const char *passphras
 	struct pass_arg pa = { passphrase, 0 };
 	int encrypted;
 
-	if ((r = bio_over(&bio, pem, len)) != 0)
+	if ((r = cf_pki_bio_over(&bio, pem, len)) != 0)
 		goto out;
 	r = CF_ERROR;
 	encrypted = contains(pem, len, "ENCRYPTED");
@@ -407,7 +393,7 @@ cf_key_public_pem(char **out, const cf_key *key)
 		cf_error_ssl("cannot encode the public key");
 		goto out;
 	}
-	r = bio_to_string(out, bio);
+	r = cf_pki_bio_to_string(out, bio);
 out:
 	BIO_free(bio);
 	return r;
@@ -578,7 +564,7 @@ cf_csr_create(char **out_pem, const cf_key *key, cf_sig_alg sig, const char *thi
 		goto out;
 	r = CF_ERROR;
 	if ((req = X509_REQ_new()) == NULL || !X509_REQ_set_version(req, X509_REQ_VERSION_1) ||
-	    (name = name_from_cn(thing)) == NULL || !X509_REQ_set_subject_name(req, name) ||
+	    (name = cf_pki_name_from_cn(thing)) == NULL || !X509_REQ_set_subject_name(req, name) ||
 	    !X509_REQ_set_pubkey(req, key->pkey)) {
 		cf_error_ssl("cannot build the CSR");
 		goto out;
@@ -604,7 +590,7 @@ cf_csr_create(char **out_pem, const cf_key *key, cf_sig_alg sig, const char *thi
 		cf_error_ssl("cannot encode the CSR");
 		goto out;
 	}
-	r = bio_to_string(out_pem, bio);
+	r = cf_pki_bio_to_string(out_pem, bio);
 out:
 	BIO_free(bio);
 	X509_EXTENSION_free(ext);
@@ -626,7 +612,7 @@ cf_csr_parse(cf_csr **out, const void *data, size_t len)
 	cf_csr *csr = NULL;
 
 	if (looks_pem(data, len)) {
-		if ((r = bio_over(&bio, data, len)) != 0)
+		if ((r = cf_pki_bio_over(&bio, data, len)) != 0)
 			goto out;
 		req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
 	} else if (len > 0 && len <= CF_PKI_MAX_INPUT) {
@@ -814,8 +800,8 @@ cf_csr_sig_name(char *out, size_t out_len, const cf_csr *csr)
 
 /* ---- certificates ------------------------------------------------------- */
 
-static int
-cert_wrap(cf_cert **out, X509 *x)
+int
+cf_pki_cert_wrap(cf_cert **out, X509 *x)
 {
 	cf_cert *c;
 
@@ -837,7 +823,7 @@ cf_cert_parse(cf_cert **out, const void *data, size_t len)
 	const unsigned char *p = data;
 
 	if (looks_pem(data, len)) {
-		if ((r = bio_over(&bio, data, len)) != 0)
+		if ((r = cf_pki_bio_over(&bio, data, len)) != 0)
 			goto out;
 		x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
 	} else if (len > 0 && len <= CF_PKI_MAX_INPUT) {
@@ -852,7 +838,7 @@ cf_cert_parse(cf_cert **out, const void *data, size_t len)
 		cf_error_ssl("malformed certificate");
 		goto out;
 	}
-	if ((r = cert_wrap(out, x)) != 0)
+	if ((r = cf_pki_cert_wrap(out, x)) != 0)
 		goto out;
 	x = NULL;
 out:
@@ -894,7 +880,7 @@ cf_cert_parse_bundle(cf_cert ***out, size_t *out_n, const void *data, size_t len
 		n = 1;
 		goto done;
 	}
-	if ((r = bio_over(&bio, data, len)) != 0)
+	if ((r = cf_pki_bio_over(&bio, data, len)) != 0)
 		goto out;
 	r = CF_ERROR;
 	for (;;) {
@@ -917,7 +903,7 @@ cf_cert_parse_bundle(cf_cert ***out, size_t *out_n, const void *data, size_t len
 			goto out;
 		}
 		list = grown;
-		if ((r = cert_wrap(&list[n], x)) != 0)
+		if ((r = cf_pki_cert_wrap(&list[n], x)) != 0)
 			goto out;
 		x = NULL;
 		n++;
@@ -971,7 +957,7 @@ cf_cert_dup(const cf_cert *cert)
 	/* Handles are immutable once built, so sharing the X509 is a copy. */
 	if (!X509_up_ref(cert->x509))
 		return NULL;
-	if (cert_wrap(&c, cert->x509) != 0) {
+	if (cf_pki_cert_wrap(&c, cert->x509) != 0) {
 		X509_free(cert->x509);
 		return NULL;
 	}
@@ -988,7 +974,7 @@ cf_cert_to_pem(char **out, const cf_cert *cert)
 		cf_error_ssl("cannot encode the certificate");
 		goto out;
 	}
-	r = bio_to_string(out, bio);
+	r = cf_pki_bio_to_string(out, bio);
 out:
 	BIO_free(bio);
 	return r;
@@ -1064,8 +1050,8 @@ cf_cert_info_get(cf_cert_info *out, const cf_cert *cert)
 	if ((r = serial_hex(out->serial, sizeof(out->serial), X509_get0_serialNumber(x))) != 0)
 		goto out;
 	r = CF_ERROR;
-	name_cn(out->subject_cn, sizeof(out->subject_cn), X509_get_subject_name(x));
-	name_cn(out->issuer_cn, sizeof(out->issuer_cn), X509_get_issuer_name(x));
+	cf_pki_name_cn(out->subject_cn, sizeof(out->subject_cn), X509_get_subject_name(x));
+	cf_pki_name_cn(out->issuer_cn, sizeof(out->issuer_cn), X509_get_issuer_name(x));
 	out->not_before = asn1_time_epoch(X509_get0_notBefore(x));
 	out->not_after = asn1_time_epoch(X509_get0_notAfter(x));
 	if ((pkey = cf_pki_x509_pkey(x)) == NULL) {
@@ -1116,623 +1102,4 @@ cf_cert_matches_key(const cf_cert *cert, const cf_key *key)
 	EVP_PKEY_free(pkey);
 	ERR_clear_error();
 	return eq;
-}
-
-/* ---- issuing --------------------------------------------------------------- */
-
-/* The digest a CA key signs with: SHA-256 for RSA and P-256, up with the curve. */
-static int
-ca_md(const EVP_MD **out, const EVP_PKEY *pkey)
-{
-	int bits = EVP_PKEY_get_bits(pkey);
-
-	switch (cf_pki_family_of(pkey)) {
-	case CF_FAMILY_RSA:
-		*out = EVP_sha256();
-		return 0;
-	case CF_FAMILY_EC:
-		*out = bits <= 256 ? EVP_sha256() : bits <= 384 ? EVP_sha384() : EVP_sha512();
-		return 0;
-	case CF_FAMILY_ED25519:
-		*out = NULL;
-		return 0;
-	default:
-		cf_error_set("a %s key cannot sign certificates", EVP_PKEY_get0_type_name(pkey));
-		return CF_EINVAL;
-	}
-}
-
-/* A positive 128-bit random serial: the leading 0x00 is DER's job, not ours. */
-static int
-set_random_serial(X509 *x)
-{
-	unsigned char raw[CF_SERIAL_BYTES];
-	BIGNUM *bn = NULL;
-	ASN1_INTEGER *ai = NULL;
-	int r = CF_ERROR;
-
-	do {
-		if ((r = cf_random_bytes(raw, sizeof(raw))) != 0)
-			goto out;
-		r = CF_ERROR;
-		BN_free(bn);
-		/* BN_bin2bn reads unsigned big-endian, so the value is never negative. */
-		if ((bn = BN_bin2bn(raw, sizeof(raw), NULL)) == NULL)
-			goto ssl;
-	} while (BN_is_zero(bn));
-	if ((ai = BN_to_ASN1_INTEGER(bn, NULL)) == NULL || !X509_set_serialNumber(x, ai))
-		goto ssl;
-	r = 0;
-	goto out;
-ssl:
-	cf_error_ssl("cannot set the serial number");
-out:
-	ASN1_INTEGER_free(ai);
-	BN_free(bn);
-	return r;
-}
-
-/* Adds an extension from its OpenSSL config string (ctx gives SKI/AKI their keys). */
-static int
-add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
-{
-	X509_EXTENSION *ext;
-	int ok;
-
-	if ((ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value)) == NULL) {
-		cf_error_ssl("cannot build extension %s=%s", OBJ_nid2sn(nid), value);
-		return CF_ERROR;
-	}
-	ok = X509_add_ext(x, ext, -1);
-	X509_EXTENSION_free(ext);
-	if (!ok) {
-		cf_error_ssl("cannot add extension %s", OBJ_nid2sn(nid));
-		return CF_ERROR;
-	}
-	return 0;
-}
-
-static int
-set_validity(X509 *x, int64_t not_before, int64_t seconds)
-{
-	if (X509_time_adj_ex(X509_getm_notBefore(x), 0, 0, &(time_t){ (time_t)not_before }) ==
-	    NULL ||
-	    X509_time_adj_ex(X509_getm_notAfter(x), (int)(seconds / 86400),
-	    (long)(seconds % 86400), &(time_t){ (time_t)not_before }) == NULL) {
-		cf_error_ssl("cannot set the validity period");
-		return CF_ERROR;
-	}
-	return 0;
-}
-
-/* The issuer must be a CA and issuer_key its key (CF_EINVAL otherwise). */
-static int
-check_issuer(X509 *issuer, const EVP_PKEY *issuer_key)
-{
-	EVP_PKEY *pub = NULL;
-	char cn[256];
-	int r = CF_EINVAL;
-
-	name_cn(cn, sizeof(cn), X509_get_subject_name(issuer));
-	if ((X509_get_extension_flags(issuer) & EXFLAG_CA) == 0 ||
-	    (X509_get_key_usage(issuer) & KU_KEY_CERT_SIGN) == 0) {
-		cf_error_set("issuer '%s' is not a CA certificate", cn);
-		goto out;
-	}
-	if ((pub = cf_pki_x509_pkey(issuer)) == NULL || EVP_PKEY_eq(pub, issuer_key) != 1) {
-		cf_error_set("the issuer key does not match the certificate of '%s'", cn);
-		goto out;
-	}
-	r = 0;
-out:
-	EVP_PKEY_free(pub);
-	ERR_clear_error();
-	return r;
-}
-
-/*
- * The common part of every certificate: v3, random serial, names, validity.
- * The public key is set by the caller.
- */
-static int
-cert_begin(X509 **out, const X509_NAME *subject, const X509_NAME *issuer, int64_t seconds)
-{
-	X509 *x = NULL;
-	int r = CF_ERROR;
-
-	if ((x = X509_new()) == NULL || !X509_set_version(x, X509_VERSION_3) ||
-	    !X509_set_subject_name(x, subject) || !X509_set_issuer_name(x, issuer)) {
-		cf_error_ssl("cannot build the certificate");
-		goto out;
-	}
-	if ((r = set_random_serial(x)) != 0)
-		goto out;
-	if ((r = set_validity(x, cf_time_now() - CF_SKEW_SECONDS, seconds)) != 0)
-		goto out;
-	*out = x;
-	x = NULL;
-out:
-	X509_free(x);
-	return r;
-}
-
-/* A certificate never outlives its issuer: clamp notAfter to the issuer's. */
-static int
-clamp_to_issuer(X509 *x, const X509 *issuer)
-{
-	const ASN1_TIME *limit = X509_get0_notAfter(issuer);
-
-	if (ASN1_TIME_compare(X509_get0_notAfter(x), limit) > 0 && !X509_set1_notAfter(x, limit)) {
-		cf_error_ssl("cannot set the validity period");
-		return CF_ERROR;
-	}
-	return 0;
-}
-
-static int
-cert_sign(X509 *x, EVP_PKEY *key)
-{
-	const EVP_MD *md = NULL;
-	int r;
-
-	if ((r = ca_md(&md, key)) != 0)
-		return r;
-	if (X509_sign(x, key, md) <= 0) {
-		cf_error_ssl("cannot sign the certificate");
-		return CF_ERROR;
-	}
-	return 0;
-}
-
-static int
-days_valid(int days)
-{
-	if (days <= 0 || days > 36500) {
-		cf_error_set("validity of %d days is out of range (1..36500)", days);
-		return 0;
-	}
-	return 1;
-}
-
-int
-cf_pki_make_root(cf_cert **out, const cf_key *key, const char *cn, int validity_days)
-{
-	int r = CF_EINVAL;
-	X509 *x = NULL;
-	X509_NAME *name = NULL;
-	X509V3_CTX ctx;
-
-	if (!cn_valid("root", cn) || !days_valid(validity_days))
-		goto out;
-	r = CF_ERROR;
-	if ((name = name_from_cn(cn)) == NULL) {
-		cf_error_ssl("cannot build the subject name");
-		goto out;
-	}
-	if ((r = cert_begin(&x, name, name, (int64_t)validity_days * 86400)) != 0)
-		goto out;
-	r = CF_ERROR;
-	if (!X509_set_pubkey(x, key->pkey)) {
-		cf_error_ssl("cannot set the root's public key");
-		goto out;
-	}
-	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-	if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash")) != 0 ||
-	    (r = cert_sign(x, key->pkey)) != 0)
-		goto out;
-	if ((r = cert_wrap(out, x)) != 0)
-		goto out;
-	x = NULL;
-out:
-	X509_NAME_free(name);
-	X509_free(x);
-	return r;
-}
-
-int
-cf_pki_make_intermediate(cf_cert **out, const cf_key *pub, const char *cn, int validity_days,
-    const cf_cert *root, const cf_key *root_key)
-{
-	int r = CF_EINVAL;
-	X509 *x = NULL;
-	X509_NAME *name = NULL;
-	X509V3_CTX ctx;
-
-	if (!cn_valid("intermediate", cn) || !days_valid(validity_days))
-		goto out;
-	if ((r = check_issuer(root->x509, root_key->pkey)) != 0)
-		goto out;
-	r = CF_ERROR;
-	if ((name = name_from_cn(cn)) == NULL) {
-		cf_error_ssl("cannot build the subject name");
-		goto out;
-	}
-	if ((r = cert_begin(&x, name, X509_get_subject_name(root->x509),
-	    (int64_t)validity_days * 86400)) != 0 || (r = clamp_to_issuer(x, root->x509)) != 0)
-		goto out;
-	r = CF_ERROR;
-	if (!X509_set_pubkey(x, pub->pkey)) {
-		cf_error_ssl("cannot set the intermediate's public key");
-		goto out;
-	}
-	X509V3_set_ctx(&ctx, root->x509, x, NULL, NULL, 0);
-	if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always")) != 0 ||
-	    (r = cert_sign(x, root_key->pkey)) != 0)
-		goto out;
-	if ((r = cert_wrap(out, x)) != 0)
-		goto out;
-	x = NULL;
-out:
-	X509_NAME_free(name);
-	X509_free(x);
-	return r;
-}
-
-/*
- * Copies the CSR's SubjectPublicKeyInfo into the certificate as encoded
- * bytes. X509_set_pubkey would re-encode the decoded key through the
- * provider and decode the result again, which dominates issuance time in
- * OpenSSL 3.0. Parameters of a kind we do not know how to copy fall back to
- * X509_set_pubkey.
- */
-static int
-copy_pubkey(X509 *x, X509_REQ *req)
-{
-	ASN1_OBJECT *ppkalg = NULL;
-	const ASN1_OBJECT *pobj = NULL;
-	const unsigned char *pk = NULL;
-	int pklen = 0, ptype = V_ASN1_UNDEF;
-	const void *pval = NULL;
-	X509_ALGOR *palg = NULL;
-	ASN1_OBJECT *aobj = NULL;
-	void *val = NULL;
-	unsigned char *penc = NULL;
-
-	if (!X509_PUBKEY_get0_param(&ppkalg, &pk, &pklen, &palg, X509_REQ_get_X509_PUBKEY(req)) ||
-	    pklen <= 0)
-		goto fallback;
-	X509_ALGOR_get0(&pobj, &ptype, &pval, palg);
-	switch (ptype) {
-	case V_ASN1_UNDEF:
-	case V_ASN1_NULL:
-		break;
-	case V_ASN1_OBJECT:
-		if ((val = OBJ_dup(pval)) == NULL)
-			goto fallback;
-		break;
-	case V_ASN1_SEQUENCE:
-		if ((val = ASN1_STRING_dup(pval)) == NULL)
-			goto fallback;
-		break;
-	default:
-		goto fallback;
-	}
-	if ((aobj = OBJ_dup(ppkalg)) == NULL ||
-	    (penc = OPENSSL_memdup(pk, (size_t)pklen)) == NULL)
-		goto fallback;
-	if (!X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), aobj, ptype, val, penc, pklen))
-		goto fallback;
-	return 0;
-fallback:
-	ASN1_OBJECT_free(aobj);
-	OPENSSL_free(penc);
-	if (ptype == V_ASN1_OBJECT)
-		ASN1_OBJECT_free(val);
-	else if (ptype == V_ASN1_SEQUENCE)
-		ASN1_STRING_free(val);
-	ERR_clear_error();
-	if (!X509_set_pubkey(x, X509_REQ_get0_pubkey(req))) {
-		cf_error_ssl("cannot set the device's public key");
-		return CF_ERROR;
-	}
-	return 0;
-}
-
-int
-cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int validity_days,
-    int64_t validity_seconds, const cf_cert *issuer, const cf_key *issuer_key)
-{
-	int r;
-	X509 *x = NULL, *done = NULL;
-	X509_NAME *name = NULL;
-	X509V3_CTX ctx;
-	unsigned char *der = NULL;
-	const unsigned char *p;
-	int der_len;
-	int64_t seconds;
-	char san[sizeof(CF_URN_PREFIX) + CF_NAME_MAX + 8];
-	int rsa;
-
-	if ((r = cf_csr_verify(csr)) != 0 || (r = cf_csr_check_subject(csr, thing)) != 0)
-		goto out;
-	if ((r = check_issuer(issuer->x509, issuer_key->pkey)) != 0)
-		goto out;
-	r = CF_EINVAL;
-	if (validity_seconds > 0) {
-		if (validity_seconds > (int64_t)36500 * 86400) {
-			cf_error_set("validity of %lld seconds is out of range",
-			    (long long)validity_seconds);
-			goto out;
-		}
-		seconds = validity_seconds;
-	} else {
-		if (!days_valid(validity_days))
-			goto out;
-		seconds = (int64_t)validity_days * 86400;
-	}
-	r = CF_ERROR;
-	if ((name = name_from_cn(thing)) == NULL) {
-		cf_error_ssl("cannot build the subject name");
-		goto out;
-	}
-	if ((r = cert_begin(&x, name, X509_get_subject_name(issuer->x509), seconds)) != 0 ||
-	    (r = clamp_to_issuer(x, issuer->x509)) != 0 || (r = copy_pubkey(x, csr->req)) != 0)
-		goto out;
-	/* cf_csr_verify decoded the key, so get0 is cheap here. */
-	rsa = cf_pki_family_of(X509_REQ_get0_pubkey(csr->req)) == CF_FAMILY_RSA;
-	snprintf(san, sizeof(san), "URI:" CF_URN_PREFIX "%s", thing);
-	X509V3_set_ctx(&ctx, issuer->x509, x, NULL, NULL, 0);
-	if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_key_usage, rsa ?
-	    "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_ext_key_usage, "clientAuth")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_subject_alt_name, san)) != 0 ||
-	    (r = cert_sign(x, issuer_key->pkey)) != 0)
-		goto out;
-	/*
-	 * The certificate holds its key only as bytes so far, and OpenSSL's
-	 * verifier wants it decoded: hand out the certificate as any reader
-	 * would see it. One decode instead of X509_set_pubkey's encode+decode.
-	 */
-	r = CF_ERROR;
-	if ((der_len = i2d_X509(x, &der)) <= 0 ||
-	    (p = der, done = d2i_X509(NULL, &p, der_len)) == NULL) {
-		cf_error_ssl("cannot re-read the issued certificate");
-		goto out;
-	}
-	if ((r = cert_wrap(out, done)) != 0)
-		goto out;
-	done = NULL;
-out:
-	OPENSSL_free(der);
-	X509_free(done);
-	X509_NAME_free(name);
-	X509_free(x);
-	return r;
-}
-
-/* ---- revocation ------------------------------------------------------------ */
-
-static int
-add_revoked(X509_CRL *crl, const cf_crl_entry *e)
-{
-	X509_REVOKED *rev = NULL;
-	BIGNUM *bn = NULL;
-	ASN1_INTEGER *serial = NULL;
-	ASN1_TIME *when = NULL;
-	ASN1_ENUMERATED *reason = NULL;
-	size_t i, len = e->serial ? strlen(e->serial) : 0;
-	int r = CF_EINVAL;
-
-	for (i = 0; i < len; i++) {
-		if (!((e->serial[i] >= '0' && e->serial[i] <= '9') ||
-		    (e->serial[i] >= 'a' && e->serial[i] <= 'f') ||
-		    (e->serial[i] >= 'A' && e->serial[i] <= 'F')))
-			break;
-	}
-	if (len == 0 || len > 40 || i != len) {
-		cf_error_set("serial '%s' is not 1 to 40 hex digits", e->serial ? e->serial : "");
-		goto out;
-	}
-	if (strcmp(cf_pki_reason_name(e->reason), "unknown") == 0) {
-		cf_error_set("revocation reason %d is not a valid CRL reason", e->reason);
-		goto out;
-	}
-	r = CF_ERROR;
-	if (!BN_hex2bn(&bn, e->serial) || (serial = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
-	    (when = ASN1_TIME_set(NULL, (time_t)(e->revoked_at ? e->revoked_at :
-	    cf_time_now()))) == NULL || (rev = X509_REVOKED_new()) == NULL ||
-	    !X509_REVOKED_set_serialNumber(rev, serial) ||
-	    !X509_REVOKED_set_revocationDate(rev, when))
-		goto ssl;
-	/* RFC 5280 §5.3.1: leave the extension out rather than say "unspecified". */
-	if (e->reason != 0 && ((reason = ASN1_ENUMERATED_new()) == NULL ||
-	    !ASN1_ENUMERATED_set(reason, e->reason) ||
-	    !X509_REVOKED_add1_ext_i2d(rev, NID_crl_reason, reason, 0, 0)))
-		goto ssl;
-	if (!X509_CRL_add0_revoked(crl, rev))
-		goto ssl;
-	rev = NULL;
-	r = 0;
-	goto out;
-ssl:
-	cf_error_ssl("cannot add serial %s to the CRL", e->serial);
-out:
-	ASN1_ENUMERATED_free(reason);
-	ASN1_TIME_free(when);
-	ASN1_INTEGER_free(serial);
-	BN_free(bn);
-	X509_REVOKED_free(rev);
-	return r;
-}
-
-int
-cf_pki_make_crl(char **out_pem, const cf_cert *ca, const cf_key *ca_key,
-    const cf_crl_entry *entries, size_t n, int64_t crl_number, int next_update_days)
-{
-	int r = CF_EINVAL;
-	X509_CRL *crl = NULL;
-	ASN1_TIME *tm = NULL;
-	ASN1_INTEGER *num = NULL;
-	X509_EXTENSION *ext = NULL;
-	const EVP_MD *md = NULL;
-	X509V3_CTX ctx;
-	BIO *bio = NULL;
-	time_t now = (time_t)cf_time_now();
-	size_t i;
-
-	if (crl_number < 0 || !days_valid(next_update_days) || (n > 0 && entries == NULL)) {
-		if (crl_number < 0)
-			cf_error_set("CRL number %lld is negative", (long long)crl_number);
-		else if (n > 0 && entries == NULL)
-			cf_error_set("no CRL entries given");
-		goto out;
-	}
-	if ((r = check_issuer(ca->x509, ca_key->pkey)) != 0 || (r = ca_md(&md, ca_key->pkey)) != 0)
-		goto out;
-	r = CF_ERROR;
-	if ((crl = X509_CRL_new()) == NULL || !X509_CRL_set_version(crl, X509_CRL_VERSION_2) ||
-	    !X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca->x509)) ||
-	    (tm = ASN1_TIME_set(NULL, now)) == NULL || !X509_CRL_set1_lastUpdate(crl, tm) ||
-	    X509_time_adj_ex(tm, next_update_days, 0, &now) == NULL ||
-	    !X509_CRL_set1_nextUpdate(crl, tm)) {
-		cf_error_ssl("cannot build the CRL");
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		if ((r = add_revoked(crl, &entries[i])) != 0)
-			goto out;
-	}
-	r = CF_ERROR;
-	X509V3_set_ctx(&ctx, ca->x509, NULL, NULL, crl, 0);
-	if ((num = ASN1_INTEGER_new()) == NULL || !ASN1_INTEGER_set_int64(num, crl_number) ||
-	    !X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0) ||
-	    (ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier,
-	    "keyid:always")) == NULL || !X509_CRL_add_ext(crl, ext, -1) || !X509_CRL_sort(crl) ||
-	    X509_CRL_sign(crl, ca_key->pkey, md) <= 0) {
-		cf_error_ssl("cannot sign the CRL");
-		goto out;
-	}
-	if ((bio = BIO_new(BIO_s_mem())) == NULL || PEM_write_bio_X509_CRL(bio, crl) != 1) {
-		cf_error_ssl("cannot encode the CRL");
-		goto out;
-	}
-	r = bio_to_string(out_pem, bio);
-out:
-	BIO_free(bio);
-	X509_EXTENSION_free(ext);
-	ASN1_INTEGER_free(num);
-	ASN1_TIME_free(tm);
-	X509_CRL_free(crl);
-	return r;
-}
-
-/* ---- verification --------------------------------------------------------- */
-
-static int
-add_crls(X509_STORE *store, const char *pem)
-{
-	BIO *bio = NULL;
-	X509_CRL *crl = NULL;
-	int r = CF_ERROR, n = 0;
-	unsigned long e;
-
-	if ((r = bio_over(&bio, pem, strlen(pem))) != 0)
-		goto out;
-	r = CF_ERROR;
-	for (;;) {
-		ERR_set_mark();
-		if ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) == NULL) {
-			e = ERR_peek_last_error();
-			if (n > 0 && ERR_GET_LIB(e) == ERR_LIB_PEM &&
-			    ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
-				ERR_pop_to_mark();
-				break;
-			}
-			ERR_clear_last_mark();
-			r = CF_EINVAL;
-			cf_error_ssl("malformed CRL %d", n + 1);
-			goto out;
-		}
-		ERR_clear_last_mark();
-		if (!X509_STORE_add_crl(store, crl)) {
-			cf_error_ssl("cannot use CRL %d", n + 1);
-			goto out;
-		}
-		X509_CRL_free(crl);
-		crl = NULL;
-		n++;
-	}
-	r = 0;
-out:
-	X509_CRL_free(crl);
-	BIO_free(bio);
-	return r;
-}
-
-int
-cf_pki_verify_chain(const cf_cert *leaf, cf_cert *const *intermediates, size_t n_int,
-    cf_cert *const *roots, size_t n_roots, const char *crls_pem, int64_t at, int client_auth)
-{
-	int r = CF_ERROR, err;
-	X509_STORE *store = NULL;
-	X509_STORE_CTX *ctx = NULL;
-	STACK_OF(X509) *untrusted = NULL;
-	unsigned long flags = 0;
-	char cn[256];
-	size_t i;
-
-	if (n_roots == 0) {
-		r = CF_EINVAL;
-		cf_error_set("no trusted root to verify against");
-		goto out;
-	}
-	if ((store = X509_STORE_new()) == NULL || (untrusted = sk_X509_new_null()) == NULL ||
-	    (ctx = X509_STORE_CTX_new()) == NULL) {
-		cf_error_ssl("out of memory");
-		goto out;
-	}
-	for (i = 0; i < n_roots; i++) {
-		if (!X509_STORE_add_cert(store, roots[i]->x509)) {
-			cf_error_ssl("cannot use root %zu", i + 1);
-			goto out;
-		}
-	}
-	for (i = 0; i < n_int; i++) {
-		if (!X509_add_cert(untrusted, intermediates[i]->x509, X509_ADD_FLAG_UP_REF)) {
-			cf_error_ssl("cannot use intermediate %zu", i + 1);
-			goto out;
-		}
-	}
-	if (crls_pem != NULL) {
-		if ((r = add_crls(store, crls_pem)) != 0)
-			goto out;
-		r = CF_ERROR;
-		flags |= X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL;
-	}
-	if (!X509_STORE_CTX_init(ctx, store, leaf->x509, untrusted)) {
-		cf_error_ssl("cannot set up verification");
-		goto out;
-	}
-	if (flags)
-		X509_STORE_CTX_set_flags(ctx, flags);
-	if (at != 0)
-		X509_STORE_CTX_set_time(ctx, 0, (time_t)at);
-	if (client_auth && !X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT)) {
-		cf_error_ssl("cannot require clientAuth");
-		goto out;
-	}
-	if (X509_verify_cert(ctx) != 1) {
-		err = X509_STORE_CTX_get_error(ctx);
-		name_cn(cn, sizeof(cn), X509_STORE_CTX_get_current_cert(ctx) ?
-		    X509_get_subject_name(X509_STORE_CTX_get_current_cert(ctx)) : NULL);
-		cf_error_set("%s (depth %d%s%s)", X509_verify_cert_error_string(err),
-		    X509_STORE_CTX_get_error_depth(ctx), cn[0] ? ", " : "", cn);
-		ERR_clear_error();
-		r = CF_EREJECTED;
-		goto out;
-	}
-	r = 0;
-out:
-	X509_STORE_CTX_free(ctx);
-	sk_X509_pop_free(untrusted, X509_free);
-	X509_STORE_free(store);
-	return r;
 }

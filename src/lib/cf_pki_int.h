@@ -24,6 +24,8 @@ struct cf_cert {
 	X509 *x509;
 };
 
+#define CF_URN_PREFIX "urn:certfleet:thing:"
+
 /* Broad key families; signing algorithms belong to exactly one. */
 typedef enum {
 	CF_FAMILY_NONE,
@@ -51,5 +53,12 @@ int cf_pki_sig_md_nid(int *out, const X509_ALGOR *alg) CF_MUST_CHECK;
 
 /* A new reference to a certificate's public key (EVP_PKEY_free it), or NULL. */
 EVP_PKEY *cf_pki_x509_pkey(const X509 *x);
+
+/* Helpers cf_pki.c lends to cf_pki_ca.c. */
+int cf_pki_cert_wrap(cf_cert **out, X509 *x) CF_MUST_CHECK;     /* takes x on success */
+int cf_pki_bio_to_string(char **out, BIO *bio) CF_MUST_CHECK;  /* a memory BIO's contents */
+int cf_pki_bio_over(BIO **out, const void *data, size_t len) CF_MUST_CHECK; /* read-only */
+void cf_pki_name_cn(char *out, size_t out_len, const X509_NAME *name); /* first CN, or "" */
+X509_NAME *cf_pki_name_from_cn(const char *cn);                  /* CN=cn, NULL on error */
 
 #endif

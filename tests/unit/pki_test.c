@@ -62,6 +62,8 @@ write_file(const char *path, const char *s)
 	assert_int_equal(fclose(f), 0);
 }
 
+static char *run(int *status, const char *fmt, ...) CF_PRINTF(2, 3);
+
 /* Runs a shell command, returns its output (malloc) and exit status. */
 static char *
 run(int *status, const char *fmt, ...)
