@@ -21,6 +21,8 @@
 #define CF_SKEW_SECONDS 300 /* notBefore is backdated by this much */
 #define CF_SERIAL_BYTES 16  /* 128 random bits */
 
+/* ---- issuing --------------------------------------------------------------- */
+
 static int
 cn_valid(const char *what, const char *cn)
 {
@@ -32,8 +34,6 @@ cn_valid(const char *what, const char *cn)
 	}
 	return 1;
 }
-
-/* ---- issuing --------------------------------------------------------------- */
 
 /* The digest a CA key signs with: SHA-256 for RSA and P-256, up with the curve. */
 static int
@@ -110,10 +110,11 @@ add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
 static int
 set_validity(X509 *x, int64_t not_before, int64_t seconds)
 {
-	if (X509_time_adj_ex(X509_getm_notBefore(x), 0, 0, &(time_t){ (time_t)not_before }) ==
-	    NULL ||
+	time_t base = (time_t)not_before;
+
+	if (X509_time_adj_ex(X509_getm_notBefore(x), 0, 0, &base) == NULL ||
 	    X509_time_adj_ex(X509_getm_notAfter(x), (int)(seconds / 86400),
-	    (long)(seconds % 86400), &(time_t){ (time_t)not_before }) == NULL) {
+	    (long)(seconds % 86400), &base) == NULL) {
 		cf_error_ssl("cannot set the validity period");
 		return CF_ERROR;
 	}

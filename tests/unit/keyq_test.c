@@ -1,6 +1,6 @@
 /*
  * keyq_test — cf_keyq with real weak material: an RSA-1024 key, P-192 and
- * secp256k1 keys, Ed448/X25519 keys, SHA-1 and MD5 signed certificates and
+ * secp256k1 keys, DSA/Ed448/X25519 keys, SHA-1 and MD5 signed certificates and
  * CSRs made here with OpenSSL, public ROCA-vulnerable moduli from the ROCA
  * detector's test vectors (tests/data/roca/README.md), a blocklist file,
  * and freshly generated RSA-2048 keys as the negative control.
@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <openssl/bn.h>
+#include <openssl/dsa.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -307,6 +308,33 @@ test_keyq__key_types_not_allowed(void **state)
 	}
 }
 
+/* DSA: parameters, then a key, both generated here (1024 bits is quick). */
+static void
+test_keyq__dsa_not_allowed(void **state)
+{
+	EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_name(NULL, "DSA", NULL), *kctx = NULL;
+	EVP_PKEY *params = NULL, *dsa = NULL;
+	cf_keyq_result res;
+	cf_key *k;
+
+	(void)state;
+	assert_non_null(pctx);
+	assert_int_equal(EVP_PKEY_paramgen_init(pctx), 1);
+	assert_int_equal(EVP_PKEY_CTX_set_dsa_paramgen_bits(pctx, 1024), 1);
+	assert_int_equal(EVP_PKEY_paramgen(pctx, &params), 1);
+	kctx = EVP_PKEY_CTX_new_from_pkey(NULL, params, NULL);
+	assert_int_equal(EVP_PKEY_keygen_init(kctx), 1);
+	assert_int_equal(EVP_PKEY_keygen(kctx, &dsa), 1);
+	k = wrap(dsa);
+	must(cf_keyq_check_key(&res, g.policy, k));
+	assert_int_equal(res.flags, CF_KEYQ_KEY_TYPE_NOT_ALLOWED);
+	assert_non_null(strstr(res.detail, "DSA"));
+	cf_key_free(k);
+	EVP_PKEY_free(params);
+	EVP_PKEY_CTX_free(kctx);
+	EVP_PKEY_CTX_free(pctx);
+}
+
 static void
 test_keyq__sha1_and_md5_certificates_weak(void **state)
 {
@@ -552,6 +580,7 @@ main(void)
 		cmocka_unit_test(test_keyq__curves_outside_policy),
 		cmocka_unit_test(test_keyq__set_curves),
 		cmocka_unit_test(test_keyq__key_types_not_allowed),
+		cmocka_unit_test(test_keyq__dsa_not_allowed),
 		cmocka_unit_test(test_keyq__sha1_and_md5_certificates_weak),
 		cmocka_unit_test(test_keyq__sha1_csr_weak),
 		cmocka_unit_test(test_keyq__pss_csr_with_sha512_is_fine),
