@@ -999,10 +999,44 @@ EVP_PKEY *
 cf_pki_x509_pkey(const X509 *x)
 {
 	EVP_PKEY *pkey;
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	int n;
 
-	if ((pkey = X509_get0_pubkey(x)) == NULL || !EVP_PKEY_up_ref(pkey))
+	ERR_set_mark();
+	pkey = X509_get0_pubkey(x);
+	ERR_pop_to_mark();
+	if (pkey != NULL)
+		return EVP_PKEY_up_ref(pkey) ? pkey : NULL;
+	/* Issued in this process: the key is still only bytes (see copy_pubkey). */
+	if ((n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der)) <= 0)
 		return NULL;
+	p = der;
+	pkey = d2i_PUBKEY(NULL, &p, n);
+	OPENSSL_free(der);
 	return pkey;
+}
+
+X509 *
+cf_pki_x509_complete(X509 *x)
+{
+	X509 *copy = NULL;
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	int n;
+
+	ERR_set_mark();
+	if (X509_get0_pubkey(x) != NULL) {
+		ERR_pop_to_mark();
+		return X509_up_ref(x) ? x : NULL;
+	}
+	ERR_pop_to_mark();
+	if ((n = i2d_X509(x, &der)) > 0) {
+		p = der;
+		copy = d2i_X509(NULL, &p, n);
+	}
+	OPENSSL_free(der);
+	return copy;
 }
 
 static int64_t
@@ -1064,7 +1098,8 @@ cf_cert_info_get(cf_cert_info *out, const cf_cert *cert)
 	    OBJ_nid2ln(X509_get_signature_nid(x)) ? OBJ_nid2ln(X509_get_signature_nid(x)) :
 	    "unknown");
 	out->is_ca = (X509_get_extension_flags(x) & EXFLAG_CA) != 0;
-	out->self_signed = X509_self_signed(x, 1) == 1;
+	out->self_signed = X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(x)) == 0 &&
+	    X509_verify(x, pkey) == 1;
 	r = 0;
 out:
 	EVP_PKEY_free(pkey);

@@ -293,8 +293,10 @@ out:
  * Copies the CSR's SubjectPublicKeyInfo into the certificate as encoded
  * bytes. X509_set_pubkey would re-encode the decoded key through the
  * provider and decode the result again, which dominates issuance time in
- * OpenSSL 3.0. Parameters of a kind we do not know how to copy fall back to
- * X509_set_pubkey.
+ * OpenSSL 3.0. The certificate then holds its key only as bytes: every
+ * place that needs it decoded goes through cf_pki_x509_pkey or
+ * cf_pki_x509_complete. Parameters of a kind we do not know how to copy
+ * fall back to X509_set_pubkey.
  */
 static int
 copy_pubkey(X509 *x, X509_REQ *req)
@@ -354,12 +356,9 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
     int64_t validity_seconds, const cf_cert *issuer, const cf_key *issuer_key)
 {
 	int r;
-	X509 *x = NULL, *done = NULL;
+	X509 *x = NULL;
 	X509_NAME *name = NULL;
 	X509V3_CTX ctx;
-	unsigned char *der = NULL;
-	const unsigned char *p;
-	int der_len;
 	int64_t seconds;
 	char san[sizeof(CF_URN_PREFIX) + CF_NAME_MAX + 8];
 	int rsa;
@@ -402,23 +401,10 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
 	    (r = add_ext(x, &ctx, NID_subject_alt_name, san)) != 0 ||
 	    (r = cert_sign(x, issuer_key->pkey)) != 0)
 		goto out;
-	/*
-	 * The certificate holds its key only as bytes so far, and OpenSSL's
-	 * verifier wants it decoded: hand out the certificate as any reader
-	 * would see it. One decode instead of X509_set_pubkey's encode+decode.
-	 */
-	r = CF_ERROR;
-	if ((der_len = i2d_X509(x, &der)) <= 0 ||
-	    (p = der, done = d2i_X509(NULL, &p, der_len)) == NULL) {
-		cf_error_ssl("cannot re-read the issued certificate");
+	if ((r = cf_pki_cert_wrap(out, x)) != 0)
 		goto out;
-	}
-	if ((r = cf_pki_cert_wrap(out, done)) != 0)
-		goto out;
-	done = NULL;
+	x = NULL;
 out:
-	OPENSSL_free(der);
-	X509_free(done);
 	X509_NAME_free(name);
 	X509_free(x);
 	return r;
@@ -587,7 +573,8 @@ int
 cf_pki_verify_chain(const cf_cert *leaf, cf_cert *const *intermediates, size_t n_int,
     cf_cert *const *roots, size_t n_roots, const char *crls_pem, int64_t at, int client_auth)
 {
-	int r = CF_ERROR, err;
+	int r = CF_ERROR, err, ok;
+	X509 *x, *leaf_x = NULL;
 	X509_STORE *store = NULL;
 	X509_STORE_CTX *ctx = NULL;
 	STACK_OF(X509) *untrusted = NULL;
@@ -605,17 +592,27 @@ cf_pki_verify_chain(const cf_cert *leaf, cf_cert *const *intermediates, size_t n
 		cf_error_ssl("out of memory");
 		goto out;
 	}
+	/* OpenSSL's verifier needs every key decoded (see copy_pubkey). */
 	for (i = 0; i < n_roots; i++) {
-		if (!X509_STORE_add_cert(store, roots[i]->x509)) {
+		x = cf_pki_x509_complete(roots[i]->x509);
+		ok = x != NULL && X509_STORE_add_cert(store, x);
+		X509_free(x);
+		if (!ok) {
 			cf_error_ssl("cannot use root %zu", i + 1);
 			goto out;
 		}
 	}
 	for (i = 0; i < n_int; i++) {
-		if (!X509_add_cert(untrusted, intermediates[i]->x509, X509_ADD_FLAG_UP_REF)) {
+		x = cf_pki_x509_complete(intermediates[i]->x509);
+		if (x == NULL || !X509_add_cert(untrusted, x, 0)) {
+			X509_free(x);
 			cf_error_ssl("cannot use intermediate %zu", i + 1);
 			goto out;
 		}
+	}
+	if ((leaf_x = cf_pki_x509_complete(leaf->x509)) == NULL) {
+		cf_error_ssl("cannot use the certificate");
+		goto out;
 	}
 	if (crls_pem != NULL) {
 		if ((r = add_crls(store, crls_pem)) != 0)
@@ -623,7 +620,7 @@ cf_pki_verify_chain(const cf_cert *leaf, cf_cert *const *intermediates, size_t n
 		r = CF_ERROR;
 		flags |= X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL;
 	}
-	if (!X509_STORE_CTX_init(ctx, store, leaf->x509, untrusted)) {
+	if (!X509_STORE_CTX_init(ctx, store, leaf_x, untrusted)) {
 		cf_error_ssl("cannot set up verification");
 		goto out;
 	}
@@ -648,6 +645,7 @@ cf_pki_verify_chain(const cf_cert *leaf, cf_cert *const *intermediates, size_t n
 	r = 0;
 out:
 	X509_STORE_CTX_free(ctx);
+	X509_free(leaf_x);
 	sk_X509_pop_free(untrusted, X509_free);
 	X509_STORE_free(store);
 	return r;

@@ -51,8 +51,19 @@ int cf_pki_md_init(EVP_MD_CTX *mctx, EVP_PKEY *pkey, cf_sig_alg sig, int sign) C
  */
 int cf_pki_sig_md_nid(int *out, const X509_ALGOR *alg) CF_MUST_CHECK;
 
-/* A new reference to a certificate's public key (EVP_PKEY_free it), or NULL. */
+/*
+ * A new reference to a certificate's public key (EVP_PKEY_free it), or
+ * NULL. Certificates issued in this process hold their key only as bytes
+ * (cf_pki_issue_device copies the CSR's encoding), so this decodes on
+ * demand; never call X509_get0_pubkey on a cf_cert directly.
+ */
 EVP_PKEY *cf_pki_x509_pkey(const X509 *x);
+
+/*
+ * A new reference (X509_free it) to x, or to a re-read copy of x if its key
+ * is not decoded yet: what OpenSSL's verifier must be given. NULL on error.
+ */
+X509 *cf_pki_x509_complete(X509 *x);
 
 /* Helpers cf_pki.c lends to cf_pki_ca.c. */
 int cf_pki_cert_wrap(cf_cert **out, X509 *x) CF_MUST_CHECK;     /* takes x on success */

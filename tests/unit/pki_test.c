@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cf_keyq.h"
 #include "cf_pki.h"
 #include "cf_util.h"
 
@@ -855,6 +856,69 @@ test_pki__pss_csr_parameters_and_issuance(void **state)
 	free(pem);
 }
 
+/*
+ * Issuance copies the CSR's key bytes without decoding them: the handle it
+ * returns must still do everything a parsed certificate does.
+ */
+static void
+test_pki__issued_handle_works_without_reparse(void **state)
+{
+	char *csr_pem = NULL, *pem = NULL, fp[CF_ID_LEN + 1], fp2[CF_ID_LEN + 1];
+	cf_csr *csr = NULL;
+	cf_cert *cert = NULL, *parsed = NULL, *dup, *sub = NULL;
+	cf_cert_info info, pinfo;
+	cf_key *pub = NULL;
+	cf_keyq_policy *policy = NULL;
+	cf_keyq_result res;
+	cf_key_alg alg;
+	int i;
+
+	(void)state;
+	must(cf_keyq_policy_new(&policy));
+	for (i = 0; i < CF_KEY__COUNT; i++) {
+		must(cf_csr_create(&csr_pem, g.keys[i], cf_sig_alg_default((cf_key_alg)i), "mem"));
+		must(cf_csr_parse(&csr, csr_pem, strlen(csr_pem)));
+		must(cf_pki_issue_device(&cert, csr, "mem", 30, 0, g.inter, g.int_key));
+		must(cf_cert_info_get(&info, cert));
+		must(cf_cert_to_pem(&pem, cert));
+		must(cf_cert_parse(&parsed, pem, strlen(pem)));
+		must(cf_cert_info_get(&pinfo, parsed));
+		assert_memory_equal(&info, &pinfo, sizeof(info));
+		assert_false(info.self_signed);
+		must(cf_cert_fingerprint(fp, cert));
+		must(cf_cert_fingerprint(fp2, parsed));
+		assert_string_equal(fp, fp2);
+		assert_true(cf_cert_matches_key(cert, g.keys[i]));
+		assert_false(cf_cert_matches_key(cert, g.dev_key));
+		must(cf_cert_pubkey(&pub, cert));
+		must(cf_key_alg_of(&alg, pub));
+		assert_int_equal(alg, i);
+		must(cf_keyq_check_cert(&res, policy, cert));
+		assert_int_equal(res.flags, 0);
+		dup = cf_cert_dup(cert);
+		assert_non_null(dup);
+		must(cf_pki_verify_chain(dup, &g.inter, 1, &g.root, 1, NULL, 0, 1));
+		/* Given as an issuer it is decoded to compare keys, and refused as no CA. */
+		assert_int_equal(cf_pki_make_intermediate(&sub, g.dev_key, "x", 30, cert, g.keys[i]),
+		    CF_EINVAL);
+		assert_non_null(strstr(cf_error_last(), "not a CA"));
+		cf_cert_free(dup);
+		cf_key_free(pub);
+		pub = NULL;
+		cf_cert_free(parsed);
+		parsed = NULL;
+		free(pem);
+		pem = NULL;
+		cf_cert_free(cert);
+		cert = NULL;
+		cf_csr_free(csr);
+		csr = NULL;
+		free(csr_pem);
+		csr_pem = NULL;
+	}
+	cf_keyq_policy_free(policy);
+}
+
 static void
 test_pki__serial_is_positive_128_bit(void **state)
 {
@@ -1308,6 +1372,7 @@ main(void)
 		cmocka_unit_test(test_pki__issue_rsa_device_has_key_encipherment),
 		cmocka_unit_test(test_pki__issue_every_key_algorithm_verifies),
 		cmocka_unit_test(test_pki__pss_csr_parameters_and_issuance),
+		cmocka_unit_test(test_pki__issued_handle_works_without_reparse),
 		cmocka_unit_test(test_pki__serial_is_positive_128_bit),
 		cmocka_unit_test(test_pki__issue_refuses_non_ca_issuer),
 		cmocka_unit_test(test_pki__issue_refuses_mismatched_issuer_key),
