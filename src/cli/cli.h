@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "cf_ca.h"
+#include "cf_json.h"
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
@@ -75,10 +76,6 @@ int cli_parse_time(int64_t *out, const char *s);
 /* Parses a positive whole number in [min, max]. */
 int cli_parse_int(long *out, const char *s, long min, long max);
 
-/* JSON views of the records (cli_json.c). */
-json_t *cli_json_cert(const cf_cert_rec *r, int with_pem);
-json_t *cli_json_ca(const cf_ca_rec *r);
-json_t *cli_json_event(const cf_event_rec *r);
 
 /* Verb handlers. */
 int cli_init(cli *c, int argc, char **argv);

@@ -111,7 +111,7 @@ cli_ca_list(cli *c, int argc, char **argv)
 	if (json) {
 		arr = json_array();
 		for (i = 0; i < n; i++)
-			json_array_append_new(arr, cli_json_ca(&cas[i]));
+			json_array_append_new(arr, cf_json_ca(&cas[i]));
 		r = cli_print_json(arr);
 		goto out;
 	}

@@ -74,7 +74,7 @@ cli_cert_list(cli *c, int argc, char **argv)
 	if (json) {
 		arr = json_array();
 		for (i = 0; i < n; i++)
-			json_array_append_new(arr, cli_json_cert(&certs[i], 0));
+			json_array_append_new(arr, cf_json_cert(&certs[i], 0));
 		r = cli_print_json(arr);
 		goto out;
 	}
@@ -124,7 +124,7 @@ cli_cert_describe(cli *c, int argc, char **argv)
 		goto out;
 	}
 	if (json) {
-		r = cli_print_json(cli_json_cert(&rec, pem));
+		r = cli_print_json(cf_json_cert(&rec, pem));
 		goto out;
 	}
 	if (pem) {

@@ -115,7 +115,7 @@ cli_thing_create(cli *c, int argc, char **argv)
 	if (json) {
 		json_t *j = json_object();
 		json_object_set_new(j, "name", json_string(o.name));
-		json_object_set_new(j, "certificate", rec.id[0] ? cli_json_cert(&rec, 0) : json_null());
+		json_object_set_new(j, "certificate", rec.id[0] ? cf_json_cert(&rec, 0) : json_null());
 		if (o.bundle_dir)
 			json_object_set_new(j, "bundle", json_string(o.bundle_dir));
 		r = cli_print_json(j);
@@ -251,7 +251,7 @@ cli_thing_describe(cli *c, int argc, char **argv)
 	json_object_set_new(o, "groups", garr);
 	carr = json_array();
 	for (i = 0; i < n_certs; i++)
-		json_array_append_new(carr, cli_json_cert(&certs[i], 0));
+		json_array_append_new(carr, cf_json_cert(&certs[i], 0));
 	json_object_set_new(o, "certificates", carr);
 	if (json) {
 		r = cli_print_json(o);

@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <openssl/pkcs12.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
@@ -77,6 +78,41 @@ int
 cf_secure_equal(const void *a, const void *b, size_t len)
 {
 	return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+int
+cf_hmac_sha256(unsigned char out[32], const void *key, size_t key_len,
+    const void *const *parts, const size_t *lens, size_t n)
+{
+	EVP_MAC *mac = NULL;
+	EVP_MAC_CTX *ctx = NULL;
+	OSSL_PARAM params[2];
+	size_t i, got = 0;
+	int r = CF_ERROR;
+
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if ((mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL ||
+	    (ctx = EVP_MAC_CTX_new(mac)) == NULL ||
+	    !EVP_MAC_init(ctx, key, key_len, params)) {
+		cf_error_ssl("HMAC-SHA256");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (!EVP_MAC_update(ctx, parts[i], lens[i])) {
+			cf_error_ssl("HMAC-SHA256");
+			goto out;
+		}
+	}
+	if (!EVP_MAC_final(ctx, out, &got, 32) || got != 32) {
+		cf_error_ssl("HMAC-SHA256");
+		goto out;
+	}
+	r = 0;
+out:
+	EVP_MAC_CTX_free(ctx);
+	EVP_MAC_free(mac);
+	return r;
 }
 
 /* The contents of a memory BIO as a malloc()ed NUL-terminated string. */

@@ -252,6 +252,12 @@ int cf_pki_verify_chain(const cf_cert *leaf, cf_cert *const *intermediates, size
 void cf_sha256_hex(char out[CF_ID_LEN + 1], const void *data, size_t len);
 /* Cryptographically random bytes. */
 int cf_random_bytes(void *out, size_t len) CF_MUST_CHECK;
+/*
+ * HMAC-SHA256 over the concatenation of n parts (parts[i], lens[i] bytes),
+ * into out (32 bytes). Nothing is copied, so large payloads cost no memory.
+ */
+int cf_hmac_sha256(unsigned char out[32], const void *key, size_t key_len,
+    const void *const *parts, const size_t *lens, size_t n) CF_MUST_CHECK;
 /* Constant-time compare: 1 if equal. */
 int cf_secure_equal(const void *a, const void *b, size_t len);
 

@@ -28,7 +28,13 @@
 
 typedef struct cf_store cf_store;
 
-#define CF_STORE_CREATE 0x1 /* create the database if missing */
+#define CF_STORE_CREATE 0x1   /* create the database if missing */
+/*
+ * Read-only, for the broker plugin: never migrates or writes, fails with
+ * CF_EINVAL if the schema is not exactly this program's, and waits at most
+ * 100 ms for a lock (a broker callback must never stall).
+ */
+#define CF_STORE_READONLY 0x2
 
 /* ---- certificate (and CA) status: the one place transitions are decided */
 
@@ -215,5 +221,37 @@ int cf_store_event_list(cf_store *st, cf_event_rec **out, size_t *out_n, int64_t
 int cf_store_event_verify(cf_store *st, int64_t *count, int64_t *first_bad,
     char head[CF_ID_LEN + 1]) CF_MUST_CHECK;
 void cf_event_recs_free(cf_event_rec *r, size_t n);
+
+/* Events with seq > after, in order, at most limit (0: no limit). Cheap: walks the primary key. */
+int cf_store_event_list_after(cf_store *st, cf_event_rec **out, size_t *out_n, int64_t after,
+    size_t limit) CF_MUST_CHECK;
+
+/* ---- connections seen by the broker (not hash-chained: they are observations) ---- */
+
+typedef struct {
+	int64_t id;
+	char client_id[256];          /* as the client sent it (may be hostile: stored, never trusted) */
+	char principal[CF_ID_LEN + 1];/* certificate id of the TLS client certificate */
+	char kind[16];                /* "device", "claim" or "service" */
+	char peer[64];                /* "127.0.0.1:50432" */
+	int64_t connected_at;
+	int64_t disconnected_at;      /* 0 while (as far as certfleetd knows) connected */
+	char reason[64];              /* why it ended: "client", "kicked", "broker-restart" ... */
+} cf_conn_rec;
+
+/* Records a connection (id is assigned). */
+int cf_store_connection_open(cf_store *st, const cf_conn_rec *c) CF_MUST_CHECK;
+/*
+ * Ends the newest open connection of (client_id, principal); CF_ENOTFOUND if
+ * none is open. principal NULL: any principal of that client id.
+ */
+int cf_store_connection_close(cf_store *st, const char *client_id, const char *principal,
+    int64_t at, const char *reason) CF_MUST_CHECK;
+/* Ends every open connection (the broker restarted: they are gone). *out_n = how many. */
+int cf_store_connection_close_all(cf_store *st, int64_t at, const char *reason, size_t *out_n) CF_MUST_CHECK;
+/* Newest first. client_id NULL: all; open_only: only those not ended; limit 0: no limit. */
+int cf_store_connection_list(cf_store *st, cf_conn_rec **out, size_t *out_n,
+    const char *client_id, int open_only, size_t limit) CF_MUST_CHECK;
+void cf_conn_recs_free(cf_conn_rec *r, size_t n);
 
 #endif

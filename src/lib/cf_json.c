@@ -1,21 +1,25 @@
 /*
- * JSON views of registry records for --json output (docs/cli.md, "JSON
- * shapes"). Keys are camelCase; times are RFC 3339 UTC strings.
+ * cf_json — JSON views of registry records, shared by the CLI's --json
+ * output and certfleetd's REST API (docs/cli.md, "JSON shapes"). Keys are
+ * camelCase; times are RFC 3339 UTC strings. Returns new references.
  */
+#include "cf_json.h"
+
 #include <string.h>
 
-#include "cli.h"
+#include "cf_util.h"
 
 static void
 set_time(json_t *o, const char *key, int64_t t)
 {
-	char buf[CLI_TIME_LEN];
+	char buf[32];
 
-	json_object_set_new(o, key, json_string(cli_time(buf, t)));
+	cf_time_format(buf, sizeof(buf), t);
+	json_object_set_new(o, key, json_string(buf));
 }
 
 json_t *
-cli_json_cert(const cf_cert_rec *r, int with_pem)
+cf_json_cert(const cf_cert_rec *r, int with_pem)
 {
 	json_t *o = json_object();
 
@@ -40,7 +44,7 @@ cli_json_cert(const cf_cert_rec *r, int with_pem)
 }
 
 json_t *
-cli_json_ca(const cf_ca_rec *r)
+cf_json_ca(const cf_ca_rec *r)
 {
 	json_t *o = json_object();
 
@@ -63,7 +67,7 @@ cli_json_ca(const cf_ca_rec *r)
 }
 
 json_t *
-cli_json_event(const cf_event_rec *r)
+cf_json_event(const cf_event_rec *r)
 {
 	json_t *o = json_object(), *detail;
 	json_error_t err;
@@ -77,5 +81,23 @@ cli_json_event(const cf_event_rec *r)
 	json_object_set_new(o, "detail", detail ? detail : json_string(r->detail));
 	json_object_set_new(o, "prevHash", json_string(r->prev_hash));
 	json_object_set_new(o, "hash", json_string(r->hash));
+	return o;
+}
+
+json_t *
+cf_json_conn(const cf_conn_rec *r)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "id", json_integer(r->id));
+	json_object_set_new(o, "clientId", json_string(r->client_id));
+	json_object_set_new(o, "principal", json_string(r->principal));
+	json_object_set_new(o, "kind", json_string(r->kind));
+	json_object_set_new(o, "peer", json_string(r->peer));
+	set_time(o, "connectedAt", r->connected_at);
+	if (r->disconnected_at != 0) {
+		set_time(o, "disconnectedAt", r->disconnected_at);
+		json_object_set_new(o, "reason", json_string(r->reason));
+	}
 	return o;
 }
