@@ -622,6 +622,79 @@ cf_store_event_list(cf_store *st, cf_event_rec **out, size_t *out_n, int64_t sin
 	return st->ops->event_list(st->b, out, out_n, since, limit);
 }
 
+int
+cf_store_event_list_after(cf_store *st, cf_event_rec **out, size_t *out_n, int64_t after,
+    size_t limit)
+{
+	*out = NULL;
+	*out_n = 0;
+	return st->ops->event_list_after(st->b, out, out_n, after, limit);
+}
+
+/* ---- connections ------------------------------------------------------------------ */
+
+static int
+conn_valid(const cf_conn_rec *c)
+{
+	static const char *const kinds[] = { "device", "claim", "service", "unknown", NULL };
+	size_t i;
+
+	for (i = 0; kinds[i] != NULL; i++)
+		if (strcmp(c->kind, kinds[i]) == 0)
+			break;
+	if (kinds[i] == NULL) {
+		cf_error_set("connection kind '%s' is not device, claim, service or unknown", c->kind);
+		return 0;
+	}
+	if (c->client_id[0] == '\0' || memchr(c->client_id, '\0', sizeof(c->client_id)) == NULL) {
+		cf_error_set("connection without a client id");
+		return 0;
+	}
+	return 1;
+}
+
+int
+cf_store_connection_open(cf_store *st, const cf_conn_rec *c)
+{
+	if (!conn_valid(c))
+		return CF_EINVAL;
+	return st->ops->conn_insert(st->b, c);
+}
+
+int
+cf_store_connection_close(cf_store *st, const char *client_id, const char *principal, int64_t at,
+    const char *reason)
+{
+	return st->ops->conn_close(st->b, client_id, principal, at, reason ? reason : "");
+}
+
+int
+cf_store_connection_close_all(cf_store *st, int64_t at, const char *reason, size_t *out_n)
+{
+	size_t n = 0;
+	int r = st->ops->conn_close_all(st->b, at, reason ? reason : "", &n);
+
+	if (out_n != NULL)
+		*out_n = n;
+	return r;
+}
+
+int
+cf_store_connection_list(cf_store *st, cf_conn_rec **out, size_t *out_n, const char *client_id,
+    int open_only, size_t limit)
+{
+	*out = NULL;
+	*out_n = 0;
+	return st->ops->conn_list(st->b, out, out_n, client_id, open_only, limit);
+}
+
+void
+cf_conn_recs_free(cf_conn_rec *r, size_t n)
+{
+	(void)n; /* flat records: nothing owned inside */
+	free(r);
+}
+
 struct verify_state {
 	int64_t count;   /* events checked and found good */
 	int64_t bad;     /* seq of the first bad event, 0 if none yet */

@@ -94,6 +94,18 @@ struct cf_store_ops {
 	int (*event_list)(struct cf_store_backend *b, cf_event_rec **out, size_t *out_n,
 	    int64_t since, size_t limit);
 	int (*event_foreach)(struct cf_store_backend *b, cf_store_event_cb cb, void *arg);
+	/* Events with seq > after, by primary key. */
+	int (*event_list_after)(struct cf_store_backend *b, cf_event_rec **out, size_t *out_n,
+	    int64_t after, size_t limit);
+
+	/* connections: conn_close ends the newest open row of (client_id, principal or any) */
+	int (*conn_insert)(struct cf_store_backend *b, const cf_conn_rec *c);
+	int (*conn_close)(struct cf_store_backend *b, const char *client_id, const char *principal,
+	    int64_t at, const char *reason);
+	int (*conn_close_all)(struct cf_store_backend *b, int64_t at, const char *reason,
+	    size_t *out_n);
+	int (*conn_list)(struct cf_store_backend *b, cf_conn_rec **out, size_t *out_n,
+	    const char *client_id, int open_only, size_t limit);
 };
 
 extern const struct cf_store_ops cf_store_sqlite_ops;

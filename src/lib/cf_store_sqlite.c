@@ -18,6 +18,7 @@
 #include "cf_store_backend.h"
 
 #define BUSY_TIMEOUT_MS 5000
+#define READONLY_BUSY_MS 100 /* the broker plugin: never stall a broker callback long */
 #define APP_MARKER "certfleet"
 
 /* ---- schema -------------------------------------------------------------- */
@@ -100,6 +101,20 @@ static const struct migration {
 	    "  BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;\n"
 	    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events\n"
 	    "  BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;\n" },
+	/* 2: connections the broker reported (certfleetd writes, audits read). */
+	{ 2,
+	    "CREATE TABLE connections (\n"
+	    "  id INTEGER PRIMARY KEY,\n"
+	    "  client_id TEXT NOT NULL,\n"
+	    "  principal TEXT NOT NULL,\n"
+	    "  kind TEXT NOT NULL,\n"
+	    "  peer TEXT NOT NULL,\n"
+	    "  connected_at INTEGER NOT NULL,\n"
+	    "  disconnected_at INTEGER NOT NULL DEFAULT 0,\n"
+	    "  reason TEXT NOT NULL DEFAULT '');\n"
+	    "CREATE INDEX connections_client ON connections(client_id, id);\n"
+	    "CREATE INDEX connections_principal ON connections(principal, connected_at);\n"
+	    "CREATE INDEX connections_open ON connections(id) WHERE disconnected_at = 0;\n" },
 };
 
 #define SCHEMA_VERSION (migrations[sizeof(migrations) / sizeof(migrations[0]) - 1].version)
@@ -111,6 +126,7 @@ static const struct migration {
 #define CERT_COLS "id, serial, ca_id, thing, status, not_before, not_after, created_at, " \
 	"updated_at, revoked_at, revoke_reason, key_alg, key_bits, sig_alg, pem"
 #define EVENT_COLS "seq, ts, type, subject, detail, prev_hash, hash"
+#define CONN_COLS "id, client_id, principal, kind, peer, connected_at, disconnected_at, reason"
 #define GROUP_SELECT "SELECT g.name, g.query, g.created_at, (SELECT count(*) FROM " \
 	"group_members m WHERE m.group_name = g.name) FROM thing_groups g"
 
@@ -147,6 +163,12 @@ enum stmt_id {
 	S_EVENT_INSERT,
 	S_EVENT_LIST,
 	S_EVENT_ALL,
+	S_EVENT_AFTER,
+	S_CONN_INSERT,
+	S_CONN_CLOSE,
+	S_CONN_CLOSE_ANY,
+	S_CONN_CLOSE_ALL,
+	S_CONN_LIST,
 	S__COUNT
 };
 
@@ -191,6 +213,18 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_EVENT_INSERT] = "INSERT INTO events(" EVENT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[S_EVENT_LIST] = "SELECT " EVENT_COLS " FROM events WHERE ts >= ?1 ORDER BY seq LIMIT ?2",
 	[S_EVENT_ALL] = "SELECT " EVENT_COLS " FROM events ORDER BY seq",
+	[S_EVENT_AFTER] = "SELECT " EVENT_COLS " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+	[S_CONN_INSERT] = "INSERT INTO connections(client_id, principal, kind, peer, connected_at) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_CONN_CLOSE] = "UPDATE connections SET disconnected_at = ?3, reason = ?4 WHERE id = "
+	    "(SELECT max(id) FROM connections WHERE client_id = ?1 AND principal = ?2 AND "
+	    "disconnected_at = 0)",
+	[S_CONN_CLOSE_ANY] = "UPDATE connections SET disconnected_at = ?3, reason = ?4 WHERE id = "
+	    "(SELECT max(id) FROM connections WHERE client_id = ?1 AND disconnected_at = 0 AND ?2 IS NULL)",
+	[S_CONN_CLOSE_ALL] = "UPDATE connections SET disconnected_at = ?1, reason = ?2 "
+	    "WHERE disconnected_at = 0",
+	[S_CONN_LIST] = "SELECT " CONN_COLS " FROM connections WHERE (?1 IS NULL OR client_id = ?1) "
+	    "AND (?2 = 0 OR disconnected_at = 0) ORDER BY id DESC LIMIT ?3",
 };
 
 struct cf_store_backend {
@@ -497,7 +531,7 @@ sq_open(struct cf_store_backend **out, const char *uri, int flags)
 		cf_error_set("%s: %s", uri, strerror(errno));
 		goto out;
 	}
-	if (!exists && !(flags & CF_STORE_CREATE)) {
+	if (!exists && (!(flags & CF_STORE_CREATE) || (flags & CF_STORE_READONLY))) {
 		r = CF_ENOTFOUND;
 		cf_error_set("%s: no such database (certfleet init creates one)", uri);
 		goto out;
@@ -507,7 +541,9 @@ sq_open(struct cf_store_backend **out, const char *uri, int flags)
 		cf_error_set("%s: not a regular file", uri);
 		goto out;
 	}
-	if (!exists)
+	if (flags & CF_STORE_READONLY)
+		oflags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW;
+	else if (!exists)
 		oflags |= SQLITE_OPEN_CREATE;
 	if ((b = calloc(1, sizeof(*b))) == NULL || (b->path = strdup(uri)) == NULL) {
 		cf_error_set("out of memory");
@@ -518,7 +554,7 @@ sq_open(struct cf_store_backend **out, const char *uri, int flags)
 		goto out;
 	}
 	sqlite3_extended_result_codes(b->db, 1);
-	sqlite3_busy_timeout(b->db, BUSY_TIMEOUT_MS);
+	sqlite3_busy_timeout(b->db, flags & CF_STORE_READONLY ? READONLY_BUSY_MS : BUSY_TIMEOUT_MS);
 	if ((r = identify(b, &fresh)) != 0)
 		goto out;
 	if (fresh && exists && !(flags & CF_STORE_CREATE)) {
@@ -526,6 +562,18 @@ sq_open(struct cf_store_backend **out, const char *uri, int flags)
 		cf_error_set("%s: empty file, not an initialized database (certfleet init creates "
 		    "one)", uri);
 		goto out;
+	}
+	if (flags & CF_STORE_READONLY) {
+		/* A reader never migrates: the writer that owns the file does that. */
+		if (fresh || b->version != SCHEMA_VERSION) {
+			r = fresh ? CF_ENOTFOUND : CF_EINVAL;
+			cf_error_set("%s: schema version %d, this program reads only version %d (run "
+			    "any certfleet command to migrate it)", uri, b->version, SCHEMA_VERSION);
+			goto out;
+		}
+		if ((r = sq_exec(b, "PRAGMA query_only = ON", "pragmas")) != 0)
+			goto out;
+		goto opened;
 	}
 	/* journal_mode answers with the mode in force: "wal" unless it could not switch. */
 	if ((rc = sqlite3_prepare_v2(b->db, "PRAGMA journal_mode = WAL", -1, &s, NULL)) != SQLITE_OK ||
@@ -547,6 +595,7 @@ sq_open(struct cf_store_backend **out, const char *uri, int flags)
 		goto out;
 	if ((r = migrate(b)) != 0)
 		goto out;
+opened:
 	*out = b;
 	b = NULL;
 	r = 0;
@@ -1295,6 +1344,152 @@ out:
 }
 
 static int
+sq_event_list_after(struct cf_store_backend *b, cf_event_rec **out, size_t *out_n, int64_t after,
+    size_t limit)
+{
+	sqlite3_stmt *s = NULL;
+	cf_event_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_EVENT_AFTER)) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, after);
+	sqlite3_bind_int64(s, 2, limit ? (sqlite3_int64)limit : -1);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = event_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list events");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+	n = 0;
+out:
+	if (v != NULL)
+		cf_event_recs_free(v, n < cap ? n + 1 : n);
+	stmt_done(s);
+	return r;
+}
+
+/* ---- connections ------------------------------------------------------------------ */
+
+static int
+sq_conn_insert(struct cf_store_backend *b, const cf_conn_rec *c)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_CONN_INSERT)) != 0)
+		return r;
+	bind_text(s, 1, c->client_id);
+	bind_text(s, 2, c->principal);
+	bind_text(s, 3, c->kind);
+	bind_text(s, 4, c->peer);
+	sqlite3_bind_int64(s, 5, c->connected_at);
+	r = step_done(b, s, "record connection");
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_conn_close(struct cf_store_backend *b, const char *client_id, const char *principal,
+    int64_t at, const char *reason)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, principal ? S_CONN_CLOSE : S_CONN_CLOSE_ANY)) != 0)
+		return r;
+	bind_text(s, 1, client_id);
+	if (principal)
+		bind_text(s, 2, principal);
+	else
+		sqlite3_bind_null(s, 2);
+	sqlite3_bind_int64(s, 3, at);
+	bind_text(s, 4, reason);
+	if ((r = step_done(b, s, "close connection")) == 0 && sqlite3_changes(b->db) == 0) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no open connection of client '%s'", client_id);
+	}
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_conn_close_all(struct cf_store_backend *b, int64_t at, const char *reason, size_t *out_n)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_CONN_CLOSE_ALL)) != 0)
+		return r;
+	sqlite3_bind_int64(s, 1, at);
+	bind_text(s, 2, reason);
+	if ((r = step_done(b, s, "close connections")) == 0 && out_n != NULL)
+		*out_n = (size_t)sqlite3_changes(b->db);
+	stmt_done(s);
+	return r;
+}
+
+static int
+conn_row(struct cf_store_backend *b, cf_conn_rec *out, sqlite3_stmt *s)
+{
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	out->id = sqlite3_column_int64(s, 0);
+	if ((r = col_copy(b, out->client_id, sizeof(out->client_id), s, 1)) != 0 ||
+	    (r = col_copy(b, out->principal, sizeof(out->principal), s, 2)) != 0 ||
+	    (r = col_copy(b, out->kind, sizeof(out->kind), s, 3)) != 0 ||
+	    (r = col_copy(b, out->peer, sizeof(out->peer), s, 4)) != 0 ||
+	    (r = col_copy(b, out->reason, sizeof(out->reason), s, 7)) != 0)
+		return r;
+	out->connected_at = sqlite3_column_int64(s, 5);
+	out->disconnected_at = sqlite3_column_int64(s, 6);
+	return 0;
+}
+
+static int
+sq_conn_list(struct cf_store_backend *b, cf_conn_rec **out, size_t *out_n, const char *client_id,
+    int open_only, size_t limit)
+{
+	sqlite3_stmt *s = NULL;
+	cf_conn_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_CONN_LIST)) != 0)
+		goto out;
+	if (client_id)
+		bind_text(s, 1, client_id);
+	else
+		sqlite3_bind_null(s, 1);
+	sqlite3_bind_int(s, 2, open_only ? 1 : 0);
+	sqlite3_bind_int64(s, 3, limit ? (sqlite3_int64)limit : -1);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = conn_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list connections");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+out:
+	free(v);
+	stmt_done(s);
+	return r;
+}
+
+static int
 sq_event_foreach(struct cf_store_backend *b, cf_store_event_cb cb, void *arg)
 {
 	sqlite3_stmt *s = NULL;
@@ -1352,4 +1547,9 @@ const struct cf_store_ops cf_store_sqlite_ops = {
 	.event_insert = sq_event_insert,
 	.event_list = sq_event_list,
 	.event_foreach = sq_event_foreach,
+	.event_list_after = sq_event_list_after,
+	.conn_insert = sq_conn_insert,
+	.conn_close = sq_conn_close,
+	.conn_close_all = sq_conn_close_all,
+	.conn_list = sq_conn_list,
 };
