@@ -11,7 +11,7 @@
 
 enum {
 	OPT_PASS = 1100, OPT_IPASS, OPT_KEYALG, OPT_ROOTCN, OPT_INAME, OPT_CADAYS, OPT_DEVDAYS,
-	OPT_DAYS, OPT_SETISSUER, OPT_REASON, OPT_OUT,
+	OPT_DAYS, OPT_SETISSUER, OPT_REASON, OPT_OUT, OPT_MQTTPORT, OPT_APIPORT,
 };
 
 int
@@ -26,6 +26,8 @@ cli_init(cli *c, int argc, char **argv)
 		{ "intermediate-name", required_argument, NULL, OPT_INAME },
 		{ "ca-validity-days", required_argument, NULL, OPT_CADAYS },
 		{ "device-validity-days", required_argument, NULL, OPT_DEVDAYS },
+		{ "mqtt-port", required_argument, NULL, OPT_MQTTPORT },
+		{ "api-port", required_argument, NULL, OPT_APIPORT },
 		{ NULL, 0, NULL, 0 },
 	};
 	cf_ca_init_opts o;
@@ -58,6 +60,12 @@ cli_init(cli *c, int argc, char **argv)
 				return cli_usage_error(c);
 			o.device_validity_days = (int)v;
 			break;
+		case OPT_MQTTPORT:
+		case OPT_APIPORT:
+			if (cli_parse_int(&v, optarg, 1, 65535) != 0)
+				return cli_usage_error(c);
+			*(ch == OPT_MQTTPORT ? &o.mqtt_port : &o.api_port) = (int)v;
+			break;
 		default:
 			return cli_usage(c, "unexpected option");
 		}
@@ -80,7 +88,10 @@ cli_init(cli *c, int argc, char **argv)
 	printf("  issuing CA       ca/%s.crt (%s)\n", o.intermediate_name, cf_key_alg_name(o.key_alg));
 	printf("  chain            ca-chain.crt\n");
 	printf("  registry         certfleet.db\n");
-	printf("  configuration    certfleet.conf\n");
+	printf("  configuration    certfleet.conf (broker 127.0.0.1:%d, API 127.0.0.1:%d)\n",
+	    o.mqtt_port, o.api_port);
+	printf("  broker TLS       broker/server.crt, trust broker/ca.crt\n");
+	printf("  certfleetd       service/certfleetd.crt\n");
 	r = CLI_OK;
 out:
 	cf_secret_free(pass, 0);

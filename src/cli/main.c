@@ -18,7 +18,7 @@ static const cli_verb verbs[] = {
 	{ NULL, "init", cli_init,
 	  "--dir DIR [--passphrase-file F] [--intermediate-passphrase-file F] "
 	  "[--ca-key-algorithm A] [--root-cn CN] [--intermediate-name NAME] "
-	  "[--ca-validity-days N] [--device-validity-days N]",
+	  "[--ca-validity-days N] [--device-validity-days N] [--mqtt-port N] [--api-port N]",
 	  "Creates a data directory: an offline root (key encrypted with the passphrase), a first "
 	  "intermediate that issues device certificates, the registry and the configuration." },
 	{ "ca", "init", cli_init, "--dir DIR [...]", "Same as 'certfleet init'." },

@@ -18,11 +18,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cf_stamp.h"
 #include "cf_util.h"
 
 #define CF_CONF_FILE "certfleet.conf"
 #define CF_DB_FILE "certfleet.db"
 #define CF_CHAIN_FILE "ca-chain.crt"
+#define CF_BROKER_TRUST "broker/ca.crt"
+#define CF_INFRA_DAYS 825 /* broker and service certificates (clamped to the issuer) */
 #define CF_ROOT_NAME "root"
 #define CF_PATH_MAX 4096
 
@@ -43,7 +46,8 @@ struct cf_ca {
 static const char *const cf_conf_keys[] = {
 	"database", "device_validity_days", "crl_next_update_days", "key_min_rsa_bits",
 	"key_allowed_curves", "key_blocklist", "issuer_key", "issuer_passphrase_file",
-	"mqtt_host", "mqtt_port", NULL,
+	"mqtt_host", "mqtt_port", "api_host", "api_port", "topic_prefix", "log_level",
+	"service_cert", "service_key", "broker_cafile", "stamp_key_file", NULL,
 };
 
 void
@@ -56,6 +60,8 @@ cf_ca_init_opts_default(cf_ca_init_opts *o)
 	o->root_validity_days = 7300;
 	o->intermediate_validity_days = 1825;
 	o->device_validity_days = 365;
+	o->mqtt_port = 8883;
+	o->api_port = 8884;
 }
 
 /* dir + "/" + rel, or rel itself when absolute. */
@@ -208,8 +214,19 @@ write_conf(const char *dir, const cf_ca_init_opts *o)
 	    "# The online signer is the issuing intermediate recorded in the database.\n"
 	    "# issuer_key / issuer_passphrase_file override where its key is read from;\n"
 	    "# a root CA key is always refused here.\n"
+	    "\n"
+	    "# The broker and certfleetd (docs/broker.md).\n"
 	    "mqtt_host = 127.0.0.1\n"
-	    "mqtt_port = 8883\n", o->device_validity_days)) != 0)
+	    "mqtt_port = %d\n"
+	    "api_host = 127.0.0.1\n"
+	    "api_port = %d\n"
+	    "topic_prefix = cf/\n"
+	    "log_level = info\n"
+	    "service_cert = service/certfleetd.crt\n"
+	    "service_key = service/certfleetd.key\n"
+	    "broker_cafile = " CF_CHAIN_FILE "\n"
+	    "stamp_key_file = private/stamp.key\n", o->device_validity_days, o->mqtt_port,
+	    o->api_port)) != 0)
 		return r;
 	return write_pem_file(dir, CF_CONF_FILE, text, 0600);
 }
@@ -280,6 +297,70 @@ new_inter_pass(char **out, const char *dir, const char *name, const char *given)
 	return 0;
 }
 
+/*
+ * broker/ca.crt: the anchors the broker accepts client certificates under —
+ * the roots and every intermediate that is not revoked. The plugin still
+ * checks each CA's status in the registry; this file keeps a revoked
+ * intermediate's certificates out at the TLS layer as well.
+ */
+static int
+write_broker_trust(const char *dir, cf_store *st)
+{
+	cf_ca_rec *cas = NULL;
+	size_t n = 0, i, len = 0, off = 0;
+	char *bundle = NULL;
+	int r;
+
+	if ((r = cf_store_ca_list(st, &cas, &n)) != 0)
+		return r;
+	for (i = 0; i < n; i++)
+		len += strlen(cas[i].pem);
+	if ((bundle = malloc(len + 1)) == NULL) {
+		r = CF_ERROR;
+		cf_error_set("out of memory");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (cas[i].status == CF_CERT_REVOKED)
+			continue;
+		memcpy(bundle + off, cas[i].pem, strlen(cas[i].pem));
+		off += strlen(cas[i].pem);
+	}
+	bundle[off] = '\0';
+	r = write_pem_file(dir, CF_BROKER_TRUST, bundle, 0644);
+out:
+	free(bundle);
+	cf_ca_recs_free(cas, n);
+	return r;
+}
+
+/* A fresh key and TLS certificate (broker server or certfleetd service) under dir. */
+static int
+new_infra_cert(const char *dir, const char *name, const char *cn, const char *san, int server,
+    const cf_cert *issuer, const cf_key *issuer_key)
+{
+	char path[CF_PATH_MAX];
+	cf_key *key = NULL;
+	cf_cert *cert = NULL;
+	char *pem = NULL;
+	int r;
+
+	if ((r = cf_key_generate(&key, CF_KEY_P256)) != 0 ||
+	    (r = cf_pki_issue_tls(&cert, key, cn, san, server, CF_INFRA_DAYS, issuer,
+	    issuer_key)) != 0 ||
+	    (r = cf_strfmt(path, sizeof(path), "%s/%s.key", dir, name)) != 0 ||
+	    (r = cf_key_save(path, key, NULL)) != 0 ||
+	    (r = cf_cert_to_pem(&pem, cert)) != 0 ||
+	    (r = cf_strfmt(path, sizeof(path), "%s/%s.crt", dir, name)) != 0)
+		goto out;
+	r = cf_file_write_atomic(path, pem, strlen(pem), 0644);
+out:
+	free(pem);
+	cf_cert_free(cert);
+	cf_key_free(key);
+	return r;
+}
+
 int
 cf_ca_init(const char *dir, const cf_ca_init_opts *o, const char *root_pass, const char *inter_pass)
 {
@@ -308,8 +389,19 @@ cf_ca_init(const char *dir, const cf_ca_init_opts *o, const char *root_pass, con
 	if ((r = dpath(path, sizeof(path), staging, "ca")) != 0 || (r = cf_mkdir_p(path, 0755)) != 0 ||
 	    (r = dpath(path, sizeof(path), staging, "crl")) != 0 || (r = cf_mkdir_p(path, 0755)) != 0 ||
 	    (r = dpath(path, sizeof(path), staging, "private")) != 0 ||
+	    (r = cf_mkdir_p(path, 0700)) != 0 ||
+	    (r = dpath(path, sizeof(path), staging, "broker")) != 0 ||
+	    (r = cf_mkdir_p(path, 0755)) != 0 ||
+	    (r = dpath(path, sizeof(path), staging, "service")) != 0 ||
 	    (r = cf_mkdir_p(path, 0700)) != 0)
 		goto out;
+	if (o->mqtt_port < 1 || o->mqtt_port > 65535 || o->api_port < 1 || o->api_port > 65535 ||
+	    o->mqtt_port == o->api_port) {
+		r = CF_EINVAL;
+		cf_error_set("ports must be two different numbers from 1 to 65535 (mqtt %d, api %d)",
+		    o->mqtt_port, o->api_port);
+		goto out;
+	}
 
 	/* The root: its key is encrypted with the operator's passphrase. */
 	if ((r = new_ca_key(&root_key, staging, CF_ROOT_NAME, o->key_alg, root_pass)) != 0 ||
@@ -335,6 +427,16 @@ cf_ca_init(const char *dir, const cf_ca_init_opts *o, const char *root_pass, con
 	    (r = write_conf(staging, o)) != 0)
 		goto out;
 
+	/* The broker's server certificate, certfleetd's service certificate, the stamp key. */
+	if ((r = dpath(path, sizeof(path), staging, "broker")) != 0 ||
+	    (r = new_infra_cert(path, "server", "certfleet broker", "DNS:localhost,IP:127.0.0.1", 1,
+	    inter, inter_key)) != 0 ||
+	    (r = dpath(path, sizeof(path), staging, "service")) != 0 ||
+	    (r = new_infra_cert(path, "certfleetd", "certfleetd", NULL, 0, inter, inter_key)) != 0 ||
+	    (r = dpath(path, sizeof(path), staging, "private/stamp.key")) != 0 ||
+	    (r = cf_stamp_key_create(path)) != 0)
+		goto out;
+
 	/* The registry, with both CAs and their first (empty) CRLs. */
 	if ((r = dpath(path, sizeof(path), staging, CF_DB_FILE)) != 0 ||
 	    (r = cf_store_open(&st, path, CF_STORE_CREATE)) != 0 ||
@@ -345,6 +447,7 @@ cf_ca_init(const char *dir, const cf_ca_init_opts *o, const char *root_pass, con
 	    (r = cf_store_ca_set_issuer(st, inter_rec.id)) != 0 ||
 	    (r = write_crl(NULL, staging, st, &root_rec, root, root_key, 7)) != 0 ||
 	    (r = write_crl(NULL, staging, st, &inter_rec, inter, inter_key, 7)) != 0 ||
+	    (r = write_broker_trust(staging, st)) != 0 ||
 	    (r = cf_store_commit(st)) != 0) {
 		cf_store_rollback(st);
 		goto out;
@@ -775,6 +878,7 @@ cf_ca_revoke_ca(cf_ca *ca, const char *ref, int reason, const char *root_pass)
 		goto out;
 	if ((r = cf_store_ca_set_status(ca->st, rec.id, CF_CERT_REVOKED, reason)) != 0 ||
 	    (r = write_crl(NULL, ca->dir, ca->st, &root, rcert, rkey, ca->crl_days)) != 0 ||
+	    (r = write_broker_trust(ca->dir, ca->st)) != 0 ||
 	    (r = cf_store_commit(ca->st)) != 0)
 		cf_store_rollback(ca->st);
 out:
@@ -881,6 +985,7 @@ cf_ca_create_intermediate(cf_ca *ca, cf_ca_rec *out, const char *name, cf_key_al
 		goto out;
 	if ((r = cf_store_ca_insert(ca->st, &rec)) != 0 ||
 	    (r = write_crl(NULL, ca->dir, ca->st, &rec, cert, key, ca->crl_days)) != 0 ||
+	    (r = write_broker_trust(ca->dir, ca->st)) != 0 ||
 	    (set_issuer && ((r = cf_store_ca_set_issuer(ca->st, rec.id)) != 0 ||
 	    (r = rewrite_chain(ca)) != 0)) ||
 	    (r = cf_store_commit(ca->st)) != 0) {

@@ -31,13 +31,18 @@ typedef struct {
 	int root_validity_days;        /* default 7300 */
 	int intermediate_validity_days;/* default 1825 */
 	int device_validity_days;      /* default 365, written to certfleet.conf */
+	int mqtt_port;                 /* default 8883: the broker's TLS listener */
+	int api_port;                  /* default 8884: certfleetd's HTTP API */
 } cf_ca_init_opts;
 
 /* Defaults for every field. */
 void cf_ca_init_opts_default(cf_ca_init_opts *o);
 
 /*
- * Creates a data directory: dir must not exist or be empty. Everything is
+ * Creates a data directory: dir must not exist or be empty. Besides the CA
+ * hierarchy and registry it writes the broker's TLS server certificate,
+ * certfleetd's service certificate and the message stamp key
+ * (docs/broker.md). Everything is
  * built in a sibling staging directory and renamed into place, so a
  * failure leaves dir as it was. root_pass encrypts the root key;
  * inter_pass (NULL: 32 random bytes, hex) the intermediate's, stored in

@@ -213,6 +213,16 @@ int cf_pki_make_intermediate(cf_cert **out, const cf_key *pub, const char *cn, i
 int cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int validity_days,
     int64_t validity_seconds, const cf_cert *issuer, const cf_key *issuer_key) CF_MUST_CHECK;
 
+/*
+ * A TLS certificate for infrastructure, not a thing: the broker's server
+ * certificate (server = 1: EKU serverAuth) or certfleetd's service client
+ * certificate (server = 0: clientAuth). san is an OpenSSL subjectAltName
+ * value ("DNS:localhost,IP:127.0.0.1") or NULL. CA:FALSE, SKI/AKI, random
+ * 128-bit serial, clamped to the issuer's validity.
+ */
+int cf_pki_issue_tls(cf_cert **out, const cf_key *pub, const char *cn, const char *san, int server,
+    int validity_days, const cf_cert *issuer, const cf_key *issuer_key) CF_MUST_CHECK;
+
 /* ---- revocation ------------------------------------------------------- */
 
 typedef struct {

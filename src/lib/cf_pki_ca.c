@@ -410,6 +410,52 @@ out:
 	return r;
 }
 
+int
+cf_pki_issue_tls(cf_cert **out, const cf_key *pub, const char *cn, const char *san, int server,
+    int validity_days, const cf_cert *issuer, const cf_key *issuer_key)
+{
+	int r = CF_EINVAL, rsa;
+	X509 *x = NULL;
+	X509_NAME *name = NULL;
+	X509V3_CTX ctx;
+
+	if (!cn_valid("certificate", cn) || !days_valid(validity_days))
+		goto out;
+	if ((r = check_issuer(issuer->x509, issuer_key->pkey)) != 0)
+		goto out;
+	r = CF_ERROR;
+	if ((name = cf_pki_name_from_cn(cn)) == NULL) {
+		cf_error_ssl("cannot build the subject name");
+		goto out;
+	}
+	if ((r = cert_begin(&x, name, X509_get_subject_name(issuer->x509),
+	    (int64_t)validity_days * 86400)) != 0 || (r = clamp_to_issuer(x, issuer->x509)) != 0)
+		goto out;
+	r = CF_ERROR;
+	if (!X509_set_pubkey(x, pub->pkey)) {
+		cf_error_ssl("cannot set the public key");
+		goto out;
+	}
+	rsa = cf_pki_family_of(pub->pkey) == CF_FAMILY_RSA;
+	X509V3_set_ctx(&ctx, issuer->x509, x, NULL, NULL, 0);
+	if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_key_usage, rsa ?
+	    "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_ext_key_usage, server ? "serverAuth" : "clientAuth")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always")) != 0 ||
+	    (san != NULL && (r = add_ext(x, &ctx, NID_subject_alt_name, san)) != 0) ||
+	    (r = cert_sign(x, issuer_key->pkey)) != 0)
+		goto out;
+	if ((r = cf_pki_cert_wrap(out, x)) != 0)
+		goto out;
+	x = NULL;
+out:
+	X509_NAME_free(name);
+	X509_free(x);
+	return r;
+}
+
 /* ---- revocation ------------------------------------------------------------ */
 
 static int
