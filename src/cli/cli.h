@@ -54,6 +54,13 @@ int cli_getopt(cli *c, int argc, char **argv, const struct option *opts);
  */
 int cli_plain_opts(cli *c, int argc, char **argv, int *json);
 
+/*
+ * For verbs with exactly one operand: cli_plain_opts, then opens the data
+ * directory. Returns CLI_OK (operand at argv[optind], *ca open), or what the
+ * caller returns: CLI_DONE_OK after --help, CLI_USAGE, CLI_FAIL.
+ */
+int cli_one_operand(cli *c, int argc, char **argv, int *json, const char *what, cf_ca **ca);
+
 /* Prints "certfleet: usage: ..." for the current verb and returns CLI_USAGE. */
 int cli_usage(cli *c, const char *fmt, ...) CF_PRINTF(2, 3);
 /* Prints "certfleet: <what>: <cf_error_last()>" and returns CLI_FAIL. */

@@ -209,12 +209,8 @@ cli_ca_set_issuer(cli *c, int argc, char **argv)
 	cf_ca *ca = NULL;
 	int r;
 
-	if ((r = cli_plain_opts(c, argc, argv, NULL)) != CLI_OK)
+	if ((r = cli_one_operand(c, argc, argv, NULL, "CA", &ca)) != CLI_OK)
 		return r == CLI_DONE_OK ? CLI_OK : r;
-	if (argc - optind != 1)
-		return cli_usage(c, "give one CA");
-	if ((r = cli_open(c, &ca)) != CLI_OK)
-		return r;
 	if (cf_ca_set_issuer(ca, argv[optind]) != 0)
 		r = cli_fail("ca set-issuer");
 	else

@@ -157,12 +157,8 @@ set_status(cli *c, int argc, char **argv, cf_cert_status to)
 	int r;
 
 	memset(&rec, 0, sizeof(rec));
-	if ((r = cli_plain_opts(c, argc, argv, NULL)) != CLI_OK)
+	if ((r = cli_one_operand(c, argc, argv, NULL, "certificate ID", &ca)) != CLI_OK)
 		return r == CLI_DONE_OK ? CLI_OK : r;
-	if (argc - optind != 1)
-		return cli_usage(c, "give one certificate ID");
-	if ((r = cli_open(c, &ca)) != CLI_OK)
-		return r;
 	if (cf_store_cert_get(cf_ca_store(ca), &rec, argv[optind]) != 0 ||
 	    cf_store_cert_set_status(cf_ca_store(ca), rec.id, to, 0) != 0)
 		r = cli_fail(to == CF_CERT_ACTIVE ? "cert activate" : "cert deactivate");

@@ -218,12 +218,8 @@ cli_thing_describe(cli *c, int argc, char **argv)
 	json_t *val;
 
 	memset(&t, 0, sizeof(t));
-	if ((r = cli_plain_opts(c, argc, argv, &json)) != CLI_OK)
+	if ((r = cli_one_operand(c, argc, argv, &json, "thing NAME", &ca)) != CLI_OK)
 		return r == CLI_DONE_OK ? CLI_OK : r;
-	if (argc - optind != 1)
-		return cli_usage(c, "give one thing NAME");
-	if ((r = cli_open(c, &ca)) != CLI_OK)
-		return r;
 	r = CLI_FAIL;
 	if (cf_store_thing_get(cf_ca_store(ca), &t, argv[optind]) != 0 ||
 	    cf_store_group_list(cf_ca_store(ca), &groups, &n_groups) != 0 ||
@@ -283,12 +279,8 @@ cli_thing_delete(cli *c, int argc, char **argv)
 	cf_ca *ca = NULL;
 	int r;
 
-	if ((r = cli_plain_opts(c, argc, argv, NULL)) != CLI_OK)
+	if ((r = cli_one_operand(c, argc, argv, NULL, "thing NAME", &ca)) != CLI_OK)
 		return r == CLI_DONE_OK ? CLI_OK : r;
-	if (argc - optind != 1)
-		return cli_usage(c, "give one thing NAME");
-	if ((r = cli_open(c, &ca)) != CLI_OK)
-		return r;
 	if (cf_store_thing_delete(cf_ca_store(ca), argv[optind]) != 0)
 		r = cli_fail("thing delete");
 	else

@@ -150,6 +150,18 @@ cli_plain_opts(cli *c, int argc, char **argv, int *json)
 }
 
 int
+cli_one_operand(cli *c, int argc, char **argv, int *json, const char *what, cf_ca **ca)
+{
+	int r;
+
+	if ((r = cli_plain_opts(c, argc, argv, json)) != CLI_OK)
+		return r;
+	if (argc - optind != 1)
+		return cli_usage(c, "give one %s", what);
+	return cli_open(c, ca);
+}
+
+int
 cli_usage(cli *c, const char *fmt, ...)
 {
 	va_list ap;

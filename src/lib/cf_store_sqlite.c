@@ -1310,18 +1310,19 @@ out:
 	return r;
 }
 
+/* Runs an event query whose ?1 is an integer bound and ?2 the limit. */
 static int
-sq_event_list(struct cf_store_backend *b, cf_event_rec **out, size_t *out_n, int64_t since,
-    size_t limit)
+event_rows(struct cf_store_backend *b, enum stmt_id id, int64_t bound, size_t limit,
+    cf_event_rec **out, size_t *out_n)
 {
 	sqlite3_stmt *s = NULL;
 	cf_event_rec *v = NULL;
 	size_t n = 0, cap = 0;
 	int r, rc;
 
-	if ((r = stmt_get(b, &s, S_EVENT_LIST)) != 0)
+	if ((r = stmt_get(b, &s, id)) != 0)
 		goto out;
-	sqlite3_bind_int64(s, 1, since);
+	sqlite3_bind_int64(s, 1, bound);
 	sqlite3_bind_int64(s, 2, limit ? (sqlite3_int64)limit : -1);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = event_row(b, &v[n], s)) != 0)
@@ -1344,36 +1345,17 @@ out:
 }
 
 static int
+sq_event_list(struct cf_store_backend *b, cf_event_rec **out, size_t *out_n, int64_t since,
+    size_t limit)
+{
+	return event_rows(b, S_EVENT_LIST, since, limit, out, out_n);
+}
+
+static int
 sq_event_list_after(struct cf_store_backend *b, cf_event_rec **out, size_t *out_n, int64_t after,
     size_t limit)
 {
-	sqlite3_stmt *s = NULL;
-	cf_event_rec *v = NULL;
-	size_t n = 0, cap = 0;
-	int r, rc;
-
-	if ((r = stmt_get(b, &s, S_EVENT_AFTER)) != 0)
-		goto out;
-	sqlite3_bind_int64(s, 1, after);
-	sqlite3_bind_int64(s, 2, limit ? (sqlite3_int64)limit : -1);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = event_row(b, &v[n], s)) != 0)
-			goto out;
-		n++;
-	}
-	if (rc != SQLITE_DONE) {
-		r = sq_fail(b, rc, "list events");
-		goto out;
-	}
-	*out = v;
-	*out_n = n;
-	v = NULL;
-	n = 0;
-out:
-	if (v != NULL)
-		cf_event_recs_free(v, n < cap ? n + 1 : n);
-	stmt_done(s);
-	return r;
+	return event_rows(b, S_EVENT_AFTER, after, limit, out, out_n);
 }
 
 /* ---- connections ------------------------------------------------------------------ */
