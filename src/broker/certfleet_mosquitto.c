@@ -1,0 +1,842 @@
+/*
+ * certfleet_mosquitto — the Mosquitto 2.0 plugin (API v5): decides who may
+ * connect (the registry's view of the TLS client certificate), which topics
+ * a client may use (cf_acl), stamps device messages with the proven
+ * identity (cf_stamp), reports connections on $cf/broker/connection and
+ * kicks clients whose certificate or CA stops being ACTIVE
+ * (docs/broker.md; broker facts in MOSQUITTO-NOTES.md).
+ *
+ * An adapter: the rules live in the library. It owns one read-only registry
+ * handle (reopened lazily after an error), the stamp key and a few
+ * counters. It keeps no per-client table: a client's kind and certificate
+ * id travel in its username, "<kind>:<certificate id>". Callbacks never
+ * block: the registry is opened read-only with a 100 ms lock limit and
+ * queried by primary key or index only.
+ */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/x509.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#include <mqtt_protocol.h>
+
+#include "cf_acl.h"
+#include "cf_error.h"
+#include "cf_pki.h"
+#include "cf_stamp.h"
+#include "cf_store.h"
+#include "cf_util.h"
+
+#define CF_EXPORT __attribute__((visibility("default")))
+
+#define CONNECTION_TOPIC "$cf/broker/connection"
+#define TICK_PERIOD_MS 200
+#define EVENTS_PER_TICK 256
+#define REFUSED_EVENTS_PER_S 50
+#define KICK_SLOTS 64          /* recent kicks, to name the reason of the disconnects they cause */
+#define KICK_MEMORY_MS 10000
+#define CA_DEPTH_MAX 4         /* issuing CA, its parent ... */
+#define LOG_ID_MAX 128         /* client ids are shown at most this long in logs */
+
+struct kick {
+	char username[CF_ACL_USERNAME_MAX];
+	int64_t at_ms;
+};
+
+struct plugin {
+	mosquitto_plugin_id_t *pid;
+	char *db_path;
+	char *service_cert_path;
+	char *stamp_key_path;
+	char *prefix;
+	char service_id[CF_ID_LEN + 1];
+	cf_stamp_key key;
+	cf_store *st;              /* NULL after an error: reopened on next use */
+	int store_broken;          /* logged once per outage */
+	int64_t cursor;            /* last event sequence number acted on */
+	int64_t last_tick_ms;
+	int64_t refused_window_ms; /* start of the current one-second window */
+	int refused_in_window;
+	struct kick kicks[KICK_SLOTS];
+	size_t kick_next;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void plog(int level, const char *fmt, ...) CF_PRINTF(2, 3);
+
+static void
+plog(int level, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	mosquitto_log_printf(level, "certfleet: %s", buf);
+}
+
+/* A client-chosen string made safe for one log line: printable ASCII, bounded. */
+static const char *
+printable(char out[LOG_ID_MAX + 4], const char *s)
+{
+	size_t i;
+
+	if (s == NULL)
+		s = "";
+	for (i = 0; s[i] != '\0' && i < LOG_ID_MAX; i++)
+		out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	if (s[i] != '\0') {
+		memcpy(out + i, "...", 3);
+		i += 3;
+	}
+	out[i] = '\0';
+	return out;
+}
+
+/* The certificate id (SHA-256 of the DER) of the client's TLS certificate. */
+static int
+client_cert_id(char out[CF_ID_LEN + 1], struct mosquitto *client)
+{
+	X509 *x = mosquitto_client_certificate(client);
+	unsigned char *der = NULL;
+	int len, r = CF_ENOTFOUND;
+
+	if (x == NULL)
+		goto out;
+	r = CF_ERROR;
+	if ((len = i2d_X509(x, &der)) <= 0)
+		goto out;
+	cf_sha256_hex(out, der, (size_t)len);
+	r = 0;
+out:
+	OPENSSL_free(der);
+	X509_free(x);
+	return r;
+}
+
+/* The registry, opened read-only on demand. NULL (logged once per outage) if it cannot be. */
+static cf_store *
+store(struct plugin *pl)
+{
+	if (pl->st != NULL)
+		return pl->st;
+	if (cf_store_open(&pl->st, pl->db_path, CF_STORE_READONLY) != 0) {
+		pl->st = NULL;
+		if (!pl->store_broken)
+			plog(MOSQ_LOG_ERR, "registry %s unavailable: %s", pl->db_path, cf_error_last());
+		pl->store_broken = 1;
+		return NULL;
+	}
+	if (pl->store_broken)
+		plog(MOSQ_LOG_NOTICE, "registry %s reopened", pl->db_path);
+	pl->store_broken = 0;
+	return pl->st;
+}
+
+/* After a failed query: drop the handle on anything but a plain "not found". */
+static void
+store_failed(struct plugin *pl, int r)
+{
+	if (r == CF_ENOTFOUND || pl->st == NULL)
+		return;
+	plog(MOSQ_LOG_WARNING, "registry query failed (%s), reopening: %s", cf_error_name(r),
+	    cf_error_last());
+	cf_store_close(pl->st);
+	pl->st = NULL;
+}
+
+/* ---- connection events ------------------------------------------------- */
+
+static int
+json_set_str(json_t *o, const char *key, const char *value)
+{
+	char safe[LOG_ID_MAX + 4];
+	json_t *s = json_string(value ? value : "");
+
+	/* jansson refuses invalid UTF-8; Mosquitto validates client ids, but be sure. */
+	if (s == NULL)
+		s = json_string(printable(safe, value));
+	if (s == NULL || json_object_set_new(o, key, s) != 0)
+		return CF_ERROR;
+	return 0;
+}
+
+static void
+publish_connection(const char *event, struct mosquitto *client, const char *principal,
+    const char *kind, const char *reason)
+{
+	json_t *o = json_object();
+	char *text = NULL;
+	int r;
+
+	if (o == NULL || json_set_str(o, "event", event) != 0 ||
+	    json_set_str(o, "clientId", mosquitto_client_id(client)) != 0 ||
+	    json_set_str(o, "principal", principal) != 0 || json_set_str(o, "kind", kind) != 0 ||
+	    json_set_str(o, "peer", mosquitto_client_address(client)) != 0 ||
+	    json_object_set_new(o, "time", json_integer(cf_time_now())) != 0 ||
+	    json_set_str(o, "reason", reason) != 0 ||
+	    (text = json_dumps(o, JSON_COMPACT)) == NULL) {
+		plog(MOSQ_LOG_WARNING, "cannot build a %s event", event);
+		goto out;
+	}
+	r = mosquitto_broker_publish_copy(NULL, CONNECTION_TOPIC, (int)strlen(text), text, 1, false,
+	    NULL);
+	if (r != MOSQ_ERR_SUCCESS)
+		plog(MOSQ_LOG_WARNING, "cannot publish a %s event: %s", event, mosquitto_strerror(r));
+out:
+	free(text);
+	json_decref(o);
+}
+
+/* ---- authentication --------------------------------------------------- */
+
+/*
+ * Steps 3-7 of docs/broker.md for a certificate that is not the service's.
+ * 0 to accept as a device; otherwise the reason, for the log and the event.
+ */
+static int
+check_device(struct plugin *pl, char *reason, size_t reason_len, const char *id,
+    const char *client_id)
+{
+	cf_cert_rec c = { 0 };
+	cf_ca_rec ca = { 0 };
+	char ref[CF_ID_LEN + 1], cid[LOG_ID_MAX + 4], thing[LOG_ID_MAX + 4];
+	cf_store *st;
+	int64_t now = cf_time_now();
+	int depth, r = CF_EREJECTED;
+
+	if ((st = store(pl)) == NULL) {
+		snprintf(reason, reason_len, "registry unavailable");
+		goto out;
+	}
+	if ((r = cf_store_cert_get(st, &c, id)) != 0) {
+		if (r == CF_ENOTFOUND) {
+			snprintf(reason, reason_len, "certificate %s is not registered", id);
+		} else {
+			snprintf(reason, reason_len, "registry error looking up certificate %s", id);
+			store_failed(pl, r);
+		}
+		r = CF_EREJECTED;
+		goto out;
+	}
+	r = CF_EREJECTED;
+	if (c.status != CF_CERT_ACTIVE) {
+		snprintf(reason, reason_len, "certificate %s is %s", id, cf_cert_status_name(c.status));
+		goto out;
+	}
+	if (now > c.not_after || now < c.not_before) {
+		snprintf(reason, reason_len, "certificate %s expired", id);
+		goto out;
+	}
+	/* The issuing CA and every CA above it must be ACTIVE in the registry. */
+	snprintf(ref, sizeof(ref), "%s", c.ca_id);
+	for (depth = 0; ref[0] != '\0'; depth++) {
+		if (depth == CA_DEPTH_MAX) {
+			snprintf(reason, reason_len, "CA chain of certificate %s is too long", id);
+			goto out;
+		}
+		cf_ca_rec_clear(&ca);
+		if ((r = cf_store_ca_get(st, &ca, ref)) != 0) {
+			if (r == CF_ENOTFOUND)
+				snprintf(reason, reason_len, "issuing CA %s is not registered", ref);
+			else {
+				snprintf(reason, reason_len, "registry error looking up CA %s", ref);
+				store_failed(pl, r);
+			}
+			r = CF_EREJECTED;
+			goto out;
+		}
+		r = CF_EREJECTED;
+		if (ca.status != CF_CERT_ACTIVE) {
+			snprintf(reason, reason_len, "%s CA %s is %s", depth == 0 ? "issuing" : "parent",
+			    ca.name, cf_cert_status_name(ca.status));
+			goto out;
+		}
+		snprintf(ref, sizeof(ref), "%s", ca.parent_id);
+	}
+	if (c.thing[0] == '\0' || client_id == NULL || strcmp(c.thing, client_id) != 0) {
+		snprintf(reason, reason_len, "client id '%s' is not the certificate's thing '%s'",
+		    printable(cid, client_id), printable(thing, c.thing));
+		goto out;
+	}
+	r = 0;
+out:
+	cf_ca_rec_clear(&ca);
+	cf_cert_rec_clear(&c);
+	return r;
+}
+
+static void
+refuse(struct plugin *pl, struct mosquitto *client, const char *id, const char *reason)
+{
+	char cid[LOG_ID_MAX + 4];
+	int64_t now = mono_ms();
+
+	plog(MOSQ_LOG_NOTICE, "refused %s from %s: %s", printable(cid, mosquitto_client_id(client)),
+	    mosquitto_client_address(client), reason);
+	/*
+	 * A username the client sent must not outlive the refusal: the
+	 * disconnect event that follows would take it for one we set.
+	 */
+	if (mosquitto_set_username(client, NULL) != MOSQ_ERR_SUCCESS)
+		plog(MOSQ_LOG_WARNING, "cannot clear the username of a refused client");
+	if (now - pl->refused_window_ms >= 1000) {
+		pl->refused_window_ms = now;
+		pl->refused_in_window = 0;
+	}
+	if (pl->refused_in_window++ < REFUSED_EVENTS_PER_S)
+		publish_connection("refused", client, id, "unknown", reason);
+}
+
+static int
+on_basic_auth(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_basic_auth *ev = event_data;
+	struct plugin *pl = userdata;
+	const char *client_id = mosquitto_client_id(ev->client);
+	char reason[512] = "", uname[CF_ACL_USERNAME_MAX], cid[LOG_ID_MAX + 4];
+	cf_principal p = { .kind = CF_KIND_DEVICE, .id = "" };
+	int r;
+
+	(void)event;
+	if ((r = client_cert_id(p.id, ev->client)) != 0) {
+		snprintf(reason, sizeof(reason), "%s", r == CF_ENOTFOUND ? "no client certificate" :
+		    "cannot read the client certificate");
+		goto refused;
+	}
+	if (strcmp(p.id, pl->service_id) == 0)
+		p.kind = CF_KIND_SERVICE;
+	else if (check_device(pl, reason, sizeof(reason), p.id, client_id) != 0)
+		goto refused;
+	if (cf_acl_principal_format(uname, sizeof(uname), &p) != 0 ||
+	    mosquitto_set_username(ev->client, uname) != MOSQ_ERR_SUCCESS) {
+		snprintf(reason, sizeof(reason), "cannot set the username");
+		goto refused;
+	}
+	plog(MOSQ_LOG_INFO, "accepted %s from %s as %s", printable(cid, client_id),
+	    mosquitto_client_address(ev->client), uname);
+	publish_connection("connected", ev->client, p.id, cf_acl_kind_name(p.kind), "");
+	return MOSQ_ERR_SUCCESS;
+refused:
+	refuse(pl, ev->client, p.id, reason);
+	return MOSQ_ERR_AUTH;
+}
+
+/* ---- authorization ---------------------------------------------------- */
+
+static int
+on_acl_check(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_acl_check *ev = event_data;
+	struct plugin *pl = userdata;
+	cf_principal p;
+	cf_acl_access access;
+
+	(void)event;
+	if (cf_acl_principal_parse(&p, mosquitto_client_username(ev->client)) != 0)
+		return MOSQ_ERR_ACL_DENIED;
+	switch (ev->access) {
+	case MOSQ_ACL_READ:
+		access = CF_ACL_READ;
+		break;
+	case MOSQ_ACL_WRITE:
+		access = CF_ACL_PUBLISH;
+		break;
+	case MOSQ_ACL_SUBSCRIBE:   /* the topic is the filter */
+	case MOSQ_ACL_UNSUBSCRIBE:
+		access = CF_ACL_SUBSCRIBE;
+		break;
+	default:
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	if (cf_acl_check(p.kind, mosquitto_client_id(ev->client), pl->prefix, ev->topic, access) != 0)
+		return MOSQ_ERR_ACL_DENIED;
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* ---- stamping ---------------------------------------------------------- */
+
+static int
+is_stamp_name(const char *name)
+{
+	return strcasecmp(name, CF_PROP_PRINCIPAL) == 0 || strcasecmp(name, CF_PROP_CLIENT_ID) == 0 ||
+	    strcasecmp(name, CF_PROP_STAMP) == 0;
+}
+
+/*
+ * Appends a copy of one property to *out, unless it is a user property
+ * named like one of ours. Values read from the list are allocated by the
+ * broker and freed with mosquitto_free.
+ */
+static int
+copy_property(mosquitto_property **out, const mosquitto_property *prop)
+{
+	int id = mosquitto_property_identifier(prop), r = MOSQ_ERR_INVAL;
+	char *name = NULL, *value = NULL;
+	void *bin = NULL;
+	uint8_t u8;
+	uint16_t u16;
+	uint32_t u32;
+
+	switch (id) {
+	case MQTT_PROP_USER_PROPERTY:
+		if (mosquitto_property_read_string_pair(prop, id, &name, &value, false) == NULL)
+			break;
+		r = is_stamp_name(name) ? MOSQ_ERR_SUCCESS :
+		    mosquitto_property_add_string_pair(out, id, name, value);
+		break;
+	case MQTT_PROP_CONTENT_TYPE:
+	case MQTT_PROP_RESPONSE_TOPIC:
+		if (mosquitto_property_read_string(prop, id, &value, false) == NULL)
+			break;
+		r = mosquitto_property_add_string(out, id, value);
+		break;
+	case MQTT_PROP_CORRELATION_DATA:
+		if (mosquitto_property_read_binary(prop, id, &bin, &u16, false) == NULL)
+			break;
+		r = mosquitto_property_add_binary(out, id, bin, u16);
+		break;
+	case MQTT_PROP_PAYLOAD_FORMAT_INDICATOR:
+		if (mosquitto_property_read_byte(prop, id, &u8, false) == NULL)
+			break;
+		r = mosquitto_property_add_byte(out, id, u8);
+		break;
+	case MQTT_PROP_MESSAGE_EXPIRY_INTERVAL:
+		if (mosquitto_property_read_int32(prop, id, &u32, false) == NULL)
+			break;
+		r = mosquitto_property_add_int32(out, id, u32);
+		break;
+	case MQTT_PROP_SUBSCRIPTION_IDENTIFIER:
+		if (mosquitto_property_read_varint(prop, id, &u32, false) == NULL)
+			break;
+		r = mosquitto_property_add_varint(out, id, u32);
+		break;
+	case MQTT_PROP_TOPIC_ALIAS:
+		if (mosquitto_property_read_int16(prop, id, &u16, false) == NULL)
+			break;
+		r = mosquitto_property_add_int16(out, id, u16);
+		break;
+	default:
+		/* Not a PUBLISH property: the broker keeps none of these on a message. */
+		r = MOSQ_ERR_SUCCESS;
+		break;
+	}
+	mosquitto_free(name);
+	mosquitto_free(value);
+	mosquitto_free(bin);
+	return r;
+}
+
+static int
+on_message(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_message *ev = event_data;
+	struct plugin *pl = userdata;
+	mosquitto_property *props = NULL, *old;
+	const mosquitto_property *prop;
+	const char *client_id = mosquitto_client_id(ev->client);
+	char stamp[CF_STAMP_HEX_LEN + 1];
+	cf_principal p;
+	int r = MOSQ_ERR_ACL_DENIED;
+
+	(void)event;
+	if (cf_acl_principal_parse(&p, mosquitto_client_username(ev->client)) != 0)
+		goto out; /* cannot happen for an authenticated client: never pass it unstamped */
+	r = MOSQ_ERR_SUCCESS;
+	if (p.kind == CF_KIND_SERVICE)
+		goto out;
+	for (prop = ev->properties; prop != NULL; prop = mosquitto_property_next(prop)) {
+		if ((r = copy_property(&props, prop)) != MOSQ_ERR_SUCCESS)
+			goto out;
+	}
+	r = MOSQ_ERR_NOMEM;
+	if (cf_stamp_compute(stamp, &pl->key, p.id, client_id ? client_id : "", ev->topic,
+	    ev->payload, ev->payloadlen) != 0) {
+		plog(MOSQ_LOG_ERR, "cannot stamp a message: %s", cf_error_last());
+		goto out;
+	}
+	if (mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, CF_PROP_PRINCIPAL,
+	    p.id) != MOSQ_ERR_SUCCESS ||
+	    mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, CF_PROP_CLIENT_ID,
+	    client_id ? client_id : "") != MOSQ_ERR_SUCCESS ||
+	    mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, CF_PROP_STAMP,
+	    stamp) != MOSQ_ERR_SUCCESS)
+		goto out;
+	/* 2.0.11 stores whatever list we leave here and never frees the old one. */
+	old = ev->properties;
+	ev->properties = props;
+	props = NULL;
+	mosquitto_property_free_all(&old);
+	r = MOSQ_ERR_SUCCESS;
+out:
+	mosquitto_property_free_all(&props);
+	return r;
+}
+
+/* ---- kicking ------------------------------------------------------------- */
+
+static void
+kick(struct plugin *pl, cf_acl_kind kind, const char *id)
+{
+	cf_principal p = { .kind = kind };
+	struct kick *k = &pl->kicks[pl->kick_next];
+
+	snprintf(p.id, sizeof(p.id), "%s", id);
+	if (cf_acl_principal_format(k->username, sizeof(k->username), &p) != 0)
+		return;
+	k->at_ms = mono_ms();
+	pl->kick_next = (pl->kick_next + 1) % KICK_SLOTS;
+	/* No will: a revoked client's last words are not delivered. */
+	mosquitto_kick_client_by_username(k->username, false);
+}
+
+static void
+kick_cert(struct plugin *pl, const char *id)
+{
+	kick(pl, CF_KIND_DEVICE, id);
+	kick(pl, CF_KIND_CLAIM, id);
+}
+
+/* Kicks every ACTIVE certificate issued by ca_id (indexed by (ca_id, status)). */
+static int
+kick_issued_by(struct plugin *pl, cf_store *st, const char *ca_id)
+{
+	cf_cert_filter f = { .status = CF_CERT_ACTIVE, .ca_id = ca_id };
+	cf_cert_rec *certs = NULL;
+	size_t n = 0, i;
+	int r;
+
+	if ((r = cf_store_cert_list(st, &certs, &n, &f)) != 0)
+		goto out;
+	for (i = 0; i < n; i++)
+		kick_cert(pl, certs[i].id);
+	if (n > 0)
+		plog(MOSQ_LOG_NOTICE, "kicked %zu certificate(s) of CA %s", n, ca_id);
+out:
+	cf_cert_recs_free(certs, n);
+	return r;
+}
+
+/* Acts on one event; CF_ENOTFOUND (the subject is gone) is not an error. */
+static int
+handle_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
+{
+	cf_cert_rec c = { 0 };
+	cf_ca_rec ca = { 0 };
+	cf_ca_rec *all = NULL;
+	size_t n = 0, i;
+	int r = 0;
+
+	if (strcmp(ev->type, "cert.status") == 0) {
+		if ((r = cf_store_cert_get(st, &c, ev->subject)) != 0)
+			goto out;
+		if (c.status != CF_CERT_ACTIVE) {
+			plog(MOSQ_LOG_NOTICE, "certificate %s is %s: kicking its clients", c.id,
+			    cf_cert_status_name(c.status));
+			kick_cert(pl, c.id);
+		}
+	} else if (strcmp(ev->type, "ca.status") == 0) {
+		if ((r = cf_store_ca_get(st, &ca, ev->subject)) != 0 || ca.status == CF_CERT_ACTIVE)
+			goto out;
+		if ((r = kick_issued_by(pl, st, ca.id)) != 0)
+			goto out;
+		/* A root's intermediates (the CA table is small). */
+		if ((r = cf_store_ca_list(st, &all, &n)) != 0)
+			goto out;
+		for (i = 0; i < n && r == 0; i++) {
+			if (strcmp(all[i].parent_id, ca.id) == 0)
+				r = kick_issued_by(pl, st, all[i].id);
+		}
+	}
+out:
+	cf_ca_recs_free(all, n);
+	cf_ca_rec_clear(&ca);
+	cf_cert_rec_clear(&c);
+	return r == CF_ENOTFOUND ? 0 : r;
+}
+
+static int
+on_tick(int event, void *event_data, void *userdata)
+{
+	struct plugin *pl = userdata;
+	cf_event_rec *evs = NULL;
+	size_t n = 0, i;
+	int64_t now = mono_ms();
+	cf_store *st;
+	int r;
+
+	(void)event;
+	(void)event_data; /* its time fields are not filled in 2.0.11 */
+	if (now - pl->last_tick_ms < TICK_PERIOD_MS)
+		return MOSQ_ERR_SUCCESS;
+	pl->last_tick_ms = now;
+	if ((st = store(pl)) == NULL)
+		return MOSQ_ERR_SUCCESS;
+	if ((r = cf_store_event_list_after(st, &evs, &n, pl->cursor, EVENTS_PER_TICK)) != 0) {
+		store_failed(pl, r);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if ((r = handle_event(pl, st, &evs[i])) != 0) {
+			/* Retried on the next tick, from this event. */
+			store_failed(pl, r);
+			goto out;
+		}
+		pl->cursor = evs[i].seq;
+	}
+out:
+	cf_event_recs_free(evs, n);
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* ---- disconnects ------------------------------------------------------- */
+
+/* "kicked" if we kicked this username lately (the slot is then forgotten). */
+static const char *
+disconnect_reason(struct plugin *pl, const char *username, int reason)
+{
+	int64_t now = mono_ms();
+	size_t i;
+
+	for (i = 0; i < KICK_SLOTS; i++) {
+		struct kick *k = &pl->kicks[i];
+
+		if (k->username[0] != '\0' && now - k->at_ms < KICK_MEMORY_MS &&
+		    strcmp(k->username, username) == 0) {
+			k->username[0] = '\0';
+			return "kicked";
+		}
+	}
+	/* 2.0.11 passes -1 for every disconnect; later versions pass a MOSQ_ERR code. */
+	switch (reason) {
+	case MOSQ_ERR_SUCCESS:
+		return "client";
+	case MOSQ_ERR_KEEPALIVE:
+		return "keepalive";
+	case MOSQ_ERR_CONN_LOST:
+		return "connection-lost";
+	case MOSQ_ERR_ADMINISTRATIVE_ACTION:
+		return "kicked";
+	case MOSQ_ERR_PROTOCOL:
+	case MOSQ_ERR_MALFORMED_PACKET:
+		return "protocol-error";
+	default:
+		return "closed";
+	}
+}
+
+static int
+on_disconnect(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_disconnect *ev = event_data;
+	struct plugin *pl = userdata;
+	const char *username = mosquitto_client_username(ev->client);
+	char id[CF_ID_LEN + 1];
+	cf_principal p;
+
+	(void)event;
+	/* Only clients we accepted carry a username that parses (refusals clear theirs). */
+	if (cf_acl_principal_parse(&p, username) != 0)
+		return MOSQ_ERR_SUCCESS;
+	if (client_cert_id(id, ev->client) == 0 && strcmp(id, p.id) != 0)
+		return MOSQ_ERR_SUCCESS;
+	publish_connection("disconnected", ev->client, p.id, cf_acl_kind_name(p.kind),
+	    disconnect_reason(pl, username, ev->reason));
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+static void
+plugin_free(struct plugin *pl)
+{
+	if (pl == NULL)
+		return;
+	cf_store_close(pl->st);
+	cf_stamp_key_wipe(&pl->key);
+	free(pl->db_path);
+	free(pl->service_cert_path);
+	free(pl->stamp_key_path);
+	free(pl->prefix);
+	free(pl);
+}
+
+static int
+options_read(struct plugin *pl, const struct mosquitto_opt *opts, int n)
+{
+	struct {
+		const char *key;
+		char **dst;
+	} known[] = {
+		{ "database", &pl->db_path },
+		{ "service_cert", &pl->service_cert_path },
+		{ "stamp_key", &pl->stamp_key_path },
+		{ "topic_prefix", &pl->prefix },
+	};
+	size_t k;
+	int i, r = CF_EINVAL;
+
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
+			if (strcmp(opts[i].key, known[k].key) == 0)
+				break;
+		}
+		if (k == sizeof(known) / sizeof(known[0])) {
+			plog(MOSQ_LOG_WARNING, "ignoring unknown option plugin_opt_%s", opts[i].key);
+			continue;
+		}
+		free(*known[k].dst);
+		if ((*known[k].dst = strdup(opts[i].value ? opts[i].value : "")) == NULL)
+			goto out;
+	}
+	if (pl->prefix == NULL && (pl->prefix = strdup("cf/")) == NULL)
+		goto out;
+	for (k = 0; k < 3; k++) {
+		if (*known[k].dst == NULL || (*known[k].dst)[0] == '\0') {
+			plog(MOSQ_LOG_ERR, "option plugin_opt_%s is required", known[k].key);
+			goto out;
+		}
+	}
+	if (cf_acl_prefix_check(pl->prefix) != 0) {
+		plog(MOSQ_LOG_ERR, "option plugin_opt_topic_prefix: %s", cf_error_last());
+		goto out;
+	}
+	r = 0;
+out:
+	return r;
+}
+
+/* The sequence number of the newest event: kicking starts after it. */
+static int
+event_head(int64_t *out, cf_store *st)
+{
+	cf_event_rec *evs = NULL;
+	size_t n = 0;
+	int64_t seq = 0;
+	int r;
+
+	/* One indexed range read per page; only at start-up. */
+	do {
+		cf_event_recs_free(evs, n);
+		evs = NULL;
+		if ((r = cf_store_event_list_after(st, &evs, &n, seq, 4096)) != 0)
+			goto out;
+		if (n > 0)
+			seq = evs[n - 1].seq;
+	} while (n == 4096);
+	*out = seq;
+out:
+	cf_event_recs_free(evs, n);
+	return r;
+}
+
+CF_EXPORT int
+mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	int i;
+
+	for (i = 0; i < supported_version_count; i++) {
+		if (supported_versions[i] == 5)
+			return 5;
+	}
+	return -1;
+}
+
+CF_EXPORT int
+mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+    struct mosquitto_opt *options, int option_count)
+{
+	struct plugin *pl = NULL;
+	cf_cert *svc = NULL;
+	int r = MOSQ_ERR_UNKNOWN;
+
+	if ((pl = calloc(1, sizeof(*pl))) == NULL) {
+		r = MOSQ_ERR_NOMEM;
+		goto out;
+	}
+	pl->pid = identifier;
+	if (options_read(pl, options, option_count) != 0)
+		goto out;
+	if (cf_cert_load(&svc, pl->service_cert_path) != 0 ||
+	    cf_cert_fingerprint(pl->service_id, svc) != 0) {
+		plog(MOSQ_LOG_ERR, "option plugin_opt_service_cert: %s", cf_error_last());
+		goto out;
+	}
+	if (cf_stamp_key_load(&pl->key, pl->stamp_key_path) != 0) {
+		plog(MOSQ_LOG_ERR, "option plugin_opt_stamp_key: %s", cf_error_last());
+		goto out;
+	}
+	if (cf_store_open(&pl->st, pl->db_path, CF_STORE_READONLY) != 0) {
+		pl->st = NULL;
+		plog(MOSQ_LOG_ERR, "option plugin_opt_db: %s", cf_error_last());
+		goto out;
+	}
+	if (event_head(&pl->cursor, pl->st) != 0) {
+		plog(MOSQ_LOG_ERR, "cannot read the event log of %s: %s", pl->db_path, cf_error_last());
+		goto out;
+	}
+	if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, pl) ||
+	    mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, pl) ||
+	    mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, pl) ||
+	    mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, pl) ||
+	    mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, pl)) {
+		plog(MOSQ_LOG_ERR, "cannot register callbacks");
+		goto out;
+	}
+	plog(MOSQ_LOG_NOTICE, "registry %s, service certificate %s, topic prefix '%s', events after %lld",
+	    pl->db_path, pl->service_id, pl->prefix, (long long)pl->cursor);
+	*userdata = pl;
+	pl = NULL;
+	r = MOSQ_ERR_SUCCESS;
+out:
+	if (pl != NULL) {
+		/* Registered callbacks would outlive pl: take them back. */
+		mosquitto_callback_unregister(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+		mosquitto_callback_unregister(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
+		mosquitto_callback_unregister(identifier, MOSQ_EVT_MESSAGE, on_message, NULL);
+		mosquitto_callback_unregister(identifier, MOSQ_EVT_TICK, on_tick, NULL);
+		mosquitto_callback_unregister(identifier, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
+	}
+	cf_cert_free(svc);
+	plugin_free(pl);
+	return r;
+}
+
+CF_EXPORT int
+mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
+{
+	struct plugin *pl = userdata;
+
+	(void)options;
+	(void)option_count;
+	if (pl == NULL)
+		return MOSQ_ERR_SUCCESS;
+	mosquitto_callback_unregister(pl->pid, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+	mosquitto_callback_unregister(pl->pid, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
+	mosquitto_callback_unregister(pl->pid, MOSQ_EVT_MESSAGE, on_message, NULL);
+	mosquitto_callback_unregister(pl->pid, MOSQ_EVT_TICK, on_tick, NULL);
+	mosquitto_callback_unregister(pl->pid, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
+	plugin_free(pl);
+	return MOSQ_ERR_SUCCESS;
+}

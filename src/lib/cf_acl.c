@@ -1,0 +1,246 @@
+/*
+ * cf_acl — principal usernames and the per-kind topic rules the broker
+ * plugin enforces. Pure functions over byte strings: no broker, no store.
+ * Every comparison is a bounded literal prefix match; wildcards in a
+ * filter are only ever allowed after the part that names the client.
+ */
+#include "cf_acl.h"
+
+#include <string.h>
+
+#include "cf_util.h"
+
+#define PREFIX_MAX 256
+
+static const char *const kind_names[CF_KIND__COUNT] = {
+	[CF_KIND_DEVICE] = "device",
+	[CF_KIND_CLAIM] = "claim",
+	[CF_KIND_SERVICE] = "service",
+};
+
+const char *
+cf_acl_kind_name(cf_acl_kind kind)
+{
+	if ((unsigned)kind >= CF_KIND__COUNT)
+		return "unknown";
+	return kind_names[kind];
+}
+
+static int
+is_lower_hex(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	}
+	return 1;
+}
+
+int
+cf_acl_principal_parse(cf_principal *out, const char *username)
+{
+	const char *colon;
+	size_t klen;
+	int k, r = CF_EINVAL;
+
+	if (username == NULL) {
+		cf_error_set("no username");
+		goto out;
+	}
+	if ((colon = strchr(username, ':')) == NULL) {
+		cf_error_set("username is not <kind>:<certificate id>");
+		goto out;
+	}
+	klen = (size_t)(colon - username);
+	for (k = 0; k < CF_KIND__COUNT; k++) {
+		if (strlen(kind_names[k]) == klen && memcmp(kind_names[k], username, klen) == 0)
+			break;
+	}
+	if (k == CF_KIND__COUNT) {
+		cf_error_set("username has an unknown principal kind");
+		goto out;
+	}
+	if (strlen(colon + 1) != CF_ID_LEN || !is_lower_hex(colon + 1, CF_ID_LEN)) {
+		cf_error_set("username does not end in a %d-character certificate id", CF_ID_LEN);
+		goto out;
+	}
+	out->kind = (cf_acl_kind)k;
+	memcpy(out->id, colon + 1, CF_ID_LEN);
+	out->id[CF_ID_LEN] = '\0';
+	r = 0;
+out:
+	return r;
+}
+
+int
+cf_acl_principal_format(char *out, size_t out_len, const cf_principal *p)
+{
+	int r = CF_EINVAL;
+
+	if ((unsigned)p->kind >= CF_KIND__COUNT || strnlen(p->id, CF_ID_LEN + 1) != CF_ID_LEN ||
+	    !is_lower_hex(p->id, CF_ID_LEN)) {
+		cf_error_set("not a valid principal");
+		goto out;
+	}
+	r = cf_strfmt(out, out_len, "%s:%s", kind_names[p->kind], p->id);
+out:
+	return r;
+}
+
+int
+cf_acl_prefix_check(const char *prefix)
+{
+	size_t n;
+	int r = CF_EINVAL;
+
+	if (prefix == NULL || (n = strnlen(prefix, PREFIX_MAX + 1)) > PREFIX_MAX) {
+		cf_error_set("topic prefix is missing or longer than %d bytes", PREFIX_MAX);
+		goto out;
+	}
+	if (n > 0 && prefix[n - 1] != '/') {
+		cf_error_set("topic prefix '%s' does not end in '/'", prefix);
+		goto out;
+	}
+	if (prefix[0] == '$' || strpbrk(prefix, "+#") != NULL) {
+		cf_error_set("topic prefix '%s' must not start with '$' or contain '+' or '#'", prefix);
+		goto out;
+	}
+	r = 0;
+out:
+	return r;
+}
+
+/* 1 if s[0..n) begins with the NUL-terminated lit, which is then consumed from s and n. */
+static int
+eat(const char **s, size_t *n, const char *lit)
+{
+	size_t l = strlen(lit);
+
+	if (*n < l || memcmp(*s, lit, l) != 0)
+		return 0;
+	*s += l;
+	*n -= l;
+	return 1;
+}
+
+/* 1 if s[0..n) is exactly lit. */
+static int
+equals(const char *s, size_t n, const char *lit)
+{
+	return strlen(lit) == n && memcmp(s, lit, n) == 0;
+}
+
+/* Length of the first topic level of s[0..n) (up to '/' or the end). */
+static size_t
+level_len(const char *s, size_t n)
+{
+	const char *slash = memchr(s, '/', n);
+
+	return slash ? (size_t)(slash - s) : n;
+}
+
+/* A device: <prefix>things/<client id>/ followed by anything (wildcards included). */
+static int
+device_allows(const char *client_id, const char *prefix, const char *t, size_t n)
+{
+	size_t idlen = strlen(client_id);
+
+	if (!eat(&t, &n, prefix) || !eat(&t, &n, "things/"))
+		return 0;
+	if (n < idlen + 1 || memcmp(t, client_id, idlen) != 0 || t[idlen] != '/')
+		return 0;
+	return 1;
+}
+
+/*
+ * A claim: publish <prefix>provisioning/<template>/provision; subscribe to
+ * and receive its /accepted and /rejected replies. <template> is one
+ * non-empty level without wildcards; nothing else, no wildcards anywhere.
+ */
+static int
+claim_allows(const char *prefix, const char *t, size_t n, cf_acl_access access)
+{
+	size_t tl;
+
+	if (!eat(&t, &n, prefix) || !eat(&t, &n, "provisioning/"))
+		return 0;
+	tl = level_len(t, n);
+	if (tl == 0 || tl == n || memchr(t, '+', tl) != NULL || memchr(t, '#', tl) != NULL)
+		return 0;
+	t += tl + 1;
+	n -= tl + 1;
+	if (access == CF_ACL_PUBLISH)
+		return equals(t, n, "provision");
+	return equals(t, n, "provision/accepted") || equals(t, n, "provision/rejected");
+}
+
+int
+cf_acl_check_n(cf_acl_kind kind, const char *client_id, const char *prefix,
+    const char *topic, size_t topic_len, cf_acl_access access)
+{
+	int r = CF_EREJECTED;
+
+	if (topic == NULL || topic_len == 0) {
+		cf_error_set("empty topic");
+		goto out;
+	}
+	if (topic_len > CF_ACL_TOPIC_MAX) {
+		cf_error_set("topic longer than %d bytes", CF_ACL_TOPIC_MAX);
+		goto out;
+	}
+	if (memchr(topic, '\0', topic_len) != NULL) {
+		cf_error_set("topic contains NUL");
+		goto out;
+	}
+	if (access != CF_ACL_READ && access != CF_ACL_PUBLISH && access != CF_ACL_SUBSCRIBE) {
+		cf_error_set("unknown access");
+		goto out;
+	}
+	switch (kind) {
+	case CF_KIND_SERVICE:
+		r = 0;
+		break;
+	case CF_KIND_DEVICE:
+		if (client_id == NULL || client_id[0] == '\0' || strpbrk(client_id, "/+#") != NULL ||
+		    prefix == NULL) {
+			cf_error_set("client id cannot name a thing");
+			break;
+		}
+		if (device_allows(client_id, prefix, topic, topic_len))
+			r = 0;
+		else
+			cf_error_set("device '%s' may only use %sthings/%s/...", client_id, prefix,
+			    client_id);
+		break;
+	case CF_KIND_CLAIM:
+		if (prefix == NULL) {
+			cf_error_set("no topic prefix");
+			break;
+		}
+		if (claim_allows(prefix, topic, topic_len, access))
+			r = 0;
+		else
+			cf_error_set("a claim certificate may only use %sprovisioning/<template>/provision",
+			    prefix);
+		break;
+	default:
+		cf_error_set("unknown principal kind");
+		break;
+	}
+out:
+	return r;
+}
+
+int
+cf_acl_check(cf_acl_kind kind, const char *client_id, const char *prefix, const char *topic,
+    cf_acl_access access)
+{
+	if (topic == NULL) {
+		cf_error_set("no topic");
+		return CF_EREJECTED;
+	}
+	return cf_acl_check_n(kind, client_id, prefix, topic, strnlen(topic, CF_ACL_TOPIC_MAX + 1),
+	    access);
+}

@@ -1,0 +1,85 @@
+/*
+ * cf_acl — who a broker client is and which topics it may use, as pure
+ * functions (the Mosquitto plugin is only the adapter; docs/broker.md).
+ *
+ * After authentication the plugin sets the client's username to
+ * "<kind>:<certificate id>" (cf_acl_principal_format); every later decision
+ * (ACL, stamping, kicking) parses it back (cf_acl_principal_parse), so the
+ * plugin keeps no per-client table. Kinds:
+ *
+ *   device   a thing's certificate: only <prefix>things/<client id>/...
+ *   claim    a provisioning claim certificate: only
+ *            <prefix>provisioning/<template>/provision (publish) and its
+ *            /accepted and /rejected replies (subscribe, receive)
+ *   service  certfleetd: everything
+ *
+ * Topics and filters are compared literally: MQTT gives "..", "." or empty
+ * levels no meaning, so "cf/things/a/../b" is simply a topic under
+ * "cf/things/a/" and is allowed for client a (it cannot reach thing b's
+ * subscribers, whose filters start with "cf/things/b/").
+ */
+#ifndef CF_ACL_H
+#define CF_ACL_H
+
+#include <stddef.h>
+
+#include "cf_error.h"
+#include "cf_pki.h"
+
+#define CF_ACL_TOPIC_MAX 1024 /* longer topics and filters are always denied */
+#define CF_ACL_USERNAME_MAX (16 + CF_ID_LEN) /* "service:" + id, with room to spare */
+
+typedef enum {
+	CF_KIND_DEVICE,
+	CF_KIND_CLAIM,
+	CF_KIND_SERVICE,
+	CF_KIND__COUNT
+} cf_acl_kind;
+
+typedef enum {
+	CF_ACL_READ,      /* receive a message published on a topic */
+	CF_ACL_PUBLISH,   /* publish to a topic */
+	CF_ACL_SUBSCRIBE, /* subscribe to (or unsubscribe from) a filter */
+} cf_acl_access;
+
+typedef struct {
+	cf_acl_kind kind;
+	char id[CF_ID_LEN + 1]; /* certificate id: 64 lowercase hex characters */
+} cf_principal;
+
+/* "device", "claim", "service"; "unknown" for anything else. Static string. */
+const char *cf_acl_kind_name(cf_acl_kind kind);
+
+/*
+ * Parses a username "<kind>:<64 lowercase hex>" into out. CF_EINVAL (with
+ * a message) for anything else: NULL, an unknown kind, a wrong-length or
+ * non-hex id, trailing bytes.
+ */
+int cf_acl_principal_parse(cf_principal *out, const char *username) CF_MUST_CHECK;
+
+/* Formats p as "<kind>:<id>" into out. CF_EINVAL if p is not valid or out is too small. */
+int cf_acl_principal_format(char *out, size_t out_len, const cf_principal *p) CF_MUST_CHECK;
+
+/*
+ * 0 if prefix is a usable topic prefix: "" or a string ending in '/' with
+ * no '+', '#' or leading '$', at most 256 bytes. CF_EINVAL with a message
+ * otherwise.
+ */
+int cf_acl_prefix_check(const char *prefix) CF_MUST_CHECK;
+
+/*
+ * Decides whether a client of this kind and client id may use topic (a
+ * filter for CF_ACL_SUBSCRIBE) of topic_len bytes. 0 if allowed,
+ * CF_EREJECTED (with a message naming the rule) if denied. Denied for
+ * every kind: an empty topic, one longer than CF_ACL_TOPIC_MAX, one
+ * containing NUL. For device and claim kinds also: a client id that is
+ * empty or contains '/', '+', '#' or NUL (it could not be a thing name).
+ */
+int cf_acl_check_n(cf_acl_kind kind, const char *client_id, const char *prefix,
+    const char *topic, size_t topic_len, cf_acl_access access) CF_MUST_CHECK;
+
+/* cf_acl_check_n for a NUL-terminated topic (NULL is denied). */
+int cf_acl_check(cf_acl_kind kind, const char *client_id, const char *prefix,
+    const char *topic, cf_acl_access access) CF_MUST_CHECK;
+
+#endif
