@@ -727,30 +727,6 @@ out:
 	return r;
 }
 
-/* The sequence number of the newest event: kicking starts after it. */
-static int
-event_head(int64_t *out, cf_store *st)
-{
-	cf_event_rec *evs = NULL;
-	size_t n = 0;
-	int64_t seq = 0;
-	int r;
-
-	/* One indexed range read per page; only at start-up. */
-	do {
-		cf_event_recs_free(evs, n);
-		evs = NULL;
-		if ((r = cf_store_event_list_after(st, &evs, &n, seq, 4096)) != 0)
-			goto out;
-		if (n > 0)
-			seq = evs[n - 1].seq;
-	} while (n == 4096);
-	*out = seq;
-out:
-	cf_event_recs_free(evs, n);
-	return r;
-}
-
 CF_EXPORT int
 mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
 {
@@ -789,10 +765,11 @@ mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	}
 	if (cf_store_open(&pl->st, pl->db_path, CF_STORE_READONLY) != 0) {
 		pl->st = NULL;
-		plog(MOSQ_LOG_ERR, "option plugin_opt_db: %s", cf_error_last());
+		plog(MOSQ_LOG_ERR, "option plugin_opt_database: %s", cf_error_last());
 		goto out;
 	}
-	if (event_head(&pl->cursor, pl->st) != 0) {
+	/* Kicking starts after the newest event: earlier changes predate every connection. */
+	if (cf_store_event_head(pl->st, &pl->cursor) != 0) {
 		plog(MOSQ_LOG_ERR, "cannot read the event log of %s: %s", pl->db_path, cf_error_last());
 		goto out;
 	}

@@ -623,6 +623,14 @@ cf_store_event_list(cf_store *st, cf_event_rec **out, size_t *out_n, int64_t sin
 }
 
 int
+cf_store_event_head(cf_store *st, int64_t *out)
+{
+	char hash[CF_ID_LEN + 1];
+
+	return st->ops->event_head(st->b, out, hash);
+}
+
+int
 cf_store_event_list_after(cf_store *st, cf_event_rec **out, size_t *out_n, int64_t after,
     size_t limit)
 {

@@ -222,6 +222,9 @@ int cf_store_event_verify(cf_store *st, int64_t *count, int64_t *first_bad,
     char head[CF_ID_LEN + 1]) CF_MUST_CHECK;
 void cf_event_recs_free(cf_event_rec *r, size_t n);
 
+/* The newest event's seq (0 for an empty log): one primary-key lookup. */
+int cf_store_event_head(cf_store *st, int64_t *out) CF_MUST_CHECK;
+
 /* Events with seq > after, in order, at most limit (0: no limit). Cheap: walks the primary key. */
 int cf_store_event_list_after(cf_store *st, cf_event_rec **out, size_t *out_n, int64_t after,
     size_t limit) CF_MUST_CHECK;

@@ -101,12 +101,17 @@ test_store__event_tail_after_cursor(void **state)
 	cf_store *st = NULL;
 	cf_event_rec *ev = NULL;
 	size_t n = 0;
+	int64_t head = -1;
 
 	(void)state;
 	assert_int_equal(cf_store_open(&st, db, 0), 0);
+	assert_int_equal(cf_store_event_head(st, &head), 0);
+	assert_int_equal(head, 0);
 	assert_int_equal(cf_store_thing_create(st, "a", NULL), 0);
 	assert_int_equal(cf_store_thing_create(st, "b", NULL), 0);
 	assert_int_equal(cf_store_thing_create(st, "c", NULL), 0);
+	assert_int_equal(cf_store_event_head(st, &head), 0);
+	assert_int_equal(head, 3);
 	assert_int_equal(cf_store_event_list_after(st, &ev, &n, 1, 0), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(ev[0].seq, 2);
