@@ -105,5 +105,7 @@ int cli_cert_deactivate(cli *c, int argc, char **argv);
 int cli_cert_revoke(cli *c, int argc, char **argv);
 int cli_events_list(cli *c, int argc, char **argv);
 int cli_events_verify(cli *c, int argc, char **argv);
+int cli_status(cli *c, int argc, char **argv);
+int cli_connections_list(cli *c, int argc, char **argv);
 
 #endif

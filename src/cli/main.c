@@ -60,6 +60,10 @@ static const cli_verb verbs[] = {
 	  "Lists the event log." },
 	{ "events", "verify", cli_events_verify, "",
 	  "Recomputes the event log's hash chain and reports the first broken event." },
+	{ NULL, "status", cli_status, "[--json]",
+	  "Asks the running certfleetd (api_host:api_port) for its health and the registry counts." },
+	{ "connections", "list", cli_connections_list, "[--client-id X] [--open] [--json]",
+	  "Lists broker connections recorded by certfleetd, newest first (--open: only those still open)." },
 };
 
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))

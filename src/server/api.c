@@ -1,0 +1,573 @@
+/*
+ * certfleetd's HTTP API (evhttp on the daemon's reactor), docs/certfleetd.md.
+ *
+ * Owns the evhttp server bound to api_host:api_port (loopback only) and the
+ * route table: {method, path pattern, handler}. Path parameters are
+ * validated before any handler runs ({name}: cf_name_valid, {id}: 1 to 64
+ * hex characters); handlers call the library and answer with the JSON
+ * shapes of docs/cli.md (cf_json.c). Errors are {"error": "..."} with 400,
+ * 404, 405, 409 or 500; request bodies are limited to 64 KiB.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <stdarg.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
+#include <jansson.h>
+
+#include "certfleetd.h"
+#include "cf_json.h"
+#include "cf_util.h"
+
+#define BODY_MAX (64 * 1024)
+#define HEADERS_MAX (16 * 1024)
+#define PATH_SEGMENTS 6
+#define CONN_LIST_DEFAULT 1000
+#define CONN_LIST_MAX 100000
+
+struct cfd_api {
+	struct evhttp *http;
+};
+
+typedef struct {
+	cfd *d;
+	struct evhttp_request *req;
+	const char *param;             /* the {name} or {id} of the path, or NULL */
+	struct evkeyvalq query;
+} api_req;
+
+/* ---- replies ------------------------------------------------------------------------ */
+
+static void
+reply(api_req *a, int code, json_t *j)
+{
+	struct evbuffer *buf = evbuffer_new();
+	char *text = NULL;
+
+	if (j != NULL)
+		text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (buf == NULL || text == NULL) {
+		code = 500;
+		free(text);
+		text = strdup("{\"error\":\"out of memory\"}");
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(a->req), "Content-Type", "application/json");
+	if (buf != NULL && text != NULL) {
+		evbuffer_add(buf, text, strlen(text));
+		evbuffer_add(buf, "\n", 1);
+	}
+	evhttp_send_reply(a->req, code, code == 200 ? "OK" : NULL, buf);
+	cfd_metrics_http(a->d, code);
+	cf_log(code >= 500 ? CF_LOG_WARN : CF_LOG_DEBUG, "http", "method=%s path=%s code=%d",
+	    evhttp_request_get_command(a->req) == EVHTTP_REQ_POST ? "POST" : "GET",
+	    evhttp_request_get_uri(a->req), code);
+	if (buf)
+		evbuffer_free(buf);
+	free(text);
+	json_decref(j);
+}
+
+static void reply_error(api_req *a, int code, const char *fmt, ...) CF_PRINTF(3, 4);
+
+static void
+reply_error(api_req *a, int code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	reply(a, code, json_pack("{s:s}", "error", msg));
+}
+
+/* A library failure: the code a caller can act on, and cf_error_last() as the message. */
+static void
+reply_lib_error(api_req *a, int r)
+{
+	int code;
+
+	switch (r) {
+	case CF_ENOTFOUND: code = 404; break;
+	case CF_EINVAL: code = 400; break;
+	case CF_ESTATE:
+	case CF_EEXISTS:
+	case CF_EREJECTED: code = 409; break;
+	default: code = 500; break;
+	}
+	reply_error(a, code, "%s", cf_error_last());
+}
+
+/* ---- handlers ------------------------------------------------------------------------ */
+
+static void
+h_healthz(api_req *a)
+{
+	cf_event_rec *ev = NULL;
+	size_t n = 0;
+	int db_ok;
+	const char *mqtt = cfd_mqtt_connected(a->d) ? "connected" : "disconnected";
+
+	/* A cheap primary-key read proves the database answers. */
+	db_ok = cf_store_event_list_after(cf_ca_store(a->d->ca), &ev, &n, INT64_MAX - 1, 1) == 0;
+	cf_event_recs_free(ev, n);
+	if (!db_ok) {
+		reply(a, 503, json_pack("{s:s, s:s, s:s, s:s}", "status", "error", "mqtt", mqtt,
+		    "database", "error", "error", cf_error_last()));
+		return;
+	}
+	reply(a, 200, json_pack("{s:s, s:s, s:s}", "status", "ok", "mqtt", mqtt, "database", "ok"));
+}
+
+static void
+h_metrics(api_req *a)
+{
+	struct evbuffer *buf = evbuffer_new();
+
+	if (buf == NULL || cfd_metrics_render(a->d, buf) != 0) {
+		if (buf)
+			evbuffer_free(buf);
+		reply_error(a, 500, "%s", cf_error_last());
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(a->req), "Content-Type",
+	    "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_send_reply(a->req, 200, "OK", buf);
+	cfd_metrics_http(a->d, 200);
+	evbuffer_free(buf);
+}
+
+static json_t *
+attributes(const char *text)
+{
+	json_error_t err;
+	json_t *j = json_loads(text ? text : "{}", 0, &err);
+
+	if (j == NULL || !json_is_object(j)) {
+		json_decref(j);
+		return json_object();
+	}
+	return j;
+}
+
+static void
+h_things(api_req *a)
+{
+	cf_store *st = cf_ca_store(a->d->ca);
+	cf_thing_rec *things = NULL;
+	cf_cert_rec *certs = NULL;
+	cf_cert_filter f = { .status = CF_CERT_ACTIVE };
+	size_t n = 0, n_certs = 0, i, k;
+	json_t *arr, *o;
+	int r;
+
+	if ((r = cf_store_thing_list(st, &things, &n)) != 0 ||
+	    (r = cf_store_cert_list(st, &certs, &n_certs, &f)) != 0) {
+		reply_lib_error(a, r);
+		goto out;
+	}
+	arr = json_array();
+	for (i = 0; i < n; i++) {
+		const char *active = NULL;
+		for (k = 0; k < n_certs && active == NULL; k++)
+			if (strcmp(certs[k].thing, things[i].name) == 0)
+				active = certs[k].id;
+		o = json_object();
+		json_object_set_new(o, "name", json_string(things[i].name));
+		json_object_set_new(o, "attributes", attributes(things[i].attributes));
+		json_object_set_new(o, "activeCertificate", active ? json_string(active) : json_null());
+		json_array_append_new(arr, o);
+	}
+	reply(a, 200, arr);
+out:
+	cf_thing_recs_free(things, n);
+	cf_cert_recs_free(certs, n_certs);
+}
+
+static void
+h_thing(api_req *a)
+{
+	cf_store *st = cf_ca_store(a->d->ca);
+	cf_thing_rec t;
+	cf_group_rec *groups = NULL;
+	cf_cert_rec *certs = NULL;
+	cf_cert_filter f = { .status = -1, .thing = a->param };
+	char **members = NULL;
+	size_t n_groups = 0, n_certs = 0, n_members = 0, i, k;
+	json_t *o = NULL, *garr, *carr;
+	int r;
+
+	memset(&t, 0, sizeof(t));
+	if ((r = cf_store_thing_get(st, &t, a->param)) != 0 ||
+	    (r = cf_store_group_list(st, &groups, &n_groups)) != 0 ||
+	    (r = cf_store_cert_list(st, &certs, &n_certs, &f)) != 0) {
+		reply_lib_error(a, r);
+		goto out;
+	}
+	o = json_object();
+	json_object_set_new(o, "name", json_string(t.name));
+	json_object_set_new(o, "attributes", attributes(t.attributes));
+	garr = json_array();
+	json_object_set_new(o, "groups", garr);
+	for (i = 0; i < n_groups; i++) {
+		if ((r = cf_store_group_members(st, &members, &n_members, groups[i].name)) != 0) {
+			reply_lib_error(a, r);
+			goto out;
+		}
+		for (k = 0; k < n_members; k++)
+			if (strcmp(members[k], t.name) == 0)
+				json_array_append_new(garr, json_string(groups[i].name));
+		cf_strv_free(members, n_members);
+		members = NULL;
+		n_members = 0;
+	}
+	carr = json_array();
+	json_object_set_new(o, "certificates", carr);
+	for (i = 0; i < n_certs; i++)
+		json_array_append_new(carr, cf_json_cert(&certs[i], 0));
+	reply(a, 200, o);
+	o = NULL;
+out:
+	json_decref(o);
+	cf_thing_rec_clear(&t);
+	cf_group_recs_free(groups, n_groups);
+	cf_cert_recs_free(certs, n_certs);
+}
+
+static void
+h_certs(api_req *a)
+{
+	cf_cert_rec *certs = NULL;
+	cf_cert_filter f = { .status = -1 };
+	cf_cert_status s;
+	const char *status = evhttp_find_header(&a->query, "status");
+	const char *thing = evhttp_find_header(&a->query, "thing");
+	size_t n = 0, i;
+	json_t *arr;
+	int r;
+
+	if (status != NULL) {
+		if (cf_cert_status_parse(&s, status) != 0) {
+			reply_error(a, 400, "%s", cf_error_last());
+			return;
+		}
+		f.status = (int)s;
+	}
+	if (thing != NULL) {
+		if (!cf_name_valid("thing", thing)) {
+			reply_error(a, 400, "%s", cf_error_last());
+			return;
+		}
+		f.thing = thing;
+	}
+	if ((r = cf_store_cert_list(cf_ca_store(a->d->ca), &certs, &n, &f)) != 0) {
+		reply_lib_error(a, r);
+		return;
+	}
+	arr = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append_new(arr, cf_json_cert(&certs[i], 0));
+	cf_cert_recs_free(certs, n);
+	reply(a, 200, arr);
+}
+
+static void
+h_cert(api_req *a)
+{
+	cf_cert_rec c;
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	if ((r = cf_store_cert_get(cf_ca_store(a->d->ca), &c, a->param)) != 0) {
+		reply_lib_error(a, r);
+		return;
+	}
+	reply(a, 200, cf_json_cert(&c, 1));
+	cf_cert_rec_clear(&c);
+}
+
+static void
+h_cert_revoke(api_req *a)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(a->req);
+	size_t len = evbuffer_get_length(in);
+	json_t *body = NULL, *v;
+	json_error_t err;
+	cf_cert_rec c;
+	int reason = 0, r;
+
+	memset(&c, 0, sizeof(c));
+	if (len > BODY_MAX) {
+		reply_error(a, 413, "request body larger than %d bytes", BODY_MAX);
+		goto out;
+	}
+	if (len > 0) {
+		body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &err);
+		if (body == NULL || !json_is_object(body)) {
+			reply_error(a, 400, "request body is not a JSON object%s%s", body ? "" : ": ",
+			    body ? "" : err.text);
+			goto out;
+		}
+		if ((v = json_object_get(body, "reason")) != NULL) {
+			if (!json_is_string(v) || cf_pki_reason_parse(&reason, json_string_value(v)) != 0) {
+				reply_error(a, 400, "%s", json_is_string(v) ? cf_error_last() :
+				    "'reason' must be a string");
+				goto out;
+			}
+		}
+	}
+	if ((r = cf_ca_revoke_cert(a->d->ca, a->param, reason)) != 0 ||
+	    (r = cf_store_cert_get(cf_ca_store(a->d->ca), &c, a->param)) != 0) {
+		reply_lib_error(a, r);
+		goto out;
+	}
+	cf_log(CF_LOG_INFO, "certificate revoked", "id=%s thing=%s reason=%s source=api", c.id,
+	    c.thing, cf_pki_reason_name(reason));
+	reply(a, 200, cf_json_cert(&c, 0));
+out:
+	cf_cert_rec_clear(&c);
+	json_decref(body);
+}
+
+static int
+parse_bool(int *out, const char *s)
+{
+	if (strcmp(s, "1") == 0 || strcmp(s, "true") == 0) {
+		*out = 1;
+		return 0;
+	}
+	if (strcmp(s, "0") == 0 || strcmp(s, "false") == 0) {
+		*out = 0;
+		return 0;
+	}
+	return CF_EINVAL;
+}
+
+static void
+h_connections(api_req *a)
+{
+	const char *client_id = evhttp_find_header(&a->query, "clientId");
+	const char *open = evhttp_find_header(&a->query, "open");
+	const char *limit = evhttp_find_header(&a->query, "limit");
+	cf_conn_rec *conns = NULL;
+	size_t n = 0, i;
+	int open_only = 0, r;
+	long lim = CONN_LIST_DEFAULT;
+	char *end;
+	json_t *arr;
+
+	if (client_id != NULL && (client_id[0] == '\0' || strlen(client_id) > 255)) {
+		reply_error(a, 400, "clientId must be 1 to 255 bytes");
+		return;
+	}
+	if (open != NULL && parse_bool(&open_only, open) != 0) {
+		reply_error(a, 400, "open must be 1, 0, true or false");
+		return;
+	}
+	if (limit != NULL) {
+		lim = strtol(limit, &end, 10);
+		if (*limit == '\0' || *end != '\0' || lim < 1 || lim > CONN_LIST_MAX) {
+			reply_error(a, 400, "limit must be a whole number from 1 to %d", CONN_LIST_MAX);
+			return;
+		}
+	}
+	if ((r = cf_store_connection_list(cf_ca_store(a->d->ca), &conns, &n, client_id, open_only,
+	    (size_t)lim)) != 0) {
+		reply_lib_error(a, r);
+		return;
+	}
+	arr = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append_new(arr, cf_json_conn(&conns[i]));
+	cf_conn_recs_free(conns, n);
+	reply(a, 200, arr);
+}
+
+/* ---- routing --------------------------------------------------------------------------- */
+
+typedef enum { P_NONE, P_NAME, P_ID } param_kind;
+
+typedef struct {
+	enum evhttp_cmd_type method;
+	const char *segs[PATH_SEGMENTS]; /* "{}" marks the parameter */
+	param_kind param;
+	void (*fn)(api_req *a);
+} route;
+
+static const route routes[] = {
+	{ EVHTTP_REQ_GET, { "healthz" }, P_NONE, h_healthz },
+	{ EVHTTP_REQ_GET, { "metrics" }, P_NONE, h_metrics },
+	{ EVHTTP_REQ_GET, { "v1", "things" }, P_NONE, h_things },
+	{ EVHTTP_REQ_GET, { "v1", "things", "{}" }, P_NAME, h_thing },
+	{ EVHTTP_REQ_GET, { "v1", "certificates" }, P_NONE, h_certs },
+	{ EVHTTP_REQ_GET, { "v1", "certificates", "{}" }, P_ID, h_cert },
+	{ EVHTTP_REQ_POST, { "v1", "certificates", "{}", "revoke" }, P_ID, h_cert_revoke },
+	{ EVHTTP_REQ_GET, { "v1", "connections" }, P_NONE, h_connections },
+};
+
+#define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* Splits "/a/b/c" into segments (in place). -1 if malformed or too deep. */
+static int
+split_path(char *path, char **segs, size_t max)
+{
+	size_t n = 0;
+	char *p = path, *slash;
+
+	if (*p != '/')
+		return -1;
+	p++;
+	if (*p == '\0')
+		return 0;
+	for (;;) {
+		if (n == max)
+			return -1;
+		segs[n++] = p;
+		if ((slash = strchr(p, '/')) == NULL)
+			break;
+		*slash = '\0';
+		p = slash + 1;
+		if (*p == '\0')
+			break; /* one trailing slash is forgiven */
+	}
+	return (int)n;
+}
+
+static int
+matches(const route *rt, char **segs, int n, const char **param)
+{
+	int i;
+
+	for (i = 0; i < PATH_SEGMENTS && rt->segs[i] != NULL; i++) {
+		if (i >= n)
+			return 0;
+		if (strcmp(rt->segs[i], "{}") == 0)
+			*param = segs[i];
+		else if (strcmp(rt->segs[i], segs[i]) != 0)
+			return 0;
+	}
+	return i == n;
+}
+
+static int
+valid_id(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i]; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
+		    (s[i] >= 'A' && s[i] <= 'F')))
+			return 0;
+	return i >= 1 && i <= CF_ID_LEN;
+}
+
+static void
+on_request(struct evhttp_request *req, void *arg)
+{
+	api_req a;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	enum evhttp_cmd_type method = evhttp_request_get_command(req);
+	const char *raw = uri ? evhttp_uri_get_path(uri) : NULL, *q, *param = NULL;
+	char path[512], *segs[PATH_SEGMENTS], allow[32] = "";
+	const route *found = NULL;
+	int n = -1;
+	size_t i;
+
+	memset(&a, 0, sizeof(a));
+	a.d = arg;
+	a.req = req;
+	TAILQ_INIT(&a.query);
+	if (method == EVHTTP_REQ_HEAD)
+		method = EVHTTP_REQ_GET;
+	if (raw != NULL && strlen(raw) < sizeof(path)) {
+		memcpy(path, raw, strlen(raw) + 1);
+		n = split_path(path, segs, PATH_SEGMENTS);
+	}
+	if (n < 0) {
+		reply_error(&a, 400, "malformed path");
+		goto out;
+	}
+	q = evhttp_uri_get_query(uri);
+	if (q != NULL && evhttp_parse_query_str(q, &a.query) != 0) {
+		reply_error(&a, 400, "malformed query string");
+		goto out;
+	}
+	for (i = 0; i < N_ROUTES; i++) {
+		if (!matches(&routes[i], segs, n, &param))
+			continue;
+		if (routes[i].method == method) {
+			found = &routes[i];
+			break;
+		}
+		snprintf(allow, sizeof(allow), "%s", routes[i].method == EVHTTP_REQ_POST ? "POST" : "GET, HEAD");
+	}
+	if (found == NULL) {
+		if (allow[0] != '\0') {
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+			reply_error(&a, 405, "method not allowed (use %s)", allow);
+		} else {
+			reply_error(&a, 404, "no such resource");
+		}
+		goto out;
+	}
+	if (found->param == P_NAME && !cf_name_valid("thing", param)) {
+		reply_error(&a, 400, "%s", cf_error_last());
+		goto out;
+	}
+	if (found->param == P_ID && !valid_id(param)) {
+		reply_error(&a, 400, "'%.80s' is not a certificate id (1 to %d hex characters)", param,
+		    CF_ID_LEN);
+		goto out;
+	}
+	a.param = param;
+	found->fn(&a);
+out:
+	evhttp_clear_headers(&a.query);
+}
+
+int
+cfd_api_start(cfd *d)
+{
+	cfd_api *api = NULL;
+	int r = CF_ERROR;
+
+	if ((api = calloc(1, sizeof(*api))) == NULL || (api->http = evhttp_new(d->base)) == NULL) {
+		cf_error_set("out of memory");
+		goto out;
+	}
+	/* Every method reaches on_request, which answers 405 itself (evhttp would say 501). */
+	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+	evhttp_set_max_body_size(api->http, BODY_MAX);
+	evhttp_set_max_headers_size(api->http, HEADERS_MAX);
+	evhttp_set_timeout(api->http, 10);
+	evhttp_set_gencb(api->http, on_request, d);
+	if (evhttp_bind_socket(api->http, d->api_host, (ev_uint16_t)d->api_port) != 0) {
+		cf_error_set("cannot listen on %s:%ld (in use, or not a local address)", d->api_host,
+		    d->api_port);
+		goto out;
+	}
+	d->api = api;
+	api = NULL;
+	r = 0;
+out:
+	if (api != NULL) {
+		if (api->http)
+			evhttp_free(api->http);
+		free(api);
+	}
+	return r;
+}
+
+void
+cfd_api_stop(cfd *d)
+{
+	if (d->api == NULL)
+		return;
+	evhttp_free(d->api->http);
+	free(d->api);
+	d->api = NULL;
+}

@@ -1,0 +1,84 @@
+/*
+ * certfleetd — private interface between the daemon's modules.
+ *
+ * One struct cfd holds everything the reactor owns: the libevent base, the
+ * data directory (cf_ca: configuration, registry, issuing signer), the
+ * settings read from certfleet.conf, the MQTT client, the HTTP API and the
+ * metrics counters. main.c builds and tears it down; mqtt.c, api.c and
+ * metrics.c each own their part. Everything runs on the one reactor thread.
+ */
+#ifndef CFD_H
+#define CFD_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "cf_ca.h"
+#include "cf_log.h"
+#include "cf_stamp.h"
+
+#define CFD_TOPIC_PREFIX_MAX 64
+
+typedef struct cfd_mqtt cfd_mqtt;
+typedef struct cfd_api cfd_api;
+
+/* HTTP status codes counted separately; anything else lands in "other". */
+#define CFD_HTTP_CODES 10
+
+typedef struct {
+	uint64_t mqtt_reconnects;
+	uint64_t mqtt_received;
+	uint64_t mqtt_accepted;
+	uint64_t dropped_unstamped;
+	uint64_t dropped_malformed;
+	uint64_t conn_connected;
+	uint64_t conn_disconnected;
+	uint64_t conn_refused;
+	uint64_t http_by_code[CFD_HTTP_CODES];
+	uint64_t http_other;
+} cfd_metrics;
+
+typedef struct cfd {
+	struct event_base *base;
+	cf_ca *ca;
+	const char *dir;
+	const char *log_file;        /* --log-file, NULL: stderr */
+	int log_level_forced;        /* --log-level given: it wins over certfleet.conf */
+
+	/* certfleet.conf */
+	char mqtt_host[256];
+	long mqtt_port;
+	char api_host[256];
+	long api_port;
+	char topic_prefix[CFD_TOPIC_PREFIX_MAX + 1];
+	char service_cert[PATH_MAX];
+	char service_key[PATH_MAX];
+	char broker_cafile[PATH_MAX];
+	char stamp_key_file[PATH_MAX];
+	cf_stamp_key stamp_key;
+
+	cfd_mqtt *mqtt;
+	cfd_api *api;
+	cfd_metrics metrics;
+	int stopping;
+} cfd;
+
+/* mqtt.c: the libmosquitto client driven by the reactor. */
+int cfd_mqtt_start(cfd *d) CF_MUST_CHECK;
+/* Sends DISCONNECT (the broker keeps the session) and frees the client. */
+void cfd_mqtt_stop(cfd *d);
+int cfd_mqtt_connected(const cfd *d);
+
+/* api.c: the HTTP API on api_host:api_port. */
+int cfd_api_start(cfd *d) CF_MUST_CHECK;
+void cfd_api_stop(cfd *d);
+
+/* metrics.c */
+struct evbuffer;
+/* Prometheus text format 0.0.4; registry gauges are read from the store now. */
+int cfd_metrics_render(cfd *d, struct evbuffer *out) CF_MUST_CHECK;
+void cfd_metrics_http(cfd *d, int code);
+
+#endif
