@@ -45,8 +45,6 @@
 #define REFUSED_EVENTS_PER_S 50
 #define KICK_SLOTS 64          /* recent kicks, to name the reason of the disconnects they cause */
 #define KICK_MEMORY_MS 10000
-#define CA_DEPTH_MAX 4         /* issuing CA, its parent ... */
-#define LOG_ID_MAX 128         /* client ids are shown at most this long in logs */
 
 struct kick {
 	char username[CF_ACL_USERNAME_MAX];
@@ -94,24 +92,6 @@ plog(int level, const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	mosquitto_log_printf(level, "certfleet: %s", buf);
-}
-
-/* A client-chosen string made safe for one log line: printable ASCII, bounded. */
-static const char *
-printable(char out[LOG_ID_MAX + 4], const char *s)
-{
-	size_t i;
-
-	if (s == NULL)
-		s = "";
-	for (i = 0; s[i] != '\0' && i < LOG_ID_MAX; i++)
-		out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-	if (s[i] != '\0') {
-		memcpy(out + i, "...", 3);
-		i += 3;
-	}
-	out[i] = '\0';
-	return out;
 }
 
 /* The certificate id (SHA-256 of the DER) of the client's TLS certificate. */
@@ -171,12 +151,12 @@ store_failed(struct plugin *pl, int r)
 static int
 json_set_str(json_t *o, const char *key, const char *value)
 {
-	char safe[LOG_ID_MAX + 4];
+	char safe[CF_ACL_PRINTABLE_MAX];
 	json_t *s = json_string(value ? value : "");
 
 	/* jansson refuses invalid UTF-8; Mosquitto validates client ids, but be sure. */
 	if (s == NULL)
-		s = json_string(printable(safe, value));
+		s = json_string(cf_acl_printable(safe, value));
 	if (s == NULL || json_object_set_new(o, key, s) != 0)
 		return CF_ERROR;
 	return 0;
@@ -211,89 +191,31 @@ out:
 
 /* ---- authentication --------------------------------------------------- */
 
-/*
- * Steps 3-7 of docs/broker.md for a certificate that is not the service's.
- * 0 to accept as a device; otherwise the reason, for the log and the event.
- */
+/* Steps 3-7 of docs/broker.md, decided by the library. 0 to accept as a device. */
 static int
 check_device(struct plugin *pl, char *reason, size_t reason_len, const char *id,
     const char *client_id)
 {
-	cf_cert_rec c = { 0 };
-	cf_ca_rec ca = { 0 };
-	char ref[CF_ID_LEN + 1], cid[LOG_ID_MAX + 4], thing[LOG_ID_MAX + 4];
 	cf_store *st;
-	int64_t now = cf_time_now();
-	int depth, r = CF_EREJECTED;
+	int r;
 
 	if ((st = store(pl)) == NULL) {
 		snprintf(reason, reason_len, "registry unavailable");
-		goto out;
+		return CF_EREJECTED;
 	}
-	if ((r = cf_store_cert_get(st, &c, id)) != 0) {
-		if (r == CF_ENOTFOUND) {
-			snprintf(reason, reason_len, "certificate %s is not registered", id);
-		} else {
-			snprintf(reason, reason_len, "registry error looking up certificate %s", id);
-			store_failed(pl, r);
-		}
-		r = CF_EREJECTED;
-		goto out;
-	}
-	r = CF_EREJECTED;
-	if (c.status != CF_CERT_ACTIVE) {
-		snprintf(reason, reason_len, "certificate %s is %s", id, cf_cert_status_name(c.status));
-		goto out;
-	}
-	if (now > c.not_after || now < c.not_before) {
-		snprintf(reason, reason_len, "certificate %s expired", id);
-		goto out;
-	}
-	/* The issuing CA and every CA above it must be ACTIVE in the registry. */
-	snprintf(ref, sizeof(ref), "%s", c.ca_id);
-	for (depth = 0; ref[0] != '\0'; depth++) {
-		if (depth == CA_DEPTH_MAX) {
-			snprintf(reason, reason_len, "CA chain of certificate %s is too long", id);
-			goto out;
-		}
-		cf_ca_rec_clear(&ca);
-		if ((r = cf_store_ca_get(st, &ca, ref)) != 0) {
-			if (r == CF_ENOTFOUND)
-				snprintf(reason, reason_len, "issuing CA %s is not registered", ref);
-			else {
-				snprintf(reason, reason_len, "registry error looking up CA %s", ref);
-				store_failed(pl, r);
-			}
-			r = CF_EREJECTED;
-			goto out;
-		}
-		r = CF_EREJECTED;
-		if (ca.status != CF_CERT_ACTIVE) {
-			snprintf(reason, reason_len, "%s CA %s is %s", depth == 0 ? "issuing" : "parent",
-			    ca.name, cf_cert_status_name(ca.status));
-			goto out;
-		}
-		snprintf(ref, sizeof(ref), "%s", ca.parent_id);
-	}
-	if (c.thing[0] == '\0' || client_id == NULL || strcmp(c.thing, client_id) != 0) {
-		snprintf(reason, reason_len, "client id '%s' is not the certificate's thing '%s'",
-		    printable(cid, client_id), printable(thing, c.thing));
-		goto out;
-	}
-	r = 0;
-out:
-	cf_ca_rec_clear(&ca);
-	cf_cert_rec_clear(&c);
+	r = cf_acl_authenticate_device(st, id, client_id, cf_time_now(), reason, reason_len);
+	if (r != 0 && r != CF_EREJECTED)
+		store_failed(pl, r);
 	return r;
 }
 
 static void
 refuse(struct plugin *pl, struct mosquitto *client, const char *id, const char *reason)
 {
-	char cid[LOG_ID_MAX + 4];
+	char cid[CF_ACL_PRINTABLE_MAX];
 	int64_t now = mono_ms();
 
-	plog(MOSQ_LOG_NOTICE, "refused %s from %s: %s", printable(cid, mosquitto_client_id(client)),
+	plog(MOSQ_LOG_NOTICE, "refused %s from %s: %s", cf_acl_printable(cid, mosquitto_client_id(client)),
 	    mosquitto_client_address(client), reason);
 	/*
 	 * A username the client sent must not outlive the refusal: the
@@ -315,7 +237,7 @@ on_basic_auth(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_basic_auth *ev = event_data;
 	struct plugin *pl = userdata;
 	const char *client_id = mosquitto_client_id(ev->client);
-	char reason[512] = "", uname[CF_ACL_USERNAME_MAX], cid[LOG_ID_MAX + 4];
+	char reason[512] = "", uname[CF_ACL_USERNAME_MAX], cid[CF_ACL_PRINTABLE_MAX];
 	cf_principal p = { .kind = CF_KIND_DEVICE, .id = "" };
 	int r;
 
@@ -334,7 +256,7 @@ on_basic_auth(int event, void *event_data, void *userdata)
 		snprintf(reason, sizeof(reason), "cannot set the username");
 		goto refused;
 	}
-	plog(MOSQ_LOG_INFO, "accepted %s from %s as %s", printable(cid, client_id),
+	plog(MOSQ_LOG_INFO, "accepted %s from %s as %s", cf_acl_printable(cid, client_id),
 	    mosquitto_client_address(ev->client), uname);
 	publish_connection("connected", ev->client, p.id, cf_acl_kind_name(p.kind), "");
 	return MOSQ_ERR_SUCCESS;

@@ -6,6 +6,7 @@
  */
 #include "cf_acl.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "cf_util.h"
@@ -243,4 +244,99 @@ cf_acl_check(cf_acl_kind kind, const char *client_id, const char *prefix, const 
 	}
 	return cf_acl_check_n(kind, client_id, prefix, topic, strnlen(topic, CF_ACL_TOPIC_MAX + 1),
 	    access);
+}
+
+/* ---- authentication -------------------------------------------------------- */
+
+#define CA_DEPTH_MAX 4 /* issuing CA, its parent ... */
+
+const char *
+cf_acl_printable(char out[CF_ACL_PRINTABLE_MAX], const char *s)
+{
+	size_t i;
+
+	if (s == NULL)
+		s = "";
+	for (i = 0; s[i] != '\0' && i < CF_ACL_PRINTABLE_MAX - 4; i++)
+		out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	if (s[i] != '\0') {
+		memcpy(out + i, "...", 3);
+		i += 3;
+	}
+	out[i] = '\0';
+	return out;
+}
+
+/* A registry failure: not the client's fault, and the reason says so. */
+static int
+registry_error(int r, char *reason, size_t reason_len, const char *what, const char *id)
+{
+	if (r == CF_ENOTFOUND) {
+		snprintf(reason, reason_len, "%s %s is not registered", what, id);
+		return CF_EREJECTED;
+	}
+	snprintf(reason, reason_len, "registry error looking up %s %s: %s", what, id, cf_error_last());
+	return r;
+}
+
+int
+cf_acl_authenticate_device(cf_store *st, const char *cert_id, const char *client_id, int64_t now,
+    char *reason, size_t reason_len)
+{
+	cf_cert_rec c;
+	cf_ca_rec ca;
+	char ref[CF_ID_LEN + 1], cid[CF_ACL_PRINTABLE_MAX], thing[CF_ACL_PRINTABLE_MAX];
+	int depth, r;
+
+	memset(&c, 0, sizeof(c));
+	memset(&ca, 0, sizeof(ca));
+	if ((r = cf_store_cert_get(st, &c, cert_id)) != 0) {
+		r = registry_error(r, reason, reason_len, "certificate", cert_id);
+		goto out;
+	}
+	r = CF_EREJECTED;
+	if (strcmp(c.id, cert_id) != 0) { /* lookups accept prefixes; a principal is exact */
+		snprintf(reason, reason_len, "certificate %s is not registered", cert_id);
+		goto out;
+	}
+	if (c.status != CF_CERT_ACTIVE) {
+		snprintf(reason, reason_len, "certificate %s is %s", cert_id,
+		    cf_cert_status_name(c.status));
+		goto out;
+	}
+	if (now > c.not_after || now < c.not_before) {
+		snprintf(reason, reason_len, "certificate %s %s", cert_id,
+		    now > c.not_after ? "expired" : "is not valid yet");
+		goto out;
+	}
+	/* The issuing CA and every CA above it must be ACTIVE in the registry. */
+	snprintf(ref, sizeof(ref), "%s", c.ca_id);
+	for (depth = 0; ref[0] != '\0'; depth++) {
+		if (depth == CA_DEPTH_MAX) {
+			snprintf(reason, reason_len, "CA chain of certificate %s is too long", cert_id);
+			goto out;
+		}
+		cf_ca_rec_clear(&ca);
+		if ((r = cf_store_ca_get(st, &ca, ref)) != 0) {
+			r = registry_error(r, reason, reason_len, "CA", ref);
+			goto out;
+		}
+		r = CF_EREJECTED;
+		if (ca.status != CF_CERT_ACTIVE) {
+			snprintf(reason, reason_len, "%s CA %s is %s", depth == 0 ? "issuing" : "parent",
+			    ca.name, cf_cert_status_name(ca.status));
+			goto out;
+		}
+		snprintf(ref, sizeof(ref), "%s", ca.parent_id);
+	}
+	if (c.thing[0] == '\0' || client_id == NULL || strcmp(c.thing, client_id) != 0) {
+		snprintf(reason, reason_len, "client id '%s' is not the certificate's thing '%s'",
+		    cf_acl_printable(cid, client_id), cf_acl_printable(thing, c.thing));
+		goto out;
+	}
+	r = 0;
+out:
+	cf_ca_rec_clear(&ca);
+	cf_cert_rec_clear(&c);
+	return r;
 }

@@ -25,6 +25,7 @@
 
 #include "cf_error.h"
 #include "cf_pki.h"
+#include "cf_store.h"
 
 #define CF_ACL_TOPIC_MAX 1024 /* longer topics and filters are always denied */
 #define CF_ACL_USERNAME_MAX (16 + CF_ID_LEN) /* "service:" + id, with room to spare */
@@ -77,6 +78,22 @@ int cf_acl_prefix_check(const char *prefix) CF_MUST_CHECK;
  */
 int cf_acl_check_n(cf_acl_kind kind, const char *client_id, const char *prefix,
     const char *topic, size_t topic_len, cf_acl_access access) CF_MUST_CHECK;
+
+/* A client-chosen string made safe for one log line: printable ASCII, at most 128 characters + "...". */
+#define CF_ACL_PRINTABLE_MAX (128 + 4)
+const char *cf_acl_printable(char out[CF_ACL_PRINTABLE_MAX], const char *s);
+
+/*
+ * Decides whether a TLS client certificate (by id) may connect as a device
+ * with this client id, at time now (docs/broker.md, CONNECT steps 3-7): it
+ * is registered, ACTIVE, within its validity, its issuing CA and every CA
+ * above it are ACTIVE, and it is attached to the thing named client_id.
+ * 0 if accepted; CF_EREJECTED with the reason in reason (client-chosen
+ * strings sanitised); another negative code when the registry failed
+ * (reason says so; the caller may reopen the store).
+ */
+int cf_acl_authenticate_device(cf_store *st, const char *cert_id, const char *client_id,
+    int64_t now, char *reason, size_t reason_len) CF_MUST_CHECK;
 
 /* cf_acl_check_n for a NUL-terminated topic (NULL is denied). */
 int cf_acl_check(cf_acl_kind kind, const char *client_id, const char *prefix,
