@@ -41,6 +41,21 @@ typedef struct {
 
 /* ---- replies ------------------------------------------------------------------------ */
 
+static const char *
+method_name(enum evhttp_cmd_type m)
+{
+	switch (m) {
+	case EVHTTP_REQ_GET: return "GET";
+	case EVHTTP_REQ_POST: return "POST";
+	case EVHTTP_REQ_HEAD: return "HEAD";
+	case EVHTTP_REQ_PUT: return "PUT";
+	case EVHTTP_REQ_DELETE: return "DELETE";
+	case EVHTTP_REQ_PATCH: return "PATCH";
+	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+	default: return "other";
+	}
+}
+
 static void
 reply(api_req *a, int code, json_t *j)
 {
@@ -62,8 +77,7 @@ reply(api_req *a, int code, json_t *j)
 	evhttp_send_reply(a->req, code, code == 200 ? "OK" : NULL, buf);
 	cfd_metrics_http(a->d, code);
 	cf_log(code >= 500 ? CF_LOG_WARN : CF_LOG_DEBUG, "http", "method=%s path=%s code=%d",
-	    evhttp_request_get_command(a->req) == EVHTTP_REQ_POST ? "POST" : "GET",
-	    evhttp_request_get_uri(a->req), code);
+	    method_name(evhttp_request_get_command(a->req)), evhttp_request_get_uri(a->req), code);
 	if (buf)
 		evbuffer_free(buf);
 	free(text);
@@ -319,13 +333,21 @@ h_cert_revoke(api_req *a)
 			}
 		}
 	}
-	if ((r = cf_ca_revoke_cert(a->d->ca, a->param, reason)) != 0 ||
-	    (r = cf_store_cert_get(cf_ca_store(a->d->ca), &c, a->param)) != 0) {
+	if ((r = cf_store_cert_get(cf_ca_store(a->d->ca), &c, a->param)) != 0) {
 		reply_lib_error(a, r);
 		goto out;
 	}
-	cf_log(CF_LOG_INFO, "certificate revoked", "id=%s thing=%s reason=%s source=api", c.id,
-	    c.thing, cf_pki_reason_name(reason));
+	/* Revoking a revoked certificate changes nothing (as in the CLI): 200 with it as it is. */
+	if (c.status != CF_CERT_REVOKED) {
+		cf_cert_rec_clear(&c);
+		if ((r = cf_ca_revoke_cert(a->d->ca, a->param, reason)) != 0 ||
+		    (r = cf_store_cert_get(cf_ca_store(a->d->ca), &c, a->param)) != 0) {
+			reply_lib_error(a, r);
+			goto out;
+		}
+		cf_log(CF_LOG_INFO, "certificate revoked", "id=%s thing=%s reason=%s source=api", c.id,
+		    c.thing, cf_pki_reason_name(reason));
+	}
 	reply(a, 200, cf_json_cert(&c, 0));
 out:
 	cf_cert_rec_clear(&c);
