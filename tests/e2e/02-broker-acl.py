@@ -79,8 +79,8 @@ def test_publish_to_other_thing_denied():
     e.check(rc is not None and rc >= 0x80, "acl-a's QoS 1 publish to cf/things/acl-b/cmd gets a failure PUBACK",
             "PUBACK reason %s" % rc)
     seen = marker(a, "acl-a")
-    e.check(not [m for m in seen if m.topic.startswith("cf/things/acl-b/")],
-            "the observer never got a message on acl-b's topics", [(m.topic, m.payload) for m in seen])
+    e.check(not [m for m in seen if m.payload == b"forged"],
+            "the observer never got acl-a's message on acl-b's topic", [(m.topic, m.payload) for m in seen])
     # acl-b: a message of its own arrives, the forged one never did
     rc = b.publish("cf/things/acl-b/cmd", b"real", qos=1)
     e.check(rc == 0, "acl-b publishes to its own topic", "got %s" % rc)
@@ -97,7 +97,7 @@ def test_qos0_and_v311_publish_to_other_thing_dropped():
     rc = a.publish("cf/things/acl-b/cmd", b"forged-q0", qos=0)
     e.check(rc == 0, "the QoS 0 publish was sent")
     seen = marker(a, "acl-a")
-    e.check(not [m for m in seen if m.topic.startswith("cf/things/acl-b/")],
+    e.check(not [m for m in seen if m.payload == b"forged-q0"],
             "a denied QoS 0 publish reaches no one", [(m.topic, m.payload) for m in seen])
     v3 = e.connect_thing(S, T["acl-a"], client_id="acl-a", protocol=mqtt.MQTTv311)
     try:
@@ -105,7 +105,7 @@ def test_qos0_and_v311_publish_to_other_thing_dropped():
         C["obs"].drain()
         v3.publish("cf/things/acl-b/cmd", b"forged-v3", qos=1)
         seen = marker(v3, "acl-a")
-        e.check(not [m for m in seen if m.topic.startswith("cf/things/acl-b/")],
+        e.check(not [m for m in seen if m.payload == b"forged-v3"],
                 "a denied MQTT 3.1.1 publish reaches no one", [(m.topic, m.payload) for m in seen])
     finally:
         v3.close()
