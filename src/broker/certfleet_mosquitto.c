@@ -51,8 +51,24 @@ struct kick {
 	int64_t at_ms;
 };
 
+/*
+ * A connection the plugin accepted and has not yet reported closed, keyed
+ * by the broker's client context. Mosquitto calls the disconnect hook again
+ * for an offline persistent session when a new connection takes it over;
+ * only a context found here was a live connection, so each connection is
+ * reported closed exactly once, under its own ref.
+ */
+struct live {
+	const void *client; /* NULL: free slot */
+	uint64_t n;         /* ref = "<boot>-<n>" */
+};
+
 struct plugin {
 	mosquitto_plugin_id_t *pid;
+	int64_t boot;              /* start time: refs stay unique across broker restarts */
+	uint64_t conn_seq;
+	struct live *live;         /* open addressing, linear probing, power-of-two size */
+	size_t live_cap, live_n;
 	char *db_path;
 	char *service_cert_path;
 	char *stamp_key_path;
@@ -162,15 +178,101 @@ json_set_str(json_t *o, const char *key, const char *value)
 	return 0;
 }
 
+/* ---- live connections -------------------------------------------------- */
+
+static size_t
+live_home(const struct plugin *pl, const void *client)
+{
+	uint64_t h = (uint64_t)(uintptr_t)client * 0x9E3779B97F4A7C15ull;
+
+	return (size_t)(h >> 32) & (pl->live_cap - 1);
+}
+
+static int
+live_grow(struct plugin *pl)
+{
+	struct live *old = pl->live;
+	size_t old_cap = pl->live_cap, i, j;
+
+	pl->live_cap = old_cap ? old_cap * 2 : 1024;
+	if ((pl->live = calloc(pl->live_cap, sizeof(*pl->live))) == NULL) {
+		pl->live = old;
+		pl->live_cap = old_cap;
+		return CF_ERROR;
+	}
+	for (i = 0; i < old_cap; i++) {
+		if (old[i].client == NULL)
+			continue;
+		for (j = live_home(pl, old[i].client); pl->live[j].client != NULL;
+		    j = (j + 1) & (pl->live_cap - 1))
+			;
+		pl->live[j] = old[i];
+	}
+	free(old);
+	return 0;
+}
+
+/* Records client as a live connection with a fresh number (replacing a stale entry). */
+static int
+live_put(struct plugin *pl, const void *client, uint64_t *out)
+{
+	size_t i;
+
+	if ((pl->live_n + 1) * 2 > pl->live_cap && live_grow(pl) != 0)
+		return CF_ERROR;
+	for (i = live_home(pl, client); pl->live[i].client != NULL && pl->live[i].client != client;
+	    i = (i + 1) & (pl->live_cap - 1))
+		;
+	if (pl->live[i].client == NULL)
+		pl->live_n++;
+	pl->live[i].client = client;
+	pl->live[i].n = *out = ++pl->conn_seq;
+	return 0;
+}
+
+/* Removes client, giving its number; CF_ENOTFOUND if it is not a live connection. */
+static int
+live_take(struct plugin *pl, const void *client, uint64_t *out)
+{
+	size_t i, j, k, mask = pl->live_cap - 1;
+
+	if (pl->live_cap == 0)
+		return CF_ENOTFOUND;
+	for (i = live_home(pl, client); pl->live[i].client != client; i = (i + 1) & mask)
+		if (pl->live[i].client == NULL)
+			return CF_ENOTFOUND;
+	*out = pl->live[i].n;
+	/* Backward-shift deletion keeps every probe sequence unbroken. */
+	for (j = (i + 1) & mask; pl->live[j].client != NULL; j = (j + 1) & mask) {
+		k = live_home(pl, pl->live[j].client);
+		if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
+			pl->live[i] = pl->live[j];
+			i = j;
+		}
+	}
+	pl->live[i].client = NULL;
+	pl->live_n--;
+	return 0;
+}
+
 static void
-publish_connection(const char *event, struct mosquitto *client, const char *principal,
-    const char *kind, const char *reason)
+conn_ref(char out[CF_CONN_REF_MAX + 1], const struct plugin *pl, uint64_t n)
+{
+	snprintf(out, CF_CONN_REF_MAX + 1, "%lld-%llu", (long long)pl->boot, (unsigned long long)n);
+}
+
+/* ---- connection events -------------------------------------------------- */
+
+static void
+publish_connection(const char *event, struct mosquitto *client, const char *ref,
+    const char *principal, const char *kind, const char *reason)
 {
 	json_t *o = json_object();
 	char *text = NULL;
 	int r;
 
 	if (o == NULL || json_set_str(o, "event", event) != 0 ||
+	    (ref != NULL && json_set_str(o, "connection", ref) != 0) ||
 	    json_set_str(o, "clientId", mosquitto_client_id(client)) != 0 ||
 	    json_set_str(o, "principal", principal) != 0 || json_set_str(o, "kind", kind) != 0 ||
 	    json_set_str(o, "peer", mosquitto_client_address(client)) != 0 ||
@@ -228,7 +330,7 @@ refuse(struct plugin *pl, struct mosquitto *client, const char *id, const char *
 		pl->refused_in_window = 0;
 	}
 	if (pl->refused_in_window++ < REFUSED_EVENTS_PER_S)
-		publish_connection("refused", client, id, "unknown", reason);
+		publish_connection("refused", client, NULL, id, "unknown", reason);
 }
 
 static int
@@ -238,7 +340,9 @@ on_basic_auth(int event, void *event_data, void *userdata)
 	struct plugin *pl = userdata;
 	const char *client_id = mosquitto_client_id(ev->client);
 	char reason[512] = "", uname[CF_ACL_USERNAME_MAX], cid[CF_ACL_PRINTABLE_MAX];
+	char ref[CF_CONN_REF_MAX + 1];
 	cf_principal p = { .kind = CF_KIND_DEVICE, .id = "" };
+	uint64_t n;
 	int r;
 
 	(void)event;
@@ -258,7 +362,12 @@ on_basic_auth(int event, void *event_data, void *userdata)
 	}
 	plog(MOSQ_LOG_INFO, "accepted %s from %s as %s", cf_acl_printable(cid, client_id),
 	    mosquitto_client_address(ev->client), uname);
-	publish_connection("connected", ev->client, p.id, cf_acl_kind_name(p.kind), "");
+	if (live_put(pl, ev->client, &n) != 0) {
+		snprintf(reason, sizeof(reason), "out of memory");
+		goto refused;
+	}
+	conn_ref(ref, pl, n);
+	publish_connection("connected", ev->client, ref, p.id, cf_acl_kind_name(p.kind), "");
 	return MOSQ_ERR_SUCCESS;
 refused:
 	refuse(pl, ev->client, p.id, reason);
@@ -574,8 +683,9 @@ on_disconnect(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_disconnect *ev = event_data;
 	struct plugin *pl = userdata;
 	const char *username = mosquitto_client_username(ev->client);
-	char id[CF_ID_LEN + 1];
+	char id[CF_ID_LEN + 1], ref[CF_CONN_REF_MAX + 1];
 	cf_principal p;
+	uint64_t n;
 
 	(void)event;
 	/* Only clients we accepted carry a username that parses (refusals clear theirs). */
@@ -583,7 +693,11 @@ on_disconnect(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;
 	if (client_cert_id(id, ev->client) == 0 && strcmp(id, p.id) != 0)
 		return MOSQ_ERR_SUCCESS;
-	publish_connection("disconnected", ev->client, p.id, cf_acl_kind_name(p.kind),
+	/* An offline session being taken over is not a connection ending: it already did. */
+	if (live_take(pl, ev->client, &n) != 0)
+		return MOSQ_ERR_SUCCESS;
+	conn_ref(ref, pl, n);
+	publish_connection("disconnected", ev->client, ref, p.id, cf_acl_kind_name(p.kind),
 	    disconnect_reason(pl, username, ev->reason));
 	return MOSQ_ERR_SUCCESS;
 }
@@ -596,6 +710,7 @@ plugin_free(struct plugin *pl)
 	if (pl == NULL)
 		return;
 	cf_store_close(pl->st);
+	free(pl->live);
 	cf_stamp_key_wipe(&pl->key);
 	free(pl->db_path);
 	free(pl->service_cert_path);
@@ -674,6 +789,7 @@ mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		goto out;
 	}
 	pl->pid = identifier;
+	pl->boot = cf_time_now();
 	if (options_read(pl, options, option_count) != 0)
 		goto out;
 	if (cf_cert_load(&svc, pl->service_cert_path) != 0 ||

@@ -90,6 +90,7 @@ cf_json_conn(const cf_conn_rec *r)
 	json_t *o = json_object();
 
 	json_object_set_new(o, "id", json_integer(r->id));
+	json_object_set_new(o, "ref", json_string(r->ref));
 	json_object_set_new(o, "clientId", json_string(r->client_id));
 	json_object_set_new(o, "principal", json_string(r->principal));
 	json_object_set_new(o, "kind", json_string(r->kind));

@@ -658,6 +658,8 @@ conn_valid(const cf_conn_rec *c)
 		cf_error_set("connection without a client id");
 		return 0;
 	}
+	if (!cf_name_valid("connection ref", c->ref))
+		return 0;
 	return 1;
 }
 
@@ -670,10 +672,11 @@ cf_store_connection_open(cf_store *st, const cf_conn_rec *c)
 }
 
 int
-cf_store_connection_close(cf_store *st, const char *client_id, const char *principal, int64_t at,
-    const char *reason)
+cf_store_connection_close(cf_store *st, const char *ref, int64_t at, const char *reason)
 {
-	return st->ops->conn_close(st->b, client_id, principal, at, reason ? reason : "");
+	if (!cf_name_valid("connection ref", ref))
+		return CF_EINVAL;
+	return st->ops->conn_close(st->b, ref, at, reason ? reason : "");
 }
 
 int

@@ -231,8 +231,11 @@ int cf_store_event_list_after(cf_store *st, cf_event_rec **out, size_t *out_n, i
 
 /* ---- connections seen by the broker (not hash-chained: they are observations) ---- */
 
+#define CF_CONN_REF_MAX 47
+
 typedef struct {
 	int64_t id;
+	char ref[CF_CONN_REF_MAX + 1];/* the broker plugin's id of this network connection */
 	char client_id[256];          /* as the client sent it (may be hostile: stored, never trusted) */
 	char principal[CF_ID_LEN + 1];/* certificate id of the TLS client certificate */
 	char kind[16];                /* "device", "claim" or "service" */
@@ -242,14 +245,14 @@ typedef struct {
 	char reason[64];              /* why it ended: "client", "kicked", "broker-restart" ... */
 } cf_conn_rec;
 
-/* Records a connection (id is assigned). */
+/* Records a connection (id is assigned; ref must be non-empty, [A-Za-z0-9_.:-]). */
 int cf_store_connection_open(cf_store *st, const cf_conn_rec *c) CF_MUST_CHECK;
 /*
- * Ends the newest open connection of (client_id, principal); CF_ENOTFOUND if
- * none is open. principal NULL: any principal of that client id.
+ * Ends the open connection the broker called ref. CF_ENOTFOUND if none is
+ * open under that ref (already closed, or never seen).
  */
-int cf_store_connection_close(cf_store *st, const char *client_id, const char *principal,
-    int64_t at, const char *reason) CF_MUST_CHECK;
+int cf_store_connection_close(cf_store *st, const char *ref, int64_t at,
+    const char *reason) CF_MUST_CHECK;
 /* Ends every open connection (the broker restarted: they are gone). *out_n = how many. */
 int cf_store_connection_close_all(cf_store *st, int64_t at, const char *reason, size_t *out_n) CF_MUST_CHECK;
 /* Newest first. client_id NULL: all; open_only: only those not ended; limit 0: no limit. */

@@ -98,10 +98,9 @@ struct cf_store_ops {
 	int (*event_list_after)(struct cf_store_backend *b, cf_event_rec **out, size_t *out_n,
 	    int64_t after, size_t limit);
 
-	/* connections: conn_close ends the newest open row of (client_id, principal or any) */
+	/* connections: conn_close ends the open row with that ref (CF_ENOTFOUND if none) */
 	int (*conn_insert)(struct cf_store_backend *b, const cf_conn_rec *c);
-	int (*conn_close)(struct cf_store_backend *b, const char *client_id, const char *principal,
-	    int64_t at, const char *reason);
+	int (*conn_close)(struct cf_store_backend *b, const char *ref, int64_t at, const char *reason);
 	int (*conn_close_all)(struct cf_store_backend *b, int64_t at, const char *reason,
 	    size_t *out_n);
 	int (*conn_list)(struct cf_store_backend *b, cf_conn_rec **out, size_t *out_n,

@@ -105,6 +105,7 @@ static const struct migration {
 	{ 2,
 	    "CREATE TABLE connections (\n"
 	    "  id INTEGER PRIMARY KEY,\n"
+	    "  ref TEXT NOT NULL,\n" /* the broker's id for this one network connection */
 	    "  client_id TEXT NOT NULL,\n"
 	    "  principal TEXT NOT NULL,\n"
 	    "  kind TEXT NOT NULL,\n"
@@ -113,6 +114,7 @@ static const struct migration {
 	    "  disconnected_at INTEGER NOT NULL DEFAULT 0,\n"
 	    "  reason TEXT NOT NULL DEFAULT '');\n"
 	    "CREATE INDEX connections_client ON connections(client_id, id);\n"
+	    "CREATE INDEX connections_ref ON connections(ref);\n"
 	    "CREATE INDEX connections_principal ON connections(principal, connected_at);\n"
 	    "CREATE INDEX connections_open ON connections(id) WHERE disconnected_at = 0;\n" },
 };
@@ -126,7 +128,7 @@ static const struct migration {
 #define CERT_COLS "id, serial, ca_id, thing, status, not_before, not_after, created_at, " \
 	"updated_at, revoked_at, revoke_reason, key_alg, key_bits, sig_alg, pem"
 #define EVENT_COLS "seq, ts, type, subject, detail, prev_hash, hash"
-#define CONN_COLS "id, client_id, principal, kind, peer, connected_at, disconnected_at, reason"
+#define CONN_COLS "id, client_id, principal, kind, peer, connected_at, disconnected_at, reason, ref"
 #define GROUP_SELECT "SELECT g.name, g.query, g.created_at, (SELECT count(*) FROM " \
 	"group_members m WHERE m.group_name = g.name) FROM thing_groups g"
 
@@ -166,7 +168,6 @@ enum stmt_id {
 	S_EVENT_AFTER,
 	S_CONN_INSERT,
 	S_CONN_CLOSE,
-	S_CONN_CLOSE_ANY,
 	S_CONN_CLOSE_ALL,
 	S_CONN_LIST,
 	S__COUNT
@@ -214,13 +215,10 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_EVENT_LIST] = "SELECT " EVENT_COLS " FROM events WHERE ts >= ?1 ORDER BY seq LIMIT ?2",
 	[S_EVENT_ALL] = "SELECT " EVENT_COLS " FROM events ORDER BY seq",
 	[S_EVENT_AFTER] = "SELECT " EVENT_COLS " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-	[S_CONN_INSERT] = "INSERT INTO connections(client_id, principal, kind, peer, connected_at) "
-	    "VALUES (?1, ?2, ?3, ?4, ?5)",
-	[S_CONN_CLOSE] = "UPDATE connections SET disconnected_at = ?3, reason = ?4 WHERE id = "
-	    "(SELECT max(id) FROM connections WHERE client_id = ?1 AND principal = ?2 AND "
-	    "disconnected_at = 0)",
-	[S_CONN_CLOSE_ANY] = "UPDATE connections SET disconnected_at = ?3, reason = ?4 WHERE id = "
-	    "(SELECT max(id) FROM connections WHERE client_id = ?1 AND disconnected_at = 0 AND ?2 IS NULL)",
+	[S_CONN_INSERT] = "INSERT INTO connections(client_id, principal, kind, peer, connected_at, "
+	    "ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_CONN_CLOSE] = "UPDATE connections SET disconnected_at = ?2, reason = ?3 WHERE ref = ?1 "
+	    "AND disconnected_at = 0",
 	[S_CONN_CLOSE_ALL] = "UPDATE connections SET disconnected_at = ?1, reason = ?2 "
 	    "WHERE disconnected_at = 0",
 	[S_CONN_LIST] = "SELECT " CONN_COLS " FROM connections WHERE (?1 IS NULL OR client_id = ?1) "
@@ -1373,30 +1371,26 @@ sq_conn_insert(struct cf_store_backend *b, const cf_conn_rec *c)
 	bind_text(s, 3, c->kind);
 	bind_text(s, 4, c->peer);
 	sqlite3_bind_int64(s, 5, c->connected_at);
+	bind_text(s, 6, c->ref);
 	r = step_done(b, s, "record connection");
 	stmt_done(s);
 	return r;
 }
 
 static int
-sq_conn_close(struct cf_store_backend *b, const char *client_id, const char *principal,
-    int64_t at, const char *reason)
+sq_conn_close(struct cf_store_backend *b, const char *ref, int64_t at, const char *reason)
 {
 	sqlite3_stmt *s = NULL;
 	int r;
 
-	if ((r = stmt_get(b, &s, principal ? S_CONN_CLOSE : S_CONN_CLOSE_ANY)) != 0)
+	if ((r = stmt_get(b, &s, S_CONN_CLOSE)) != 0)
 		return r;
-	bind_text(s, 1, client_id);
-	if (principal)
-		bind_text(s, 2, principal);
-	else
-		sqlite3_bind_null(s, 2);
-	sqlite3_bind_int64(s, 3, at);
-	bind_text(s, 4, reason);
+	bind_text(s, 1, ref);
+	sqlite3_bind_int64(s, 2, at);
+	bind_text(s, 3, reason);
 	if ((r = step_done(b, s, "close connection")) == 0 && sqlite3_changes(b->db) == 0) {
 		r = CF_ENOTFOUND;
-		cf_error_set("no open connection of client '%s'", client_id);
+		cf_error_set("no open connection %s", ref);
 	}
 	stmt_done(s);
 	return r;
@@ -1429,7 +1423,8 @@ conn_row(struct cf_store_backend *b, cf_conn_rec *out, sqlite3_stmt *s)
 	    (r = col_copy(b, out->principal, sizeof(out->principal), s, 2)) != 0 ||
 	    (r = col_copy(b, out->kind, sizeof(out->kind), s, 3)) != 0 ||
 	    (r = col_copy(b, out->peer, sizeof(out->peer), s, 4)) != 0 ||
-	    (r = col_copy(b, out->reason, sizeof(out->reason), s, 7)) != 0)
+	    (r = col_copy(b, out->reason, sizeof(out->reason), s, 7)) != 0 ||
+	    (r = col_copy(b, out->ref, sizeof(out->ref), s, 8)) != 0)
 		return r;
 	out->connected_at = sqlite3_column_int64(s, 5);
 	out->disconnected_at = sqlite3_column_int64(s, 6);

@@ -386,7 +386,7 @@ on_connection_event(cfd_mqtt *q, const struct mosquitto_message *msg)
 	cf_store *st = cf_ca_store(d->ca);
 	json_t *o = NULL, *t, *detail = NULL;
 	json_error_t jerr;
-	const char *event, *client_id, *principal, *kind, *peer, *reason;
+	const char *event, *client_id, *principal, *kind, *peer, *reason, *ref;
 	char *detail_text = NULL;
 	int64_t when;
 	cf_conn_rec c;
@@ -404,7 +404,8 @@ on_connection_event(cfd_mqtt *q, const struct mosquitto_message *msg)
 	if (get_str(&event, o, "event", 16, 1) != 0 || get_str(&client_id, o, "clientId", 255, 1) != 0 ||
 	    get_str(&principal, o, "principal", CF_ID_LEN, 0) != 0 ||
 	    get_str(&kind, o, "kind", 15, 1) != 0 || get_str(&peer, o, "peer", 63, 0) != 0 ||
-	    get_str(&reason, o, "reason", 512, 0) != 0) {
+	    get_str(&reason, o, "reason", 512, 0) != 0 ||
+	    get_str(&ref, o, "connection", CF_CONN_REF_MAX, 0) != 0) {
 		drop_malformed(q, msg->topic, cf_error_last());
 		goto out;
 	}
@@ -419,14 +420,15 @@ on_connection_event(cfd_mqtt *q, const struct mosquitto_message *msg)
 		goto out;
 	}
 	when = t ? (int64_t)json_integer_value(t) : cf_time_now();
-	if (strcmp(event, "refused") != 0 && client_id[0] == '\0') {
-		drop_malformed(q, msg->topic, "empty clientId");
+	if (strcmp(event, "refused") != 0 && (client_id[0] == '\0' || ref[0] == '\0')) {
+		drop_malformed(q, msg->topic, "empty clientId or connection");
 		goto out;
 	}
 
 	if (strcmp(event, "connected") == 0) {
 		d->metrics.conn_connected++;
 		memset(&c, 0, sizeof(c));
+		snprintf(c.ref, sizeof(c.ref), "%s", ref);
 		snprintf(c.client_id, sizeof(c.client_id), "%s", client_id);
 		snprintf(c.principal, sizeof(c.principal), "%s", principal);
 		snprintf(c.kind, sizeof(c.kind), "%s", kind);
@@ -444,10 +446,10 @@ on_connection_event(cfd_mqtt *q, const struct mosquitto_message *msg)
 		d->metrics.conn_disconnected++;
 		/* The store keeps 63 bytes of reason; cut, never refuse a disconnect. */
 		snprintf(why, sizeof(why), "%s", reason[0] ? reason : "client");
-		r = cf_store_connection_close(st, client_id, principal[0] ? principal : NULL, when, why);
+		r = cf_store_connection_close(st, ref, when, why);
 		if (r == CF_ENOTFOUND)
 			cf_log(CF_LOG_DEBUG, "disconnect of a connection not recorded as open",
-			    "client_id=%s principal=%s", client_id, principal);
+			    "client_id=%s connection=%s", client_id, ref);
 		else if (r != 0)
 			cf_log(CF_LOG_ERROR, "cannot record disconnection", "client_id=%s error=%s",
 			    client_id, cf_error_last());

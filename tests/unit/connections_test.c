@@ -43,11 +43,12 @@ teardown(void **state)
 }
 
 static cf_conn_rec
-conn(const char *client, const char *principal, int64_t at)
+conn(const char *ref, const char *client, const char *principal, int64_t at)
 {
 	cf_conn_rec c;
 
 	memset(&c, 0, sizeof(c));
+	snprintf(c.ref, sizeof(c.ref), "%s", ref);
 	snprintf(c.client_id, sizeof(c.client_id), "%s", client);
 	snprintf(c.principal, sizeof(c.principal), "%s", principal);
 	snprintf(c.kind, sizeof(c.kind), "device");
@@ -130,7 +131,8 @@ static void
 test_store__connections_open_close_list(void **state)
 {
 	cf_store *st = NULL;
-	cf_conn_rec a = conn("sensor-1", "aa", 100), b = conn("sensor-1", "bb", 200), *v = NULL;
+	cf_conn_rec a = conn("100-1", "sensor-1", "aa", 100), b = conn("100-2", "sensor-1", "aa", 200);
+	cf_conn_rec *v = NULL;
 	size_t n = 0;
 
 	(void)state;
@@ -139,14 +141,17 @@ test_store__connections_open_close_list(void **state)
 	assert_int_equal(cf_store_connection_open(st, &b), 0);
 	assert_int_equal(cf_store_connection_list(st, &v, &n, "sensor-1", 1, 0), 0);
 	assert_int_equal(n, 2);
-	assert_string_equal(v[0].principal, "bb"); /* newest first */
+	assert_string_equal(v[0].ref, "100-2"); /* newest first */
 	cf_conn_recs_free(v, n);
-	/* Closing names the principal: the other stays open. */
-	assert_int_equal(cf_store_connection_close(st, "sensor-1", "aa", 150, "client"), 0);
-	assert_int_equal(cf_store_connection_close(st, "sensor-1", "aa", 160, "client"), CF_ENOTFOUND);
+	/*
+	 * A session takeover: the same client id and certificate on a new
+	 * connection, then the old one ends. Closing by ref ends the old one only.
+	 */
+	assert_int_equal(cf_store_connection_close(st, "100-1", 150, "client"), 0);
+	assert_int_equal(cf_store_connection_close(st, "100-1", 160, "client"), CF_ENOTFOUND);
 	assert_int_equal(cf_store_connection_list(st, &v, &n, NULL, 1, 0), 0);
 	assert_int_equal(n, 1);
-	assert_string_equal(v[0].principal, "bb");
+	assert_string_equal(v[0].ref, "100-2");
 	cf_conn_recs_free(v, n);
 	assert_int_equal(cf_store_connection_list(st, &v, &n, "sensor-1", 0, 0), 0);
 	assert_int_equal(n, 2);
@@ -156,30 +161,32 @@ test_store__connections_open_close_list(void **state)
 	assert_int_equal(cf_store_connection_list(st, &v, &n, "nobody", 0, 0), 0);
 	assert_int_equal(n, 0);
 	cf_conn_recs_free(v, n);
+	assert_int_equal(cf_store_connection_close(st, "never-seen", 1, "client"), CF_ENOTFOUND);
+	assert_int_equal(cf_store_connection_close(st, "bad ref", 1, "client"), CF_EINVAL);
 	cf_store_close(st);
 }
 
 static void
-test_store__connections_close_all_and_any(void **state)
+test_store__connections_close_all(void **state)
 {
 	cf_store *st = NULL;
-	cf_conn_rec a = conn("x", "p1", 1), b = conn("y", "p2", 2), c = conn("y", "p3", 3), *v = NULL;
+	cf_conn_rec a = conn("1-1", "x", "p1", 1), b = conn("1-2", "y", "p2", 2);
+	cf_conn_rec *v = NULL;
 	size_t n = 0;
 
 	(void)state;
 	assert_int_equal(cf_store_open(&st, db, 0), 0);
 	assert_int_equal(cf_store_connection_open(st, &a), 0);
 	assert_int_equal(cf_store_connection_open(st, &b), 0);
-	assert_int_equal(cf_store_connection_open(st, &c), 0);
-	assert_int_equal(cf_store_connection_close(st, "y", NULL, 5, "kicked"), 0);
-	assert_int_equal(cf_store_connection_list(st, &v, &n, "y", 1, 0), 0);
-	assert_int_equal(n, 1);
-	assert_string_equal(v[0].principal, "p2"); /* the newest (p3) was closed */
-	cf_conn_recs_free(v, n);
+	assert_int_equal(cf_store_connection_close(st, "1-2", 5, "kicked"), 0);
 	assert_int_equal(cf_store_connection_close_all(st, 9, "broker-restart", &n), 0);
-	assert_int_equal(n, 2);
+	assert_int_equal(n, 1);
 	assert_int_equal(cf_store_connection_list(st, &v, &n, NULL, 1, 0), 0);
 	assert_int_equal(n, 0);
+	cf_conn_recs_free(v, n);
+	assert_int_equal(cf_store_connection_list(st, &v, &n, "x", 0, 0), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].reason, "broker-restart");
 	cf_conn_recs_free(v, n);
 	cf_store_close(st);
 }
@@ -188,11 +195,12 @@ static void
 test_store__connection_validation(void **state)
 {
 	cf_store *st = NULL;
-	cf_conn_rec a = conn("", "p", 1), b = conn("x", "p", 1);
+	cf_conn_rec a = conn("1-1", "", "p", 1), b = conn("1-2", "x", "p", 1), c = conn("", "x", "p", 1);
 
 	(void)state;
 	assert_int_equal(cf_store_open(&st, db, 0), 0);
 	assert_int_equal(cf_store_connection_open(st, &a), CF_EINVAL);
+	assert_int_equal(cf_store_connection_open(st, &c), CF_EINVAL);
 	snprintf(b.kind, sizeof(b.kind), "root");
 	assert_int_equal(cf_store_connection_open(st, &b), CF_EINVAL);
 	cf_store_close(st);
@@ -206,7 +214,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_store__readonly_never_creates_or_migrates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store__event_tail_after_cursor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store__connections_open_close_list, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_store__connections_close_all_and_any, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store__connections_close_all, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store__connection_validation, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
