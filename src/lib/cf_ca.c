@@ -695,6 +695,18 @@ issuer_signer(cf_ca *ca, cf_ca_rec *rec)
 	return 0;
 }
 
+int
+cf_ca_load_issuer(cf_ca *ca)
+{
+	cf_ca_rec rec;
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	r = issuer_signer(ca, &rec);
+	cf_ca_rec_clear(&rec);
+	return r;
+}
+
 /* ---- issuing ---------------------------------------------------------------- */
 
 int

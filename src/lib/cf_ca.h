@@ -65,6 +65,13 @@ const cf_keyq_policy *cf_ca_policy(cf_ca *ca);/* borrowed */
 const char *cf_ca_dir(cf_ca *ca);             /* borrowed */
 int cf_ca_device_validity_days(cf_ca *ca);
 
+/*
+ * Loads the issuing CA's signer now (it is otherwise loaded on first use),
+ * so a daemon fails at start on a missing or wrong passphrase, a key that
+ * does not match, or a root key configured as the issuer's.
+ */
+int cf_ca_load_issuer(cf_ca *ca) CF_MUST_CHECK;
+
 /* A new intermediate signed by the root (root_pass decrypts ca/root.key). */
 int cf_ca_create_intermediate(cf_ca *ca, cf_ca_rec *out, const char *name, cf_key_alg alg,
     int validity_days, const char *root_pass, const char *inter_pass, int set_issuer) CF_MUST_CHECK;

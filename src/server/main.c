@@ -267,6 +267,11 @@ main(int argc, char **argv)
 		fail(&d, "bad configuration");
 		goto out;
 	}
+	/* The online signer: a root key or a wrong passphrase stops the daemon here, not later. */
+	if (cf_ca_load_issuer(d.ca) != 0) {
+		fail(&d, "cannot load the issuing CA's key");
+		goto out;
+	}
 	mosquitto_lib_init();
 	if ((d.base = event_base_new()) == NULL) {
 		cf_error_set("event_base_new failed");
