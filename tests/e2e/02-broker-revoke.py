@@ -53,8 +53,13 @@ def kicked_within(c, t_return, what):
     """c's connection ends within KICK_LIMIT of t_return (the command's return)."""
     closed = c.wait_closed(KICK_LIMIT + 5)
     dt = (c.closed_at - t_return) if c.closed_at is not None else None
-    shown = "%.3f s" % dt if dt is not None else "never (waited %.1f s)" % (KICK_LIMIT + 5)
-    print("# %s: disconnected %s after the command returned" % (what, shown), flush=True)
+    if dt is None:
+        shown = "never (waited %.1f s)" % (KICK_LIMIT + 5)
+    elif dt >= 0:
+        shown = "%.3f s after the command returned" % dt
+    else:
+        shown = "%.3f s before the command returned" % -dt
+    print("# %s: disconnected %s" % (what, shown), flush=True)
     if dt is not None:
         figures.append((what, dt))
     e.check(closed, "%s: the client is disconnected" % what, c.describe())
