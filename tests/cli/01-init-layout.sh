@@ -24,7 +24,7 @@ for f in "$D"/ca/*.key "$D"/private/*; do
 	expect_eq "${f#"$D"/} is mode 0600" "$(stat -c %a "$f")" 600
 done
 check "certfleet.db is an SQLite database" \
-	bash -c "head -c 16 '$D/certfleet.db' | grep -q 'SQLite format 3'"
+	bash -c "head -c 16 '$D/certfleet.db' | quiet_grep 'SQLite format 3'"
 
 # ---- the root key: PKCS#8, encrypted with the root passphrase
 expect_eq "ca/root.key starts with BEGIN ENCRYPTED PRIVATE KEY" \
@@ -34,7 +34,7 @@ check_not "ca/root.key does not open with a wrong passphrase" \
 check "ca/root.key opens with the root passphrase" \
 	openssl pkey -in "$D/ca/root.key" -passin "file:$PASS_FILE" -noout
 check "ca/root.key is encrypted with AES-256" \
-	bash -c "openssl asn1parse -in '$D/ca/root.key' | grep -q aes-256"
+	bash -c "openssl asn1parse -in '$D/ca/root.key' | quiet_grep aes-256"
 check "ca/root.key is the key of ca/root.crt" \
 	bash -c "diff <(openssl pkey -in '$D/ca/root.key' -passin 'file:$PASS_FILE' -pubout) \
 	              <(openssl x509 -in '$D/ca/root.crt' -noout -pubkey)"
@@ -131,9 +131,9 @@ expect_rc "init --intermediate-passphrase-file F --ca-key-algorithm ECDSA-P384 e
 check "the intermediate's key opens with the given passphrase" \
 	openssl pkey -in "$T/data2/ca/issuing.key" -passin "file:$T/int.pass" -noout
 check "  ... and is P-384" \
-	bash -c "openssl x509 -in '$T/data2/ca/issuing.crt' -noout -text | grep -q 'NIST CURVE: P-384'"
+	bash -c "openssl x509 -in '$T/data2/ca/issuing.crt' -noout -text | quiet_grep 'NIST CURVE: P-384'"
 check "  ... and the root's is P-384 too" \
-	bash -c "openssl x509 -in '$T/data2/ca/root.crt' -noout -text | grep -q 'NIST CURVE: P-384'"
+	bash -c "openssl x509 -in '$T/data2/ca/root.crt' -noout -text | quiet_grep 'NIST CURVE: P-384'"
 expect_eq "under umask 000: private/ is still 0700" "$(stat -c %a "$T/data2/private")" 700
 for f in "$T"/data2/ca/*.key "$T"/data2/private/*; do
 	expect_eq "under umask 000: ${f#"$T/data2"/} is still 0600" "$(stat -c %a "$f")" 600

@@ -36,7 +36,7 @@ expect_eq "ca/int2.key is mode 0600" "$(stat -c %a "$D/ca/int2.key")" 600
 expect_eq "private/int2.pass is mode 0600" "$(stat -c %a "$D/private/int2.pass")" 600
 check "int2.crt verifies against the root" openssl verify -CAfile "$D/ca/root.crt" "$D/ca/int2.crt"
 check "ca/int2.key opens with private/int2.pass and is P-384" \
-	bash -c "openssl pkey -in '$D/ca/int2.key' -passin 'file:$D/private/int2.pass' -noout -text | grep -q 'NIST CURVE: P-384'"
+	bash -c "openssl pkey -in '$D/ca/int2.key' -passin 'file:$D/private/int2.pass' -noout -text | quiet_grep 'NIST CURVE: P-384'"
 check_not "ca/int2.key does not open without a passphrase" \
 	openssl pkey -in "$D/ca/int2.key" -passin pass: -noout
 cfrun ca list --json
@@ -92,7 +92,7 @@ expect_rc "ca revoke int2 --reason keyCompromise exits 0" 0
 expect_eq "int2 is REVOKED" "$(ca_field int2 status)" '["REVOKED"]'
 check "crl/root.crl.pem written" test -s "$D/crl/root.crl.pem"
 check "the root CRL is signed by the root" \
-	bash -c "openssl crl -in '$D/crl/root.crl.pem' -CAfile '$D/ca/root.crt' -noout 2>&1 | grep -q 'verify OK'"
+	bash -c "openssl crl -in '$D/crl/root.crl.pem' -CAfile '$D/ca/root.crt' -noout 2>&1 | quiet_grep 'verify OK'"
 ROOT_CRL_SERIALS=$(crl_serials "$D/crl/root.crl.pem")
 expect_match "the root CRL lists int2's serial ($INT2_SERIAL)" "$ROOT_CRL_SERIALS" "^$INT2_SERIAL\$"
 expect_nomatch "the root CRL does not list $INT's serial" "$ROOT_CRL_SERIALS" "^$(serial_of "$D/ca/$INT.crt")\$"
@@ -136,7 +136,7 @@ expect_eq "  ... issued by $INT" \
 	"$(openssl crl -in "$T/issuer.crl" -noout -issuer | sed 's/^issuer=//')" \
 	"$(openssl x509 -in "$D/ca/$INT.crt" -noout -subject | sed 's/^subject=//')"
 check "  ... signed by $INT" \
-	bash -c "openssl crl -in '$T/issuer.crl' -CAfile '$D/ca/$INT.crt' -noout 2>&1 | grep -q 'verify OK'"
+	bash -c "openssl crl -in '$T/issuer.crl' -CAfile '$D/ca/$INT.crt' -noout 2>&1 | quiet_grep 'verify OK'"
 check "  ... and identical to crl/$INT.crl.pem" cmp "$T/issuer.crl" "$D/crl/$INT.crl.pem"
 N1=$(crl_number "$T/issuer.crl")
 cfrun ca crl "$INT" --out "$T/issuer2.crl"

@@ -62,7 +62,7 @@ accepted c-ed "$T/c-ed.csr" "$T/ed.key" "Ed25519"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$T/rsa.key" 2>/dev/null
 openssl req -new -key "$T/rsa.key" -subj /CN=c-pss -sigopt rsa_padding_mode:pss -sha256 -out "$T/c-pss.csr"
 check "the RSA-PSS CSR really is rsassaPss" \
-	bash -c "openssl req -in '$T/c-pss.csr' -noout -text | grep -q rsassaPss"
+	bash -c "openssl req -in '$T/c-pss.csr' -noout -text | quiet_grep rsassaPss"
 accepted c-pss "$T/c-pss.csr" "$T/rsa.key" "RSA-2048, RSA-PSS signature"
 
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$T/p384.key" 2>/dev/null
@@ -144,7 +144,7 @@ openssl req -new -key "$T/rsa1024.key" -subj /CN=c-rsa1024 -out "$T/c-rsa1024.cs
 refused c-rsa1024 "$T/c-rsa1024.csr" "RSA-1024 key" "RSA_KEY_TOO_SHORT|[Tt]oo short|1024"
 openssl req -new -key "$T/rsa.key" -subj /CN=c-sha1 -sha1 -out "$T/c-sha1.csr"
 check "the SHA-1 CSR really is sha1WithRSAEncryption" \
-	bash -c "openssl req -in '$T/c-sha1.csr' -noout -text | grep -q sha1WithRSAEncryption"
+	bash -c "openssl req -in '$T/c-sha1.csr' -noout -text | quiet_grep sha1WithRSAEncryption"
 refused c-sha1 "$T/c-sha1.csr" "SHA-1 signature" "WEAK_SIGNATURE|SHA-?1|sha1|[Ww]eak"
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:secp256k1 -out "$T/k1.key" 2>/dev/null
 openssl req -new -key "$T/k1.key" -subj /CN=c-k1 -out "$T/c-k1.csr"

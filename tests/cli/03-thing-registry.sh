@@ -98,7 +98,7 @@ cfrun thing create t5 --validity-days abc
 expect_rc "thing create --validity-days abc is a usage error (exit 2)" 2
 cfrun thing create t5 --nosuch-option
 expect_rc "thing create --nosuch-option is a usage error (exit 2)" 2
-check_not "t4 and t5 were not created" bash -c "echo '$(thing_names)' | grep -qw 't[45]'"
+check_not "t4 and t5 were not created" bash -c "echo '$(thing_names)' | quiet_grep -w 't[45]'"
 
 # ---- delete
 cfrun thing delete t1

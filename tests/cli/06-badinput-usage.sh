@@ -24,7 +24,7 @@ HELP_VERBS=(
 for hv in "${HELP_VERBS[@]}"; do
 	# shellcheck disable=SC2086
 	cfraw $hv --help
-	if [ "$RC" -eq 0 ] && printf '%s\n' "$OUT" | grep -qiE "usage|$hv"; then
+	if [ "$RC" -eq 0 ] && printf '%s\n' "$OUT" | quiet_grep -iE "usage|$hv"; then
 		ok "certfleet $hv --help exits 0 with its usage on stdout"
 	else
 		notok "certfleet $hv --help exits 0 with its usage on stdout" "$(show)"

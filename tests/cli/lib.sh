@@ -44,6 +44,11 @@ RC=0
 OUT=
 ERR=
 
+# quiet_grep ARGS... — grep -q that reads all of its input. With pipefail, grep
+# -q's early exit can kill the writer (SIGPIPE) and fail the pipeline at random.
+quiet_grep() { grep "$@" >/dev/null; }
+export -f quiet_grep # also for the checks that run under bash -c
+
 # ---- reporting -------------------------------------------------------------
 
 ok() {
@@ -146,11 +151,11 @@ expect_ne() {
 
 # expect_match MSG TEXT ERE — TEXT matches the extended regex (grep -E, any line).
 expect_match() {
-	if printf '%s\n' "$2" | grep -qE -- "$3"; then ok "$1"; else notok "$1" "pattern: $3" "text: $(printf '%s' "$2" | head -c 1500)"; fi
+	if printf '%s\n' "$2" | quiet_grep -E -- "$3"; then ok "$1"; else notok "$1" "pattern: $3" "text: $(printf '%s' "$2" | head -c 1500)"; fi
 }
 
 expect_nomatch() {
-	if printf '%s\n' "$2" | grep -qE -- "$3"; then notok "$1" "unexpected pattern: $3" "text: $(printf '%s' "$2" | head -c 1500)"; else ok "$1"; fi
+	if printf '%s\n' "$2" | quiet_grep -E -- "$3"; then notok "$1" "unexpected pattern: $3" "text: $(printf '%s' "$2" | head -c 1500)"; else ok "$1"; fi
 }
 
 # check MSG CMD... — CMD succeeds.
@@ -169,7 +174,7 @@ check_not() {
 
 # expect_error_line MSG — stderr of the last call is the contract's "certfleet: <what>: <why>".
 expect_error_line() {
-	if printf '%s\n' "$ERR" | grep -qE '^certfleet: .+: .+'; then ok "$1"; else notok "$1 (want 'certfleet: <what>: <why>' on stderr)" "$(show)"; fi
+	if printf '%s\n' "$ERR" | quiet_grep -E '^certfleet: .+: .+'; then ok "$1"; else notok "$1 (want 'certfleet: <what>: <why>' on stderr)" "$(show)"; fi
 }
 
 # ---- JSON --------------------------------------------------------------------
