@@ -137,26 +137,13 @@ out:
 	return r;
 }
 
-/* Every certificate of a thing, oldest first. */
-static int
-thing_certs(cf_ca *ca, cf_cert_rec **out, size_t *n, const char *thing)
-{
-	cf_cert_filter f = { .status = -1, .thing = thing };
-
-	return cf_store_cert_list(cf_ca_store(ca), out, n, &f);
-}
-
 int
 cli_thing_list(cli *c, int argc, char **argv)
 {
 	cf_ca *ca = NULL;
-	cf_thing_rec *things = NULL;
-	cf_cert_rec *certs = NULL;
-	cf_cert_filter f = { .status = CF_CERT_ACTIVE };
-	size_t n = 0, n_certs = 0, i, k;
+	json_t *arr = NULL, *o, *active;
+	size_t i;
 	int json = 0, r;
-	json_t *arr = NULL, *o, *attrs;
-	json_error_t err;
 
 	if ((r = cli_plain_opts(c, argc, argv, &json)) != CLI_OK)
 		return r == CLI_DONE_OK ? CLI_OK : r;
@@ -164,40 +151,24 @@ cli_thing_list(cli *c, int argc, char **argv)
 		return cli_usage(c, "unexpected argument '%s'", argv[optind]);
 	if ((r = cli_open(c, &ca)) != CLI_OK)
 		return r;
-	if (cf_store_thing_list(cf_ca_store(ca), &things, &n) != 0 ||
-	    cf_store_cert_list(cf_ca_store(ca), &certs, &n_certs, &f) != 0) {
+	if (cf_json_things(&arr, cf_ca_store(ca)) != 0) {
 		r = cli_fail("thing list");
 		goto out;
-	}
-	if (!json)
-		printf("%-32s %-6s %s\n", "NAME", "ATTRS", "ACTIVE CERTIFICATE");
-	arr = json_array();
-	for (i = 0; i < n; i++) {
-		const char *active = NULL;
-		for (k = 0; k < n_certs && active == NULL; k++)
-			if (strcmp(certs[k].thing, things[i].name) == 0)
-				active = certs[k].id;
-		attrs = json_loads(things[i].attributes, 0, &err);
-		if (!json) {
-			printf("%-32s %-6zu %s\n", things[i].name, attrs ? json_object_size(attrs) : 0,
-			    active ? active : "-");
-			json_decref(attrs);
-			continue;
-		}
-		o = json_object();
-		json_object_set_new(o, "name", json_string(things[i].name));
-		json_object_set_new(o, "attributes", attrs ? attrs : json_object());
-		json_object_set_new(o, "activeCertificate", active ? json_string(active) : json_null());
-		json_array_append_new(arr, o);
 	}
 	if (json) {
 		r = cli_print_json(arr);
 		arr = NULL;
+		goto out;
+	}
+	printf("%-32s %-6s %s\n", "NAME", "ATTRS", "ACTIVE CERTIFICATE");
+	json_array_foreach(arr, i, o) {
+		active = json_object_get(o, "activeCertificate");
+		printf("%-32s %-6zu %s\n", json_string_value(json_object_get(o, "name")),
+		    json_object_size(json_object_get(o, "attributes")),
+		    json_is_string(active) ? json_string_value(active) : "-");
 	}
 out:
 	json_decref(arr);
-	cf_thing_recs_free(things, n);
-	cf_cert_recs_free(certs, n_certs);
 	cf_ca_close(ca);
 	return r;
 }
@@ -206,69 +177,35 @@ int
 cli_thing_describe(cli *c, int argc, char **argv)
 {
 	cf_ca *ca = NULL;
-	cf_thing_rec t;
-	cf_group_rec *groups = NULL;
-	cf_cert_rec *certs = NULL;
-	char **members = NULL, nb[CLI_TIME_LEN];
-	size_t n_groups = 0, n_certs = 0, n_members = 0, i, k;
-	int json = 0, r;
-	json_t *o = NULL, *garr, *carr, *attrs;
-	json_error_t err;
+	json_t *o = NULL, *v, *cert;
 	const char *key;
-	json_t *val;
+	size_t i;
+	int json = 0, r;
 
-	memset(&t, 0, sizeof(t));
 	if ((r = cli_one_operand(c, argc, argv, &json, "thing NAME", &ca)) != CLI_OK)
 		return r == CLI_DONE_OK ? CLI_OK : r;
-	r = CLI_FAIL;
-	if (cf_store_thing_get(cf_ca_store(ca), &t, argv[optind]) != 0 ||
-	    cf_store_group_list(cf_ca_store(ca), &groups, &n_groups) != 0 ||
-	    thing_certs(ca, &certs, &n_certs, t.name) != 0) {
+	if (cf_json_thing(&o, cf_ca_store(ca), argv[optind]) != 0) {
 		r = cli_fail("thing describe");
 		goto out;
 	}
-	o = json_object();
-	attrs = json_loads(t.attributes, 0, &err);
-	json_object_set_new(o, "name", json_string(t.name));
-	json_object_set_new(o, "attributes", attrs ? attrs : json_object());
-	garr = json_array();
-	for (i = 0; i < n_groups; i++) {
-		if (cf_store_group_members(cf_ca_store(ca), &members, &n_members, groups[i].name) != 0) {
-			r = cli_fail("thing describe");
-			goto out;
-		}
-		for (k = 0; k < n_members; k++)
-			if (strcmp(members[k], t.name) == 0)
-				json_array_append_new(garr, json_string(groups[i].name));
-		cf_strv_free(members, n_members);
-		members = NULL;
-		n_members = 0;
-	}
-	json_object_set_new(o, "groups", garr);
-	carr = json_array();
-	for (i = 0; i < n_certs; i++)
-		json_array_append_new(carr, cf_json_cert(&certs[i], 0));
-	json_object_set_new(o, "certificates", carr);
 	if (json) {
 		r = cli_print_json(o);
 		o = NULL;
 		goto out;
 	}
-	printf("thing        %s\n", t.name);
-	json_object_foreach(json_object_get(o, "attributes"), key, val)
-		printf("attribute    %s = %s\n", key, json_is_string(val) ? json_string_value(val) : "?");
-	for (i = 0; i < json_array_size(garr); i++)
-		printf("group        %s\n", json_string_value(json_array_get(garr, i)));
-	for (i = 0; i < n_certs; i++)
-		printf("certificate  %s %-18s %-10s until %s\n", certs[i].id,
-		    cf_cert_status_name(certs[i].status), certs[i].key_alg,
-		    cli_time(nb, certs[i].not_after));
-	r = CLI_OK;
+	printf("thing        %s\n", json_string_value(json_object_get(o, "name")));
+	json_object_foreach(json_object_get(o, "attributes"), key, v)
+		printf("attribute    %s = %s\n", key, json_is_string(v) ? json_string_value(v) : "?");
+	json_array_foreach(json_object_get(o, "groups"), i, v)
+		printf("group        %s\n", json_string_value(v));
+	json_array_foreach(json_object_get(o, "certificates"), i, cert)
+		printf("certificate  %s %-18s %-10s until %s\n",
+		    json_string_value(json_object_get(cert, "id")),
+		    json_string_value(json_object_get(cert, "status")),
+		    json_string_value(json_object_get(cert, "keyAlgorithm")),
+		    json_string_value(json_object_get(cert, "notAfter")));
 out:
 	json_decref(o);
-	cf_thing_rec_clear(&t);
-	cf_group_recs_free(groups, n_groups);
-	cf_cert_recs_free(certs, n_certs);
 	cf_ca_close(ca);
 	return r;
 }

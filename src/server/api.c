@@ -154,101 +154,28 @@ h_metrics(api_req *a)
 	evbuffer_free(buf);
 }
 
-static json_t *
-attributes(const char *text)
-{
-	json_error_t err;
-	json_t *j = json_loads(text ? text : "{}", 0, &err);
-
-	if (j == NULL || !json_is_object(j)) {
-		json_decref(j);
-		return json_object();
-	}
-	return j;
-}
-
 static void
 h_things(api_req *a)
 {
-	cf_store *st = cf_ca_store(a->d->ca);
-	cf_thing_rec *things = NULL;
-	cf_cert_rec *certs = NULL;
-	cf_cert_filter f = { .status = CF_CERT_ACTIVE };
-	size_t n = 0, n_certs = 0, i, k;
-	json_t *arr, *o;
+	json_t *arr = NULL;
 	int r;
 
-	if ((r = cf_store_thing_list(st, &things, &n)) != 0 ||
-	    (r = cf_store_cert_list(st, &certs, &n_certs, &f)) != 0) {
+	if ((r = cf_json_things(&arr, cf_ca_store(a->d->ca))) != 0)
 		reply_lib_error(a, r);
-		goto out;
-	}
-	arr = json_array();
-	for (i = 0; i < n; i++) {
-		const char *active = NULL;
-		for (k = 0; k < n_certs && active == NULL; k++)
-			if (strcmp(certs[k].thing, things[i].name) == 0)
-				active = certs[k].id;
-		o = json_object();
-		json_object_set_new(o, "name", json_string(things[i].name));
-		json_object_set_new(o, "attributes", attributes(things[i].attributes));
-		json_object_set_new(o, "activeCertificate", active ? json_string(active) : json_null());
-		json_array_append_new(arr, o);
-	}
-	reply(a, 200, arr);
-out:
-	cf_thing_recs_free(things, n);
-	cf_cert_recs_free(certs, n_certs);
+	else
+		reply(a, 200, arr);
 }
 
 static void
 h_thing(api_req *a)
 {
-	cf_store *st = cf_ca_store(a->d->ca);
-	cf_thing_rec t;
-	cf_group_rec *groups = NULL;
-	cf_cert_rec *certs = NULL;
-	cf_cert_filter f = { .status = -1, .thing = a->param };
-	char **members = NULL;
-	size_t n_groups = 0, n_certs = 0, n_members = 0, i, k;
-	json_t *o = NULL, *garr, *carr;
+	json_t *o = NULL;
 	int r;
 
-	memset(&t, 0, sizeof(t));
-	if ((r = cf_store_thing_get(st, &t, a->param)) != 0 ||
-	    (r = cf_store_group_list(st, &groups, &n_groups)) != 0 ||
-	    (r = cf_store_cert_list(st, &certs, &n_certs, &f)) != 0) {
+	if ((r = cf_json_thing(&o, cf_ca_store(a->d->ca), a->param)) != 0)
 		reply_lib_error(a, r);
-		goto out;
-	}
-	o = json_object();
-	json_object_set_new(o, "name", json_string(t.name));
-	json_object_set_new(o, "attributes", attributes(t.attributes));
-	garr = json_array();
-	json_object_set_new(o, "groups", garr);
-	for (i = 0; i < n_groups; i++) {
-		if ((r = cf_store_group_members(st, &members, &n_members, groups[i].name)) != 0) {
-			reply_lib_error(a, r);
-			goto out;
-		}
-		for (k = 0; k < n_members; k++)
-			if (strcmp(members[k], t.name) == 0)
-				json_array_append_new(garr, json_string(groups[i].name));
-		cf_strv_free(members, n_members);
-		members = NULL;
-		n_members = 0;
-	}
-	carr = json_array();
-	json_object_set_new(o, "certificates", carr);
-	for (i = 0; i < n_certs; i++)
-		json_array_append_new(carr, cf_json_cert(&certs[i], 0));
-	reply(a, 200, o);
-	o = NULL;
-out:
-	json_decref(o);
-	cf_thing_rec_clear(&t);
-	cf_group_recs_free(groups, n_groups);
-	cf_cert_recs_free(certs, n_certs);
+	else
+		reply(a, 200, o);
 }
 
 static void
