@@ -1,0 +1,109 @@
+/*
+ * cf_keystore — where a device keeps its key pairs, behind a small interface.
+ *
+ * A key store holds numbered generations of (private key, certificate).
+ * Exactly one generation is ACTIVE: its pair is what the device connects
+ * with. During a rotation a newer PENDING generation exists (its key first,
+ * its certificate once issued); after the switch the previous active one is
+ * kept as the BACKUP until the rotation commits. Generation numbers only grow.
+ *
+ * Every operation is idempotent and takes the generation it means
+ * explicitly, so that the agent can replay it from its journal after a power
+ * cut (docs/agent.md): activating the generation that is already active,
+ * rolling back to the one already active, or cleaning up twice are no-ops.
+ *
+ * The interface is a struct of function pointers and an opaque state so that
+ * firmware can bring its own (a secure element, PKCS#11); this library ships
+ * the file implementation (cf_keystore_file_open). Private key material never
+ * leaves the store except as signatures and CSRs.
+ */
+#ifndef CF_KEYSTORE_H
+#define CF_KEYSTORE_H
+
+#include <stddef.h>
+
+#include "cf_error.h"
+#include "cf_pki.h"
+
+typedef struct {
+	unsigned active;  /* always >= 1 once opened */
+	unsigned pending; /* newest generation above active, 0 if none */
+	unsigned backup;  /* newest generation below active, 0 if none */
+	int pending_has_cert; /* the pending generation has its certificate installed */
+} cf_keystore_status;
+
+typedef struct cf_keystore_ops {
+	int (*status)(void *st, cf_keystore_status *out);
+	/*
+	 * Discards every generation above the active one, then creates a new
+	 * pending generation active + 1 with a fresh key of alg. Its number in out.
+	 */
+	int (*generate)(void *st, unsigned *out, cf_key_alg alg);
+	/* A CSR for thing made with generation gen's key (cf_csr_create). PEM, caller frees. */
+	int (*csr)(void *st, char **out_pem, unsigned gen, cf_sig_alg sig, const char *thing);
+	/* Signs data with generation gen's key (cf_key_sign). Caller frees *out. */
+	int (*sign)(void *st, unsigned char **out, size_t *out_len, unsigned gen, cf_sig_alg sig,
+	    const void *data, size_t len);
+	/* Generation gen's public key (a new handle, cf_key_free). */
+	int (*public_key)(void *st, cf_key **out, unsigned gen);
+	/* Generation gen's certificate (a new handle). CF_ENOTFOUND before install_cert. */
+	int (*certificate)(void *st, cf_cert **out, unsigned gen);
+	/*
+	 * Stores pem as generation gen's certificate. CF_EINVAL if it does not
+	 * hold gen's public key; CF_ESTATE if gen is the active generation.
+	 */
+	int (*install_cert)(void *st, unsigned gen, const char *pem, size_t len);
+	/*
+	 * Makes gen (pending, with its certificate) the active generation in one
+	 * atomic step; the previous active one becomes the backup. A no-op if
+	 * gen is already active. CF_ESTATE if gen is neither.
+	 */
+	int (*activate)(void *st, unsigned gen);
+	/*
+	 * Returns to generation gen (the backup, or the active one): makes it
+	 * active in one atomic step if it is not, then discards every newer
+	 * generation. CF_ENOTFOUND if gen does not exist.
+	 */
+	int (*rollback)(void *st, unsigned gen);
+	/* Discards every generation but the active one (the backup, leftovers). */
+	int (*cleanup)(void *st);
+	/*
+	 * Where generation gen's pair lives, for a transport that loads it
+	 * itself (file paths for the file store, URIs for a token).
+	 */
+	int (*locate)(void *st, char *key_out, size_t key_len, char *cert_out, size_t cert_len,
+	    unsigned gen);
+	void (*free)(void *st);
+} cf_keystore_ops;
+
+typedef struct cf_keystore {
+	const cf_keystore_ops *ops;
+	void *st;
+} cf_keystore;
+
+/*
+ * The file key store in dir, the device bundle's directory (DESIGN §10):
+ *
+ *   dir/gen-<n>/device.key   private key, PKCS#8 PEM, 0600, created O_EXCL
+ *   dir/gen-<n>/device.crt   its certificate
+ *   dir/current -> gen-<n>   the active generation (a symlink)
+ *   dir/device.key -> current/device.key
+ *   dir/device.crt -> current/device.crt
+ *
+ * Switching generations replaces `current` with rename(2), so both bundle
+ * paths move together in one atomic step and always name the pair in use.
+ * The first open adopts a bundle whose device.key/device.crt are plain files
+ * (they become gen-1), crash-safely. CF_ENOTFOUND if dir holds neither a
+ * bundle nor a store; CF_ECORRUPT if the active key and certificate differ.
+ * Release with cf_keystore_free().
+ */
+int cf_keystore_file_open(cf_keystore **out, const char *dir) CF_MUST_CHECK;
+
+static inline void
+cf_keystore_free(cf_keystore *ks)
+{
+	if (ks != NULL)
+		ks->ops->free(ks->st);
+}
+
+#endif

@@ -1,0 +1,613 @@
+/*
+ * cf_keystore_file — the file implementation of cf_keystore: numbered
+ * generation directories in the bundle directory and a `current` symlink
+ * that names the active one (layout in cf_keystore.h, docs/agent.md).
+ *
+ * Crash safety rests on three rules. A generation directory appears under
+ * its final name only once complete (built as .gen-<n>.tmp, fsynced,
+ * renamed); it disappears by being renamed back to a temp name first, so a
+ * half-deleted generation is never mistaken for a real one. The active
+ * generation changes only by renaming a new `current` symlink over the old
+ * one, followed by an fsync of the directory. Leftover temp names are
+ * removed on open. Key PEM buffers are wiped; nothing here logs key material.
+ */
+#include "cf_keystore.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cf_util.h"
+
+#define KS_PATH 1024
+#define KS_MAX_FILE (64 * 1024)
+#define KEY_NAME "device.key"
+#define CERT_NAME "device.crt"
+
+typedef struct {
+	cf_keystore ks; /* handed out; st points back here */
+	char dir[KS_PATH];
+} ks_file;
+
+static int
+gen_path(char *out, size_t len, const ks_file *f, unsigned gen, const char *name)
+{
+	if (name == NULL)
+		return cf_strfmt(out, len, "%s/gen-%u", f->dir, gen);
+	return cf_strfmt(out, len, "%s/gen-%u/%s", f->dir, gen, name);
+}
+
+/* "gen-<n>" with n >= 1 and nothing else; 0 otherwise. */
+static unsigned
+parse_gen(const char *name)
+{
+	unsigned long n;
+	char *end;
+
+	if (strncmp(name, "gen-", 4) != 0 || name[4] < '1' || name[4] > '9')
+		return 0;
+	errno = 0;
+	n = strtoul(name + 4, &end, 10);
+	if (errno != 0 || *end != '\0' || n > UINT_MAX / 2)
+		return 0;
+	return (unsigned)n;
+}
+
+static int
+read_active(unsigned *out, const ks_file *f)
+{
+	char path[KS_PATH], target[64];
+	ssize_t n;
+	int r;
+
+	if ((r = cf_strfmt(path, sizeof(path), "%s/current", f->dir)) != 0)
+		return r;
+	if ((n = readlink(path, target, sizeof(target) - 1)) < 0) {
+		cf_error_set("%s: %s", path, strerror(errno));
+		return errno == ENOENT ? CF_ENOTFOUND : CF_ERROR;
+	}
+	target[n] = '\0';
+	if ((*out = parse_gen(target)) == 0) {
+		cf_error_set("%s: points to '%s', not a generation", path, target);
+		return CF_ECORRUPT;
+	}
+	return 0;
+}
+
+/* Creates (or atomically replaces) the symlink dir/name -> target, then fsyncs dir. */
+static int
+replace_link(const ks_file *f, const char *name, const char *target)
+{
+	char tmp[KS_PATH], path[KS_PATH];
+	int r;
+
+	if ((r = cf_strfmt(tmp, sizeof(tmp), "%s/.%s.tmp", f->dir, name)) != 0 ||
+	    (r = cf_strfmt(path, sizeof(path), "%s/%s", f->dir, name)) != 0)
+		return r;
+	(void)unlink(tmp);
+	if (symlink(target, tmp) != 0) {
+		cf_error_set("symlink %s: %s", tmp, strerror(errno));
+		return CF_ERROR;
+	}
+	if (rename(tmp, path) != 0) {
+		cf_error_set("rename %s: %s", path, strerror(errno));
+		(void)unlink(tmp);
+		return CF_ERROR;
+	}
+	return cf_fsync_dir(f->dir);
+}
+
+static int
+set_current(const ks_file *f, unsigned gen)
+{
+	char target[32];
+	int r;
+
+	if ((r = cf_strfmt(target, sizeof(target), "gen-%u", gen)) != 0)
+		return r;
+	return replace_link(f, "current", target);
+}
+
+/* Takes gen-<n> away atomically (rename to a temp name, fsync), then deletes it. */
+static int
+remove_gen(const ks_file *f, unsigned gen)
+{
+	char path[KS_PATH], tmp[KS_PATH];
+	int r;
+
+	if ((r = gen_path(path, sizeof(path), f, gen, NULL)) != 0 ||
+	    (r = cf_strfmt(tmp, sizeof(tmp), "%s/.gen-%u.del", f->dir, gen)) != 0)
+		return r;
+	(void)cf_rmtree(tmp);
+	if (rename(path, tmp) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		cf_error_set("rename %s: %s", path, strerror(errno));
+		return CF_ERROR;
+	}
+	if ((r = cf_fsync_dir(f->dir)) != 0)
+		return r;
+	return cf_rmtree(tmp);
+}
+
+/*
+ * Scans the directory: the newest generation above and below active (either
+ * may be NULL), and when drop_above / drop_other is set, removes generations
+ * above active / every one but active. Temp leftovers are always removed.
+ */
+static int
+scan(const ks_file *f, unsigned active, unsigned *above, unsigned *below, int drop_above,
+    int drop_other)
+{
+	int r = 0;
+	DIR *d = NULL;
+	struct dirent *e;
+	unsigned g, hi = 0, lo = 0, kill[64];
+	size_t nkill = 0, i;
+	char path[KS_PATH];
+
+	if ((d = opendir(f->dir)) == NULL) {
+		cf_error_set("%s: %s", f->dir, strerror(errno));
+		return CF_ERROR;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+		    (strstr(e->d_name, ".tmp") != NULL || strstr(e->d_name, ".del") != NULL)) {
+			if (cf_strfmt(path, sizeof(path), "%s/%s", f->dir, e->d_name) == 0)
+				(void)cf_rmtree(path);
+			continue;
+		}
+		if ((g = parse_gen(e->d_name)) == 0 || g == active)
+			continue;
+		if ((drop_other || (drop_above && g > active)) && nkill < sizeof(kill) / sizeof(kill[0])) {
+			kill[nkill++] = g;
+			continue;
+		}
+		if (g > active && g > hi)
+			hi = g;
+		if (g < active && g > lo)
+			lo = g;
+	}
+	closedir(d);
+	for (i = 0; i < nkill && r == 0; i++)
+		r = remove_gen(f, kill[i]);
+	if (above)
+		*above = hi;
+	if (below)
+		*below = lo;
+	return r;
+}
+
+static int
+exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+static int
+load_key(cf_key **out, const ks_file *f, unsigned gen)
+{
+	char path[KS_PATH];
+	int r;
+
+	if ((r = gen_path(path, sizeof(path), f, gen, KEY_NAME)) != 0)
+		return r;
+	return cf_key_load(out, path, NULL);
+}
+
+static int
+load_cert(cf_cert **out, const ks_file *f, unsigned gen)
+{
+	char path[KS_PATH];
+	int r;
+
+	if ((r = gen_path(path, sizeof(path), f, gen, CERT_NAME)) != 0)
+		return r;
+	return cf_cert_load(out, path);
+}
+
+/* 0 if generation gen holds a key and a certificate for it. */
+static int
+check_pair(const ks_file *f, unsigned gen)
+{
+	int r;
+	cf_key *key = NULL;
+	cf_cert *cert = NULL;
+
+	if ((r = load_key(&key, f, gen)) != 0 || (r = load_cert(&cert, f, gen)) != 0)
+		goto out;
+	if (!cf_cert_matches_key(cert, key)) {
+		cf_error_set("%s/gen-%u: the certificate does not hold the key's public key", f->dir, gen);
+		r = CF_ECORRUPT;
+	}
+out:
+	cf_cert_free(cert);
+	cf_key_free(key);
+	return r;
+}
+
+/* Writes a new file with O_EXCL (never over an existing one), fsyncs it. */
+static int
+write_excl(const char *path, const char *data, size_t len, mode_t mode)
+{
+	int fd, r = CF_ERROR;
+	size_t off = 0;
+	ssize_t n;
+
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)) < 0) {
+		cf_error_set("%s: %s", path, strerror(errno));
+		return errno == EEXIST ? CF_EEXISTS : CF_ERROR;
+	}
+	if (fchmod(fd, mode) != 0)
+		goto fail;
+	while (off < len) {
+		n = write(fd, data + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			goto fail;
+		off += (size_t)n;
+	}
+	if (fsync(fd) != 0)
+		goto fail;
+	r = 0;
+	goto out;
+fail:
+	cf_error_set("%s: %s", path, strerror(errno));
+out:
+	if (close(fd) != 0 && r == 0) {
+		cf_error_set("%s: %s", path, strerror(errno));
+		r = CF_ERROR;
+	}
+	return r;
+}
+
+/*
+ * Builds generation gen from a key (and optionally a certificate PEM) in a
+ * temp directory and renames it into place: a gen-<n> is always complete.
+ */
+static int
+build_gen(const ks_file *f, unsigned gen, const cf_key *key, const char *cert_pem)
+{
+	int r;
+	char tmp[KS_PATH], path[KS_PATH], final[KS_PATH], *pem = NULL;
+
+	if ((r = cf_strfmt(tmp, sizeof(tmp), "%s/.gen-%u.tmp", f->dir, gen)) != 0 ||
+	    (r = gen_path(final, sizeof(final), f, gen, NULL)) != 0)
+		goto out;
+	(void)cf_rmtree(tmp);
+	if (mkdir(tmp, 0700) != 0) {
+		cf_error_set("mkdir %s: %s", tmp, strerror(errno));
+		r = CF_ERROR;
+		goto out;
+	}
+	if ((r = cf_key_to_pem(&pem, key, NULL)) != 0 ||
+	    (r = cf_strfmt(path, sizeof(path), "%s/%s", tmp, KEY_NAME)) != 0 ||
+	    (r = write_excl(path, pem, strlen(pem), 0600)) != 0)
+		goto out;
+	if (cert_pem != NULL &&
+	    ((r = cf_strfmt(path, sizeof(path), "%s/%s", tmp, CERT_NAME)) != 0 ||
+	    (r = write_excl(path, cert_pem, strlen(cert_pem), 0644)) != 0))
+		goto out;
+	if ((r = cf_fsync_dir(tmp)) != 0)
+		goto out;
+	if (rename(tmp, final) != 0) {
+		cf_error_set("rename %s: %s", final, strerror(errno));
+		r = CF_ERROR;
+		goto out;
+	}
+	r = cf_fsync_dir(f->dir);
+out:
+	cf_secret_free(pem, 0);
+	if (r != 0)
+		(void)cf_rmtree(tmp);
+	return r;
+}
+
+/* ---- operations ------------------------------------------------------- */
+
+static int
+ks_status(void *st, cf_keystore_status *out)
+{
+	ks_file *f = st;
+	char path[KS_PATH];
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = read_active(&out->active, f)) != 0 ||
+	    (r = scan(f, out->active, &out->pending, &out->backup, 0, 0)) != 0)
+		return r;
+	if (out->pending != 0) {
+		if ((r = gen_path(path, sizeof(path), f, out->pending, CERT_NAME)) != 0)
+			return r;
+		out->pending_has_cert = exists(path);
+	}
+	return 0;
+}
+
+static int
+ks_generate(void *st, unsigned *out, cf_key_alg alg)
+{
+	ks_file *f = st;
+	unsigned active;
+	cf_key *key = NULL;
+	int r;
+
+	if ((r = read_active(&active, f)) != 0 || (r = scan(f, active, NULL, NULL, 1, 0)) != 0 ||
+	    (r = cf_key_generate(&key, alg)) != 0 || (r = build_gen(f, active + 1, key, NULL)) != 0)
+		goto out;
+	*out = active + 1;
+out:
+	cf_key_free(key);
+	return r;
+}
+
+static int
+ks_csr(void *st, char **out_pem, unsigned gen, cf_sig_alg sig, const char *thing)
+{
+	cf_key *key = NULL;
+	int r;
+
+	if ((r = load_key(&key, st, gen)) == 0)
+		r = cf_csr_create(out_pem, key, sig, thing);
+	cf_key_free(key);
+	return r;
+}
+
+static int
+ks_sign(void *st, unsigned char **out, size_t *out_len, unsigned gen, cf_sig_alg sig,
+    const void *data, size_t len)
+{
+	cf_key *key = NULL;
+	int r;
+
+	if ((r = load_key(&key, st, gen)) == 0)
+		r = cf_key_sign(out, out_len, key, sig, data, len);
+	cf_key_free(key);
+	return r;
+}
+
+static int
+ks_public_key(void *st, cf_key **out, unsigned gen)
+{
+	return load_key(out, st, gen);
+}
+
+static int
+ks_certificate(void *st, cf_cert **out, unsigned gen)
+{
+	return load_cert(out, st, gen);
+}
+
+static int
+ks_install_cert(void *st, unsigned gen, const char *pem, size_t len)
+{
+	ks_file *f = st;
+	unsigned active;
+	cf_key *key = NULL;
+	cf_cert *cert = NULL;
+	char path[KS_PATH];
+	int r;
+
+	if ((r = read_active(&active, f)) != 0)
+		goto out;
+	if (gen == active) {
+		cf_error_set("generation %u is active; its certificate cannot change", gen);
+		r = CF_ESTATE;
+		goto out;
+	}
+	if ((r = load_key(&key, f, gen)) != 0 || (r = cf_cert_parse(&cert, pem, len)) != 0)
+		goto out;
+	if (!cf_cert_matches_key(cert, key)) {
+		cf_error_set("the certificate does not hold generation %u's public key", gen);
+		r = CF_EINVAL;
+		goto out;
+	}
+	if ((r = gen_path(path, sizeof(path), f, gen, CERT_NAME)) != 0 ||
+	    (r = cf_file_write_atomic(path, pem, len, 0644)) != 0)
+		goto out;
+out:
+	cf_cert_free(cert);
+	cf_key_free(key);
+	return r;
+}
+
+static int
+ks_activate(void *st, unsigned gen)
+{
+	ks_file *f = st;
+	unsigned active;
+	char path[KS_PATH];
+	int r;
+
+	if ((r = read_active(&active, f)) != 0 || gen == active)
+		return r;
+	if ((r = gen_path(path, sizeof(path), f, gen, NULL)) != 0)
+		return r;
+	if (gen < active || !exists(path)) {
+		cf_error_set("generation %u is not pending (active is %u)", gen, active);
+		return CF_ESTATE;
+	}
+	if ((r = check_pair(f, gen)) != 0)
+		return r;
+	return set_current(f, gen);
+}
+
+static int
+ks_rollback(void *st, unsigned gen)
+{
+	ks_file *f = st;
+	unsigned active;
+	char path[KS_PATH];
+	int r;
+
+	if ((r = read_active(&active, f)) != 0 || (r = gen_path(path, sizeof(path), f, gen, NULL)) != 0)
+		return r;
+	if (!exists(path)) {
+		cf_error_set("generation %u does not exist", gen);
+		return CF_ENOTFOUND;
+	}
+	if (gen != active) {
+		if ((r = check_pair(f, gen)) != 0 || (r = set_current(f, gen)) != 0)
+			return r;
+	}
+	return scan(f, gen, NULL, NULL, 1, 0);
+}
+
+static int
+ks_cleanup(void *st)
+{
+	ks_file *f = st;
+	unsigned active;
+	int r;
+
+	if ((r = read_active(&active, f)) != 0)
+		return r;
+	return scan(f, active, NULL, NULL, 0, 1);
+}
+
+static int
+ks_locate(void *st, char *key_out, size_t key_len, char *cert_out, size_t cert_len, unsigned gen)
+{
+	int r;
+
+	if ((r = gen_path(key_out, key_len, st, gen, KEY_NAME)) != 0)
+		return r;
+	return gen_path(cert_out, cert_len, st, gen, CERT_NAME);
+}
+
+static void
+ks_free(void *st)
+{
+	free(st);
+}
+
+static const cf_keystore_ops file_ops = {
+	.status = ks_status,
+	.generate = ks_generate,
+	.csr = ks_csr,
+	.sign = ks_sign,
+	.public_key = ks_public_key,
+	.certificate = ks_certificate,
+	.install_cert = ks_install_cert,
+	.activate = ks_activate,
+	.rollback = ks_rollback,
+	.cleanup = ks_cleanup,
+	.locate = ks_locate,
+	.free = ks_free,
+};
+
+/* ---- opening and adoption ---------------------------------------------- */
+
+/*
+ * dir/name is a plain file (a bundle not yet adopted) → 1; a symlink → 0;
+ * missing → CF_ENOTFOUND.
+ */
+static int
+plain_file(const ks_file *f, const char *name)
+{
+	char path[KS_PATH];
+	struct stat st;
+	int r;
+
+	if ((r = cf_strfmt(path, sizeof(path), "%s/%s", f->dir, name)) != 0)
+		return r;
+	if (lstat(path, &st) != 0)
+		return CF_ENOTFOUND;
+	return S_ISLNK(st.st_mode) ? 0 : 1;
+}
+
+/*
+ * Turns a plain bundle into generation 1. Until device.key is replaced by a
+ * symlink (the last step but one) nothing a reader sees has changed, and
+ * every earlier step is redone from the plain files after a crash.
+ */
+static int
+adopt(ks_file *f)
+{
+	int r;
+	char path[KS_PATH], *cert_pem = NULL;
+	cf_key *key = NULL;
+	cf_cert *cert = NULL;
+	unsigned g;
+
+	if ((r = cf_strfmt(path, sizeof(path), "%s/%s", f->dir, KEY_NAME)) != 0 ||
+	    (r = cf_key_load(&key, path, NULL)) != 0 ||
+	    (r = cf_strfmt(path, sizeof(path), "%s/%s", f->dir, CERT_NAME)) != 0 ||
+	    (r = cf_file_read(&cert_pem, NULL, path, KS_MAX_FILE)) != 0 ||
+	    (r = cf_cert_parse(&cert, cert_pem, strlen(cert_pem))) != 0)
+		goto out;
+	if (!cf_cert_matches_key(cert, key)) {
+		cf_error_set("%s: device.crt does not hold device.key's public key; not adopting it",
+		    f->dir);
+		r = CF_ECORRUPT;
+		goto out;
+	}
+	/* Anything left from an interrupted adoption is redone. */
+	if ((r = cf_strfmt(path, sizeof(path), "%s/current", f->dir)) != 0)
+		goto out;
+	(void)unlink(path);
+	if ((r = scan(f, 0, &g, NULL, 0, 1)) != 0 || (r = build_gen(f, 1, key, cert_pem)) != 0 ||
+	    (r = set_current(f, 1)) != 0 || (r = replace_link(f, KEY_NAME, "current/" KEY_NAME)) != 0 ||
+	    (r = replace_link(f, CERT_NAME, "current/" CERT_NAME)) != 0)
+		goto out;
+out:
+	cf_cert_free(cert);
+	free(cert_pem);
+	cf_key_free(key);
+	return r;
+}
+
+int
+cf_keystore_file_open(cf_keystore **out, const char *dir)
+{
+	int r = CF_ERROR, k, c;
+	ks_file *f = NULL;
+	unsigned active;
+
+	if ((f = calloc(1, sizeof(*f))) == NULL) {
+		cf_error_set("out of memory");
+		goto out;
+	}
+	if ((r = cf_strfmt(f->dir, sizeof(f->dir), "%s", dir)) != 0)
+		goto out;
+	f->ks.ops = &file_ops;
+	f->ks.st = f;
+	k = plain_file(f, KEY_NAME);
+	c = plain_file(f, CERT_NAME);
+	if (k < 0 && k != CF_ENOTFOUND) {
+		r = k;
+		goto out;
+	}
+	if (k == 1) {
+		if ((r = adopt(f)) != 0)
+			goto out;
+	} else if ((r = read_active(&active, f)) != 0) {
+		if (r == CF_ENOTFOUND)
+			cf_error_set("%s: no device.key and no key store", dir);
+		goto out;
+	} else {
+		/* Crash between the two links of an adoption, or a link lost: redo them. */
+		if ((c == 1 || c == CF_ENOTFOUND) &&
+		    (r = replace_link(f, CERT_NAME, "current/" CERT_NAME)) != 0)
+			goto out;
+		if (k == CF_ENOTFOUND && (r = replace_link(f, KEY_NAME, "current/" KEY_NAME)) != 0)
+			goto out;
+	}
+	if ((r = read_active(&active, f)) != 0 || (r = scan(f, active, NULL, NULL, 0, 0)) != 0 ||
+	    (r = check_pair(f, active)) != 0)
+		goto out;
+	*out = &f->ks;
+	f = NULL;
+out:
+	free(f);
+	return r;
+}
