@@ -1,7 +1,11 @@
 /*
  * agent_test — the device side of a rotation: the file key store (layout,
  * adoption of a plain bundle, atomic switch, rollback, cleanup, modes) on a
- * real temp directory, with a test CA made here.
+ * real temp directory, with a test CA made here; and the agent's state
+ * machine driven through a scripted transport — a small fake certfleetd
+ * that answers (or, per scenario, drops or rejects) each request and checks
+ * the custody signatures — walking every edge of the table, every failure
+ * path, and a simulated power cut right after every journal write.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +20,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "cf_agent.h"
 #include "cf_keystore.h"
 #include "cf_util.h"
 
@@ -398,6 +406,656 @@ test_keystore__sign_with_either_generation(void **state)
 	cf_keystore_free(ks);
 }
 
+/* ---- the agent, through a scripted transport ---------------------------- */
+
+typedef enum {
+	F_NONE,
+	F_CREATE_REJECT,
+	F_CREATE_DROP,
+	F_CERT_WRONG_KEY,
+	F_CERT_OTHER_CA,
+	F_CERT_WRONG_ID,
+	F_NEW_REFUSED,
+	F_VERIFY_DROP,
+	F_VERIFY_REJECT,
+	F_COMMIT_REJECT,
+	F_COMMIT_DROP,
+	F_IN_PROGRESS_REJECT,
+	F_BAD_DOCUMENT,
+} fault;
+
+typedef struct {
+	int conn; /* 0 message, 1 connected, 2 disconnected */
+	char topic[256];
+	char *payload;
+} event;
+
+#define PFX "cf/things/" THING "/"
+#define MAX_TRACE 128
+
+typedef struct {
+	cf_agent *agent;
+	cf_keystore *ks;
+	fault fault;
+	cf_key_alg alg;
+	event q[32];
+	size_t qn;
+	int64_t now;
+	/* the server's view */
+	char status[32];
+	int64_t version;
+	char reason[300];
+	char issued_id[CF_ID_LEN + 1];
+	char conn_id[CF_ID_LEN + 1]; /* the certificate the current connection uses */
+	int connected;
+	int custody_bad; /* a custody signature did not verify */
+	int creates, commits, hooks;
+	/* the journal hook */
+	cf_agent_state trace[MAX_TRACE];
+	size_t ntrace;
+	int crash_state; /* -1: none */
+} fake;
+
+static void
+push(fake *f, int conn, const char *suffix, char *payload)
+{
+	assert_true(f->qn < sizeof(f->q) / sizeof(f->q[0]));
+	f->q[f->qn].conn = conn;
+	snprintf(f->q[f->qn].topic, sizeof(f->q[f->qn].topic), PFX "%s", suffix ? suffix : "");
+	f->q[f->qn].payload = payload;
+	f->qn++;
+}
+
+static void
+reply(fake *f, const char *suffix, json_t *o)
+{
+	push(f, 0, suffix, json_dumps(o, JSON_COMPACT));
+	json_decref(o);
+}
+
+static void
+rejected(fake *f, const char *suffix, const char *code)
+{
+	reply(f, suffix, json_pack("{s:s, s:s}", "errorCode", code, "errorMessage", "scripted"));
+}
+
+static void
+bundle_id(char out[CF_ID_LEN + 1])
+{
+	char path[256];
+	cf_cert *c = NULL;
+
+	snprintf(path, sizeof(path), "%s/device.crt", g.dir);
+	must(cf_cert_load(&c, path));
+	must(cf_cert_fingerprint(out, c));
+	cf_cert_free(c);
+}
+
+/* The custody signature (base64) verifies with the connection's certificate's key. */
+static void
+check_custody(fake *f, const char *msg, const char *b64)
+{
+	unsigned char sig[1024];
+	int n;
+	size_t len = strlen(b64);
+	char path[256];
+	cf_cert *c = NULL;
+	cf_key *pub = NULL;
+	cf_key_alg alg;
+
+	snprintf(path, sizeof(path), "%s/device.crt", g.dir);
+	if (len == 0 || len > 1300 || (n = EVP_DecodeBlock(sig, (const unsigned char *)b64, (int)len)) < 0) {
+		f->custody_bad = 1;
+		return;
+	}
+	n -= (b64[len - 1] == '=') + (len > 1 && b64[len - 2] == '=');
+	must(cf_cert_load(&c, path));
+	must(cf_cert_pubkey(&pub, c));
+	must(cf_key_alg_of(&alg, pub));
+	if (cf_key_verify(pub, cf_sig_alg_default(alg), msg, strlen(msg), sig, (size_t)n) != 0)
+		f->custody_bad = 1;
+	cf_key_free(pub);
+	cf_cert_free(c);
+}
+
+static json_t *
+execution(fake *f)
+{
+	if (strcmp(f->status, "QUEUED") != 0 && strcmp(f->status, "IN_PROGRESS") != 0)
+		return json_object();
+	return json_pack("{s:{s:s, s:s, s:{s:s, s:s, s:s}, s:i, s:I}}", "execution", "jobId", "job-1",
+	    "status", f->status, "jobDocument", "operation", "ROTATE_CERTIFICATE", "keyAlgorithm",
+	    f->fault == F_BAD_DOCUMENT ? "RSA-1024" : cf_key_alg_name(f->alg), "signingAlgorithm",
+	    cf_sig_alg_name(cf_sig_alg_default(f->alg)), "executionNumber", 1, "versionNumber",
+	    (json_int_t)f->version);
+}
+
+static void
+serve_create(fake *f, json_t *req)
+{
+	const char *csr = json_string_value(json_object_get(req, "csr"));
+	const char *sig = json_string_value(json_object_get(req, "signature"));
+	char msg[512], hash[CF_ID_LEN + 1], *pem = NULL, *other_csr = NULL;
+	cf_key *k = NULL;
+	cf_cert *c = NULL;
+
+	f->creates++;
+	assert_non_null(csr);
+	assert_non_null(sig);
+	cf_sha256_hex(hash, csr, strlen(csr));
+	snprintf(msg, sizeof(msg), "job-1|%s|%s", THING, hash);
+	check_custody(f, msg, sig);
+	if (f->fault == F_CREATE_DROP)
+		return;
+	if (f->fault == F_CREATE_REJECT) {
+		rejected(f, "certificate/create/rejected", "WeakKey");
+		return;
+	}
+	if (f->fault == F_CERT_WRONG_KEY) {
+		must(cf_key_generate(&k, CF_KEY_P256));
+		must(cf_csr_create(&other_csr, k, CF_SIG_ECDSA_SHA256, THING));
+		pem = issue_pem(other_csr, THING, g.inter, g.int_key);
+	} else if (f->fault == F_CERT_OTHER_CA) {
+		pem = issue_pem(csr, THING, g.other_root, g.other_key);
+	} else {
+		pem = issue_pem(csr, THING, g.inter, g.int_key);
+	}
+	must(cf_cert_parse(&c, pem, strlen(pem)));
+	must(cf_cert_fingerprint(f->issued_id, c));
+	reply(f, "certificate/create/accepted", json_pack("{s:s, s:s, s:s}", "certificateId",
+	    f->fault == F_CERT_WRONG_ID ? "00" : f->issued_id, "certificatePem", pem, "chainPem",
+	    g.chain_pem));
+	cf_cert_free(c);
+	cf_key_free(k);
+	free(other_csr);
+	free(pem);
+}
+
+static int
+fake_publish(void *arg, const char *topic, const char *payload)
+{
+	fake *f = arg;
+	json_t *req;
+	const char *rest, *st;
+	char suffix[128], msg[512];
+	int is_new;
+
+	assert_true(f->connected);
+	assert_int_equal(strncmp(topic, PFX, strlen(PFX)), 0);
+	rest = topic + strlen(PFX);
+	req = json_loads(payload, 0, NULL);
+	assert_non_null(req);
+	is_new = f->issued_id[0] != '\0' && strcmp(f->conn_id, f->issued_id) == 0;
+	if (strcmp(rest, "jobs/$next/get") == 0) {
+		if (is_new && f->fault == F_VERIFY_DROP)
+			;
+		else if (is_new && f->fault == F_VERIFY_REJECT)
+			rejected(f, "jobs/$next/get/rejected", "InternalError");
+		else
+			reply(f, "jobs/$next/get/accepted", execution(f));
+	} else if (strcmp(rest, "jobs/job-1/update") == 0) {
+		st = json_string_value(json_object_get(req, "status"));
+		snprintf(suffix, sizeof(suffix), "jobs/job-1/update/%s", "rejected");
+		if (f->fault == F_IN_PROGRESS_REJECT && strcmp(st, "IN_PROGRESS") == 0) {
+			rejected(f, suffix, "InvalidStateTransition");
+		} else if (json_integer_value(json_object_get(req, "expectedVersion")) != f->version) {
+			reply(f, suffix, json_pack("{s:s, s:{s:s, s:I}}", "errorCode", "VersionMismatch",
+			    "executionState", "status", f->status, "versionNumber", (json_int_t)f->version));
+		} else {
+			snprintf(f->status, sizeof(f->status), "%s", st);
+			f->version++;
+			if (strcmp(st, "FAILED") == 0)
+				snprintf(f->reason, sizeof(f->reason), "%s", json_string_value(json_object_get(
+				    json_object_get(req, "statusDetails"), "reason")));
+			reply(f, "jobs/job-1/update/accepted", json_pack("{s:{s:s, s:I}}", "executionState",
+			    "status", f->status, "versionNumber", (json_int_t)f->version));
+		}
+	} else if (strcmp(rest, "certificate/create") == 0) {
+		serve_create(f, req);
+	} else if (strcmp(rest, "certificate/commit") == 0) {
+		f->commits++;
+		snprintf(msg, sizeof(msg), "job-1|%s|%s", THING,
+		    json_string_value(json_object_get(req, "certificateId")));
+		check_custody(f, msg, json_string_value(json_object_get(req, "signature")));
+		/* The principal of a commit must be the new certificate. */
+		assert_true(is_new);
+		if (f->fault == F_COMMIT_REJECT)
+			rejected(f, "certificate/commit/rejected", "PrincipalMismatch");
+		else if (f->fault != F_COMMIT_DROP)
+			reply(f, "certificate/commit/accepted", json_pack("{s:s}", "certificateId",
+			    f->issued_id));
+	} else {
+		fail_msg("unexpected publish on %s", topic);
+	}
+	json_decref(req);
+	return 0;
+}
+
+/* Connects with whatever pair the bundle paths name; the broker refuses the new one on F_NEW_REFUSED. */
+static void
+fake_connect(fake *f)
+{
+	char id[CF_ID_LEN + 1];
+
+	bundle_id(id);
+	if (f->fault == F_NEW_REFUSED && strcmp(id, f->issued_id) == 0) {
+		push(f, 2, NULL, NULL);
+		return;
+	}
+	snprintf(f->conn_id, sizeof(f->conn_id), "%s", id);
+	push(f, 1, NULL, NULL);
+}
+
+static int
+fake_reconnect(void *arg)
+{
+	fake *f = arg;
+
+	f->connected = 0;
+	fake_connect(f);
+	return 0;
+}
+
+static void
+fake_switched(void *arg, unsigned gen)
+{
+	fake *f = arg;
+
+	(void)gen;
+	f->hooks++;
+}
+
+static int
+fake_hook(void *arg, cf_agent_state st)
+{
+	fake *f = arg;
+
+	if (f->ntrace < MAX_TRACE)
+		f->trace[f->ntrace++] = st;
+	if ((int)st == f->crash_state) {
+		f->crash_state = -1;
+		return 1;
+	}
+	return 0;
+}
+
+static void
+drop_queue(fake *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->qn; i++)
+		free(f->q[i].payload);
+	f->qn = 0;
+}
+
+/* A power cut: the agent and key store objects go, the directory stays, messages in flight are lost. */
+static void
+power_cut(fake *f)
+{
+	cf_agent_free(f->agent);
+	cf_keystore_free(f->ks);
+	f->agent = NULL;
+	f->ks = NULL;
+	f->connected = 0;
+	drop_queue(f);
+}
+
+static void
+boot(fake *f)
+{
+	cf_agent_opts o;
+	cf_agent_transport t = {.publish = fake_publish, .reconnect = fake_reconnect,
+	    .switched = fake_switched, .arg = f};
+	char state_dir[128];
+	int r;
+
+	memset(&o, 0, sizeof(o));
+	snprintf(state_dir, sizeof(state_dir), "%s/state", g.dir);
+	o.thing = THING;
+	o.state_dir = state_dir;
+	o.ca_chain_pem = g.chain_pem;
+	o.journal_hook = fake_hook;
+	o.hook_arg = f;
+	must(cf_keystore_file_open(&f->ks, g.dir));
+	r = cf_agent_start(&f->agent, &o, f->ks, &t, f->now);
+	if (r == CF_ESTATE) {
+		assert_null(f->agent); /* the power cut came while it started */
+		return;
+	}
+	must(r);
+	fake_connect(f); /* the daemon connects once the agent has started */
+}
+
+/* Delivers queued events and fires timers until the agent rests (or stops). Returns 1 if it stopped. */
+static int
+pump(fake *f)
+{
+	int steps, r = 0;
+	event e;
+
+	if (f->agent == NULL)
+		return 1;
+	for (steps = 0; steps < 200; steps++) {
+		if (f->qn > 0) {
+			e = f->q[0];
+			memmove(&f->q[0], &f->q[1], (f->qn - 1) * sizeof(f->q[0]));
+			f->qn--;
+			f->now += 1;
+			if (e.conn == 1) {
+				f->connected = 1;
+				r = cf_agent_connected(f->agent, f->now);
+			} else if (e.conn == 2) {
+				f->connected = 0;
+				r = cf_agent_disconnected(f->agent, f->now);
+			} else {
+				r = cf_agent_message(f->agent, e.topic, e.payload, strlen(e.payload), f->now);
+			}
+			free(e.payload);
+		} else if (cf_agent_deadline(f->agent) != 0) {
+			f->now = cf_agent_deadline(f->agent);
+			r = cf_agent_timer(f->agent, f->now);
+		} else {
+			return 0;
+		}
+		if (r == CF_ESTATE)
+			return 1;
+		must(r);
+	}
+	fail_msg("the agent did not come to rest (in %s, job %s)",
+	    cf_agent_state_name(cf_agent_state_get(f->agent)), f->status);
+	return 0;
+}
+
+static void
+fake_init(fake *f, cf_key_alg bundle_alg, cf_key_alg alg, fault flt)
+{
+	memset(f, 0, sizeof(*f));
+	f->alg = alg;
+	f->fault = flt;
+	f->now = 1000000;
+	f->crash_state = -1;
+	snprintf(f->status, sizeof(f->status), "QUEUED");
+	make_bundle(g.dir, bundle_alg);
+}
+
+static void
+fake_done(fake *f)
+{
+	power_cut(f);
+}
+
+/* The outcome on disk and at the server: SUCCEEDED with the new pair, or FAILED with the old. */
+static void
+assert_converged(fake *f, const char *old_id)
+{
+	char id[CF_ID_LEN + 1];
+	int temps;
+
+	assert_int_equal(cf_agent_state_get(f->agent), CF_AGENT_IDLE);
+	assert_int_equal(cf_agent_deadline(f->agent), 0);
+	assert_false(f->custody_bad);
+	assert_bundle_matches(g.dir, id);
+	assert_key_modes(g.dir);
+	assert_int_equal(count_gens(g.dir, &temps), 1);
+	assert_int_equal(temps, 0);
+	if (strcmp(f->status, "SUCCEEDED") == 0) {
+		assert_string_equal(id, f->issued_id);
+		assert_string_not_equal(id, old_id);
+	} else {
+		assert_string_equal(f->status, "FAILED");
+		assert_string_equal(id, old_id);
+		assert_true(strlen(f->reason) > 0);
+	}
+}
+
+static void
+rotate(cf_key_alg from, cf_key_alg to)
+{
+	fake f;
+	char old_id[CF_ID_LEN + 1];
+
+	fake_init(&f, from, to, F_NONE);
+	bundle_id(old_id);
+	boot(&f);
+	assert_int_equal(pump(&f), 0);
+	assert_string_equal(f.status, "SUCCEEDED");
+	assert_converged(&f, old_id);
+	assert_int_equal(f.creates, 1);
+	assert_int_equal(f.commits, 1);
+	assert_int_equal(f.hooks, 1);
+	assert_string_equal(f.conn_id, f.issued_id); /* connected with the new pair */
+	{
+		cf_key *k = NULL;
+		cf_key_alg alg;
+		char path[256];
+
+		snprintf(path, sizeof(path), "%s/device.key", g.dir);
+		must(cf_key_load(&k, path, NULL));
+		must(cf_key_alg_of(&alg, k));
+		assert_int_equal(alg, to);
+		cf_key_free(k);
+	}
+	fake_done(&f);
+}
+
+static void
+test_agent__rotates_p256(void **state)
+{
+	(void)state;
+	rotate(CF_KEY_P256, CF_KEY_P256);
+}
+
+static void
+test_agent__rotates_ed25519(void **state)
+{
+	(void)state;
+	rotate(CF_KEY_P256, CF_KEY_ED25519);
+}
+
+static void
+test_agent__rotates_rsa2048_to_p384(void **state)
+{
+	(void)state;
+	rotate(CF_KEY_RSA2048, CF_KEY_P384);
+}
+
+/*
+ * The table's edges, each walked by a scenario below (and nothing else is
+ * taken): from -> to.
+ */
+#define E(a, b) {CF_AGENT_##a, CF_AGENT_##b}
+static const cf_agent_state edges[][2] = {
+	E(IDLE, IN_PROGRESS_SENT), E(IDLE, REPORTING_FAILURE),
+	E(IN_PROGRESS_SENT, KEY_GENERATED), E(IN_PROGRESS_SENT, DONE),
+	E(KEY_GENERATED, CREATE_SENT),
+	E(CREATE_SENT, CERT_RECEIVED), E(CREATE_SENT, ROLLING_BACK),
+	E(CERT_RECEIVED, SWITCHED),
+	E(SWITCHED, RECONNECTING_NEW),
+	E(RECONNECTING_NEW, VERIFYING), E(RECONNECTING_NEW, ROLLING_BACK),
+	E(VERIFYING, COMMIT_SENT), E(VERIFYING, ROLLING_BACK),
+	E(COMMIT_SENT, COMMITTED), E(COMMIT_SENT, ROLLING_BACK),
+	E(COMMITTED, CLEANUP),
+	E(CLEANUP, DONE),
+	E(ROLLING_BACK, REPORTING_FAILURE),
+	E(REPORTING_FAILURE, DONE),
+	E(DONE, IDLE),
+};
+
+static const struct {
+	const char *name;
+	fault fault;
+	const char *outcome;
+	const char *reason; /* a substring of statusDetails.reason */
+	cf_agent_state last_before_rollback;
+} scenarios[] = {
+	{"happy path", F_NONE, "SUCCEEDED", NULL, CF_AGENT__COUNT},
+	{"create rejected", F_CREATE_REJECT, "FAILED", "WeakKey", CF_AGENT_CREATE_SENT},
+	{"create never answered", F_CREATE_DROP, "FAILED", "create not answered", CF_AGENT_CREATE_SENT},
+	{"certificate for another key", F_CERT_WRONG_KEY, "FAILED", "new key", CF_AGENT_CREATE_SENT},
+	{"certificate from another CA", F_CERT_OTHER_CA, "FAILED", "certificate refused",
+	    CF_AGENT_CREATE_SENT},
+	{"certificate id mismatch", F_CERT_WRONG_ID, "FAILED", "certificate refused", CF_AGENT_CREATE_SENT},
+	{"new pair refused", F_NEW_REFUSED, "FAILED", "could not connect", CF_AGENT_RECONNECTING_NEW},
+	{"no $next/get answer", F_VERIFY_DROP, "FAILED", "no $next/get answer", CF_AGENT_VERIFYING},
+	{"$next/get rejected", F_VERIFY_REJECT, "FAILED", "InternalError", CF_AGENT_VERIFYING},
+	{"commit rejected", F_COMMIT_REJECT, "FAILED", "PrincipalMismatch", CF_AGENT_COMMIT_SENT},
+	{"commit never answered", F_COMMIT_DROP, "FAILED", "commit not answered", CF_AGENT_COMMIT_SENT},
+	{"IN_PROGRESS refused", F_IN_PROGRESS_REJECT, "QUEUED", NULL, CF_AGENT__COUNT},
+	{"unknown key algorithm", F_BAD_DOCUMENT, "FAILED", "RSA-1024", CF_AGENT__COUNT},
+};
+
+static void
+test_agent__every_edge_and_failure(void **state)
+{
+	int seen[sizeof(edges) / sizeof(edges[0])] = {0};
+	size_t s, i, k;
+	fake f;
+	char old_id[CF_ID_LEN + 1];
+
+	(void)state;
+	for (s = 0; s < sizeof(scenarios) / sizeof(scenarios[0]); s++) {
+		fake_init(&f, CF_KEY_P256, CF_KEY_P256, scenarios[s].fault);
+		bundle_id(old_id);
+		boot(&f);
+		assert_int_equal(pump(&f), 0);
+		if (strcmp(f.status, scenarios[s].outcome) != 0)
+			fail_msg("%s: job %s, expected %s (reason '%s', agent '%s')", scenarios[s].name,
+			    f.status, scenarios[s].outcome, f.reason, cf_agent_reason(f.agent));
+		if (strcmp(f.status, "QUEUED") != 0)
+			assert_converged(&f, old_id);
+		if (scenarios[s].reason != NULL && strstr(f.reason, scenarios[s].reason) == NULL)
+			fail_msg("%s: reason '%s' lacks '%s'", scenarios[s].name, f.reason, scenarios[s].reason);
+		for (i = 1; i < f.ntrace; i++) {
+			for (k = 0; k < sizeof(edges) / sizeof(edges[0]); k++)
+				if (edges[k][0] == f.trace[i - 1] && edges[k][1] == f.trace[i])
+					break;
+			if (k == sizeof(edges) / sizeof(edges[0]))
+				fail_msg("%s: undeclared edge %s -> %s", scenarios[s].name,
+				    cf_agent_state_name(f.trace[i - 1]), cf_agent_state_name(f.trace[i]));
+			seen[k] = 1;
+			if (f.trace[i] == CF_AGENT_ROLLING_BACK)
+				assert_int_equal(f.trace[i - 1], scenarios[s].last_before_rollback);
+		}
+		fake_done(&f);
+		assert_int_equal(cf_rmtree(g.dir), 0);
+		assert_int_equal(mkdir(g.dir, 0700), 0);
+	}
+	for (k = 0; k < sizeof(edges) / sizeof(edges[0]); k++)
+		if (!seen[k])
+			fail_msg("edge %s -> %s never walked", cf_agent_state_name(edges[k][0]),
+			    cf_agent_state_name(edges[k][1]));
+}
+
+/*
+ * A power cut right after each journal write, in every state a rotation
+ * passes through (on the success path and on a rollback path): a new agent
+ * started from the directory converges — completes or rolls back — with a
+ * matching pair, 0600 keys and one generation left.
+ */
+static void
+crash_matrix(fault flt)
+{
+	int st;
+	fake f;
+	char old_id[CF_ID_LEN + 1];
+	int visited[CF_AGENT__COUNT] = {0};
+	size_t i;
+
+	/* Which states this path writes. */
+	fake_init(&f, CF_KEY_P256, CF_KEY_ED25519, flt);
+	boot(&f);
+	assert_int_equal(pump(&f), 0);
+	for (i = 0; i < f.ntrace; i++)
+		visited[f.trace[i]] = 1;
+	fake_done(&f);
+	assert_int_equal(cf_rmtree(g.dir), 0);
+	assert_int_equal(mkdir(g.dir, 0700), 0);
+
+	for (st = 0; st < CF_AGENT__COUNT; st++) {
+		if (!visited[st])
+			continue;
+		fake_init(&f, CF_KEY_P256, CF_KEY_ED25519, flt);
+		bundle_id(old_id);
+		f.crash_state = st;
+		boot(&f);
+		assert_int_equal(pump(&f), 1); /* the power cut came */
+		power_cut(&f);
+		boot(&f);
+		assert_int_equal(pump(&f), 0);
+		if (strcmp(f.status, "SUCCEEDED") != 0 && strcmp(f.status, "FAILED") != 0)
+			fail_msg("crash in %s: job ended %s", cf_agent_state_name((cf_agent_state)st), f.status);
+		if (flt == F_NONE && strcmp(f.status, "SUCCEEDED") != 0)
+			fail_msg("crash in %s: rolled back (%s)", cf_agent_state_name((cf_agent_state)st),
+			    f.reason);
+		assert_converged(&f, old_id);
+		print_message("power cut after writing %-17s -> %s (%d create, %d commit)\n",
+		    cf_agent_state_name((cf_agent_state)st), f.status, f.creates, f.commits);
+		fake_done(&f);
+		assert_int_equal(cf_rmtree(g.dir), 0);
+		assert_int_equal(mkdir(g.dir, 0700), 0);
+	}
+}
+
+static void
+test_agent__crash_after_every_journal_write_success_path(void **state)
+{
+	(void)state;
+	crash_matrix(F_NONE);
+}
+
+static void
+test_agent__crash_after_every_journal_write_rollback_path(void **state)
+{
+	(void)state;
+	crash_matrix(F_COMMIT_REJECT);
+	crash_matrix(F_NEW_REFUSED);
+}
+
+static void
+test_agent__corrupt_journal_is_refused(void **state)
+{
+	fake f;
+	char path[256];
+	cf_agent_opts o;
+	cf_agent_transport t = {.publish = fake_publish, .reconnect = fake_reconnect, .arg = &f};
+	cf_agent *a = NULL;
+
+	(void)state;
+	fake_init(&f, CF_KEY_P256, CF_KEY_P256, F_NONE);
+	must(cf_keystore_file_open(&f.ks, g.dir));
+	snprintf(path, sizeof(path), "%s/state", g.dir);
+	must(cf_mkdir_p(path, 0700));
+	snprintf(path, sizeof(path), "%s/state/agent.journal", g.dir);
+	{
+		const char *bad = "{\"version\": 1, \"state\": \"NOPE\"}";
+
+		must(cf_file_write_atomic(path, bad, strlen(bad), 0600));
+	}
+	memset(&o, 0, sizeof(o));
+	o.thing = THING;
+	snprintf(path, sizeof(path), "%s/state", g.dir);
+	o.state_dir = path;
+	o.ca_chain_pem = g.chain_pem;
+	assert_int_equal(cf_agent_start(&a, &o, f.ks, &t, 0), CF_ECORRUPT);
+	assert_null(a);
+	o.thing = "bad thing";
+	assert_int_equal(cf_agent_start(&a, &o, f.ks, &t, 0), CF_EINVAL);
+	cf_keystore_free(f.ks);
+}
+
+static void
+test_agent__state_names(void **state)
+{
+	int i;
+
+	(void)state;
+	for (i = 0; i < CF_AGENT__COUNT; i++)
+		assert_true(strlen(cf_agent_state_name((cf_agent_state)i)) > 0);
+	assert_string_equal(cf_agent_state_name(CF_AGENT__COUNT), "UNKNOWN");
+	assert_string_equal(cf_agent_state_name(CF_AGENT_RECONNECTING_NEW), "RECONNECTING_NEW");
+}
+
 int
 main(void)
 {
@@ -408,6 +1066,16 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_keystore__switch_rollback_cleanup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keystore__sign_with_either_generation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent__rotates_p256, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent__rotates_ed25519, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent__rotates_rsa2048_to_p384, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent__every_edge_and_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent__crash_after_every_journal_write_success_path,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent__crash_after_every_journal_write_rollback_path,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent__corrupt_journal_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent__state_names, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

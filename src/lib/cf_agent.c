@@ -1,0 +1,1043 @@
+/*
+ * cf_agent — the rotation state machine of the device (DESIGN §6): a table
+ * of states with entry, message, connect and timeout handlers, a durable
+ * journal written before every side effect, and recovery that re-enters
+ * the journal's state. Owns the journal file; borrows the key store and
+ * the transport. docs/agent.md describes the states and the rules.
+ */
+#include "cf_agent.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cf_util.h"
+
+#define JOB_ID_MAX 64
+#define REASON_MAX 256
+#define PATH_MAX_ 1024
+#define STAY CF_AGENT__COUNT /* a handler's "no transition" */
+
+/* What survives a power cut: written whole before each side effect. */
+typedef struct {
+	cf_agent_state state;
+	char job_id[JOB_ID_MAX + 1];
+	int64_t execution_number;
+	int64_t version_number;
+	cf_key_alg key_alg;
+	cf_sig_alg sig_alg;
+	unsigned old_gen, new_gen;
+	int switched;          /* the new pair has been made active at least once */
+	char certificate_id[CF_ID_LEN + 1];
+	int attempts;          /* sends of the current state's request */
+	char reason[REASON_MAX];
+} journal;
+
+struct cf_agent {
+	journal j;
+	cf_keystore *ks;
+	cf_agent_transport t;
+	char thing[CF_NAME_MAX + 1];
+	char prefix[64];
+	char journal_path[PATH_MAX_];
+	char *ca_chain_pem;
+	int timeout_s[CF_AGENT__COUNT];
+	int max_attempts;
+	int (*journal_hook)(void *arg, cf_agent_state state);
+	void *hook_arg;
+	int connected;
+	int halted; /* the test hook simulated a power cut */
+	int64_t now, deadline;
+};
+
+/* A message on one of the thing's topics, decoded. */
+typedef enum { MSG_NOTIFY, MSG_NEXT, MSG_UPDATE, MSG_CREATE, MSG_COMMIT, MSG_OTHER } msg_kind;
+
+typedef struct {
+	msg_kind kind;
+	int accepted; /* 1 accepted, 0 rejected (notify: 1) */
+	char job_id[JOB_ID_MAX + 1]; /* from the topic (MSG_UPDATE) */
+	json_t *body;
+} agent_msg;
+
+static int journal_write(cf_agent *a);
+
+/* ---- message encoding ---------------------------------------------------
+ * These few JSON messages move to cf_proto (cf_proto_encode_* and the
+ * custody helpers) when it is integrated; the wire format is the same:
+ * docs/protocol.md, base64 custody signatures over jobId|thing|...
+ */
+
+static int
+b64(char **out, const unsigned char *in, size_t len)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char *s, *p;
+	size_t i;
+	unsigned v;
+
+	if ((s = p = malloc((len + 2) / 3 * 4 + 1)) == NULL) {
+		cf_error_set("out of memory");
+		return CF_ERROR;
+	}
+	for (i = 0; i + 2 < len; i += 3) {
+		v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+		*p++ = tab[v >> 18 & 63];
+		*p++ = tab[v >> 12 & 63];
+		*p++ = tab[v >> 6 & 63];
+		*p++ = tab[v & 63];
+	}
+	if (i < len) {
+		v = (unsigned)in[i] << 16 | (i + 1 < len ? (unsigned)in[i + 1] << 8 : 0);
+		*p++ = tab[v >> 18 & 63];
+		*p++ = tab[v >> 12 & 63];
+		*p++ = i + 1 < len ? tab[v >> 6 & 63] : '=';
+		*p++ = '=';
+	}
+	*p = '\0';
+	*out = s;
+	return 0;
+}
+
+/* Signs msg with generation gen's key, its key algorithm's default signature, base64. */
+static int
+custody_sign(char **out, cf_agent *a, unsigned gen, const char *msg)
+{
+	int r;
+	cf_key *pub = NULL;
+	cf_key_alg alg;
+	unsigned char *sig = NULL;
+	size_t sig_len = 0;
+
+	if ((r = a->ks->ops->public_key(a->ks->st, &pub, gen)) != 0 || (r = cf_key_alg_of(&alg, pub)) != 0 ||
+	    (r = a->ks->ops->sign(a->ks->st, &sig, &sig_len, gen, cf_sig_alg_default(alg), msg,
+	    strlen(msg))) != 0 || (r = b64(out, sig, sig_len)) != 0)
+		goto out;
+out:
+	free(sig);
+	cf_key_free(pub);
+	return r;
+}
+
+static int
+topic(char *out, size_t len, const cf_agent *a, const char *suffix)
+{
+	return cf_strfmt(out, len, "%sthings/%s/%s", a->prefix, a->thing, suffix);
+}
+
+/* Publishes a JSON object (stolen) on prefix/things/<thing>/<suffix>. Failures are retried later. */
+static void
+send_json(cf_agent *a, const char *suffix, json_t *obj)
+{
+	char t[512], *payload = NULL;
+
+	if (obj != NULL && topic(t, sizeof(t), a, suffix) == 0 &&
+	    (payload = json_dumps(obj, JSON_COMPACT)) != NULL && a->connected)
+		(void)a->t.publish(a->t.arg, t, payload);
+	free(payload);
+	json_decref(obj);
+}
+
+static void
+send_update(cf_agent *a, const char *status)
+{
+	char suffix[128];
+	json_t *o = json_pack("{s:s, s:I}", "status", status, "expectedVersion",
+	    (json_int_t)a->j.version_number);
+
+	if (o != NULL && strcmp(status, "FAILED") == 0)
+		json_object_set_new(o, "statusDetails", json_pack("{s:s}", "reason", a->j.reason));
+	if (cf_strfmt(suffix, sizeof(suffix), "jobs/%s/update", a->j.job_id) != 0) {
+		json_decref(o);
+		return;
+	}
+	send_json(a, suffix, o);
+}
+
+static void
+send_next_get(cf_agent *a)
+{
+	send_json(a, "jobs/$next/get", json_object());
+}
+
+/* The topic below prefix/things/<thing>/ and the JSON body. CF_EINVAL if neither fits. */
+static int
+msg_decode(agent_msg *out, const cf_agent *a, const char *t, const void *payload, size_t len)
+{
+	char head[512];
+	const char *rest, *slash;
+	size_t n;
+	json_error_t err;
+
+	memset(out, 0, sizeof(*out));
+	if (topic(head, sizeof(head), a, "") != 0 || strncmp(t, head, strlen(head)) != 0)
+		goto bad;
+	rest = t + strlen(head);
+	out->accepted = 1;
+	if (strcmp(rest, "jobs/notify-next") == 0)
+		out->kind = MSG_NOTIFY;
+	else if (strcmp(rest, "jobs/$next/get/accepted") == 0 || strcmp(rest, "jobs/$next/get/rejected") == 0)
+		out->kind = MSG_NEXT;
+	else if (strncmp(rest, "certificate/create/", 19) == 0)
+		out->kind = MSG_CREATE;
+	else if (strncmp(rest, "certificate/commit/", 19) == 0)
+		out->kind = MSG_COMMIT;
+	else if (strncmp(rest, "jobs/", 5) == 0 && (slash = strchr(rest + 5, '/')) != NULL &&
+	    strncmp(slash, "/update/", 8) == 0 && (n = (size_t)(slash - rest - 5)) <= JOB_ID_MAX) {
+		out->kind = MSG_UPDATE;
+		memcpy(out->job_id, rest + 5, n);
+		out->job_id[n] = '\0';
+	} else
+		goto bad;
+	if (out->kind != MSG_NOTIFY) {
+		slash = strrchr(rest, '/');
+		if (strcmp(slash, "/accepted") == 0)
+			out->accepted = 1;
+		else if (strcmp(slash, "/rejected") == 0)
+			out->accepted = 0;
+		else
+			goto bad;
+	}
+	if ((out->body = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &err)) == NULL ||
+	    !json_is_object(out->body)) {
+		json_decref(out->body);
+		out->body = NULL;
+		cf_error_set("%s: invalid JSON", t);
+		return CF_EINVAL;
+	}
+	return 0;
+bad:
+	out->kind = MSG_OTHER;
+	return 0;
+}
+
+static const char *
+str_field(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* A rejection's "errorCode: errorMessage" into the journal's reason. */
+static void
+set_reason_from(cf_agent *a, const char *what, json_t *body)
+{
+	const char *code = str_field(body, "errorCode"), *m = str_field(body, "errorMessage");
+
+	snprintf(a->j.reason, sizeof(a->j.reason), "%s rejected: %s%s%s", what, code ? code : "?",
+	    m ? ": " : "", m ? m : "");
+}
+
+static void set_reason(cf_agent *a, const char *fmt, ...) CF_PRINTF(2, 3);
+
+static void
+set_reason(cf_agent *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(a->j.reason, sizeof(a->j.reason), fmt, ap);
+	va_end(ap);
+}
+
+/* A rejection that carries executionState: adopt its versionNumber. */
+static void
+adopt_version(cf_agent *a, json_t *body)
+{
+	json_t *st = json_object_get(body, "executionState"), *v = json_object_get(st, "versionNumber");
+
+	if (json_is_integer(v))
+		a->j.version_number = json_integer_value(v);
+}
+
+/* ---- handlers --------------------------------------------------------- */
+
+static cf_agent_state
+idle_enter(cf_agent *a)
+{
+	send_next_get(a);
+	return STAY;
+}
+
+/* A rotation execution in notify-next or $next/get/accepted becomes our job. */
+static cf_agent_state
+idle_message(cf_agent *a, const agent_msg *m)
+{
+	json_t *ex, *doc;
+	const char *id, *status, *op, *kname, *sname;
+
+	if ((m->kind != MSG_NOTIFY && m->kind != MSG_NEXT) || !m->accepted)
+		return STAY;
+	ex = json_object_get(m->body, "execution");
+	doc = json_object_get(ex, "jobDocument");
+	id = str_field(ex, "jobId");
+	status = str_field(ex, "status");
+	op = str_field(doc, "operation");
+	kname = str_field(doc, "keyAlgorithm");
+	sname = str_field(doc, "signingAlgorithm");
+	if (id == NULL || status == NULL || op == NULL || strcmp(op, "ROTATE_CERTIFICATE") != 0 ||
+	    strlen(id) > JOB_ID_MAX ||
+	    (strcmp(status, "QUEUED") != 0 && strcmp(status, "IN_PROGRESS") != 0))
+		return STAY;
+	/* The execution this agent just ended (e.g. its IN_PROGRESS was refused) is not retried. */
+	if (strcmp(id, a->j.job_id) == 0 &&
+	    json_integer_value(json_object_get(ex, "executionNumber")) == a->j.execution_number)
+		return STAY;
+	memset(&a->j, 0, sizeof(a->j));
+	if (cf_alg_validate(&a->j.key_alg, &a->j.sig_alg, kname, sname) != 0) {
+		/* Still ours: fail it with the reason rather than leave it queued. */
+		set_reason(a, "job document: %s", cf_error_last());
+	}
+	snprintf(a->j.job_id, sizeof(a->j.job_id), "%s", id);
+	a->j.execution_number = json_integer_value(json_object_get(ex, "executionNumber"));
+	a->j.version_number = json_integer_value(json_object_get(ex, "versionNumber"));
+	return a->j.reason[0] ? CF_AGENT_REPORTING_FAILURE : CF_AGENT_IN_PROGRESS_SENT;
+}
+
+static cf_agent_state
+in_progress_enter(cf_agent *a)
+{
+	send_update(a, "IN_PROGRESS");
+	return STAY;
+}
+
+static int
+update_reply_ours(const cf_agent *a, const agent_msg *m)
+{
+	return m->kind == MSG_UPDATE && strcmp(m->job_id, a->j.job_id) == 0;
+}
+
+static cf_agent_state
+in_progress_message(cf_agent *a, const agent_msg *m)
+{
+	if (!update_reply_ours(a, m))
+		return STAY;
+	if (!m->accepted) {
+		/* Nothing changed on the device: the job is not ours to run now. */
+		set_reason_from(a, "update IN_PROGRESS", m->body);
+		return CF_AGENT_DONE;
+	}
+	adopt_version(a, m->body);
+	return CF_AGENT_KEY_GENERATED;
+}
+
+static cf_agent_state
+key_enter(cf_agent *a)
+{
+	cf_keystore_status s;
+
+	if (a->ks->ops->status(a->ks->st, &s) != 0) {
+		set_reason(a, "key store: %s", cf_error_last());
+		return CF_AGENT_ROLLING_BACK;
+	}
+	/* Nothing was switched yet, so the active generation is the old pair. */
+	a->j.old_gen = s.active;
+	if (a->ks->ops->generate(a->ks->st, &a->j.new_gen, a->j.key_alg) != 0) {
+		set_reason(a, "key generation failed: %s", cf_error_last());
+		return CF_AGENT_ROLLING_BACK;
+	}
+	return CF_AGENT_CREATE_SENT;
+}
+
+/* CREATE_SENT's entry: a CSR from the pending key, signed for custody with the old key. */
+static cf_agent_state
+create_enter(cf_agent *a)
+{
+	char *csr = NULL, *sig = NULL, msg[512], hash[CF_ID_LEN + 1];
+	cf_agent_state next = STAY;
+	json_t *o;
+
+	if (a->ks->ops->csr(a->ks->st, &csr, a->j.new_gen, a->j.sig_alg, a->thing) != 0)
+		goto fail;
+	cf_sha256_hex(hash, csr, strlen(csr));
+	if (cf_strfmt(msg, sizeof(msg), "%s|%s|%s", a->j.job_id, a->thing, hash) != 0 ||
+	    custody_sign(&sig, a, a->j.old_gen, msg) != 0)
+		goto fail;
+	o = json_pack("{s:s, s:s, s:s}", "jobId", a->j.job_id, "csr", csr, "signature", sig);
+	send_json(a, "certificate/create", o);
+	goto out;
+fail:
+	set_reason(a, "cannot make the CSR: %s", cf_error_last());
+	next = CF_AGENT_ROLLING_BACK;
+out:
+	free(csr);
+	free(sig);
+	return next;
+}
+
+/*
+ * The issued certificate must hold the pending key, be the id the server
+ * named, name the thing, and chain to a root in the trusted CA file
+ * (intermediates from the file and from the reply).
+ */
+static int
+verify_cert(cf_agent *a, const char *pem, const char *id, const char *chain_pem)
+{
+	int r;
+	cf_cert *cert = NULL, **trusted = NULL, **extra = NULL, *ints[16], *roots[8];
+	size_t n_trusted = 0, n_extra = 0, n_int = 0, n_roots = 0, i;
+	cf_key *pub = NULL;
+	cf_cert_info info, ci;
+
+	if ((r = cf_cert_parse(&cert, pem, strlen(pem))) != 0 ||
+	    (r = a->ks->ops->public_key(a->ks->st, &pub, a->j.new_gen)) != 0)
+		goto out;
+	if (!cf_cert_matches_key(cert, pub)) {
+		cf_error_set("the certificate does not hold the new key");
+		r = CF_EREJECTED;
+		goto out;
+	}
+	if ((r = cf_cert_info_get(&info, cert)) != 0)
+		goto out;
+	if (id == NULL || strcmp(info.id, id) != 0 || strcmp(info.subject_cn, a->thing) != 0) {
+		cf_error_set("the certificate is not %s for thing %s (got %.16s, CN %s)",
+		    id ? id : "(no id)", a->thing, info.id, info.subject_cn);
+		r = CF_EREJECTED;
+		goto out;
+	}
+	if ((r = cf_cert_parse_bundle(&trusted, &n_trusted, a->ca_chain_pem, strlen(a->ca_chain_pem))) != 0)
+		goto out;
+	if (chain_pem != NULL && chain_pem[0] != '\0' &&
+	    (r = cf_cert_parse_bundle(&extra, &n_extra, chain_pem, strlen(chain_pem))) != 0)
+		goto out;
+	for (i = 0; i < n_trusted + n_extra; i++) {
+		cf_cert *c = i < n_trusted ? trusted[i] : extra[i - n_trusted];
+
+		if ((r = cf_cert_info_get(&ci, c)) != 0)
+			goto out;
+		/* Only the device's own CA file decides which roots are trusted. */
+		if (ci.self_signed && i < n_trusted && n_roots < 8)
+			roots[n_roots++] = c;
+		else if (!ci.self_signed && n_int < 16)
+			ints[n_int++] = c;
+	}
+	r = cf_pki_verify_chain(cert, ints, n_int, roots, n_roots, NULL, 0, 1);
+out:
+	cf_cert_list_free(trusted, n_trusted);
+	cf_cert_list_free(extra, n_extra);
+	cf_key_free(pub);
+	cf_cert_free(cert);
+	return r;
+}
+
+static cf_agent_state
+create_message(cf_agent *a, const agent_msg *m)
+{
+	const char *pem, *id;
+
+	if (m->kind != MSG_CREATE)
+		return STAY;
+	if (!m->accepted) {
+		set_reason_from(a, "create", m->body);
+		return CF_AGENT_ROLLING_BACK;
+	}
+	pem = str_field(m->body, "certificatePem");
+	id = str_field(m->body, "certificateId");
+	if (pem == NULL || verify_cert(a, pem, id, str_field(m->body, "chainPem")) != 0) {
+		set_reason(a, "certificate refused: %s", pem ? cf_error_last() : "no certificatePem");
+		return CF_AGENT_ROLLING_BACK;
+	}
+	/* Installing into the pending generation changes nothing in use; it is redone safely. */
+	if (a->ks->ops->install_cert(a->ks->st, a->j.new_gen, pem, strlen(pem)) != 0) {
+		set_reason(a, "cannot install the certificate: %s", cf_error_last());
+		return CF_AGENT_ROLLING_BACK;
+	}
+	snprintf(a->j.certificate_id, sizeof(a->j.certificate_id), "%s", id);
+	return CF_AGENT_CERT_RECEIVED;
+}
+
+static cf_agent_state
+cert_enter(cf_agent *a)
+{
+	cf_keystore_status s;
+
+	if (a->ks->ops->status(a->ks->st, &s) != 0 ||
+	    (s.active != a->j.new_gen && (s.pending != a->j.new_gen || !s.pending_has_cert))) {
+		set_reason(a, "the new pair is missing from the key store");
+		return CF_AGENT_ROLLING_BACK;
+	}
+	return CF_AGENT_SWITCHED;
+}
+
+static cf_agent_state
+switched_enter(cf_agent *a)
+{
+	if (a->ks->ops->activate(a->ks->st, a->j.new_gen) != 0) {
+		set_reason(a, "cannot switch to the new pair: %s", cf_error_last());
+		return CF_AGENT_ROLLING_BACK;
+	}
+	if (a->t.switched != NULL)
+		a->t.switched(a->t.arg, a->j.new_gen);
+	return CF_AGENT_RECONNECTING_NEW;
+}
+
+static cf_agent_state
+reconnect_enter(cf_agent *a)
+{
+	a->connected = 0;
+	(void)a->t.reconnect(a->t.arg);
+	return STAY;
+}
+
+static cf_agent_state
+reconnect_connect(cf_agent *a)
+{
+	(void)a;
+	return CF_AGENT_VERIFYING;
+}
+
+static cf_agent_state
+verify_enter(cf_agent *a)
+{
+	send_next_get(a);
+	return STAY;
+}
+
+static cf_agent_state
+verify_message(cf_agent *a, const agent_msg *m)
+{
+	const char *id;
+	json_t *v;
+
+	if (m->kind != MSG_NEXT)
+		return STAY;
+	if (!m->accepted) {
+		set_reason_from(a, "$next/get on the new connection", m->body);
+		return CF_AGENT_ROLLING_BACK;
+	}
+	id = str_field(json_object_get(m->body, "execution"), "jobId");
+	if (id == NULL || strcmp(id, a->j.job_id) != 0) {
+		set_reason(a, "the job is no longer in progress on the new connection");
+		return CF_AGENT_ROLLING_BACK;
+	}
+	v = json_object_get(json_object_get(m->body, "execution"), "versionNumber");
+	if (json_is_integer(v))
+		a->j.version_number = json_integer_value(v);
+	return CF_AGENT_COMMIT_SENT;
+}
+
+static cf_agent_state
+commit_enter(cf_agent *a)
+{
+	char msg[512], *sig = NULL;
+
+	if (cf_strfmt(msg, sizeof(msg), "%s|%s|%s", a->j.job_id, a->thing, a->j.certificate_id) != 0 ||
+	    custody_sign(&sig, a, a->j.new_gen, msg) != 0) {
+		set_reason(a, "cannot sign the commit: %s", cf_error_last());
+		return CF_AGENT_ROLLING_BACK;
+	}
+	send_json(a, "certificate/commit", json_pack("{s:s, s:s, s:s}", "jobId", a->j.job_id,
+	    "certificateId", a->j.certificate_id, "signature", sig));
+	free(sig);
+	return STAY;
+}
+
+static cf_agent_state
+commit_message(cf_agent *a, const agent_msg *m)
+{
+	if (m->kind != MSG_COMMIT)
+		return STAY;
+	if (!m->accepted) {
+		set_reason_from(a, "commit", m->body);
+		return CF_AGENT_ROLLING_BACK;
+	}
+	return CF_AGENT_COMMITTED;
+}
+
+static cf_agent_state
+committed_enter(cf_agent *a)
+{
+	(void)a;
+	return CF_AGENT_CLEANUP;
+}
+
+static cf_agent_state
+cleanup_enter(cf_agent *a)
+{
+	/* A failed cleanup leaves a stale backup, not a wrong pair: the next start retries it. */
+	(void)a->ks->ops->cleanup(a->ks->st);
+	send_update(a, "SUCCEEDED");
+	return STAY;
+}
+
+/* CLEANUP and REPORTING_FAILURE: the final update's answer ends the job. */
+static cf_agent_state
+final_message(cf_agent *a, const agent_msg *m)
+{
+	json_t *st;
+	const char *status;
+
+	if (!update_reply_ours(a, m))
+		return STAY;
+	st = json_object_get(m->body, "executionState");
+	status = str_field(st, "status");
+	if (!m->accepted && json_is_integer(json_object_get(st, "versionNumber")) &&
+	    (status == NULL || strcmp(status, "IN_PROGRESS") == 0) && a->j.attempts < a->max_attempts) {
+		/* A stale expectedVersion: resend with the server's. */
+		adopt_version(a, m->body);
+		a->j.attempts++;
+		if (journal_write(a) != 0)
+			return STAY;
+		send_update(a, a->j.state == CF_AGENT_CLEANUP ? "SUCCEEDED" : "FAILED");
+		return STAY;
+	}
+	return CF_AGENT_DONE;
+}
+
+static cf_agent_state
+rollback_enter(cf_agent *a)
+{
+	cf_keystore_status s;
+	int moved = 0;
+
+	if (a->j.old_gen == 0) {
+		/* Failed before a key was made: nothing on disk to undo. */
+		return a->connected ? CF_AGENT_REPORTING_FAILURE : STAY;
+	}
+	if (a->ks->ops->status(a->ks->st, &s) == 0)
+		moved = s.active != a->j.old_gen;
+	if (a->ks->ops->rollback(a->ks->st, a->j.old_gen) != 0) {
+		/* Retried on the timeout; the journal keeps saying ROLLING_BACK. */
+		return STAY;
+	}
+	if (moved && a->t.switched != NULL)
+		a->t.switched(a->t.arg, a->j.old_gen);
+	if (a->j.switched || moved) {
+		a->connected = 0;
+		(void)a->t.reconnect(a->t.arg);
+		return STAY;
+	}
+	return a->connected ? CF_AGENT_REPORTING_FAILURE : STAY;
+}
+
+static cf_agent_state
+rollback_connect(cf_agent *a)
+{
+	cf_keystore_status s;
+
+	/* Only once the old pair is back in place. */
+	if (a->j.old_gen != 0 && (a->ks->ops->status(a->ks->st, &s) != 0 || s.active != a->j.old_gen))
+		return STAY;
+	return CF_AGENT_REPORTING_FAILURE;
+}
+
+static cf_agent_state
+rollback_timeout(cf_agent *a)
+{
+	return rollback_enter(a);
+}
+
+static cf_agent_state
+report_enter(cf_agent *a)
+{
+	send_update(a, "FAILED");
+	return STAY;
+}
+
+static cf_agent_state
+done_enter(cf_agent *a)
+{
+	(void)a;
+	return CF_AGENT_IDLE;
+}
+
+/* Resends the state's request (entry again) until max_attempts, then gives up. */
+static cf_agent_state resend_or(cf_agent *a, cf_agent_state give_up, const char *why);
+
+static cf_agent_state
+in_progress_timeout(cf_agent *a)
+{
+	return resend_or(a, CF_AGENT_DONE, "update IN_PROGRESS not answered");
+}
+
+static cf_agent_state
+create_timeout(cf_agent *a)
+{
+	return resend_or(a, CF_AGENT_ROLLING_BACK, "create not answered in time");
+}
+
+static cf_agent_state
+reconnect_timeout(cf_agent *a)
+{
+	set_reason(a, "the new pair could not connect (refused or no answer)");
+	return CF_AGENT_ROLLING_BACK;
+}
+
+static cf_agent_state
+verify_timeout(cf_agent *a)
+{
+	set_reason(a, "no $next/get answer on the new connection in time");
+	return CF_AGENT_ROLLING_BACK;
+}
+
+static cf_agent_state
+commit_timeout(cf_agent *a)
+{
+	return resend_or(a, CF_AGENT_ROLLING_BACK, "commit not answered in time");
+}
+
+static cf_agent_state
+final_timeout(cf_agent *a)
+{
+	return resend_or(a, CF_AGENT_DONE, NULL);
+}
+
+/* On (re)connect a waiting state sends its request again: entries are idempotent. */
+static cf_agent_state
+resend_connect(cf_agent *a)
+{
+	switch (a->j.state) {
+	case CF_AGENT_CLEANUP:
+		send_update(a, "SUCCEEDED"); /* not cleanup_enter: the backup is gone already */
+		return STAY;
+	case CF_AGENT_IDLE:
+		return idle_enter(a);
+	case CF_AGENT_IN_PROGRESS_SENT:
+		return in_progress_enter(a);
+	case CF_AGENT_CREATE_SENT:
+		return create_enter(a);
+	case CF_AGENT_VERIFYING:
+		return verify_enter(a);
+	case CF_AGENT_COMMIT_SENT:
+		return commit_enter(a);
+	case CF_AGENT_REPORTING_FAILURE:
+		return report_enter(a);
+	default:
+		return STAY;
+	}
+}
+
+typedef cf_agent_state (*enter_fn)(cf_agent *a);
+typedef cf_agent_state (*message_fn)(cf_agent *a, const agent_msg *m);
+
+static const struct {
+	enter_fn on_enter;
+	message_fn on_message;
+	enter_fn on_timeout;
+	enter_fn on_connect;
+	int timeout_s;
+} states[CF_AGENT__COUNT] = {
+	[CF_AGENT_IDLE] = {.on_enter = idle_enter, .on_message = idle_message,
+	    .on_connect = resend_connect},
+	[CF_AGENT_IN_PROGRESS_SENT] = {.on_enter = in_progress_enter, .on_message = in_progress_message,
+	    .on_timeout = in_progress_timeout, .on_connect = resend_connect, .timeout_s = 30},
+	[CF_AGENT_KEY_GENERATED] = {.on_enter = key_enter},
+	[CF_AGENT_CREATE_SENT] = {.on_enter = create_enter, .on_message = create_message,
+	    .on_timeout = create_timeout, .on_connect = resend_connect, .timeout_s = 60},
+	[CF_AGENT_CERT_RECEIVED] = {.on_enter = cert_enter},
+	[CF_AGENT_SWITCHED] = {.on_enter = switched_enter},
+	[CF_AGENT_RECONNECTING_NEW] = {.on_enter = reconnect_enter, .on_timeout = reconnect_timeout,
+	    .on_connect = reconnect_connect, .timeout_s = 60},
+	[CF_AGENT_VERIFYING] = {.on_enter = verify_enter, .on_message = verify_message,
+	    .on_timeout = verify_timeout, .on_connect = resend_connect, .timeout_s = 30},
+	[CF_AGENT_COMMIT_SENT] = {.on_enter = commit_enter, .on_message = commit_message,
+	    .on_timeout = commit_timeout, .on_connect = resend_connect, .timeout_s = 60},
+	[CF_AGENT_COMMITTED] = {.on_enter = committed_enter},
+	[CF_AGENT_CLEANUP] = {.on_enter = cleanup_enter, .on_message = final_message,
+	    .on_timeout = final_timeout, .on_connect = resend_connect, .timeout_s = 30},
+	[CF_AGENT_ROLLING_BACK] = {.on_enter = rollback_enter, .on_timeout = rollback_timeout,
+	    .on_connect = rollback_connect, .timeout_s = 60},
+	[CF_AGENT_REPORTING_FAILURE] = {.on_enter = report_enter, .on_message = final_message,
+	    .on_timeout = final_timeout, .on_connect = resend_connect, .timeout_s = 30},
+	[CF_AGENT_DONE] = {.on_enter = done_enter},
+};
+
+static const char *const state_names[CF_AGENT__COUNT] = {
+	[CF_AGENT_IDLE] = "IDLE",
+	[CF_AGENT_IN_PROGRESS_SENT] = "IN_PROGRESS_SENT",
+	[CF_AGENT_KEY_GENERATED] = "KEY_GENERATED",
+	[CF_AGENT_CREATE_SENT] = "CREATE_SENT",
+	[CF_AGENT_CERT_RECEIVED] = "CERT_RECEIVED",
+	[CF_AGENT_SWITCHED] = "SWITCHED",
+	[CF_AGENT_RECONNECTING_NEW] = "RECONNECTING_NEW",
+	[CF_AGENT_VERIFYING] = "VERIFYING",
+	[CF_AGENT_COMMIT_SENT] = "COMMIT_SENT",
+	[CF_AGENT_COMMITTED] = "COMMITTED",
+	[CF_AGENT_CLEANUP] = "CLEANUP",
+	[CF_AGENT_ROLLING_BACK] = "ROLLING_BACK",
+	[CF_AGENT_REPORTING_FAILURE] = "REPORTING_FAILURE",
+	[CF_AGENT_DONE] = "DONE",
+};
+
+const char *
+cf_agent_state_name(cf_agent_state s)
+{
+	return (unsigned)s < CF_AGENT__COUNT ? state_names[s] : "UNKNOWN";
+}
+
+static int
+state_parse(cf_agent_state *out, const char *name)
+{
+	int i;
+
+	for (i = 0; name != NULL && i < CF_AGENT__COUNT; i++)
+		if (strcmp(state_names[i], name) == 0) {
+			*out = (cf_agent_state)i;
+			return 0;
+		}
+	return CF_EINVAL;
+}
+
+static int
+timeout_of(const cf_agent *a, cf_agent_state s)
+{
+	return a->timeout_s[s] > 0 ? a->timeout_s[s] : states[s].timeout_s;
+}
+
+static cf_agent_state
+resend_or(cf_agent *a, cf_agent_state give_up, const char *why)
+{
+	if (a->j.attempts + 1 >= a->max_attempts) {
+		if (why != NULL)
+			set_reason(a, "%s", why);
+		return give_up;
+	}
+	a->j.attempts++;
+	if (journal_write(a) != 0)
+		return STAY;
+	return resend_connect(a);
+}
+
+/* ---- journal ---------------------------------------------------------- */
+
+static int
+journal_write(cf_agent *a)
+{
+	int r;
+	char *text = NULL;
+	json_t *o;
+
+	o = json_pack("{s:i, s:s, s:s, s:I, s:I, s:s, s:s, s:i, s:i, s:b, s:s, s:i, s:s}",
+	    "version", 1, "state", cf_agent_state_name(a->j.state), "jobId", a->j.job_id,
+	    "executionNumber", (json_int_t)a->j.execution_number,
+	    "versionNumber", (json_int_t)a->j.version_number,
+	    "keyAlgorithm", cf_key_alg_name(a->j.key_alg), "signingAlgorithm", cf_sig_alg_name(a->j.sig_alg),
+	    "oldGeneration", (int)a->j.old_gen, "newGeneration", (int)a->j.new_gen,
+	    "switched", a->j.switched, "certificateId", a->j.certificate_id,
+	    "attempts", a->j.attempts, "reason", a->j.reason);
+	if (o == NULL || (text = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER)) == NULL) {
+		cf_error_set("out of memory");
+		r = CF_ERROR;
+		goto out;
+	}
+	r = cf_file_write_atomic(a->journal_path, text, strlen(text), 0600);
+out:
+	free(text);
+	json_decref(o);
+	return r;
+}
+
+static int
+journal_read(cf_agent *a)
+{
+	int r;
+	char *text = NULL;
+	json_t *o = NULL;
+	json_error_t err;
+	const char *st = NULL, *job = "", *cid = "", *reason = "", *kname = NULL, *sname = NULL;
+	json_int_t en = 0, vn = 0;
+	int version = 0, og = 0, ng = 0, sw = 0, att = 0;
+
+	memset(&a->j, 0, sizeof(a->j));
+	if ((r = cf_file_read(&text, NULL, a->journal_path, 65536)) != 0) {
+		if (r == CF_ENOTFOUND) {
+			a->j.state = CF_AGENT_IDLE;
+			r = 0;
+		}
+		goto out;
+	}
+	if ((o = json_loads(text, 0, &err)) == NULL ||
+	    json_unpack(o, "{s:i, s:s, s:s, s:I, s:I, s:s, s:s, s:i, s:i, s:b, s:s, s:i, s:s}",
+	    "version", &version, "state", &st, "jobId", &job, "executionNumber", &en,
+	    "versionNumber", &vn, "keyAlgorithm", &kname, "signingAlgorithm", &sname,
+	    "oldGeneration", &og, "newGeneration", &ng, "switched", &sw, "certificateId", &cid,
+	    "attempts", &att, "reason", &reason) != 0 || version != 1 ||
+	    state_parse(&a->j.state, st) != 0 || strlen(job) > JOB_ID_MAX || strlen(cid) > CF_ID_LEN ||
+	    og < 0 || ng < 0 || cf_key_alg_parse(&a->j.key_alg, kname) != 0 ||
+	    cf_sig_alg_parse(&a->j.sig_alg, sname) != 0) {
+		cf_error_set("%s: not a valid agent journal", a->journal_path);
+		r = CF_ECORRUPT;
+		goto out;
+	}
+	snprintf(a->j.job_id, sizeof(a->j.job_id), "%s", job);
+	snprintf(a->j.certificate_id, sizeof(a->j.certificate_id), "%s", cid);
+	snprintf(a->j.reason, sizeof(a->j.reason), "%s", reason);
+	a->j.execution_number = en;
+	a->j.version_number = vn;
+	a->j.old_gen = (unsigned)og;
+	a->j.new_gen = (unsigned)ng;
+	a->j.switched = sw;
+	a->j.attempts = att;
+out:
+	json_decref(o);
+	free(text);
+	return r;
+}
+
+/* ---- the engine --------------------------------------------------------- */
+
+/*
+ * Enters next (and whatever its entry leads to): the journal first, then
+ * the entry action. A halted agent does nothing more.
+ */
+static int
+go(cf_agent *a, cf_agent_state next)
+{
+	int r;
+
+	while (next != STAY) {
+		if (next == CF_AGENT_SWITCHED)
+			a->j.switched = 1;
+		if (next == CF_AGENT_DONE || next == CF_AGENT_IDLE) {
+			/* Keep the last job's id and reason for cf_agent_reason(); forget the rest. */
+			a->j.old_gen = a->j.new_gen = 0;
+			a->j.switched = 0;
+		}
+		a->j.state = next;
+		a->j.attempts = 0;
+		if ((r = journal_write(a)) != 0)
+			return r;
+		if (a->journal_hook != NULL && a->journal_hook(a->hook_arg, next) != 0) {
+			a->halted = 1;
+			cf_error_set("agent stopped by the journal hook after writing %s",
+			    cf_agent_state_name(next));
+			return CF_ESTATE;
+		}
+		a->deadline = timeout_of(a, next) > 0 ? a->now + timeout_of(a, next) : 0;
+		next = states[next].on_enter != NULL ? states[next].on_enter(a) : STAY;
+	}
+	return 0;
+}
+
+int
+cf_agent_start(cf_agent **out, const cf_agent_opts *o, cf_keystore *ks, const cf_agent_transport *t,
+    int64_t now)
+{
+	int r = CF_EINVAL, i;
+	cf_agent *a = NULL;
+
+	if (o->thing == NULL || !cf_name_valid("thing", o->thing) || o->state_dir == NULL ||
+	    o->ca_chain_pem == NULL || t->publish == NULL || t->reconnect == NULL) {
+		if (o->thing != NULL && cf_name_valid("thing", o->thing))
+			cf_error_set("agent options: state_dir, ca_chain_pem, publish and reconnect "
+			    "are required");
+		goto out;
+	}
+	if ((a = calloc(1, sizeof(*a))) == NULL || (a->ca_chain_pem = strdup(o->ca_chain_pem)) == NULL) {
+		cf_error_set("out of memory");
+		r = CF_ERROR;
+		goto out;
+	}
+	a->ks = ks;
+	a->t = *t;
+	a->now = now;
+	a->max_attempts = o->max_attempts > 0 ? o->max_attempts : 3;
+	a->journal_hook = o->journal_hook;
+	a->hook_arg = o->hook_arg;
+	for (i = 0; i < CF_AGENT__COUNT; i++)
+		a->timeout_s[i] = o->timeout_s[i];
+	if ((r = cf_strfmt(a->thing, sizeof(a->thing), "%s", o->thing)) != 0 ||
+	    (r = cf_strfmt(a->prefix, sizeof(a->prefix), "%s", o->prefix ? o->prefix : "cf/")) != 0 ||
+	    (r = cf_mkdir_p(o->state_dir, 0700)) != 0 ||
+	    (r = cf_strfmt(a->journal_path, sizeof(a->journal_path), "%s/agent.journal", o->state_dir)) != 0 ||
+	    (r = journal_read(a)) != 0)
+		goto out;
+	/* Recovery: re-enter the journal's state; every entry action is idempotent. */
+	if ((r = go(a, a->j.state)) != 0)
+		goto out;
+	*out = a;
+	a = NULL;
+out:
+	cf_agent_free(a);
+	return r;
+}
+
+void
+cf_agent_free(cf_agent *a)
+{
+	if (a == NULL)
+		return;
+	free(a->ca_chain_pem);
+	free(a);
+}
+
+int
+cf_agent_connected(cf_agent *a, int64_t now)
+{
+	if (a->halted)
+		return CF_ESTATE;
+	a->now = now;
+	a->connected = 1;
+	if (states[a->j.state].on_connect == NULL)
+		return 0;
+	return go(a, states[a->j.state].on_connect(a));
+}
+
+int
+cf_agent_disconnected(cf_agent *a, int64_t now)
+{
+	if (a->halted)
+		return CF_ESTATE;
+	a->now = now;
+	a->connected = 0;
+	return 0;
+}
+
+int
+cf_agent_message(cf_agent *a, const char *t, const void *payload, size_t len, int64_t now)
+{
+	int r;
+	agent_msg m;
+
+	if (a->halted)
+		return CF_ESTATE;
+	a->now = now;
+	if ((r = msg_decode(&m, a, t, payload, len)) != 0)
+		return 0; /* not ours to answer: a device ignores what it cannot read */
+	if (m.kind != MSG_OTHER && states[a->j.state].on_message != NULL)
+		r = go(a, states[a->j.state].on_message(a, &m));
+	json_decref(m.body);
+	return r;
+}
+
+int
+cf_agent_timer(cf_agent *a, int64_t now)
+{
+	cf_agent_state s = a->j.state;
+
+	if (a->halted)
+		return CF_ESTATE;
+	a->now = now;
+	if (a->deadline == 0 || now < a->deadline || states[s].on_timeout == NULL)
+		return 0;
+	a->deadline = now + timeout_of(a, s);
+	return go(a, states[s].on_timeout(a));
+}
+
+int64_t
+cf_agent_deadline(const cf_agent *a)
+{
+	return a->deadline;
+}
+
+cf_agent_state
+cf_agent_state_get(const cf_agent *a)
+{
+	return a->j.state;
+}
+
+const char *
+cf_agent_reason(const cf_agent *a)
+{
+	return a->j.reason;
+}
+
+const char *
+cf_agent_job_id(const cf_agent *a)
+{
+	return a->j.job_id;
+}
