@@ -3,7 +3,8 @@
  * of states with entry, message, connect and timeout handlers, a durable
  * journal written before every side effect, and recovery that re-enters
  * the journal's state. Owns the journal file; borrows the key store and
- * the transport. docs/agent.md describes the states and the rules.
+ * the transport. Messages go through cf_proto. docs/agent.md describes the
+ * states and the rules.
  */
 #include "cf_agent.h"
 
@@ -14,9 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cf_base64.h"
+#include "cf_proto.h"
 #include "cf_util.h"
 
-#define JOB_ID_MAX 64
 #define REASON_MAX 256
 #define PATH_MAX_ 1024
 #define STAY CF_AGENT__COUNT /* a handler's "no transition" */
@@ -24,7 +26,7 @@
 /* What survives a power cut: written whole before each side effect. */
 typedef struct {
 	cf_agent_state state;
-	char job_id[JOB_ID_MAX + 1];
+	char job_id[CF_PROTO_JOB_ID_MAX + 1];
 	int64_t execution_number;
 	int64_t version_number;
 	cf_key_alg key_alg;
@@ -53,56 +55,19 @@ struct cf_agent {
 	int64_t now, deadline;
 };
 
-/* A message on one of the thing's topics, decoded. */
-typedef enum { MSG_NOTIFY, MSG_NEXT, MSG_UPDATE, MSG_CREATE, MSG_COMMIT, MSG_OTHER } msg_kind;
-
+/* A message on one of the thing's topics: its parsed topic and the raw payload. */
 typedef struct {
-	msg_kind kind;
-	int accepted; /* 1 accepted, 0 rejected (notify: 1) */
-	char job_id[JOB_ID_MAX + 1]; /* from the topic (MSG_UPDATE) */
-	json_t *body;
+	cf_proto_topic topic;
+	int accepted; /* .../accepted (notify-next counts as accepted) */
+	const void *payload;
+	size_t len;
 } agent_msg;
 
 static int journal_write(cf_agent *a);
 
-/* ---- message encoding ---------------------------------------------------
- * These few JSON messages move to cf_proto (cf_proto_encode_* and the
- * custody helpers) when it is integrated; the wire format is the same:
- * docs/protocol.md, base64 custody signatures over jobId|thing|...
- */
+/* ---- messages (cf_proto) ------------------------------------------------ */
 
-static int
-b64(char **out, const unsigned char *in, size_t len)
-{
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	char *s, *p;
-	size_t i;
-	unsigned v;
-
-	if ((s = p = malloc((len + 2) / 3 * 4 + 1)) == NULL) {
-		cf_error_set("out of memory");
-		return CF_ERROR;
-	}
-	for (i = 0; i + 2 < len; i += 3) {
-		v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-		*p++ = tab[v >> 18 & 63];
-		*p++ = tab[v >> 12 & 63];
-		*p++ = tab[v >> 6 & 63];
-		*p++ = tab[v & 63];
-	}
-	if (i < len) {
-		v = (unsigned)in[i] << 16 | (i + 1 < len ? (unsigned)in[i + 1] << 8 : 0);
-		*p++ = tab[v >> 18 & 63];
-		*p++ = tab[v >> 12 & 63];
-		*p++ = i + 1 < len ? tab[v >> 6 & 63] : '=';
-		*p++ = '=';
-	}
-	*p = '\0';
-	*out = s;
-	return 0;
-}
-
-/* Signs msg with generation gen's key, its key algorithm's default signature, base64. */
+/* A custody signature over msg with generation gen's key: its key algorithm's default, base64. */
 static int
 custody_sign(char **out, cf_agent *a, unsigned gen, const char *msg)
 {
@@ -114,7 +79,7 @@ custody_sign(char **out, cf_agent *a, unsigned gen, const char *msg)
 
 	if ((r = a->ks->ops->public_key(a->ks->st, &pub, gen)) != 0 || (r = cf_key_alg_of(&alg, pub)) != 0 ||
 	    (r = a->ks->ops->sign(a->ks->st, &sig, &sig_len, gen, cf_sig_alg_default(alg), msg,
-	    strlen(msg))) != 0 || (r = b64(out, sig, sig_len)) != 0)
+	    strlen(msg))) != 0 || (r = cf_base64_encode(out, sig, sig_len)) != 0)
 		goto out;
 out:
 	free(sig);
@@ -122,117 +87,67 @@ out:
 	return r;
 }
 
-static int
-topic(char *out, size_t len, const cf_agent *a, const char *suffix)
-{
-	return cf_strfmt(out, len, "%sthings/%s/%s", a->prefix, a->thing, suffix);
-}
-
-/* Publishes a JSON object (stolen) on prefix/things/<thing>/<suffix>. Failures are retried later. */
+/*
+ * Publishes payload (owned, freed here) as a request of kind. Failures are
+ * not errors: the request is sent again on connect and on its timeout.
+ */
 static void
-send_json(cf_agent *a, const char *suffix, json_t *obj)
+send_request(cf_agent *a, cf_proto_kind kind, char *payload)
 {
-	char t[512], *payload = NULL;
+	cf_proto_topic t;
+	char topic[CF_PROTO_TOPIC_MAX];
 
-	if (obj != NULL && topic(t, sizeof(t), a, suffix) == 0 &&
-	    (payload = json_dumps(obj, JSON_COMPACT)) != NULL && a->connected)
-		(void)a->t.publish(a->t.arg, t, payload);
+	memset(&t, 0, sizeof(t));
+	snprintf(t.thing, sizeof(t.thing), "%s", a->thing);
+	t.kind = kind;
+	t.reply = CF_PROTO_REQUEST;
+	if (kind == CF_PROTO_UPDATE)
+		snprintf(t.job_id, sizeof(t.job_id), "%s", a->j.job_id);
+	if (payload != NULL && a->connected &&
+	    cf_proto_topic_format(topic, sizeof(topic), a->prefix, &t) == 0)
+		(void)a->t.publish(a->t.arg, topic, payload);
 	free(payload);
-	json_decref(obj);
 }
 
 static void
-send_update(cf_agent *a, const char *status)
+send_update(cf_agent *a, cf_exec_status status)
 {
-	char suffix[128];
-	json_t *o = json_pack("{s:s, s:I}", "status", status, "expectedVersion",
-	    (json_int_t)a->j.version_number);
+	cf_proto_update u;
+	char *payload = NULL;
 
-	if (o != NULL && strcmp(status, "FAILED") == 0)
-		json_object_set_new(o, "statusDetails", json_pack("{s:s}", "reason", a->j.reason));
-	if (cf_strfmt(suffix, sizeof(suffix), "jobs/%s/update", a->j.job_id) != 0) {
-		json_decref(o);
-		return;
-	}
-	send_json(a, suffix, o);
+	memset(&u, 0, sizeof(u));
+	u.status = status;
+	u.expected_version = a->j.version_number;
+	if ((status != CF_EXEC_FAILED || cf_proto_update_set_detail(&u, "reason", a->j.reason) == 0) &&
+	    cf_proto_encode_update(&payload, &u) == 0)
+		send_request(a, CF_PROTO_UPDATE, payload);
+	cf_proto_update_clear(&u);
 }
 
 static void
 send_next_get(cf_agent *a)
 {
-	send_json(a, "jobs/$next/get", json_object());
-}
+	cf_proto_next_get m;
+	char *payload = NULL;
 
-/* The topic below prefix/things/<thing>/ and the JSON body. CF_EINVAL if neither fits. */
-static int
-msg_decode(agent_msg *out, const cf_agent *a, const char *t, const void *payload, size_t len)
-{
-	char head[512];
-	const char *rest, *slash;
-	size_t n;
-	json_error_t err;
-
-	memset(out, 0, sizeof(*out));
-	if (topic(head, sizeof(head), a, "") != 0 || strncmp(t, head, strlen(head)) != 0)
-		goto bad;
-	rest = t + strlen(head);
-	out->accepted = 1;
-	if (strcmp(rest, "jobs/notify-next") == 0)
-		out->kind = MSG_NOTIFY;
-	else if (strcmp(rest, "jobs/$next/get/accepted") == 0 || strcmp(rest, "jobs/$next/get/rejected") == 0)
-		out->kind = MSG_NEXT;
-	else if (strncmp(rest, "certificate/create/", 19) == 0)
-		out->kind = MSG_CREATE;
-	else if (strncmp(rest, "certificate/commit/", 19) == 0)
-		out->kind = MSG_COMMIT;
-	else if (strncmp(rest, "jobs/", 5) == 0 && (slash = strchr(rest + 5, '/')) != NULL &&
-	    strncmp(slash, "/update/", 8) == 0 && (n = (size_t)(slash - rest - 5)) <= JOB_ID_MAX) {
-		out->kind = MSG_UPDATE;
-		memcpy(out->job_id, rest + 5, n);
-		out->job_id[n] = '\0';
-	} else
-		goto bad;
-	if (out->kind != MSG_NOTIFY) {
-		slash = strrchr(rest, '/');
-		if (strcmp(slash, "/accepted") == 0)
-			out->accepted = 1;
-		else if (strcmp(slash, "/rejected") == 0)
-			out->accepted = 0;
-		else
-			goto bad;
-	}
-	if ((out->body = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &err)) == NULL ||
-	    !json_is_object(out->body)) {
-		json_decref(out->body);
-		out->body = NULL;
-		cf_error_set("%s: invalid JSON", t);
-		return CF_EINVAL;
-	}
-	return 0;
-bad:
-	out->kind = MSG_OTHER;
-	return 0;
-}
-
-static const char *
-str_field(json_t *o, const char *key)
-{
-	json_t *v = json_object_get(o, key);
-
-	return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-/* A rejection's "errorCode: errorMessage" into the journal's reason. */
-static void
-set_reason_from(cf_agent *a, const char *what, json_t *body)
-{
-	const char *code = str_field(body, "errorCode"), *m = str_field(body, "errorMessage");
-
-	snprintf(a->j.reason, sizeof(a->j.reason), "%s rejected: %s%s%s", what, code ? code : "?",
-	    m ? ": " : "", m ? m : "");
+	memset(&m, 0, sizeof(m));
+	if (cf_proto_encode_next_get(&payload, &m) == 0)
+		send_request(a, CF_PROTO_NEXT_GET, payload);
 }
 
 static void set_reason(cf_agent *a, const char *fmt, ...) CF_PRINTF(2, 3);
+
+/* A rejection's "errorCode: errorMessage" into the journal's reason. */
+static void
+set_reason_from(cf_agent *a, const char *what, const agent_msg *m)
+{
+	cf_proto_rejection rej;
+
+	if (cf_proto_decode_rejection(&rej, m->payload, m->len, NULL) != 0)
+		set_reason(a, "%s rejected (unreadable answer)", what);
+	else
+		set_reason(a, "%s rejected: %s: %s", what, cf_proto_code_name(rej.code), rej.message);
+}
 
 static void
 set_reason(cf_agent *a, const char *fmt, ...)
@@ -242,16 +157,6 @@ set_reason(cf_agent *a, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(a->j.reason, sizeof(a->j.reason), fmt, ap);
 	va_end(ap);
-}
-
-/* A rejection that carries executionState: adopt its versionNumber. */
-static void
-adopt_version(cf_agent *a, json_t *body)
-{
-	json_t *st = json_object_get(body, "executionState"), *v = json_object_get(st, "versionNumber");
-
-	if (json_is_integer(v))
-		a->j.version_number = json_integer_value(v);
 }
 
 /* ---- handlers --------------------------------------------------------- */
@@ -267,61 +172,78 @@ idle_enter(cf_agent *a)
 static cf_agent_state
 idle_message(cf_agent *a, const agent_msg *m)
 {
-	json_t *ex, *doc;
-	const char *id, *status, *op, *kname, *sname;
+	cf_proto_execution ex;
+	json_t *root = NULL;
+	const char *id = NULL;
+	json_int_t en = 0, vn = 0;
+	char why[REASON_MAX];
+	cf_agent_state next = STAY;
 
-	if ((m->kind != MSG_NOTIFY && m->kind != MSG_NEXT) || !m->accepted)
+	if ((m->topic.kind != CF_PROTO_NOTIFY_NEXT && m->topic.kind != CF_PROTO_NEXT_GET) || !m->accepted)
 		return STAY;
-	ex = json_object_get(m->body, "execution");
-	doc = json_object_get(ex, "jobDocument");
-	id = str_field(ex, "jobId");
-	status = str_field(ex, "status");
-	op = str_field(doc, "operation");
-	kname = str_field(doc, "keyAlgorithm");
-	sname = str_field(doc, "signingAlgorithm");
-	if (id == NULL || status == NULL || op == NULL || strcmp(op, "ROTATE_CERTIFICATE") != 0 ||
-	    strlen(id) > JOB_ID_MAX ||
-	    (strcmp(status, "QUEUED") != 0 && strcmp(status, "IN_PROGRESS") != 0))
-		return STAY;
-	/* The execution this agent just ended (e.g. its IN_PROGRESS was refused) is not retried. */
-	if (strcmp(id, a->j.job_id) == 0 &&
-	    json_integer_value(json_object_get(ex, "executionNumber")) == a->j.execution_number)
-		return STAY;
-	memset(&a->j, 0, sizeof(a->j));
-	if (cf_alg_validate(&a->j.key_alg, &a->j.sig_alg, kname, sname) != 0) {
-		/* Still ours: fail it with the reason rather than leave it queued. */
-		set_reason(a, "job document: %s", cf_error_last());
+	if (cf_proto_decode_execution(&ex, m->payload, m->len, NULL) != 0) {
+		/*
+		 * An execution this device cannot run (another operation, an unknown
+		 * algorithm): fail it with the reason rather than leave it queued.
+		 */
+		snprintf(why, sizeof(why), "job document: %s", cf_error_last());
+		if ((root = json_loadb(m->payload, m->len, 0, NULL)) == NULL ||
+		    json_unpack(root, "{s:{s:s, s:I, s:I}}", "execution", "jobId", &id, "executionNumber",
+		    &en, "versionNumber", &vn) != 0 || !cf_proto_job_id_valid(id) ||
+		    (strcmp(id, a->j.job_id) == 0 && en == a->j.execution_number))
+			goto out;
+		memset(&a->j, 0, sizeof(a->j));
+		snprintf(a->j.job_id, sizeof(a->j.job_id), "%s", id);
+		snprintf(a->j.reason, sizeof(a->j.reason), "%s", why);
+		a->j.execution_number = en;
+		a->j.version_number = vn;
+		next = CF_AGENT_REPORTING_FAILURE;
+		goto out;
 	}
-	snprintf(a->j.job_id, sizeof(a->j.job_id), "%s", id);
-	a->j.execution_number = json_integer_value(json_object_get(ex, "executionNumber"));
-	a->j.version_number = json_integer_value(json_object_get(ex, "versionNumber"));
-	return a->j.reason[0] ? CF_AGENT_REPORTING_FAILURE : CF_AGENT_IN_PROGRESS_SENT;
+	if (!ex.present || (ex.status != CF_EXEC_QUEUED && ex.status != CF_EXEC_IN_PROGRESS))
+		goto out;
+	/* The execution this agent just ended (e.g. its IN_PROGRESS was refused) is not retried. */
+	if (strcmp(ex.job_id, a->j.job_id) == 0 && ex.execution_number == a->j.execution_number)
+		goto out;
+	memset(&a->j, 0, sizeof(a->j));
+	snprintf(a->j.job_id, sizeof(a->j.job_id), "%s", ex.job_id);
+	a->j.execution_number = ex.execution_number;
+	a->j.version_number = ex.version_number;
+	a->j.key_alg = ex.doc.key_alg;
+	a->j.sig_alg = ex.doc.sig_alg;
+	next = CF_AGENT_IN_PROGRESS_SENT;
+out:
+	json_decref(root);
+	return next;
 }
 
 static cf_agent_state
 in_progress_enter(cf_agent *a)
 {
-	send_update(a, "IN_PROGRESS");
+	send_update(a, CF_EXEC_IN_PROGRESS);
 	return STAY;
 }
 
 static int
 update_reply_ours(const cf_agent *a, const agent_msg *m)
 {
-	return m->kind == MSG_UPDATE && strcmp(m->job_id, a->j.job_id) == 0;
+	return m->topic.kind == CF_PROTO_UPDATE && strcmp(m->topic.job_id, a->j.job_id) == 0;
 }
 
 static cf_agent_state
 in_progress_message(cf_agent *a, const agent_msg *m)
 {
+	cf_proto_update_accepted acc;
+
 	if (!update_reply_ours(a, m))
 		return STAY;
 	if (!m->accepted) {
 		/* Nothing changed on the device: the job is not ours to run now. */
-		set_reason_from(a, "update IN_PROGRESS", m->body);
+		set_reason_from(a, "update IN_PROGRESS", m);
 		return CF_AGENT_DONE;
 	}
-	adopt_version(a, m->body);
+	if (cf_proto_decode_update_accepted(&acc, m->payload, m->len, NULL) == 0)
+		a->j.version_number = acc.state.version_number;
 	return CF_AGENT_KEY_GENERATED;
 }
 
@@ -347,21 +269,25 @@ key_enter(cf_agent *a)
 static cf_agent_state
 create_enter(cf_agent *a)
 {
-	char *csr = NULL, *sig = NULL, msg[512], hash[CF_ID_LEN + 1];
+	char *csr = NULL, *sig = NULL, *payload = NULL, msg[CF_PROTO_CUSTODY_MAX];
 	cf_agent_state next = STAY;
-	json_t *o;
+	cf_proto_create c;
 
-	if (a->ks->ops->csr(a->ks->st, &csr, a->j.new_gen, a->j.sig_alg, a->thing) != 0)
-		goto fail;
-	cf_sha256_hex(hash, csr, strlen(csr));
-	if (cf_strfmt(msg, sizeof(msg), "%s|%s|%s", a->j.job_id, a->thing, hash) != 0 ||
+	if (a->ks->ops->csr(a->ks->st, &csr, a->j.new_gen, a->j.sig_alg, a->thing) != 0 ||
+	    cf_proto_custody_create_msg(msg, a->j.job_id, a->thing, csr, strlen(csr)) != 0 ||
 	    custody_sign(&sig, a, a->j.old_gen, msg) != 0)
 		goto fail;
-	o = json_pack("{s:s, s:s, s:s}", "jobId", a->j.job_id, "csr", csr, "signature", sig);
-	send_json(a, "certificate/create", o);
+	memset(&c, 0, sizeof(c));
+	snprintf(c.job_id, sizeof(c.job_id), "%s", a->j.job_id);
+	c.csr = csr;
+	c.csr_len = strlen(csr);
+	c.signature = sig;
+	if (cf_proto_encode_create(&payload, &c) != 0)
+		goto fail;
+	send_request(a, CF_PROTO_CREATE, payload);
 	goto out;
 fail:
-	set_reason(a, "cannot make the CSR: %s", cf_error_last());
+	set_reason(a, "cannot make the create request: %s", cf_error_last());
 	next = CF_AGENT_ROLLING_BACK;
 out:
 	free(csr);
@@ -427,27 +353,32 @@ out:
 static cf_agent_state
 create_message(cf_agent *a, const agent_msg *m)
 {
-	const char *pem, *id;
+	cf_proto_create_accepted acc;
+	cf_agent_state next = CF_AGENT_ROLLING_BACK;
 
-	if (m->kind != MSG_CREATE)
+	memset(&acc, 0, sizeof(acc));
+	if (m->topic.kind != CF_PROTO_CREATE)
 		return STAY;
 	if (!m->accepted) {
-		set_reason_from(a, "create", m->body);
-		return CF_AGENT_ROLLING_BACK;
+		set_reason_from(a, "create", m);
+		goto out;
 	}
-	pem = str_field(m->body, "certificatePem");
-	id = str_field(m->body, "certificateId");
-	if (pem == NULL || verify_cert(a, pem, id, str_field(m->body, "chainPem")) != 0) {
-		set_reason(a, "certificate refused: %s", pem ? cf_error_last() : "no certificatePem");
-		return CF_AGENT_ROLLING_BACK;
+	if (cf_proto_decode_create_accepted(&acc, m->payload, m->len, NULL) != 0 ||
+	    verify_cert(a, acc.certificate_pem, acc.certificate_id, acc.chain_pem) != 0) {
+		set_reason(a, "certificate refused: %s", cf_error_last());
+		goto out;
 	}
 	/* Installing into the pending generation changes nothing in use; it is redone safely. */
-	if (a->ks->ops->install_cert(a->ks->st, a->j.new_gen, pem, strlen(pem)) != 0) {
+	if (a->ks->ops->install_cert(a->ks->st, a->j.new_gen, acc.certificate_pem,
+	    strlen(acc.certificate_pem)) != 0) {
 		set_reason(a, "cannot install the certificate: %s", cf_error_last());
-		return CF_AGENT_ROLLING_BACK;
+		goto out;
 	}
-	snprintf(a->j.certificate_id, sizeof(a->j.certificate_id), "%s", id);
-	return CF_AGENT_CERT_RECEIVED;
+	snprintf(a->j.certificate_id, sizeof(a->j.certificate_id), "%s", acc.certificate_id);
+	next = CF_AGENT_CERT_RECEIVED;
+out:
+	cf_proto_create_accepted_clear(&acc);
+	return next;
 }
 
 static cf_agent_state
@@ -500,49 +431,55 @@ verify_enter(cf_agent *a)
 static cf_agent_state
 verify_message(cf_agent *a, const agent_msg *m)
 {
-	const char *id;
-	json_t *v;
+	cf_proto_execution ex;
 
-	if (m->kind != MSG_NEXT)
+	if (m->topic.kind != CF_PROTO_NEXT_GET)
 		return STAY;
 	if (!m->accepted) {
-		set_reason_from(a, "$next/get on the new connection", m->body);
+		set_reason_from(a, "$next/get on the new connection", m);
 		return CF_AGENT_ROLLING_BACK;
 	}
-	id = str_field(json_object_get(m->body, "execution"), "jobId");
-	if (id == NULL || strcmp(id, a->j.job_id) != 0) {
+	if (cf_proto_decode_execution(&ex, m->payload, m->len, NULL) != 0 || !ex.present ||
+	    strcmp(ex.job_id, a->j.job_id) != 0 || ex.status != CF_EXEC_IN_PROGRESS) {
 		set_reason(a, "the job is no longer in progress on the new connection");
 		return CF_AGENT_ROLLING_BACK;
 	}
-	v = json_object_get(json_object_get(m->body, "execution"), "versionNumber");
-	if (json_is_integer(v))
-		a->j.version_number = json_integer_value(v);
+	a->j.version_number = ex.version_number;
 	return CF_AGENT_COMMIT_SENT;
 }
 
 static cf_agent_state
 commit_enter(cf_agent *a)
 {
-	char msg[512], *sig = NULL;
+	char msg[CF_PROTO_CUSTODY_MAX], *payload = NULL;
+	cf_proto_commit c;
+	cf_agent_state next = STAY;
 
-	if (cf_strfmt(msg, sizeof(msg), "%s|%s|%s", a->j.job_id, a->thing, a->j.certificate_id) != 0 ||
-	    custody_sign(&sig, a, a->j.new_gen, msg) != 0) {
-		set_reason(a, "cannot sign the commit: %s", cf_error_last());
-		return CF_AGENT_ROLLING_BACK;
-	}
-	send_json(a, "certificate/commit", json_pack("{s:s, s:s, s:s}", "jobId", a->j.job_id,
-	    "certificateId", a->j.certificate_id, "signature", sig));
-	free(sig);
-	return STAY;
+	memset(&c, 0, sizeof(c));
+	if (cf_proto_custody_commit_msg(msg, a->j.job_id, a->thing, a->j.certificate_id) != 0 ||
+	    custody_sign(&c.signature, a, a->j.new_gen, msg) != 0)
+		goto fail;
+	snprintf(c.job_id, sizeof(c.job_id), "%s", a->j.job_id);
+	snprintf(c.certificate_id, sizeof(c.certificate_id), "%s", a->j.certificate_id);
+	if (cf_proto_encode_commit(&payload, &c) != 0)
+		goto fail;
+	send_request(a, CF_PROTO_COMMIT, payload);
+	goto out;
+fail:
+	set_reason(a, "cannot make the commit request: %s", cf_error_last());
+	next = CF_AGENT_ROLLING_BACK;
+out:
+	cf_proto_commit_clear(&c);
+	return next;
 }
 
 static cf_agent_state
 commit_message(cf_agent *a, const agent_msg *m)
 {
-	if (m->kind != MSG_COMMIT)
+	if (m->topic.kind != CF_PROTO_COMMIT)
 		return STAY;
 	if (!m->accepted) {
-		set_reason_from(a, "commit", m->body);
+		set_reason_from(a, "commit", m);
 		return CF_AGENT_ROLLING_BACK;
 	}
 	return CF_AGENT_COMMITTED;
@@ -560,7 +497,7 @@ cleanup_enter(cf_agent *a)
 {
 	/* A failed cleanup leaves a stale backup, not a wrong pair: the next start retries it. */
 	(void)a->ks->ops->cleanup(a->ks->st);
-	send_update(a, "SUCCEEDED");
+	send_update(a, CF_EXEC_SUCCEEDED);
 	return STAY;
 }
 
@@ -568,21 +505,19 @@ cleanup_enter(cf_agent *a)
 static cf_agent_state
 final_message(cf_agent *a, const agent_msg *m)
 {
-	json_t *st;
-	const char *status;
+	cf_proto_rejection rej;
 
 	if (!update_reply_ours(a, m))
 		return STAY;
-	st = json_object_get(m->body, "executionState");
-	status = str_field(st, "status");
-	if (!m->accepted && json_is_integer(json_object_get(st, "versionNumber")) &&
-	    (status == NULL || strcmp(status, "IN_PROGRESS") == 0) && a->j.attempts < a->max_attempts) {
+	if (!m->accepted && cf_proto_decode_rejection(&rej, m->payload, m->len, NULL) == 0 &&
+	    rej.code == CF_PROTO_VERSION_MISMATCH && rej.has_state &&
+	    rej.state.status == CF_EXEC_IN_PROGRESS && a->j.attempts + 1 < a->max_attempts) {
 		/* A stale expectedVersion: resend with the server's. */
-		adopt_version(a, m->body);
+		a->j.version_number = rej.state.version_number;
 		a->j.attempts++;
 		if (journal_write(a) != 0)
 			return STAY;
-		send_update(a, a->j.state == CF_AGENT_CLEANUP ? "SUCCEEDED" : "FAILED");
+		send_update(a, a->j.state == CF_AGENT_CLEANUP ? CF_EXEC_SUCCEEDED : CF_EXEC_FAILED);
 		return STAY;
 	}
 	return CF_AGENT_DONE;
@@ -634,7 +569,7 @@ rollback_timeout(cf_agent *a)
 static cf_agent_state
 report_enter(cf_agent *a)
 {
-	send_update(a, "FAILED");
+	send_update(a, CF_EXEC_FAILED);
 	return STAY;
 }
 
@@ -692,7 +627,7 @@ resend_connect(cf_agent *a)
 {
 	switch (a->j.state) {
 	case CF_AGENT_CLEANUP:
-		send_update(a, "SUCCEEDED"); /* not cleanup_enter: the backup is gone already */
+		send_update(a, CF_EXEC_SUCCEEDED); /* not cleanup_enter: the backup is gone already */
 		return STAY;
 	case CF_AGENT_IDLE:
 		return idle_enter(a);
@@ -856,7 +791,7 @@ journal_read(cf_agent *a)
 	    "versionNumber", &vn, "keyAlgorithm", &kname, "signingAlgorithm", &sname,
 	    "oldGeneration", &og, "newGeneration", &ng, "switched", &sw, "certificateId", &cid,
 	    "attempts", &att, "reason", &reason) != 0 || version != 1 ||
-	    state_parse(&a->j.state, st) != 0 || strlen(job) > JOB_ID_MAX || strlen(cid) > CF_ID_LEN ||
+	    state_parse(&a->j.state, st) != 0 || strlen(job) > CF_PROTO_JOB_ID_MAX || strlen(cid) > CF_ID_LEN ||
 	    og < 0 || ng < 0 || cf_key_alg_parse(&a->j.key_alg, kname) != 0 ||
 	    cf_sig_alg_parse(&a->j.sig_alg, sname) != 0) {
 		cf_error_set("%s: not a valid agent journal", a->journal_path);
@@ -988,20 +923,25 @@ cf_agent_disconnected(cf_agent *a, int64_t now)
 }
 
 int
-cf_agent_message(cf_agent *a, const char *t, const void *payload, size_t len, int64_t now)
+cf_agent_message(cf_agent *a, const char *topic, const void *payload, size_t len, int64_t now)
 {
-	int r;
 	agent_msg m;
 
 	if (a->halted)
 		return CF_ESTATE;
 	a->now = now;
-	if ((r = msg_decode(&m, a, t, payload, len)) != 0)
-		return 0; /* not ours to answer: a device ignores what it cannot read */
-	if (m.kind != MSG_OTHER && states[a->j.state].on_message != NULL)
-		r = go(a, states[a->j.state].on_message(a, &m));
-	json_decref(m.body);
-	return r;
+	memset(&m, 0, sizeof(m));
+	/* Not ours to answer: a device ignores what it cannot read. */
+	if (cf_proto_topic_parse(&m.topic, a->prefix, topic, strlen(topic)) != 0 ||
+	    strcmp(m.topic.thing, a->thing) != 0 ||
+	    (m.topic.reply == CF_PROTO_REQUEST && m.topic.kind != CF_PROTO_NOTIFY_NEXT))
+		return 0;
+	m.accepted = m.topic.reply != CF_PROTO_REJECTED;
+	m.payload = payload;
+	m.len = len;
+	if (states[a->j.state].on_message == NULL)
+		return 0;
+	return go(a, states[a->j.state].on_message(a, &m));
 }
 
 int

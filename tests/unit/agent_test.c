@@ -21,10 +21,10 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "cf_agent.h"
 #include "cf_keystore.h"
+#include "cf_proto.h"
 #include "cf_util.h"
 
 #define THING "sensor-7"
@@ -422,6 +422,7 @@ typedef enum {
 	F_COMMIT_DROP,
 	F_IN_PROGRESS_REJECT,
 	F_BAD_DOCUMENT,
+	F_STALE_VERSION, /* the final update first meets a VersionMismatch */
 } fault;
 
 typedef struct {
@@ -450,6 +451,7 @@ typedef struct {
 	int connected;
 	int custody_bad; /* a custody signature did not verify */
 	int creates, commits, hooks;
+	int bumped;
 	/* the journal hook */
 	cf_agent_state trace[MAX_TRACE];
 	size_t ntrace;
@@ -491,28 +493,18 @@ bundle_id(char out[CF_ID_LEN + 1])
 	cf_cert_free(c);
 }
 
-/* The custody signature (base64) verifies with the connection's certificate's key. */
+/* The custody signature verifies with the connection's certificate's key, as certfleetd checks it. */
 static void
 check_custody(fake *f, const char *msg, const char *b64)
 {
-	unsigned char sig[1024];
-	int n;
-	size_t len = strlen(b64);
 	char path[256];
 	cf_cert *c = NULL;
 	cf_key *pub = NULL;
-	cf_key_alg alg;
 
 	snprintf(path, sizeof(path), "%s/device.crt", g.dir);
-	if (len == 0 || len > 1300 || (n = EVP_DecodeBlock(sig, (const unsigned char *)b64, (int)len)) < 0) {
-		f->custody_bad = 1;
-		return;
-	}
-	n -= (b64[len - 1] == '=') + (len > 1 && b64[len - 2] == '=');
 	must(cf_cert_load(&c, path));
 	must(cf_cert_pubkey(&pub, c));
-	must(cf_key_alg_of(&alg, pub));
-	if (cf_key_verify(pub, cf_sig_alg_default(alg), msg, strlen(msg), sig, (size_t)n) != 0)
+	if (cf_proto_custody_verify(pub, msg, b64) != 0)
 		f->custody_bad = 1;
 	cf_key_free(pub);
 	cf_cert_free(c);
@@ -531,25 +523,26 @@ execution(fake *f)
 }
 
 static void
-serve_create(fake *f, json_t *req)
+serve_create(fake *f, const char *payload)
 {
-	const char *csr = json_string_value(json_object_get(req, "csr"));
-	const char *sig = json_string_value(json_object_get(req, "signature"));
-	char msg[512], hash[CF_ID_LEN + 1], *pem = NULL, *other_csr = NULL;
+	cf_proto_create req;
+	const char *csr;
+	char msg[CF_PROTO_CUSTODY_MAX], *pem = NULL, *other_csr = NULL;
 	cf_key *k = NULL;
 	cf_cert *c = NULL;
 
 	f->creates++;
-	assert_non_null(csr);
-	assert_non_null(sig);
-	cf_sha256_hex(hash, csr, strlen(csr));
-	snprintf(msg, sizeof(msg), "job-1|%s|%s", THING, hash);
-	check_custody(f, msg, sig);
+	memset(&req, 0, sizeof(req));
+	must(cf_proto_decode_create(&req, payload, strlen(payload), NULL));
+	assert_string_equal(req.job_id, "job-1");
+	csr = req.csr;
+	must(cf_proto_custody_create_msg(msg, req.job_id, THING, req.csr, req.csr_len));
+	check_custody(f, msg, req.signature);
 	if (f->fault == F_CREATE_DROP)
-		return;
+		goto out;
 	if (f->fault == F_CREATE_REJECT) {
 		rejected(f, "certificate/create/rejected", "WeakKey");
-		return;
+		goto out;
 	}
 	if (f->fault == F_CERT_WRONG_KEY) {
 		must(cf_key_generate(&k, CF_KEY_P256));
@@ -565,10 +558,12 @@ serve_create(fake *f, json_t *req)
 	reply(f, "certificate/create/accepted", json_pack("{s:s, s:s, s:s}", "certificateId",
 	    f->fault == F_CERT_WRONG_ID ? "00" : f->issued_id, "certificatePem", pem, "chainPem",
 	    g.chain_pem));
+out:
 	cf_cert_free(c);
 	cf_key_free(k);
 	free(other_csr);
 	free(pem);
+	cf_proto_create_clear(&req);
 }
 
 static int
@@ -577,7 +572,7 @@ fake_publish(void *arg, const char *topic, const char *payload)
 	fake *f = arg;
 	json_t *req;
 	const char *rest, *st;
-	char suffix[128], msg[512];
+	char suffix[128], msg[CF_PROTO_CUSTODY_MAX];
 	int is_new;
 
 	assert_true(f->connected);
@@ -598,9 +593,16 @@ fake_publish(void *arg, const char *topic, const char *payload)
 		snprintf(suffix, sizeof(suffix), "jobs/job-1/update/%s", "rejected");
 		if (f->fault == F_IN_PROGRESS_REJECT && strcmp(st, "IN_PROGRESS") == 0) {
 			rejected(f, suffix, "InvalidStateTransition");
+		} else if (f->fault == F_STALE_VERSION && strcmp(st, "SUCCEEDED") == 0 && !f->bumped) {
+			f->bumped = 1;
+			f->version += 5; /* e.g. the operator touched the execution */
+			reply(f, suffix, json_pack("{s:s, s:s, s:{s:s, s:I}}", "errorCode", "VersionMismatch",
+			    "errorMessage", "stale", "executionState", "status", f->status, "versionNumber",
+			    (json_int_t)f->version));
 		} else if (json_integer_value(json_object_get(req, "expectedVersion")) != f->version) {
-			reply(f, suffix, json_pack("{s:s, s:{s:s, s:I}}", "errorCode", "VersionMismatch",
-			    "executionState", "status", f->status, "versionNumber", (json_int_t)f->version));
+			reply(f, suffix, json_pack("{s:s, s:s, s:{s:s, s:I}}", "errorCode", "VersionMismatch",
+			    "errorMessage", "stale", "executionState", "status", f->status, "versionNumber",
+			    (json_int_t)f->version));
 		} else {
 			snprintf(f->status, sizeof(f->status), "%s", st);
 			f->version++;
@@ -611,12 +613,17 @@ fake_publish(void *arg, const char *topic, const char *payload)
 			    "status", f->status, "versionNumber", (json_int_t)f->version));
 		}
 	} else if (strcmp(rest, "certificate/create") == 0) {
-		serve_create(f, req);
+		serve_create(f, payload);
 	} else if (strcmp(rest, "certificate/commit") == 0) {
+		cf_proto_commit cm;
+
 		f->commits++;
-		snprintf(msg, sizeof(msg), "job-1|%s|%s", THING,
-		    json_string_value(json_object_get(req, "certificateId")));
-		check_custody(f, msg, json_string_value(json_object_get(req, "signature")));
+		memset(&cm, 0, sizeof(cm));
+		must(cf_proto_decode_commit(&cm, payload, strlen(payload), NULL));
+		must(cf_proto_custody_commit_msg(msg, cm.job_id, THING, cm.certificate_id));
+		check_custody(f, msg, cm.signature);
+		assert_string_equal(cm.certificate_id, f->issued_id);
+		cf_proto_commit_clear(&cm);
 		/* The principal of a commit must be the new certificate. */
 		assert_true(is_new);
 		if (f->fault == F_COMMIT_REJECT)
@@ -903,6 +910,7 @@ static const struct {
 	{"commit never answered", F_COMMIT_DROP, "FAILED", "commit not answered", CF_AGENT_COMMIT_SENT},
 	{"IN_PROGRESS refused", F_IN_PROGRESS_REJECT, "QUEUED", NULL, CF_AGENT__COUNT},
 	{"unknown key algorithm", F_BAD_DOCUMENT, "FAILED", "RSA-1024", CF_AGENT__COUNT},
+	{"stale version on SUCCEEDED", F_STALE_VERSION, "SUCCEEDED", NULL, CF_AGENT__COUNT},
 };
 
 static void
