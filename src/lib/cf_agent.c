@@ -20,7 +20,7 @@
 #include "cf_util.h"
 
 #define REASON_MAX 256
-#define PATH_MAX_ 1024
+#define AGENT_PATH_MAX 1024
 #define STAY CF_AGENT__COUNT /* a handler's "no transition" */
 
 /* What survives a power cut: written whole before each side effect. */
@@ -44,7 +44,7 @@ struct cf_agent {
 	cf_agent_transport t;
 	char thing[CF_NAME_MAX + 1];
 	char prefix[64];
-	char journal_path[PATH_MAX_];
+	char journal_path[AGENT_PATH_MAX];
 	char *ca_chain_pem;
 	int timeout_s[CF_AGENT__COUNT];
 	int max_attempts;
@@ -234,9 +234,17 @@ static cf_agent_state
 in_progress_message(cf_agent *a, const agent_msg *m)
 {
 	cf_proto_update_accepted acc;
+	cf_proto_rejection rej;
 
 	if (!update_reply_ours(a, m))
 		return STAY;
+	if (!m->accepted && cf_proto_decode_rejection(&rej, m->payload, m->len, NULL) == 0 &&
+	    rej.code == CF_PROTO_VERSION_MISMATCH && rej.has_state &&
+	    rej.state.status == CF_EXEC_IN_PROGRESS) {
+		/* Our first IN_PROGRESS was applied and its answer lost (a restart): carry on. */
+		a->j.version_number = rej.state.version_number;
+		return CF_AGENT_KEY_GENERATED;
+	}
 	if (!m->accepted) {
 		/* Nothing changed on the device: the job is not ours to run now. */
 		set_reason_from(a, "update IN_PROGRESS", m);

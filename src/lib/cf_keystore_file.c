@@ -136,6 +136,18 @@ remove_gen(const ks_file *f, unsigned gen)
 	return cf_rmtree(tmp);
 }
 
+/* A temp name this store makes (and may delete): .gen-<n>.tmp/.del, .<link>.tmp. */
+static int
+own_temp(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (strncmp(name, ".gen-", 5) == 0)
+		return n > 9 && (strcmp(name + n - 4, ".tmp") == 0 || strcmp(name + n - 4, ".del") == 0);
+	return strcmp(name, ".current.tmp") == 0 || strcmp(name, "." KEY_NAME ".tmp") == 0 ||
+	    strcmp(name, "." CERT_NAME ".tmp") == 0;
+}
+
 /*
  * Scans the directory: the newest generation above and below active (either
  * may be NULL), and when drop_above / drop_other is set, removes generations
@@ -157,8 +169,7 @@ scan(const ks_file *f, unsigned active, unsigned *above, unsigned *below, int dr
 		return CF_ERROR;
 	}
 	while ((e = readdir(d)) != NULL) {
-		if (e->d_name[0] == '.' && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-		    (strstr(e->d_name, ".tmp") != NULL || strstr(e->d_name, ".del") != NULL)) {
+		if (own_temp(e->d_name)) {
 			if (cf_strfmt(path, sizeof(path), "%s/%s", f->dir, e->d_name) == 0)
 				(void)cf_rmtree(path);
 			continue;

@@ -456,6 +456,8 @@ typedef struct {
 	cf_agent_state trace[MAX_TRACE];
 	size_t ntrace;
 	int crash_state; /* -1: none */
+	int cut_after_publish_in; /* -1: none; else cut the power once the server acted on a request */
+	int cut_pending;
 } fake;
 
 static void
@@ -635,6 +637,11 @@ fake_publish(void *arg, const char *topic, const char *payload)
 		fail_msg("unexpected publish on %s", topic);
 	}
 	json_decref(req);
+	/* The server has acted and queued its answer; the device loses power before reading it. */
+	if (f->agent != NULL && (int)cf_agent_state_get(f->agent) == f->cut_after_publish_in) {
+		f->cut_after_publish_in = -1;
+		f->cut_pending = 1;
+	}
 	return 0;
 }
 
@@ -768,6 +775,10 @@ pump(fake *f)
 		if (r == CF_ESTATE)
 			return 1;
 		must(r);
+		if (f->cut_pending) {
+			f->cut_pending = 0;
+			return 1;
+		}
 	}
 	fail_msg("the agent did not come to rest (in %s, job %s)",
 	    cf_agent_state_name(cf_agent_state_get(f->agent)), f->status);
@@ -782,6 +793,7 @@ fake_init(fake *f, cf_key_alg bundle_alg, cf_key_alg alg, fault flt)
 	f->fault = flt;
 	f->now = 1000000;
 	f->crash_state = -1;
+	f->cut_after_publish_in = -1;
 	snprintf(f->status, sizeof(f->status), "QUEUED");
 	make_bundle(g.dir, bundle_alg);
 }
@@ -1005,6 +1017,55 @@ crash_matrix(fault flt)
 	}
 }
 
+/*
+ * A power cut after the server acted on each request but before its answer
+ * arrived: the restarted agent sends it again and must cope with the
+ * server's second answer (a second certificate, a repeated commit, a
+ * VersionMismatch on an update that was applied).
+ */
+static void
+test_agent__crash_with_answer_in_flight(void **state)
+{
+	static const struct {
+		fault flt;
+		cf_agent_state st;
+		const char *outcome;
+	} cuts[] = {
+		{F_NONE, CF_AGENT_IDLE, "SUCCEEDED"},
+		{F_NONE, CF_AGENT_IN_PROGRESS_SENT, "SUCCEEDED"},
+		{F_NONE, CF_AGENT_CREATE_SENT, "SUCCEEDED"},
+		{F_NONE, CF_AGENT_VERIFYING, "SUCCEEDED"},
+		{F_NONE, CF_AGENT_COMMIT_SENT, "SUCCEEDED"},
+		{F_NONE, CF_AGENT_CLEANUP, "SUCCEEDED"},
+		{F_COMMIT_REJECT, CF_AGENT_COMMIT_SENT, "FAILED"},
+		{F_COMMIT_REJECT, CF_AGENT_REPORTING_FAILURE, "FAILED"},
+	};
+	size_t i;
+	fake f;
+	char old_id[CF_ID_LEN + 1];
+
+	(void)state;
+	for (i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+		fake_init(&f, CF_KEY_P256, CF_KEY_P256, cuts[i].flt);
+		bundle_id(old_id);
+		f.cut_after_publish_in = cuts[i].st;
+		boot(&f);
+		assert_int_equal(pump(&f), 1);
+		power_cut(&f);
+		boot(&f);
+		assert_int_equal(pump(&f), 0);
+		if (strcmp(f.status, cuts[i].outcome) != 0)
+			fail_msg("cut with an answer in flight in %s: job %s (%s)",
+			    cf_agent_state_name(cuts[i].st), f.status, f.reason);
+		assert_converged(&f, old_id);
+		print_message("power cut with the answer in flight in %-17s -> %s (%d create, %d commit)\n",
+		    cf_agent_state_name(cuts[i].st), f.status, f.creates, f.commits);
+		fake_done(&f);
+		assert_int_equal(cf_rmtree(g.dir), 0);
+		assert_int_equal(mkdir(g.dir, 0700), 0);
+	}
+}
+
 static void
 test_agent__crash_after_every_journal_write_success_path(void **state)
 {
@@ -1082,6 +1143,7 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__crash_after_every_journal_write_rollback_path,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent__crash_with_answer_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__corrupt_journal_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__state_names, setup, teardown),
 	};
