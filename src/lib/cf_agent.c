@@ -8,7 +8,6 @@
  */
 #include "cf_agent.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>

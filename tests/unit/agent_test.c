@@ -236,9 +236,12 @@ test_keystore__adopts_plain_bundle(void **state)
 	assert_string_equal(target, "current/device.key");
 	assert_key_modes(g.dir);
 	cf_keystore_free(ks);
-	/* Opening again changes nothing. */
+	/* Opening again changes nothing, and leaves names that are not its own alone. */
+	snprintf(path, sizeof(path), "%s/.notes.tmp", g.dir);
+	must(cf_file_write_atomic(path, "x", 1, 0600));
 	must(cf_keystore_file_open(&ks, g.dir));
 	assert_int_equal(count_gens(g.dir, NULL), 1);
+	assert_int_equal(access(path, F_OK), 0);
 	cf_keystore_free(ks);
 }
 
