@@ -20,7 +20,10 @@
  * required field is present with its JSON type and within its length;
  * unknown fields are ignored. A decoder that fails returns CF_EINVAL, sets
  * cf_error and, when why is not NULL, the errorCode to answer with
- * (CF_PROTO_INVALID_JSON or CF_PROTO_INVALID_REQUEST).
+ * (CF_PROTO_INVALID_JSON or CF_PROTO_INVALID_REQUEST); on an allocation
+ * failure it returns CF_ERROR with CF_PROTO_INTERNAL_ERROR. why is a second
+ * output after the inputs (rather than a field of out) because out is only
+ * written on success. On failure out is untouched.
  *
  * Encoders validate what they are given the same way (an encoder never
  * produces what its decoder would refuse) and return compact JSON in a

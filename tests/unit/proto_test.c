@@ -24,8 +24,6 @@
 
 /* ---- helpers ---- */
 
-typedef int (*decode_fn)(void *out, const void *payload, size_t len, cf_proto_code *why);
-
 /* Runs a decoder on a string payload that must fail with CF_EINVAL and code want. */
 #define DECODE_FAILS(fn, type, json, want) do {                                        \
 		type m_;                                                               \
@@ -377,14 +375,6 @@ test_proto__json_garbage_is_invalid_json(void **state)
 		"{\"a\":NaN}",
 	};
 	cf_proto_next_get ng;
-	cf_proto_update up;
-	cf_proto_create cr;
-	cf_proto_commit cm;
-	cf_proto_execution ex;
-	cf_proto_update_accepted ua;
-	cf_proto_create_accepted ca;
-	cf_proto_commit_accepted ka;
-	cf_proto_rejection rj;
 	size_t i;
 
 	(void)state;
@@ -420,7 +410,6 @@ test_proto__json_garbage_is_invalid_json(void **state)
 	DECODE_FAILS(cf_proto_decode_next_get, cf_proto_next_get, "[]", CF_PROTO_INVALID_REQUEST);
 	DECODE_FAILS(cf_proto_decode_update, cf_proto_update, "[{\"status\":\"FAILED\"}]",
 	    CF_PROTO_INVALID_REQUEST);
-	(void)up; (void)cr; (void)cm; (void)ex; (void)ua; (void)ca; (void)ka; (void)rj;
 }
 
 static void
