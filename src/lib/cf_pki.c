@@ -420,6 +420,19 @@ out:
 }
 
 int
+cf_pki_pem_bundle_end(size_t n)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (n > 0 && ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+		ERR_pop_to_mark();
+		return 1;
+	}
+	ERR_clear_last_mark();
+	return 0;
+}
+
+int
 cf_key_public_pem(char **out, const cf_key *key)
 {
 	int r = CF_ERROR;
@@ -903,7 +916,6 @@ cf_cert_parse_bundle(cf_cert ***out, size_t *out_n, const void *data, size_t len
 	X509 *x = NULL;
 	cf_cert **list = NULL, **grown;
 	size_t n = 0;
-	unsigned long e;
 
 	if (!looks_pem(data, len)) {
 		/* A lone DER certificate is a bundle of one. */
@@ -922,13 +934,8 @@ cf_cert_parse_bundle(cf_cert ***out, size_t *out_n, const void *data, size_t len
 	for (;;) {
 		ERR_set_mark();
 		if ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
-			e = ERR_peek_last_error();
-			if (n > 0 && ERR_GET_LIB(e) == ERR_LIB_PEM &&
-			    ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
-				ERR_pop_to_mark();
+			if (cf_pki_pem_bundle_end(n))
 				break;
-			}
-			ERR_clear_last_mark();
 			r = CF_EINVAL;
 			cf_error_ssl("malformed certificate %zu in bundle", n + 1);
 			goto out;

@@ -580,7 +580,6 @@ add_crls(X509_STORE *store, const char *pem)
 	BIO *bio = NULL;
 	X509_CRL *crl = NULL;
 	int r = CF_ERROR, n = 0;
-	unsigned long e;
 
 	if ((r = cf_pki_bio_over(&bio, pem, strlen(pem))) != 0)
 		goto out;
@@ -588,13 +587,8 @@ add_crls(X509_STORE *store, const char *pem)
 	for (;;) {
 		ERR_set_mark();
 		if ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) == NULL) {
-			e = ERR_peek_last_error();
-			if (n > 0 && ERR_GET_LIB(e) == ERR_LIB_PEM &&
-			    ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
-				ERR_pop_to_mark();
+			if (cf_pki_pem_bundle_end((size_t)n))
 				break;
-			}
-			ERR_clear_last_mark();
 			r = CF_EINVAL;
 			cf_error_ssl("malformed CRL %d", n + 1);
 			goto out;

@@ -67,7 +67,14 @@ X509 *cf_pki_x509_complete(X509 *x);
 
 /* Helpers cf_pki.c lends to cf_pki_ca.c. */
 int cf_pki_cert_wrap(cf_cert **out, X509 *x) CF_MUST_CHECK;     /* takes x on success */
-int cf_pki_bio_to_string(char **out, BIO *bio) CF_MUST_CHECK;  /* a memory BIO's contents */
+int cf_pki_bio_to_string(char **out, BIO *bio) CF_MUST_CHECK;  /*
+ * After a PEM_read_bio_* returned NULL inside ERR_set_mark(): 1 if that was
+ * the clean end of a bundle of n >= 1 objects (the error is popped), 0 if
+ * the input is malformed (the mark is cleared, the error stays queued).
+ */
+int cf_pki_pem_bundle_end(size_t n);
+
+/* a memory BIO's contents */
 int cf_pki_bio_over(BIO **out, const void *data, size_t len) CF_MUST_CHECK; /* read-only */
 void cf_pki_name_cn(char *out, size_t out_len, const X509_NAME *name); /* first CN, or "" */
 X509_NAME *cf_pki_name_from_cn(const char *cn);                  /* CN=cn, NULL on error */
