@@ -4,8 +4,9 @@
  * Owns every rule of the store: argument validation, the certificate and CA
  * status transitions (cf_cert_status_check is the only place they are
  * decided), the "at most two ACTIVE certificates per thing" rule, dynamic
- * group evaluation, id and prefix lookups, nesting of transactions and the
- * hash-chained event log (docs/event-log.md). Each mutator runs in a
+ * group evaluation, id and prefix lookups, the job and rotation state
+ * tables, the execution versionNumber compare-and-set, nesting of
+ * transactions and the hash-chained event log (docs/event-log.md). Each mutator runs in a
  * transaction (its own, or a nested one inside the caller's) and appends its
  * event in it, so a change and its event commit together or not at all.
  *
@@ -1533,4 +1534,771 @@ end:
 out:
 	cf_cert_rec_clear(&c);
 	return r;
+}
+
+/* ---- jobs ---------------------------------------------------------------------- */
+
+static const char *const job_state_names[CF_JOB_STATE__COUNT] = {
+	[CF_JOB_STATE_SCHEDULED] = "SCHEDULED",
+	[CF_JOB_STATE_IN_PROGRESS] = "IN_PROGRESS",
+	[CF_JOB_STATE_CANCELED] = "CANCELED",
+	[CF_JOB_STATE_COMPLETED] = "COMPLETED",
+};
+
+/* job_allowed[from][to]: a job starts, then ends once (CANCELED and COMPLETED are terminal). */
+static const unsigned char job_allowed[CF_JOB_STATE__COUNT][CF_JOB_STATE__COUNT] = {
+	[CF_JOB_STATE_SCHEDULED] = {
+		[CF_JOB_STATE_SCHEDULED] = 1, [CF_JOB_STATE_IN_PROGRESS] = 1,
+		[CF_JOB_STATE_CANCELED] = 1, [CF_JOB_STATE_COMPLETED] = 1,
+	},
+	[CF_JOB_STATE_IN_PROGRESS] = {
+		[CF_JOB_STATE_IN_PROGRESS] = 1, [CF_JOB_STATE_CANCELED] = 1,
+		[CF_JOB_STATE_COMPLETED] = 1,
+	},
+	[CF_JOB_STATE_CANCELED] = { [CF_JOB_STATE_CANCELED] = 1 },
+	[CF_JOB_STATE_COMPLETED] = { [CF_JOB_STATE_COMPLETED] = 1 },
+};
+
+const char *
+cf_job_state_name(cf_job_state s)
+{
+	return (unsigned)s < CF_JOB_STATE__COUNT ? job_state_names[s] : "UNKNOWN";
+}
+
+int
+cf_job_state_parse(cf_job_state *out, const char *name)
+{
+	int i;
+
+	for (i = 0; name != NULL && i < CF_JOB_STATE__COUNT; i++) {
+		if (strcmp(name, job_state_names[i]) == 0) {
+			*out = (cf_job_state)i;
+			return 0;
+		}
+	}
+	cf_error_set("unknown job status '%s' (SCHEDULED, IN_PROGRESS, CANCELED, COMPLETED)",
+	    name ? name : "");
+	return CF_EINVAL;
+}
+
+void
+cf_job_rec_clear(cf_job_rec *r)
+{
+	if (r == NULL)
+		return;
+	free(r->document);
+	free(r->targets);
+	free(r->config);
+	free(r->comment);
+	memset(r, 0, sizeof(*r));
+}
+
+void
+cf_job_recs_free(cf_job_rec *r, size_t n)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		cf_job_rec_clear(&r[i]);
+	free(r);
+}
+
+/*
+ * Parses what (a JSON column of a job or execution) and returns it compact
+ * with sorted keys in *out. kinds: 1 = object, 2 = object or array;
+ * strings_only: every member of the object must be a string.
+ */
+static int
+json_column(char **out, const char *what, const char *text, int kinds, int strings_only)
+{
+	int r = CF_EINVAL;
+	json_t *j = NULL, *v;
+	json_error_t jerr;
+	const char *k;
+
+	*out = NULL;
+	if (text == NULL || strlen(text) > CF_JOB_JSON_MAX) {
+		cf_error_set("%s: %s", what, text == NULL ? "missing" : "too long");
+		goto out;
+	}
+	if ((j = json_loads(text, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+		cf_error_set("%s is not valid JSON: %s (line %d)", what, jerr.text, jerr.line);
+		goto out;
+	}
+	if (!json_is_object(j) && !(kinds == 2 && json_is_array(j))) {
+		cf_error_set("%s must be a JSON object%s", what, kinds == 2 ? " or array" : "");
+		goto out;
+	}
+	if (strings_only) {
+		json_object_foreach(j, k, v) {
+			if (!json_is_string(v)) {
+				cf_error_set("%s: '%s' must be a string", what, k);
+				goto out;
+			}
+		}
+	}
+	r = json_text(out, j);
+out:
+	json_decref(j);
+	return r;
+}
+
+static int
+text_valid(const char *what, const char *s, size_t max)
+{
+	size_t i, len = strlen(s);
+
+	if (len > max) {
+		cf_error_set("%s is too long (at most %zu characters)", what, max);
+		return 0;
+	}
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+			cf_error_set("%s has a control character at position %zu", what, i + 1);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static int
+operation_valid(const char *op)
+{
+	size_t i, len = strnlen(op, CF_JOB_OPERATION_MAX + 1);
+
+	for (i = 0; i < len; i++) {
+		if (!((op[i] >= 'A' && op[i] <= 'Z') || (op[i] >= '0' && op[i] <= '9') ||
+		    op[i] == '_'))
+			break;
+	}
+	if (len == 0 || len > CF_JOB_OPERATION_MAX || i != len) {
+		cf_error_set("job operation must be 1 to %d characters of [A-Z0-9_]",
+		    CF_JOB_OPERATION_MAX);
+		return 0;
+	}
+	return 1;
+}
+
+static int
+job_id_check(const char *id)
+{
+	if (id == NULL || !cf_proto_job_id_valid(id)) {
+		cf_error_prefix("job id '%.64s'", id ? id : "");
+		return 0;
+	}
+	return 1;
+}
+
+int
+cf_store_job_insert(cf_store *st, const cf_job_rec *job)
+{
+	int r = CF_EINVAL;
+	cf_job_rec rec;
+
+	memset(&rec, 0, sizeof(rec));
+	if (memchr(job->id, '\0', sizeof(job->id)) == NULL || !job_id_check(job->id))
+		goto out;
+	if (memchr(job->operation, '\0', sizeof(job->operation)) == NULL ||
+	    !operation_valid(job->operation))
+		goto out;
+	if (job->selection != CF_JOB_SELECTION_SNAPSHOT &&
+	    job->selection != CF_JOB_SELECTION_CONTINUOUS) {
+		cf_error_set("job '%s': unknown target selection %d", job->id, (int)job->selection);
+		goto out;
+	}
+	if (job->status != CF_JOB_STATE_SCHEDULED && job->status != CF_JOB_STATE_IN_PROGRESS) {
+		cf_error_set("job '%s': a new job is SCHEDULED or IN_PROGRESS", job->id);
+		goto out;
+	}
+	if (job->comment != NULL && !text_valid("job comment", job->comment, CF_JOB_COMMENT_MAX))
+		goto out;
+	memcpy(rec.id, job->id, sizeof(rec.id));
+	memcpy(rec.operation, job->operation, sizeof(rec.operation));
+	if ((r = json_column(&rec.document, "job document", job->document, 1, 0)) != 0 ||
+	    (r = json_column(&rec.targets, "job targets", job->targets, 2, 0)) != 0 ||
+	    (r = json_column(&rec.config, "job configuration", job->config ? job->config : "{}",
+	    1, 0)) != 0)
+		goto out;
+	if (job->comment != NULL && (rec.comment = strdup(job->comment)) == NULL) {
+		r = CF_ERROR;
+		cf_error_set("out of memory");
+		goto out;
+	}
+	rec.selection = job->selection;
+	rec.status = job->status;
+	rec.created_at = job->created_at ? job->created_at : cf_time_now();
+	rec.updated_at = rec.created_at;
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->job_insert(st->b, &rec)) == CF_EEXISTS)
+		cf_error_set("job '%s' already exists", rec.id);
+	if (r == 0)
+		r = event_add(st, "job.created", rec.id,
+		    json_pack("{s:s,s:s,s:s}", "operation", rec.operation, "selection",
+		    rec.selection == CF_JOB_SELECTION_CONTINUOUS ? "CONTINUOUS" : "SNAPSHOT",
+		    "status", cf_job_state_name(rec.status)));
+	r = tx_end(st, r);
+out:
+	cf_job_rec_clear(&rec);
+	return r;
+}
+
+int
+cf_store_job_get(cf_store *st, cf_job_rec *out, const char *id)
+{
+	if (!job_id_check(id))
+		return CF_EINVAL;
+	return st->ops->job_get(st->b, out, id);
+}
+
+int
+cf_store_job_list(cf_store *st, cf_job_rec **out, size_t *out_n, int status)
+{
+	*out = NULL;
+	*out_n = 0;
+	if (status != -1 && (status < 0 || status >= CF_JOB_STATE__COUNT)) {
+		cf_error_set("unknown job status %d in filter", status);
+		return CF_EINVAL;
+	}
+	return st->ops->job_list(st->b, out, out_n, status);
+}
+
+int
+cf_store_job_set_status(cf_store *st, const char *id, cf_job_state to, int force,
+    const char *comment)
+{
+	int r = CF_EINVAL;
+	cf_job_rec j;
+	cf_job_state from;
+
+	memset(&j, 0, sizeof(j));
+	if (!job_id_check(id))
+		goto out;
+	if ((unsigned)to >= CF_JOB_STATE__COUNT) {
+		cf_error_set("job '%s': unknown status %d", id, (int)to);
+		goto out;
+	}
+	if (comment != NULL && !text_valid("job comment", comment, CF_JOB_COMMENT_MAX))
+		goto out;
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->job_get(st->b, &j, id)) != 0)
+		goto end;
+	from = j.status;
+	if (!job_allowed[from][to]) {
+		r = CF_ESTATE;
+		cf_error_set("job '%s': status cannot change from %s to %s%s", id,
+		    job_state_names[from], job_state_names[to],
+		    from == CF_JOB_STATE_CANCELED || from == CF_JOB_STATE_COMPLETED ?
+		    " (the job has ended)" : "");
+		goto end;
+	}
+	if (from == to)
+		goto end;
+	j.status = to;
+	j.force_canceled = to == CF_JOB_STATE_CANCELED && force;
+	j.updated_at = cf_time_now();
+	if (to == CF_JOB_STATE_CANCELED || to == CF_JOB_STATE_COMPLETED)
+		j.completed_at = j.updated_at;
+	if (comment != NULL) {
+		free(j.comment);
+		if ((j.comment = strdup(comment)) == NULL) {
+			r = CF_ERROR;
+			cf_error_set("out of memory");
+			goto end;
+		}
+	}
+	if ((r = st->ops->job_update(st->b, &j)) != 0)
+		goto end;
+	r = event_add(st, "job.status", id,
+	    json_pack("{s:s,s:s,s:b,s:s}", "from", job_state_names[from], "to",
+	    job_state_names[to], "force", j.force_canceled, "comment",
+	    comment ? comment : ""));
+end:
+	r = tx_end(st, r);
+out:
+	cf_job_rec_clear(&j);
+	return r;
+}
+
+/* ---- job executions ---------------------------------------------------------------- */
+
+void
+cf_exec_rec_clear(cf_exec_rec *r)
+{
+	if (r == NULL)
+		return;
+	free(r->status_details);
+	memset(r, 0, sizeof(*r));
+}
+
+void
+cf_exec_recs_free(cf_exec_rec *r, size_t n)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		cf_exec_rec_clear(&r[i]);
+	free(r);
+}
+
+/* A live execution can still change; the others are history (cf_job.h's terminal states). */
+static int
+exec_live(cf_exec_status s)
+{
+	return s == CF_EXEC_QUEUED || s == CF_EXEC_IN_PROGRESS;
+}
+
+/* The event subject of an execution or rotation: "<job>/<thing>" (at most 64 + 1 + 128). */
+static void
+exec_subject(char out[256], const char *job_id, const char *thing)
+{
+	snprintf(out, 256, "%s/%s", job_id, thing);
+}
+
+/* Checks the key of an execution or rotation (job id, thing, execution number >= min). */
+static int
+exec_key_valid(const char *job_id, size_t job_len, const char *thing, size_t thing_len,
+    int64_t execution_number, int64_t min)
+{
+	if ((job_len && memchr(job_id, '\0', job_len) == NULL) || !job_id_check(job_id))
+		return 0;
+	if ((thing_len && memchr(thing, '\0', thing_len) == NULL) ||
+	    !cf_name_valid("thing", thing))
+		return 0;
+	if (execution_number < min) {
+		cf_error_set("job '%s', thing '%s': execution number %lld must be at least %lld",
+		    job_id, thing, (long long)execution_number, (long long)min);
+		return 0;
+	}
+	return 1;
+}
+
+int
+cf_store_exec_insert(cf_store *st, const cf_exec_rec *e)
+{
+	int r = CF_EINVAL;
+	cf_exec_rec rec, prev;
+	cf_job_rec job;
+	cf_thing_rec t;
+	int64_t number = 1, version = 1;
+	char subject[256];
+
+	memset(&rec, 0, sizeof(rec));
+	memset(&prev, 0, sizeof(prev));
+	memset(&job, 0, sizeof(job));
+	memset(&t, 0, sizeof(t));
+	if (!exec_key_valid(e->job_id, sizeof(e->job_id), e->thing, sizeof(e->thing),
+	    e->execution_number, 0))
+		goto out;
+	if (e->status != CF_EXEC_QUEUED) {
+		cf_error_set("job '%s', thing '%s': a new execution is QUEUED, not %s", e->job_id,
+		    e->thing, cf_proto_status_name(e->status));
+		goto out;
+	}
+	if (e->version < 0 || e->retries_failed < 0 || e->retries_timed_out < 0) {
+		cf_error_set("job '%s', thing '%s': negative version or retry count", e->job_id,
+		    e->thing);
+		goto out;
+	}
+	rec = *e;
+	rec.status_details = NULL;
+	if ((r = json_column(&rec.status_details, "statusDetails",
+	    e->status_details ? e->status_details : "{}", 1, 1)) != 0)
+		goto out;
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->job_get(st->b, &job, e->job_id)) != 0 ||
+	    (r = st->ops->thing_get(st->b, &t, e->thing)) != 0)
+		goto end;
+	if (job.status == CF_JOB_STATE_CANCELED || job.status == CF_JOB_STATE_COMPLETED) {
+		r = CF_ESTATE;
+		cf_error_set("job '%s' is %s: it queues no more executions", job.id,
+		    job_state_names[job.status]);
+		goto end;
+	}
+	r = st->ops->exec_get(st->b, &prev, e->job_id, e->thing, 0);
+	if (r != 0 && r != CF_ENOTFOUND)
+		goto end;
+	if (r == 0) {
+		if (exec_live(prev.status)) {
+			r = CF_ESTATE;
+			cf_error_set("job '%s' already has execution #%lld for thing '%s' (%s)",
+			    job.id, (long long)prev.execution_number, e->thing,
+			    cf_proto_status_name(prev.status));
+			goto end;
+		}
+		number = prev.execution_number + 1;
+		version = prev.version + 1;
+	}
+	r = 0;
+	if (e->execution_number != 0 && e->execution_number != number) {
+		r = CF_ESTATE;
+		cf_error_set("job '%s', thing '%s': the next execution is #%lld, not #%lld", job.id,
+		    e->thing, (long long)number, (long long)e->execution_number);
+		goto end;
+	}
+	if (e->version != 0 && e->version < version) {
+		r = CF_ESTATE;
+		cf_error_set("job '%s', thing '%s': versionNumber %lld would repeat (the next is at "
+		    "least %lld)", job.id, e->thing, (long long)e->version, (long long)version);
+		goto end;
+	}
+	rec.execution_number = number;
+	if (rec.version == 0)
+		rec.version = version;
+	if (rec.queued_at == 0)
+		rec.queued_at = cf_time_now();
+	if (rec.last_updated_at == 0)
+		rec.last_updated_at = rec.queued_at;
+	if ((r = st->ops->exec_insert(st->b, &rec)) == CF_EEXISTS)
+		cf_error_set("job '%s' already has execution #%lld for thing '%s'", job.id,
+		    (long long)number, e->thing);
+	if (r != 0)
+		goto end;
+	exec_subject(subject, rec.job_id, rec.thing);
+	r = event_add(st, "execution.queued", subject,
+	    json_pack("{s:s,s:s,s:I,s:I}", "job_id", rec.job_id, "thing", rec.thing,
+	    "execution_number", (json_int_t)rec.execution_number, "version",
+	    (json_int_t)rec.version));
+end:
+	r = tx_end(st, r);
+out:
+	cf_exec_rec_clear(&rec);
+	cf_exec_rec_clear(&prev);
+	cf_job_rec_clear(&job);
+	cf_thing_rec_clear(&t);
+	return r;
+}
+
+int
+cf_store_exec_get(cf_store *st, cf_exec_rec *out, const char *job_id, const char *thing,
+    int64_t execution_number)
+{
+	if (!exec_key_valid(job_id, 0, thing, 0, execution_number, 0))
+		return CF_EINVAL;
+	return st->ops->exec_get(st->b, out, job_id, thing, execution_number);
+}
+
+int
+cf_store_exec_update(cf_store *st, const cf_exec_rec *next, int64_t expected_version)
+{
+	int r = CF_EINVAL, changed = 0;
+	cf_exec_rec rec, cur;
+	char subject[256];
+
+	memset(&rec, 0, sizeof(rec));
+	memset(&cur, 0, sizeof(cur));
+	if (!exec_key_valid(next->job_id, sizeof(next->job_id), next->thing, sizeof(next->thing),
+	    next->execution_number, 1))
+		goto out;
+	if ((unsigned)next->status >= CF_EXEC__COUNT) {
+		cf_error_set("execution %s/%s: unknown status %d", next->job_id, next->thing,
+		    (int)next->status);
+		goto out;
+	}
+	if (expected_version < 1 || next->version != expected_version + 1) {
+		cf_error_set("execution %s/%s: an update moves versionNumber from %lld to %lld, not "
+		    "to %lld", next->job_id, next->thing, (long long)expected_version,
+		    (long long)expected_version + 1, (long long)next->version);
+		goto out;
+	}
+	if (next->retries_failed < 0 || next->retries_timed_out < 0) {
+		cf_error_set("execution %s/%s: negative retry count", next->job_id, next->thing);
+		goto out;
+	}
+	rec = *next;
+	rec.status_details = NULL;
+	if ((r = json_column(&rec.status_details, "statusDetails",
+	    next->status_details ? next->status_details : "{}", 1, 1)) != 0)
+		goto out;
+	if (rec.last_updated_at == 0)
+		rec.last_updated_at = cf_time_now();
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	/* Read first for the event's "from" and a clear error; the UPDATE decides. */
+	if ((r = st->ops->exec_get(st->b, &cur, rec.job_id, rec.thing,
+	    rec.execution_number)) != 0)
+		goto end;
+	if (cur.version == expected_version &&
+	    (r = st->ops->exec_update(st->b, &rec, expected_version, &changed)) != 0)
+		goto end;
+	if (!changed) {
+		r = CF_ESTATE;
+		cf_error_set("execution %s/%s #%lld: version mismatch (expected %lld, stored %lld)",
+		    rec.job_id, rec.thing, (long long)rec.execution_number,
+		    (long long)expected_version, (long long)cur.version);
+		goto end;
+	}
+	exec_subject(subject, rec.job_id, rec.thing);
+	r = event_add(st, "execution.status", subject,
+	    json_pack("{s:s,s:s,s:I,s:s,s:s,s:I}", "job_id", rec.job_id, "thing", rec.thing,
+	    "execution_number", (json_int_t)rec.execution_number, "from",
+	    cf_proto_status_name(cur.status), "to", cf_proto_status_name(rec.status), "version",
+	    (json_int_t)rec.version));
+end:
+	r = tx_end(st, r);
+out:
+	cf_exec_rec_clear(&rec);
+	cf_exec_rec_clear(&cur);
+	return r;
+}
+
+int
+cf_store_exec_next_pending(cf_store *st, cf_exec_rec *out, const char *thing)
+{
+	int r;
+
+	if (!cf_name_valid("thing", thing))
+		return CF_EINVAL;
+	r = st->ops->exec_oldest(st->b, out, thing, CF_EXEC_IN_PROGRESS);
+	if (r == CF_ENOTFOUND)
+		r = st->ops->exec_oldest(st->b, out, thing, CF_EXEC_QUEUED);
+	if (r == CF_ENOTFOUND)
+		cf_error_set("thing '%s' has no pending job execution", thing);
+	return r;
+}
+
+int
+cf_store_exec_list(cf_store *st, cf_exec_rec **out, size_t *out_n, const char *job_id,
+    int status, size_t limit)
+{
+	*out = NULL;
+	*out_n = 0;
+	if (!job_id_check(job_id))
+		return CF_EINVAL;
+	if (status != -1 && (status < 0 || status >= CF_EXEC__COUNT)) {
+		cf_error_set("unknown execution status %d in filter", status);
+		return CF_EINVAL;
+	}
+	return st->ops->exec_list(st->b, out, out_n, job_id, status, limit);
+}
+
+int
+cf_store_exec_counts(cf_store *st, int64_t counts[CF_EXEC__COUNT], const char *job_id)
+{
+	memset(counts, 0, sizeof(int64_t) * CF_EXEC__COUNT);
+	if (!job_id_check(job_id))
+		return CF_EINVAL;
+	return st->ops->exec_counts(st->b, counts, job_id);
+}
+
+int
+cf_store_exec_list_stale(cf_store *st, cf_exec_rec **out, size_t *out_n, const char *job_id,
+    int64_t step_at_or_before, int64_t started_at_or_before, size_t limit)
+{
+	*out = NULL;
+	*out_n = 0;
+	if (job_id != NULL && !job_id_check(job_id))
+		return CF_EINVAL;
+	if (step_at_or_before <= 0 && started_at_or_before <= 0) {
+		cf_error_set("stale executions: give a step or a start time");
+		return CF_EINVAL;
+	}
+	return st->ops->exec_stale(st->b, out, out_n, job_id, step_at_or_before,
+	    started_at_or_before, limit);
+}
+
+/* ---- rotation records ------------------------------------------------------------- */
+
+static const char *const rotation_names[CF_ROTATION__COUNT] = {
+	[CF_ROTATION_CREATED] = "created",
+	[CF_ROTATION_COMMITTED] = "committed",
+	[CF_ROTATION_INDETERMINATE] = "indeterminate",
+	[CF_ROTATION_SUCCEEDED] = "succeeded",
+	[CF_ROTATION_FAILED] = "failed",
+};
+
+/* rotation_allowed[from][to]: DESIGN §6 terminal handling (cf_store.h). */
+static const unsigned char rotation_allowed[CF_ROTATION__COUNT][CF_ROTATION__COUNT] = {
+	[CF_ROTATION_CREATED] = {
+		[CF_ROTATION_CREATED] = 1, [CF_ROTATION_COMMITTED] = 1, [CF_ROTATION_FAILED] = 1,
+	},
+	[CF_ROTATION_COMMITTED] = {
+		[CF_ROTATION_COMMITTED] = 1, [CF_ROTATION_SUCCEEDED] = 1,
+		[CF_ROTATION_INDETERMINATE] = 1, [CF_ROTATION_FAILED] = 1,
+	},
+	[CF_ROTATION_INDETERMINATE] = {
+		[CF_ROTATION_INDETERMINATE] = 1, [CF_ROTATION_SUCCEEDED] = 1,
+		[CF_ROTATION_FAILED] = 1,
+	},
+	[CF_ROTATION_SUCCEEDED] = { [CF_ROTATION_SUCCEEDED] = 1 },
+	[CF_ROTATION_FAILED] = { [CF_ROTATION_FAILED] = 1 },
+};
+
+const char *
+cf_rotation_state_name(cf_rotation_state s)
+{
+	return (unsigned)s < CF_ROTATION__COUNT ? rotation_names[s] : "unknown";
+}
+
+int
+cf_rotation_state_parse(cf_rotation_state *out, const char *name)
+{
+	int i;
+
+	for (i = 0; name != NULL && i < CF_ROTATION__COUNT; i++) {
+		if (strcmp(name, rotation_names[i]) == 0) {
+			*out = (cf_rotation_state)i;
+			return 0;
+		}
+	}
+	cf_error_set("unknown rotation state '%s' (created, committed, indeterminate, succeeded, "
+	    "failed)", name ? name : "");
+	return CF_EINVAL;
+}
+
+void
+cf_rotation_recs_free(cf_rotation_rec *r, size_t n)
+{
+	(void)n; /* flat records: nothing owned inside */
+	free(r);
+}
+
+int
+cf_store_rotation_upsert(cf_store *st, const cf_rotation_rec *x)
+{
+	int r = CF_EINVAL;
+	cf_rotation_rec rec, cur;
+	cf_exec_rec e;
+	char subject[256];
+
+	memset(&e, 0, sizeof(e));
+	memset(&cur, 0, sizeof(cur));
+	if (!exec_key_valid(x->job_id, sizeof(x->job_id), x->thing, sizeof(x->thing),
+	    x->execution_number, 1))
+		goto out;
+	if (memchr(x->old_cert, '\0', sizeof(x->old_cert)) == NULL ||
+	    memchr(x->new_cert, '\0', sizeof(x->new_cert)) == NULL ||
+	    !id_valid("old certificate", x->old_cert) ||
+	    (x->new_cert[0] != '\0' && !id_valid("new certificate", x->new_cert)))
+		goto out;
+	if (strcmp(x->old_cert, x->new_cert) == 0) {
+		cf_error_set("rotation %s/%s: the new certificate is the old one", x->job_id,
+		    x->thing);
+		goto out;
+	}
+	if (x->state != CF_ROTATION_CREATED) {
+		cf_error_set("rotation %s/%s: a rotation is recorded as created, then moved",
+		    x->job_id, x->thing);
+		goto out;
+	}
+	rec = *x;
+	exec_subject(subject, rec.job_id, rec.thing);
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->exec_get(st->b, &e, rec.job_id, rec.thing, rec.execution_number)) != 0)
+		goto end;
+	rec.updated_at = cf_time_now();
+	r = st->ops->rotation_get(st->b, &cur, rec.job_id, rec.thing, rec.execution_number);
+	if (r == CF_ENOTFOUND) {
+		rec.created_at = rec.created_at ? rec.created_at : rec.updated_at;
+		if ((r = st->ops->rotation_insert(st->b, &rec)) != 0)
+			goto end;
+		r = event_add(st, "rotation.created", subject,
+		    json_pack("{s:s,s:s,s:I,s:s,s:s}", "job_id", rec.job_id, "thing", rec.thing,
+		    "execution_number", (json_int_t)rec.execution_number, "old_cert", rec.old_cert,
+		    "new_cert", rec.new_cert));
+		goto end;
+	}
+	if (r != 0)
+		goto end;
+	if (cur.state != CF_ROTATION_CREATED) {
+		r = CF_ESTATE;
+		cf_error_set("rotation %s/%s #%lld is already %s", rec.job_id, rec.thing,
+		    (long long)rec.execution_number, rotation_names[cur.state]);
+		goto end;
+	}
+	if (strcmp(cur.old_cert, rec.old_cert) == 0 && strcmp(cur.new_cert, rec.new_cert) == 0)
+		goto end; /* the same create again: nothing changes */
+	rec.created_at = cur.created_at;
+	if ((r = st->ops->rotation_update(st->b, &rec)) != 0)
+		goto end;
+	r = event_add(st, "rotation.updated", subject,
+	    json_pack("{s:s,s:s,s:I,s:s,s:s,s:s}", "job_id", rec.job_id, "thing", rec.thing,
+	    "execution_number", (json_int_t)rec.execution_number, "old_cert", rec.old_cert,
+	    "new_cert", rec.new_cert, "previous_new_cert", cur.new_cert));
+end:
+	r = tx_end(st, r);
+out:
+	cf_exec_rec_clear(&e);
+	return r;
+}
+
+int
+cf_store_rotation_get(cf_store *st, cf_rotation_rec *out, const char *job_id, const char *thing,
+    int64_t execution_number)
+{
+	if (!exec_key_valid(job_id, 0, thing, 0, execution_number, 1))
+		return CF_EINVAL;
+	return st->ops->rotation_get(st->b, out, job_id, thing, execution_number);
+}
+
+int
+cf_store_rotation_set_state(cf_store *st, const char *job_id, const char *thing,
+    int64_t execution_number, cf_rotation_state to, const char *reason)
+{
+	int r = CF_EINVAL;
+	cf_rotation_rec x;
+	cf_rotation_state from;
+	char subject[256], type[64];
+
+	memset(&x, 0, sizeof(x));
+	if (!exec_key_valid(job_id, 0, thing, 0, execution_number, 1))
+		goto out;
+	if ((unsigned)to >= CF_ROTATION__COUNT) {
+		cf_error_set("rotation %s/%s: unknown state %d", job_id, thing, (int)to);
+		goto out;
+	}
+	if (reason != NULL && !text_valid("rotation reason", reason, CF_JOB_COMMENT_MAX))
+		goto out;
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->rotation_get(st->b, &x, job_id, thing, execution_number)) != 0)
+		goto end;
+	from = x.state;
+	if (!rotation_allowed[from][to]) {
+		r = CF_ESTATE;
+		cf_error_set("rotation %s/%s #%lld cannot go from %s to %s", job_id, thing,
+		    (long long)execution_number, rotation_names[from], rotation_names[to]);
+		goto end;
+	}
+	if (from == to)
+		goto end;
+	if (to == CF_ROTATION_COMMITTED && x.new_cert[0] == '\0') {
+		r = CF_ESTATE;
+		cf_error_set("rotation %s/%s #%lld: nothing was issued, so nothing can be committed",
+		    job_id, thing, (long long)execution_number);
+		goto end;
+	}
+	x.state = to;
+	x.updated_at = cf_time_now();
+	if ((r = st->ops->rotation_update(st->b, &x)) != 0)
+		goto end;
+	exec_subject(subject, job_id, thing);
+	snprintf(type, sizeof(type), "rotation.%s", rotation_names[to]);
+	r = event_add(st, type, subject,
+	    json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s}", "job_id", job_id, "thing", thing,
+	    "execution_number", (json_int_t)execution_number, "from", rotation_names[from], "to",
+	    rotation_names[to], "old_cert", x.old_cert, "new_cert", x.new_cert, "reason",
+	    reason ? reason : ""));
+end:
+	r = tx_end(st, r);
+out:
+	return r;
+}
+
+int
+cf_store_rotation_find_cert(cf_store *st, cf_rotation_rec **out, size_t *out_n,
+    const char *cert_id)
+{
+	*out = NULL;
+	*out_n = 0;
+	if (cert_id == NULL || !id_valid("certificate", cert_id))
+		return CF_EINVAL;
+	return st->ops->rotation_find_cert(st->b, out, out_n, cert_id);
 }

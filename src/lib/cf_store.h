@@ -1,6 +1,7 @@
 /*
- * cf_store — the registry: things, groups, CAs, certificates and the
- * append-only, hash-chained event log (DESIGN §4).
+ * cf_store — the registry: things, groups, CAs, certificates, jobs, job
+ * executions, rotation records and the append-only, hash-chained event log
+ * (DESIGN §4).
  *
  * Callers see only this interface. cf_store.c holds the back-end-neutral
  * rules (status transitions, the event chain, validation) and dispatches
@@ -24,6 +25,7 @@
 
 #include "cf_error.h"
 #include "cf_pki.h"
+#include "cf_proto.h"
 #include "cf_util.h"
 
 typedef struct cf_store cf_store;
@@ -259,5 +261,181 @@ int cf_store_connection_close_all(cf_store *st, int64_t at, const char *reason, 
 int cf_store_connection_list(cf_store *st, cf_conn_rec **out, size_t *out_n,
     const char *client_id, int open_only, size_t limit) CF_MUST_CHECK;
 void cf_conn_recs_free(cf_conn_rec *r, size_t n);
+
+/* ---- jobs, job executions and rotation records (DESIGN §6, §7) ---------------- */
+
+/*
+ * The store keeps what the jobs engine decides (cf_job.h holds the rules of
+ * the execution state machine); it checks what every record must satisfy
+ * whoever writes it: ids and names, JSON, allowed values, the job's own
+ * status table, the rotation state table, one live execution per (job,
+ * thing), and the versionNumber compare-and-set. Every mutator appends its
+ * event (job.*, execution.*, rotation.*) in its transaction.
+ */
+
+#define CF_JOB_OPERATION_MAX 63 /* [A-Z0-9_], e.g. ROTATE_CERTIFICATE */
+#define CF_JOB_COMMENT_MAX 1024
+#define CF_JOB_JSON_MAX 65536   /* bytes of each JSON column */
+
+typedef enum {
+	CF_JOB_STATE_SCHEDULED,   /* created, not started (schedule or rollout not begun) */
+	CF_JOB_STATE_IN_PROGRESS,
+	CF_JOB_STATE_CANCELED,    /* terminal */
+	CF_JOB_STATE_COMPLETED,   /* terminal */
+	CF_JOB_STATE__COUNT
+} cf_job_state;
+
+/* "SCHEDULED" ...; "UNKNOWN" out of range. */
+const char *cf_job_state_name(cf_job_state s);
+int cf_job_state_parse(cf_job_state *out, const char *name) CF_MUST_CHECK;
+
+typedef enum { CF_JOB_SELECTION_SNAPSHOT, CF_JOB_SELECTION_CONTINUOUS } cf_job_selection;
+
+typedef struct {
+	char id[CF_PROTO_JOB_ID_MAX + 1];     /* [A-Za-z0-9_-]{1,64} */
+	char operation[CF_JOB_OPERATION_MAX + 1];
+	char *document;   /* JSON object (the job document sent to devices) */
+	char *targets;    /* JSON object or array (things, groups, certificate queries) */
+	cf_job_selection selection;
+	char *config;     /* JSON object: rollout, abort, timeouts, retries, schedule (opaque here); NULL = {} */
+	cf_job_state status;
+	int force_canceled;
+	char *comment;    /* NULL or text without control characters */
+	int64_t created_at, updated_at, completed_at; /* completed_at 0 until CANCELED/COMPLETED */
+} cf_job_rec;
+
+/*
+ * Inserts a job (status SCHEDULED or IN_PROGRESS; created_at 0 = now). JSON
+ * columns are stored compact with sorted keys. CF_EEXISTS for a duplicate
+ * id, CF_EINVAL for a bad id, operation, JSON or value. Event job.created.
+ */
+int cf_store_job_insert(cf_store *st, const cf_job_rec *job) CF_MUST_CHECK;
+int cf_store_job_get(cf_store *st, cf_job_rec *out, const char *id) CF_MUST_CHECK;
+/* Sorted by created_at then id. status: a cf_job_state, or -1 for any. */
+int cf_store_job_list(cf_store *st, cf_job_rec **out, size_t *out_n, int status) CF_MUST_CHECK;
+/*
+ * SCHEDULED -> IN_PROGRESS | CANCELED | COMPLETED, IN_PROGRESS -> CANCELED |
+ * COMPLETED; CANCELED and COMPLETED are terminal (CF_ESTATE); the same
+ * status is a no-op without an event. force marks a cancel as a force-cancel;
+ * comment (may be NULL) is kept. Event job.status {from, to, force, comment}.
+ */
+int cf_store_job_set_status(cf_store *st, const char *id, cf_job_state to, int force,
+    const char *comment) CF_MUST_CHECK;
+void cf_job_rec_clear(cf_job_rec *r);
+void cf_job_recs_free(cf_job_rec *r, size_t n);
+
+typedef struct {
+	char job_id[CF_PROTO_JOB_ID_MAX + 1];
+	char thing[CF_NAME_MAX + 1];
+	int64_t execution_number; /* >= 1: 1 for the first attempt, + 1 per retry */
+	cf_exec_status status;
+	int64_t version;          /* versionNumber >= 1, + 1 on every accepted change */
+	char *status_details;     /* JSON object of string values ("{}" when none); NULL = {} */
+	int64_t queued_at, started_at, last_updated_at, last_step_at; /* 0 = not yet */
+	int retries_failed;       /* retries already made after FAILED (cf_job_exec) */
+	int retries_timed_out;    /* ... after TIMED_OUT */
+} cf_exec_rec;
+
+/*
+ * Queues an execution of job for e->thing: status must be QUEUED. The
+ * first attempt of a (job, thing) is execution 1 with version 1; a retry is
+ * the latest execution_number + 1 with a version above the latest one's
+ * (versionNumber never repeats for a (job, thing)), and only once the latest
+ * is terminal. e->execution_number 0 means "the next one", any other value
+ * must be exactly it; e->version 0 means the lowest allowed, any other must
+ * not be below it (CF_ESTATE otherwise, as when a live execution exists). CF_ENOTFOUND for an unknown job or thing, CF_ESTATE if
+ * the job is CANCELED or COMPLETED. queued_at and last_updated_at 0 = now.
+ * Event execution.queued.
+ */
+int cf_store_exec_insert(cf_store *st, const cf_exec_rec *e) CF_MUST_CHECK;
+/* The execution execution_number of (job, thing); 0 = the latest one. CF_ENOTFOUND. */
+int cf_store_exec_get(cf_store *st, cf_exec_rec *out, const char *job_id, const char *thing,
+    int64_t execution_number) CF_MUST_CHECK;
+/*
+ * Compare-and-set: writes next's status, version, status_details, times and
+ * retry counters to the execution (next->job_id, thing, execution_number)
+ * only if its stored version equals expected_version, in one UPDATE ...
+ * WHERE version = expected_version. next->version must be expected_version
+ * + 1 (CF_EINVAL). CF_ENOTFOUND if there is no such execution; CF_ESTATE
+ * with "version mismatch" (the row is left as it was) if the stored version
+ * differs, e.g. another writer won. last_updated_at 0 = now. The transition
+ * itself is the caller's (cf_job_update / cf_job_server_move). Event
+ * execution.status {from, to, version}.
+ */
+int cf_store_exec_update(cf_store *st, const cf_exec_rec *next, int64_t expected_version) CF_MUST_CHECK;
+/*
+ * DESIGN's $next for a thing, across jobs: its oldest IN_PROGRESS execution,
+ * else its oldest QUEUED one (by queued_at, then job id). CF_ENOTFOUND when
+ * nothing is pending.
+ */
+int cf_store_exec_next_pending(cf_store *st, cf_exec_rec *out, const char *thing) CF_MUST_CHECK;
+/* A job's executions (every attempt), by thing then execution_number. status -1 = any; limit 0 = all. */
+int cf_store_exec_list(cf_store *st, cf_exec_rec **out, size_t *out_n, const char *job_id,
+    int status, size_t limit) CF_MUST_CHECK;
+/* Counts per status of the latest attempt of each thing of a job (counts[CF_EXEC_QUEUED] ...). */
+int cf_store_exec_counts(cf_store *st, int64_t counts[CF_EXEC__COUNT], const char *job_id) CF_MUST_CHECK;
+/*
+ * IN_PROGRESS executions (of job_id, or of every job when NULL) that may
+ * have timed out: last_step_at <= step_at_or_before (when that is > 0) or
+ * started_at <= started_at_or_before (when > 0). With step_at_or_before =
+ * now - step_s, "<=" matches cf_job_timed_out (the deadline itself is
+ * late). By last_step_at; limit 0 = all.
+ */
+int cf_store_exec_list_stale(cf_store *st, cf_exec_rec **out, size_t *out_n, const char *job_id,
+    int64_t step_at_or_before, int64_t started_at_or_before, size_t limit) CF_MUST_CHECK;
+void cf_exec_rec_clear(cf_exec_rec *r);
+void cf_exec_recs_free(cf_exec_rec *r, size_t n);
+
+/*
+ * A rotation's server-side record (DESIGN §6), one per execution:
+ *   created -> committed | failed
+ *   committed -> succeeded | indeterminate | failed
+ *   indeterminate -> succeeded | failed   (the principal the device next connects with wins)
+ * succeeded and failed are terminal.
+ */
+typedef enum {
+	CF_ROTATION_CREATED,
+	CF_ROTATION_COMMITTED,
+	CF_ROTATION_INDETERMINATE,
+	CF_ROTATION_SUCCEEDED,
+	CF_ROTATION_FAILED,
+	CF_ROTATION__COUNT
+} cf_rotation_state;
+
+/* "created" ...; "unknown" out of range. */
+const char *cf_rotation_state_name(cf_rotation_state s);
+int cf_rotation_state_parse(cf_rotation_state *out, const char *name) CF_MUST_CHECK;
+
+typedef struct {
+	char job_id[CF_PROTO_JOB_ID_MAX + 1];
+	char thing[CF_NAME_MAX + 1];
+	int64_t execution_number;
+	char old_cert[CF_ID_LEN + 1]; /* the certificate the device rotates away from */
+	char new_cert[CF_ID_LEN + 1]; /* "" until issued */
+	cf_rotation_state state;
+	int64_t created_at, updated_at;
+} cf_rotation_rec;
+
+/*
+ * Records a rotation in state created for an existing execution (r->state
+ * must be CF_ROTATION_CREATED; CF_ENOTFOUND without the execution). If the
+ * record exists and is still created, its certificates are replaced (a
+ * repeated create); identical: no-op, no event. CF_ESTATE once it has left
+ * created. Events rotation.created, or rotation.updated {previous_new_cert}.
+ */
+int cf_store_rotation_upsert(cf_store *st, const cf_rotation_rec *r) CF_MUST_CHECK;
+int cf_store_rotation_get(cf_store *st, cf_rotation_rec *out, const char *job_id,
+    const char *thing, int64_t execution_number) CF_MUST_CHECK;
+/*
+ * Moves a rotation under the table above (same state: no-op). committed
+ * needs new_cert. reason (may be NULL) goes in the event. CF_ESTATE
+ * otherwise. Event rotation.<state> {from, to, old_cert, new_cert, reason}.
+ */
+int cf_store_rotation_set_state(cf_store *st, const char *job_id, const char *thing,
+    int64_t execution_number, cf_rotation_state to, const char *reason) CF_MUST_CHECK;
+/* Rotations whose old or new certificate is cert_id (full id), oldest first. */
+int cf_store_rotation_find_cert(cf_store *st, cf_rotation_rec **out, size_t *out_n,
+    const char *cert_id) CF_MUST_CHECK;
+void cf_rotation_recs_free(cf_rotation_rec *r, size_t n);
 
 #endif

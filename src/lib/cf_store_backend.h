@@ -105,6 +105,47 @@ struct cf_store_ops {
 	    size_t *out_n);
 	int (*conn_list)(struct cf_store_backend *b, cf_conn_rec **out, size_t *out_n,
 	    const char *client_id, int open_only, size_t limit);
+
+	/* jobs: list sorted by created_at then id, status -1 = any */
+	int (*job_insert)(struct cf_store_backend *b, const cf_job_rec *j);
+	int (*job_get)(struct cf_store_backend *b, cf_job_rec *out, const char *id);
+	int (*job_list)(struct cf_store_backend *b, cf_job_rec **out, size_t *out_n, int status);
+	/* Writes status, force_canceled, comment, updated_at and completed_at of j->id. */
+	int (*job_update)(struct cf_store_backend *b, const cf_job_rec *j);
+
+	/* executions */
+	int (*exec_insert)(struct cf_store_backend *b, const cf_exec_rec *e);
+	/* execution_number 0: the highest one of (job, thing). */
+	int (*exec_get)(struct cf_store_backend *b, cf_exec_rec *out, const char *job_id,
+	    const char *thing, int64_t execution_number);
+	/*
+	 * One UPDATE of status, version, status_details, the times and the retry
+	 * counters WHERE (job_id, thing, execution_number) match AND version =
+	 * expected_version; *out_changed = rows written (0 or 1).
+	 */
+	int (*exec_update)(struct cf_store_backend *b, const cf_exec_rec *e,
+	    int64_t expected_version, int *out_changed);
+	/* The thing's execution in status with the smallest queued_at (then job id); CF_ENOTFOUND. */
+	int (*exec_oldest)(struct cf_store_backend *b, cf_exec_rec *out, const char *thing,
+	    cf_exec_status status);
+	/* By thing, execution_number; status -1 = any; limit 0 = all. */
+	int (*exec_list)(struct cf_store_backend *b, cf_exec_rec **out, size_t *out_n,
+	    const char *job_id, int status, size_t limit);
+	/* Adds to counts[status] the latest attempt of each thing of the job (one GROUP BY). */
+	int (*exec_counts)(struct cf_store_backend *b, int64_t counts[CF_EXEC__COUNT],
+	    const char *job_id);
+	/* IN_PROGRESS with last_step_at <= step (if > 0) or started_at <= started (if > 0). */
+	int (*exec_stale)(struct cf_store_backend *b, cf_exec_rec **out, size_t *out_n,
+	    const char *job_id, int64_t step, int64_t started, size_t limit);
+
+	/* rotations: rotation_update writes old_cert, new_cert, state and updated_at */
+	int (*rotation_insert)(struct cf_store_backend *b, const cf_rotation_rec *r);
+	int (*rotation_get)(struct cf_store_backend *b, cf_rotation_rec *out, const char *job_id,
+	    const char *thing, int64_t execution_number);
+	int (*rotation_update)(struct cf_store_backend *b, const cf_rotation_rec *r);
+	/* old_cert = id OR new_cert = id, by created_at. */
+	int (*rotation_find_cert)(struct cf_store_backend *b, cf_rotation_rec **out, size_t *out_n,
+	    const char *cert_id);
 };
 
 extern const struct cf_store_ops cf_store_sqlite_ops;

@@ -117,6 +117,57 @@ static const struct migration {
 	    "CREATE INDEX connections_ref ON connections(ref);\n"
 	    "CREATE INDEX connections_principal ON connections(principal, connected_at);\n"
 	    "CREATE INDEX connections_open ON connections(id) WHERE disconnected_at = 0;\n" },
+	/* 3: jobs, their executions and rotation records (DESIGN §6, §7). */
+	{ 3,
+	    "CREATE TABLE jobs (\n"
+	    "  id TEXT PRIMARY KEY,\n"
+	    "  operation TEXT NOT NULL,\n"
+	    "  document TEXT NOT NULL,\n"
+	    "  targets TEXT NOT NULL,\n"
+	    "  selection TEXT NOT NULL CHECK (selection IN ('SNAPSHOT', 'CONTINUOUS')),\n"
+	    "  config TEXT NOT NULL DEFAULT '{}',\n"
+	    "  status TEXT NOT NULL CHECK (status IN\n"
+	    "    ('SCHEDULED', 'IN_PROGRESS', 'CANCELED', 'COMPLETED')),\n"
+	    "  force_canceled INTEGER NOT NULL DEFAULT 0 CHECK (force_canceled IN (0, 1)),\n"
+	    "  comment TEXT,\n"
+	    "  created_at INTEGER NOT NULL,\n"
+	    "  updated_at INTEGER NOT NULL,\n"
+	    "  completed_at INTEGER NOT NULL DEFAULT 0);\n"
+	    "CREATE INDEX jobs_status ON jobs(status, created_at);\n"
+	    /* No foreign key to things: an execution is history and outlives its thing. */
+	    "CREATE TABLE job_executions (\n"
+	    "  job_id TEXT NOT NULL REFERENCES jobs(id),\n"
+	    "  thing TEXT NOT NULL,\n"
+	    "  execution_number INTEGER NOT NULL CHECK (execution_number >= 1),\n"
+	    "  status TEXT NOT NULL CHECK (status IN ('QUEUED', 'IN_PROGRESS', 'SUCCEEDED',\n"
+	    "    'FAILED', 'TIMED_OUT', 'REJECTED', 'REMOVED', 'CANCELED')),\n"
+	    "  version INTEGER NOT NULL CHECK (version >= 1),\n"
+	    "  status_details TEXT NOT NULL DEFAULT '{}',\n"
+	    "  queued_at INTEGER NOT NULL,\n"
+	    "  started_at INTEGER NOT NULL DEFAULT 0,\n"
+	    "  last_updated_at INTEGER NOT NULL,\n"
+	    "  last_step_at INTEGER NOT NULL DEFAULT 0,\n"
+	    "  retries_failed INTEGER NOT NULL DEFAULT 0,\n"
+	    "  retries_timed_out INTEGER NOT NULL DEFAULT 0,\n"
+	    "  PRIMARY KEY (job_id, thing, execution_number)) WITHOUT ROWID;\n"
+	    "CREATE INDEX job_executions_pending ON job_executions(thing, status, queued_at);\n"
+	    "CREATE INDEX job_executions_job_status ON job_executions(job_id, status);\n"
+	    "CREATE INDEX job_executions_timeouts ON job_executions(status, last_step_at);\n"
+	    "CREATE TABLE rotations (\n"
+	    "  job_id TEXT NOT NULL,\n"
+	    "  thing TEXT NOT NULL,\n"
+	    "  execution_number INTEGER NOT NULL,\n"
+	    "  old_cert TEXT NOT NULL,\n"
+	    "  new_cert TEXT,\n" /* NULL until issued */
+	    "  state TEXT NOT NULL CHECK (state IN\n"
+	    "    ('created', 'committed', 'indeterminate', 'succeeded', 'failed')),\n"
+	    "  created_at INTEGER NOT NULL,\n"
+	    "  updated_at INTEGER NOT NULL,\n"
+	    "  PRIMARY KEY (job_id, thing, execution_number),\n"
+	    "  FOREIGN KEY (job_id, thing, execution_number)\n"
+	    "    REFERENCES job_executions(job_id, thing, execution_number)) WITHOUT ROWID;\n"
+	    "CREATE INDEX rotations_new_cert ON rotations(new_cert);\n"
+	    "CREATE INDEX rotations_old_cert ON rotations(old_cert);\n" },
 };
 
 #define SCHEMA_VERSION (migrations[sizeof(migrations) / sizeof(migrations[0]) - 1].version)
@@ -129,6 +180,11 @@ static const struct migration {
 	"updated_at, revoked_at, revoke_reason, key_alg, key_bits, sig_alg, pem"
 #define EVENT_COLS "seq, ts, type, subject, detail, prev_hash, hash"
 #define CONN_COLS "id, client_id, principal, kind, peer, connected_at, disconnected_at, reason, ref"
+#define JOB_COLS "id, operation, document, targets, selection, config, status, force_canceled, " \
+	"comment, created_at, updated_at, completed_at"
+#define EXEC_COLS "job_id, thing, execution_number, status, version, status_details, queued_at, " \
+	"started_at, last_updated_at, last_step_at, retries_failed, retries_timed_out"
+#define ROT_COLS "job_id, thing, execution_number, old_cert, new_cert, state, created_at, updated_at"
 #define GROUP_SELECT "SELECT g.name, g.query, g.created_at, (SELECT count(*) FROM " \
 	"group_members m WHERE m.group_name = g.name) FROM thing_groups g"
 
@@ -170,6 +226,19 @@ enum stmt_id {
 	S_CONN_CLOSE,
 	S_CONN_CLOSE_ALL,
 	S_CONN_LIST,
+	S_JOB_INSERT,
+	S_JOB_GET,
+	S_JOB_UPDATE,
+	S_EXEC_INSERT,
+	S_EXEC_GET,
+	S_EXEC_LATEST,
+	S_EXEC_UPDATE,
+	S_EXEC_OLDEST,
+	S_EXEC_COUNTS,
+	S_ROT_INSERT,
+	S_ROT_GET,
+	S_ROT_UPDATE,
+	S_ROT_FIND,
 	S__COUNT
 };
 
@@ -223,6 +292,37 @@ static const char *const stmt_sql[S__COUNT] = {
 	    "WHERE disconnected_at = 0",
 	[S_CONN_LIST] = "SELECT " CONN_COLS " FROM connections WHERE (?1 IS NULL OR client_id = ?1) "
 	    "AND (?2 = 0 OR disconnected_at = 0) ORDER BY id DESC LIMIT ?3",
+	[S_JOB_INSERT] = "INSERT INTO jobs(" JOB_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+	    "?10, ?11, ?12)",
+	[S_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
+	[S_JOB_UPDATE] = "UPDATE jobs SET status = ?2, force_canceled = ?3, comment = ?4, "
+	    "updated_at = ?5, completed_at = ?6 WHERE id = ?1",
+	[S_EXEC_INSERT] = "INSERT INTO job_executions(" EXEC_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+	    "?7, ?8, ?9, ?10, ?11, ?12)",
+	[S_EXEC_GET] = "SELECT " EXEC_COLS " FROM job_executions WHERE job_id = ?1 AND thing = ?2 "
+	    "AND execution_number = ?3",
+	[S_EXEC_LATEST] = "SELECT " EXEC_COLS " FROM job_executions WHERE job_id = ?1 AND thing = ?2 "
+	    "ORDER BY execution_number DESC LIMIT 1",
+	/* The compare-and-set: the version test is in the UPDATE itself. */
+	[S_EXEC_UPDATE] = "UPDATE job_executions SET status = ?4, version = ?5, status_details = ?6, "
+	    "started_at = ?7, last_updated_at = ?8, last_step_at = ?9, retries_failed = ?10, "
+	    "retries_timed_out = ?11 WHERE job_id = ?1 AND thing = ?2 AND execution_number = ?3 "
+	    "AND version = ?12",
+	[S_EXEC_OLDEST] = "SELECT " EXEC_COLS " FROM job_executions WHERE thing = ?1 AND status = ?2 "
+	    "ORDER BY queued_at, job_id, execution_number LIMIT 1",
+	/* The latest attempt of each thing: the highest execution_number, by primary key. */
+	[S_EXEC_COUNTS] = "SELECT status, count(*) FROM job_executions e WHERE job_id = ?1 AND "
+	    "execution_number = (SELECT max(execution_number) FROM job_executions l WHERE "
+	    "l.job_id = e.job_id AND l.thing = e.thing) GROUP BY status",
+	[S_ROT_INSERT] = "INSERT INTO rotations(" ROT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[S_ROT_GET] = "SELECT " ROT_COLS " FROM rotations WHERE job_id = ?1 AND thing = ?2 AND "
+	    "execution_number = ?3",
+	[S_ROT_UPDATE] = "UPDATE rotations SET old_cert = ?4, new_cert = ?5, state = ?6, "
+	    "updated_at = ?7 WHERE job_id = ?1 AND thing = ?2 AND execution_number = ?3",
+	/* Two index lookups rather than one OR scan. */
+	[S_ROT_FIND] = "SELECT " ROT_COLS " FROM rotations WHERE old_cert = ?1 UNION "
+	    "SELECT " ROT_COLS " FROM rotations WHERE new_cert = ?1 ORDER BY created_at, job_id, "
+	    "thing, execution_number",
 };
 
 struct cf_store_backend {
@@ -1492,6 +1592,548 @@ out:
 	return r;
 }
 
+/* ---- jobs ------------------------------------------------------------------------ */
+
+static const char *
+selection_name(cf_job_selection s)
+{
+	return s == CF_JOB_SELECTION_CONTINUOUS ? "CONTINUOUS" : "SNAPSHOT";
+}
+
+static int
+job_row(struct cf_store_backend *b, cf_job_rec *out, sqlite3_stmt *s)
+{
+	const char *v;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = col_copy(b, out->id, sizeof(out->id), s, 0)) != 0 ||
+	    (r = col_copy(b, out->operation, sizeof(out->operation), s, 1)) != 0 ||
+	    (r = col_dup(&out->document, s, 2, 0)) != 0 ||
+	    (r = col_dup(&out->targets, s, 3, 0)) != 0 ||
+	    (r = col_dup(&out->config, s, 5, 0)) != 0 ||
+	    (r = col_dup(&out->comment, s, 8, 1)) != 0)
+		return r;
+	v = (const char *)sqlite3_column_text(s, 4);
+	if (v != NULL && strcmp(v, "CONTINUOUS") == 0) {
+		out->selection = CF_JOB_SELECTION_CONTINUOUS;
+	} else if (v != NULL && strcmp(v, "SNAPSHOT") == 0) {
+		out->selection = CF_JOB_SELECTION_SNAPSHOT;
+	} else {
+		cf_error_set("%s: job %s has unknown selection '%s'", b->path, out->id, v ? v : "");
+		return CF_ECORRUPT;
+	}
+	v = (const char *)sqlite3_column_text(s, 6);
+	if (cf_job_state_parse(&out->status, v) != 0) {
+		cf_error_set("%s: job %s has unknown status '%s'", b->path, out->id, v ? v : "");
+		return CF_ECORRUPT;
+	}
+	out->force_canceled = sqlite3_column_int(s, 7) != 0;
+	out->created_at = sqlite3_column_int64(s, 9);
+	out->updated_at = sqlite3_column_int64(s, 10);
+	out->completed_at = sqlite3_column_int64(s, 11);
+	return 0;
+}
+
+static int
+sq_job_insert(struct cf_store_backend *b, const cf_job_rec *j)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_JOB_INSERT)) != 0)
+		goto out;
+	bind_text(s, 1, j->id);
+	bind_text(s, 2, j->operation);
+	bind_text(s, 3, j->document);
+	bind_text(s, 4, j->targets);
+	bind_text(s, 5, selection_name(j->selection));
+	bind_text(s, 6, j->config ? j->config : "{}");
+	bind_text(s, 7, cf_job_state_name(j->status));
+	sqlite3_bind_int(s, 8, j->force_canceled ? 1 : 0);
+	bind_text_or_null(s, 9, j->comment);
+	sqlite3_bind_int64(s, 10, j->created_at);
+	sqlite3_bind_int64(s, 11, j->updated_at);
+	sqlite3_bind_int64(s, 12, j->completed_at);
+	r = step_done(b, s, "insert job");
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_job_get(struct cf_store_backend *b, cf_job_rec *out, const char *id)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_JOB_GET)) != 0)
+		goto out;
+	bind_text(s, 1, id);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = job_row(b, out, s)) != 0)
+			cf_job_rec_clear(out);
+	} else if (rc == SQLITE_DONE) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no job '%s'", id);
+	} else {
+		r = sq_fail(b, rc, "get job");
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_job_list(struct cf_store_backend *b, cf_job_rec **out, size_t *out_n, int status)
+{
+	sqlite3_stmt *s = NULL;
+	cf_job_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0, rc;
+
+	rc = sqlite3_prepare_v2(b->db, status >= 0 ?
+	    "SELECT " JOB_COLS " FROM jobs WHERE status = ?1 ORDER BY created_at, id" :
+	    "SELECT " JOB_COLS " FROM jobs ORDER BY created_at, id", -1, &s, NULL);
+	if (rc != SQLITE_OK) {
+		r = sq_fail(b, rc, "list jobs");
+		goto out;
+	}
+	if (status >= 0)
+		bind_text(s, 1, cf_job_state_name((cf_job_state)status));
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = job_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list jobs");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+	n = 0;
+out:
+	if (v != NULL)
+		cf_job_recs_free(v, n < cap ? n + 1 : n);
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_job_update(struct cf_store_backend *b, const cf_job_rec *j)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_JOB_UPDATE)) != 0)
+		goto out;
+	bind_text(s, 1, j->id);
+	bind_text(s, 2, cf_job_state_name(j->status));
+	sqlite3_bind_int(s, 3, j->force_canceled ? 1 : 0);
+	bind_text_or_null(s, 4, j->comment);
+	sqlite3_bind_int64(s, 5, j->updated_at);
+	sqlite3_bind_int64(s, 6, j->completed_at);
+	if ((r = step_done(b, s, "update job")) == 0 && sqlite3_changes(b->db) == 0) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no job '%s'", j->id);
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+/* ---- job executions ----------------------------------------------------------------- */
+
+static int
+exec_row(struct cf_store_backend *b, cf_exec_rec *out, sqlite3_stmt *s)
+{
+	const char *v;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = col_copy(b, out->job_id, sizeof(out->job_id), s, 0)) != 0 ||
+	    (r = col_copy(b, out->thing, sizeof(out->thing), s, 1)) != 0 ||
+	    (r = col_dup(&out->status_details, s, 5, 0)) != 0)
+		return r;
+	v = (const char *)sqlite3_column_text(s, 3);
+	if (cf_proto_status_parse(&out->status, v) != 0) {
+		cf_error_set("%s: execution %s/%s has unknown status '%s'", b->path, out->job_id,
+		    out->thing, v ? v : "");
+		return CF_ECORRUPT;
+	}
+	out->execution_number = sqlite3_column_int64(s, 2);
+	out->version = sqlite3_column_int64(s, 4);
+	out->queued_at = sqlite3_column_int64(s, 6);
+	out->started_at = sqlite3_column_int64(s, 7);
+	out->last_updated_at = sqlite3_column_int64(s, 8);
+	out->last_step_at = sqlite3_column_int64(s, 9);
+	out->retries_failed = sqlite3_column_int(s, 10);
+	out->retries_timed_out = sqlite3_column_int(s, 11);
+	return 0;
+}
+
+static int
+sq_exec_insert(struct cf_store_backend *b, const cf_exec_rec *e)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_EXEC_INSERT)) != 0)
+		goto out;
+	bind_text(s, 1, e->job_id);
+	bind_text(s, 2, e->thing);
+	sqlite3_bind_int64(s, 3, e->execution_number);
+	bind_text(s, 4, cf_proto_status_name(e->status));
+	sqlite3_bind_int64(s, 5, e->version);
+	bind_text(s, 6, e->status_details ? e->status_details : "{}");
+	sqlite3_bind_int64(s, 7, e->queued_at);
+	sqlite3_bind_int64(s, 8, e->started_at);
+	sqlite3_bind_int64(s, 9, e->last_updated_at);
+	sqlite3_bind_int64(s, 10, e->last_step_at);
+	sqlite3_bind_int(s, 11, e->retries_failed);
+	sqlite3_bind_int(s, 12, e->retries_timed_out);
+	r = step_done(b, s, "insert job execution");
+out:
+	stmt_done(s);
+	return r;
+}
+
+/* Runs a cached statement expected to return at most one execution. */
+static int
+exec_one(struct cf_store_backend *b, cf_exec_rec *out, sqlite3_stmt *s, const char *what)
+{
+	int rc, r = 0;
+
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = exec_row(b, out, s)) != 0)
+			cf_exec_rec_clear(out);
+	} else if (rc == SQLITE_DONE) {
+		r = CF_ENOTFOUND;
+	} else {
+		r = sq_fail(b, rc, what);
+	}
+	return r;
+}
+
+static int
+sq_exec_get(struct cf_store_backend *b, cf_exec_rec *out, const char *job_id, const char *thing,
+    int64_t execution_number)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, execution_number > 0 ? S_EXEC_GET : S_EXEC_LATEST)) != 0)
+		goto out;
+	bind_text(s, 1, job_id);
+	bind_text(s, 2, thing);
+	if (execution_number > 0)
+		sqlite3_bind_int64(s, 3, execution_number);
+	if ((r = exec_one(b, out, s, "get job execution")) == CF_ENOTFOUND) {
+		if (execution_number > 0)
+			cf_error_set("job '%s' has no execution #%lld for thing '%s'", job_id,
+			    (long long)execution_number, thing);
+		else
+			cf_error_set("job '%s' has no execution for thing '%s'", job_id, thing);
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_exec_update(struct cf_store_backend *b, const cf_exec_rec *e, int64_t expected_version,
+    int *out_changed)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	*out_changed = 0;
+	if ((r = stmt_get(b, &s, S_EXEC_UPDATE)) != 0)
+		goto out;
+	bind_text(s, 1, e->job_id);
+	bind_text(s, 2, e->thing);
+	sqlite3_bind_int64(s, 3, e->execution_number);
+	bind_text(s, 4, cf_proto_status_name(e->status));
+	sqlite3_bind_int64(s, 5, e->version);
+	bind_text(s, 6, e->status_details ? e->status_details : "{}");
+	sqlite3_bind_int64(s, 7, e->started_at);
+	sqlite3_bind_int64(s, 8, e->last_updated_at);
+	sqlite3_bind_int64(s, 9, e->last_step_at);
+	sqlite3_bind_int(s, 10, e->retries_failed);
+	sqlite3_bind_int(s, 11, e->retries_timed_out);
+	sqlite3_bind_int64(s, 12, expected_version);
+	if ((r = step_done(b, s, "update job execution")) == 0)
+		*out_changed = sqlite3_changes(b->db);
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_exec_oldest(struct cf_store_backend *b, cf_exec_rec *out, const char *thing,
+    cf_exec_status status)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_EXEC_OLDEST)) != 0)
+		goto out;
+	bind_text(s, 1, thing);
+	bind_text(s, 2, cf_proto_status_name(status));
+	if ((r = exec_one(b, out, s, "find pending execution")) == CF_ENOTFOUND)
+		cf_error_set("thing '%s' has no %s execution", thing, cf_proto_status_name(status));
+out:
+	stmt_done(s);
+	return r;
+}
+
+/* Collects the rows of a prepared execution query. */
+static int
+exec_rows(struct cf_store_backend *b, sqlite3_stmt *s, cf_exec_rec **out, size_t *out_n,
+    const char *what)
+{
+	cf_exec_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0, rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = exec_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, what);
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+	n = 0;
+out:
+	if (v != NULL)
+		cf_exec_recs_free(v, n < cap ? n + 1 : n);
+	return r;
+}
+
+static int
+sq_exec_list(struct cf_store_backend *b, cf_exec_rec **out, size_t *out_n, const char *job_id,
+    int status, size_t limit)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	rc = sqlite3_prepare_v2(b->db, status >= 0 ?
+	    "SELECT " EXEC_COLS " FROM job_executions WHERE job_id = ?1 AND status = ?2 "
+	    "ORDER BY thing, execution_number LIMIT ?3" :
+	    "SELECT " EXEC_COLS " FROM job_executions WHERE job_id = ?1 "
+	    "ORDER BY thing, execution_number LIMIT ?3", -1, &s, NULL);
+	if (rc != SQLITE_OK) {
+		r = sq_fail(b, rc, "list job executions");
+		goto out;
+	}
+	bind_text(s, 1, job_id);
+	if (status >= 0)
+		bind_text(s, 2, cf_proto_status_name((cf_exec_status)status));
+	sqlite3_bind_int64(s, 3, limit ? (sqlite3_int64)limit : -1);
+	r = exec_rows(b, s, out, out_n, "list job executions");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_exec_counts(struct cf_store_backend *b, int64_t counts[CF_EXEC__COUNT], const char *job_id)
+{
+	sqlite3_stmt *s = NULL;
+	cf_exec_status st;
+	const char *v;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_EXEC_COUNTS)) != 0)
+		goto out;
+	bind_text(s, 1, job_id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		v = (const char *)sqlite3_column_text(s, 0);
+		if (cf_proto_status_parse(&st, v) != 0) {
+			r = CF_ECORRUPT;
+			cf_error_set("%s: job '%s' has executions in unknown status '%s'", b->path,
+			    job_id, v ? v : "");
+			goto out;
+		}
+		counts[st] += sqlite3_column_int64(s, 1);
+	}
+	if (rc != SQLITE_DONE)
+		r = sq_fail(b, rc, "count job executions");
+out:
+	stmt_done(s);
+	return r;
+}
+
+/* Assembled from fixed fragments (values bound) so each combination can use its index. */
+static int
+sq_exec_stale(struct cf_store_backend *b, cf_exec_rec **out, size_t *out_n, const char *job_id,
+    int64_t step, int64_t started, size_t limit)
+{
+	sqlite3_stmt *s = NULL;
+	char sql[768];
+	int r, rc;
+
+	snprintf(sql, sizeof(sql), "SELECT " EXEC_COLS " FROM job_executions WHERE "
+	    "status = 'IN_PROGRESS'%s AND (%s%s%s) ORDER BY last_step_at, job_id, thing LIMIT ?4",
+	    job_id != NULL ? " AND job_id = ?1" : "",
+	    step > 0 ? "last_step_at <= ?2" : "",
+	    step > 0 && started > 0 ? " OR " : "",
+	    started > 0 ? "started_at <= ?3" : "");
+	if ((rc = sqlite3_prepare_v2(b->db, sql, -1, &s, NULL)) != SQLITE_OK) {
+		r = sq_fail(b, rc, "list stale executions");
+		goto out;
+	}
+	if (job_id != NULL)
+		bind_text(s, 1, job_id);
+	if (step > 0)
+		sqlite3_bind_int64(s, 2, step);
+	if (started > 0)
+		sqlite3_bind_int64(s, 3, started);
+	sqlite3_bind_int64(s, 4, limit ? (sqlite3_int64)limit : -1);
+	r = exec_rows(b, s, out, out_n, "list stale executions");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+/* ---- rotations ------------------------------------------------------------------- */
+
+static int
+rot_row(struct cf_store_backend *b, cf_rotation_rec *out, sqlite3_stmt *s)
+{
+	const char *v;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = col_copy(b, out->job_id, sizeof(out->job_id), s, 0)) != 0 ||
+	    (r = col_copy(b, out->thing, sizeof(out->thing), s, 1)) != 0 ||
+	    (r = col_copy(b, out->old_cert, sizeof(out->old_cert), s, 3)) != 0 ||
+	    (r = col_copy(b, out->new_cert, sizeof(out->new_cert), s, 4)) != 0)
+		return r;
+	v = (const char *)sqlite3_column_text(s, 5);
+	if (cf_rotation_state_parse(&out->state, v) != 0) {
+		cf_error_set("%s: rotation %s/%s has unknown state '%s'", b->path, out->job_id,
+		    out->thing, v ? v : "");
+		return CF_ECORRUPT;
+	}
+	out->execution_number = sqlite3_column_int64(s, 2);
+	out->created_at = sqlite3_column_int64(s, 6);
+	out->updated_at = sqlite3_column_int64(s, 7);
+	return 0;
+}
+
+static void
+rot_bind_key(sqlite3_stmt *s, const char *job_id, const char *thing, int64_t execution_number)
+{
+	bind_text(s, 1, job_id);
+	bind_text(s, 2, thing);
+	sqlite3_bind_int64(s, 3, execution_number);
+}
+
+static int
+sq_rotation_insert(struct cf_store_backend *b, const cf_rotation_rec *x)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_ROT_INSERT)) != 0)
+		goto out;
+	rot_bind_key(s, x->job_id, x->thing, x->execution_number);
+	bind_text(s, 4, x->old_cert);
+	bind_text_or_null(s, 5, x->new_cert);
+	bind_text(s, 6, cf_rotation_state_name(x->state));
+	sqlite3_bind_int64(s, 7, x->created_at);
+	sqlite3_bind_int64(s, 8, x->updated_at);
+	r = step_done(b, s, "insert rotation");
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_rotation_get(struct cf_store_backend *b, cf_rotation_rec *out, const char *job_id,
+    const char *thing, int64_t execution_number)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_ROT_GET)) != 0)
+		goto out;
+	rot_bind_key(s, job_id, thing, execution_number);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		r = rot_row(b, out, s);
+	} else if (rc == SQLITE_DONE) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no rotation for job '%s', thing '%s', execution #%lld", job_id, thing,
+		    (long long)execution_number);
+	} else {
+		r = sq_fail(b, rc, "get rotation");
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_rotation_update(struct cf_store_backend *b, const cf_rotation_rec *x)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_ROT_UPDATE)) != 0)
+		goto out;
+	rot_bind_key(s, x->job_id, x->thing, x->execution_number);
+	bind_text(s, 4, x->old_cert);
+	bind_text_or_null(s, 5, x->new_cert);
+	bind_text(s, 6, cf_rotation_state_name(x->state));
+	sqlite3_bind_int64(s, 7, x->updated_at);
+	if ((r = step_done(b, s, "update rotation")) == 0 && sqlite3_changes(b->db) == 0) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no rotation for job '%s', thing '%s', execution #%lld", x->job_id,
+		    x->thing, (long long)x->execution_number);
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_rotation_find_cert(struct cf_store_backend *b, cf_rotation_rec **out, size_t *out_n,
+    const char *cert_id)
+{
+	sqlite3_stmt *s = NULL;
+	cf_rotation_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_ROT_FIND)) != 0)
+		goto out;
+	bind_text(s, 1, cert_id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = rot_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "find rotations");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+out:
+	free(v);
+	stmt_done(s);
+	return r;
+}
+
 const struct cf_store_ops cf_store_sqlite_ops = {
 	.name = "sqlite",
 	.open = sq_open,
@@ -1529,4 +2171,19 @@ const struct cf_store_ops cf_store_sqlite_ops = {
 	.conn_close = sq_conn_close,
 	.conn_close_all = sq_conn_close_all,
 	.conn_list = sq_conn_list,
+	.job_insert = sq_job_insert,
+	.job_get = sq_job_get,
+	.job_list = sq_job_list,
+	.job_update = sq_job_update,
+	.exec_insert = sq_exec_insert,
+	.exec_get = sq_exec_get,
+	.exec_update = sq_exec_update,
+	.exec_oldest = sq_exec_oldest,
+	.exec_list = sq_exec_list,
+	.exec_counts = sq_exec_counts,
+	.exec_stale = sq_exec_stale,
+	.rotation_insert = sq_rotation_insert,
+	.rotation_get = sq_rotation_get,
+	.rotation_update = sq_rotation_update,
+	.rotation_find_cert = sq_rotation_find_cert,
 };
