@@ -2215,6 +2215,21 @@ cf_store_rotation_upsert(cf_store *st, const cf_rotation_rec *x)
 	}
 	if (strcmp(cur.old_cert, rec.old_cert) == 0 && strcmp(cur.new_cert, rec.new_cert) == 0)
 		goto end; /* the same create again: nothing changes */
+	/* The old certificate is where the rotation started; an issued one is never forgotten. */
+	if (strcmp(cur.old_cert, rec.old_cert) != 0) {
+		r = CF_ESTATE;
+		cf_error_set("rotation %s/%s #%lld started from certificate %.16s...: the old "
+		    "certificate cannot change", rec.job_id, rec.thing,
+		    (long long)rec.execution_number, cur.old_cert);
+		goto end;
+	}
+	if (cur.new_cert[0] != '\0' && rec.new_cert[0] == '\0') {
+		r = CF_ESTATE;
+		cf_error_set("rotation %s/%s #%lld: certificate %.16s... was issued; it can be "
+		    "replaced, not forgotten", rec.job_id, rec.thing,
+		    (long long)rec.execution_number, cur.new_cert);
+		goto end;
+	}
 	rec.created_at = cur.created_at;
 	if ((r = st->ops->rotation_update(st->b, &rec)) != 0)
 		goto end;

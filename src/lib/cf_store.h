@@ -420,8 +420,9 @@ typedef struct {
  * Records a rotation in state created for an existing execution (r->state
  * must be CF_ROTATION_CREATED; CF_ENOTFOUND without the execution). If the
  * record exists and is still created, its certificates are replaced (a
- * repeated create); identical: no-op, no event. CF_ESTATE once it has left
- * created. Events rotation.created, or rotation.updated {previous_new_cert}.
+ * repeated create: the old one must be the same and an issued new one can
+ * be replaced but not cleared); identical: no-op, no event. CF_ESTATE
+ * otherwise, and once it has left created. Events rotation.created, or rotation.updated {previous_new_cert}.
  */
 int cf_store_rotation_upsert(cf_store *st, const cf_rotation_rec *r) CF_MUST_CHECK;
 int cf_store_rotation_get(cf_store *st, cf_rotation_rec *out, const char *job_id,

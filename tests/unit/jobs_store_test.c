@@ -810,6 +810,19 @@ test_jobs_store__rotations(void **state)
 	free(detail);
 	assert_int_equal(cf_store_rotation_upsert(fx->st, &x), 0); /* the same again */
 	expect_no_event(fx);
+	x = rotation("rot-1", "sensor-1", 1, "old", NULL); /* an issued certificate stays known */
+	assert_int_equal(cf_store_rotation_upsert(fx->st, &x), CF_ESTATE);
+	x = rotation("rot-1", "sensor-1", 1, "other-old", "new");
+	assert_int_equal(cf_store_rotation_upsert(fx->st, &x), CF_ESTATE);
+	expect_no_event(fx);
+	x = rotation("rot-1", "sensor-1", 1, "old", "newer"); /* a repeated create: replaced */
+	assert_int_equal(cf_store_rotation_upsert(fx->st, &x), 0);
+	detail = expect_event(fx, "rotation.updated");
+	assert_non_null(strstr(detail, new_id)); /* previous_new_cert */
+	free(detail);
+	x = rotation("rot-1", "sensor-1", 1, "old", "new");
+	assert_int_equal(cf_store_rotation_upsert(fx->st, &x), 0);
+	expect_event_is(fx, "rotation.updated");
 	assert_int_equal(cf_store_rotation_get(fx->st, &got, "rot-1", "sensor-1", 1), 0);
 	assert_string_equal(got.new_cert, new_id);
 
