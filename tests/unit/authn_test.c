@@ -48,6 +48,14 @@ setup(void **state)
 out:
 	cf_key_free(key);
 	free(csr);
+	if (r != 0) {
+		/* cmocka skips teardown when setup fails: undo it here. */
+		print_error("setup: %s\n", cf_error_last());
+		cf_cert_rec_clear(&cert);
+		cf_ca_close(ca);
+		ca = NULL;
+		cf_rmtree(base);
+	}
 	return r;
 }
 

@@ -33,7 +33,13 @@ setup(void **state)
 		return -1;
 	snprintf(dir, sizeof(dir), "%s/data", base);
 	cf_ca_init_opts_default(&o);
-	return cf_ca_init(dir, &o, ROOT_PASS, NULL);
+	if (cf_ca_init(dir, &o, ROOT_PASS, NULL) != 0) {
+		/* cmocka skips teardown when setup fails: leave no directory behind. */
+		print_error("setup: %s\n", cf_error_last());
+		cf_rmtree(base);
+		return -1;
+	}
+	return 0;
 }
 
 static int
