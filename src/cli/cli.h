@@ -83,6 +83,17 @@ int cli_parse_time(int64_t *out, const char *s);
 /* Parses a positive whole number in [min, max]. */
 int cli_parse_int(long *out, const char *s, long min, long max);
 
+/* cli_http.c: certfleetd's API base URL ("http://host:port") from certfleet.conf. */
+int cli_api_url(cli *c, char *out, size_t len);
+/*
+ * method base + path with an optional JSON body. Any HTTP answer is CLI_OK
+ * with *code and *out (JSON, or the text as a JSON string; caller frees);
+ * a daemon that does not answer prints the error and is CLI_FAIL.
+ */
+int cli_http(const char *base, const char *method, const char *path, json_t *req_body,
+    long *code, json_t **out);
+/* Prints the daemon's {"error": ...} (or the status) and returns CLI_FAIL. */
+int cli_api_fail(const char *what, long code, json_t *j);
 
 /* Verb handlers. */
 int cli_init(cli *c, int argc, char **argv);
@@ -107,5 +118,8 @@ int cli_events_list(cli *c, int argc, char **argv);
 int cli_events_verify(cli *c, int argc, char **argv);
 int cli_status(cli *c, int argc, char **argv);
 int cli_connections_list(cli *c, int argc, char **argv);
+int cli_job_create_rotation(cli *c, int argc, char **argv);
+int cli_job_list(cli *c, int argc, char **argv);
+int cli_job_describe(cli *c, int argc, char **argv);
 
 #endif

@@ -5,7 +5,7 @@
  * The API's address comes from certfleet.conf (api_host, api_port). The
  * requests go through libcurl with short timeouts and never through a
  * proxy; a daemon that does not answer is one clear error and exit 1.
- * Client ids in the answers are untrusted: the table output replaces
+ * The HTTP helper is cli_http.c. Client ids in the answers are untrusted: the table output replaces
  * control characters so a hostile id cannot drive the terminal.
  */
 #include <stdio.h>
@@ -15,113 +15,6 @@
 #include <curl/curl.h>
 
 #include "cli.h"
-#include "cf_config.h"
-
-#define BODY_MAX (64 * 1024 * 1024)
-
-typedef struct {
-	char *data;
-	size_t len;
-	int too_big;
-} body;
-
-static size_t
-on_data(char *p, size_t size, size_t n, void *arg)
-{
-	body *b = arg;
-	size_t k = size * n;
-	char *grown;
-
-	if (b->len + k > BODY_MAX) {
-		b->too_big = 1;
-		return 0;
-	}
-	if ((grown = realloc(b->data, b->len + k + 1)) == NULL)
-		return 0;
-	b->data = grown;
-	memcpy(b->data + b->len, p, k);
-	b->len += k;
-	b->data[b->len] = '\0';
-	return k;
-}
-
-/* The API's base URL from DIR/certfleet.conf. */
-static int
-api_url(cli *c, char *out, size_t len)
-{
-	cf_config *cfg = NULL;
-	char path[4096];
-	long port;
-	int r = CLI_FAIL;
-
-	if (cf_strfmt(path, sizeof(path), "%s/certfleet.conf", c->dir) != 0 ||
-	    cf_config_load(&cfg, path) != 0) {
-		r = cli_fail("cannot read the configuration");
-		goto out;
-	}
-	if (cf_config_get_int(&port, cfg, "api_port", 1, 65535, 8884) != 0 ||
-	    cf_strfmt(out, len, "http://%s:%ld", cf_config_get_str(cfg, "api_host", "127.0.0.1"),
-	    port) != 0) {
-		r = cli_fail("bad configuration");
-		goto out;
-	}
-	r = CLI_OK;
-out:
-	cf_config_free(cfg);
-	return r;
-}
-
-/*
- * GETs base + path. Any HTTP answer is CLI_OK with *code set (the caller
- * judges it); a daemon that does not answer prints the error and is CLI_FAIL.
- */
-static int
-http_get(const char *base, const char *path, long *code, json_t **out)
-{
-	CURL *h = NULL;
-	CURLcode cr;
-	body b = { NULL, 0, 0 };
-	char url[8192];
-	json_error_t err;
-	int r = CLI_FAIL;
-
-	*out = NULL;
-	if (snprintf(url, sizeof(url), "%s%s", base, path) >= (int)sizeof(url)) {
-		fprintf(stderr, "certfleet: request URL too long\n");
-		goto out;
-	}
-	if ((h = curl_easy_init()) == NULL) {
-		fprintf(stderr, "certfleet: cannot initialise libcurl\n");
-		goto out;
-	}
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-	if ((cr = curl_easy_perform(h)) != CURLE_OK) {
-		if (b.too_big)
-			fprintf(stderr, "certfleet: the answer from %s is larger than %d bytes\n", base,
-			    BODY_MAX);
-		else
-			fprintf(stderr, "certfleet: certfleetd is not running at %s: %s\n", base,
-			    curl_easy_strerror(cr));
-		goto out;
-	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, code);
-	if (b.data != NULL && (*out = json_loads(b.data, 0, &err)) == NULL) {
-		/* /metrics is text: hand it back as a JSON string. */
-		*out = json_string(b.data);
-	}
-	r = CLI_OK;
-out:
-	free(b.data);
-	curl_easy_cleanup(h);
-	return r;
-}
 
 /* A string member of o, or def. */
 static const char *
@@ -130,19 +23,6 @@ jstr(json_t *o, const char *key, const char *def)
 	const char *v = json_string_value(json_object_get(o, key));
 
 	return v != NULL ? v : def;
-}
-
-/* The daemon's {"error": ...} or the status code. */
-static int
-api_fail(const char *what, long code, json_t *j)
-{
-	const char *msg = json_string_value(json_object_get(j, "error"));
-
-	if (msg != NULL)
-		fprintf(stderr, "certfleet: %s: %s (HTTP %ld)\n", what, msg, code);
-	else
-		fprintf(stderr, "certfleet: %s: HTTP %ld\n", what, code);
-	return CLI_FAIL;
 }
 
 /* A value of one sample in Prometheus text ("name{labels} value"); -1 if absent. */
@@ -176,15 +56,15 @@ cli_status(cli *c, int argc, char **argv)
 		return r == CLI_DONE_OK ? CLI_OK : r;
 	if (optind < argc)
 		return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-	if ((r = api_url(c, base, sizeof(base))) != CLI_OK)
+	if ((r = cli_api_url(c, base, sizeof(base))) != CLI_OK)
 		return r;
-	if ((r = http_get(base, "/healthz", &code, &health)) != CLI_OK)
+	if ((r = cli_http(base, "GET", "/healthz", NULL, &code, &health)) != CLI_OK)
 		goto out;
 	if (code != 200 && code != 503) {
-		r = api_fail("status", code, health);
+		r = cli_api_fail("status", code, health);
 		goto out;
 	}
-	if ((r = http_get(base, "/metrics", &mcode, &metrics)) != CLI_OK)
+	if ((r = cli_http(base, "GET", "/metrics", NULL, &mcode, &metrics)) != CLI_OK)
 		goto out;
 	text = mcode == 200 ? json_string_value(metrics) : NULL;
 	if (text == NULL)
@@ -288,7 +168,7 @@ cli_connections_list(cli *c, int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-	if ((r = api_url(c, base, sizeof(base))) != CLI_OK)
+	if ((r = cli_api_url(c, base, sizeof(base))) != CLI_OK)
 		return r;
 	if (client_id != NULL && (esc = curl_easy_escape(NULL, client_id, 0)) == NULL) {
 		fprintf(stderr, "certfleet: out of memory\n");
@@ -296,10 +176,10 @@ cli_connections_list(cli *c, int argc, char **argv)
 	}
 	snprintf(path, sizeof(path), "/v1/connections%s%s%s%s", esc || open_only ? "?" : "",
 	    esc ? "clientId=" : "", esc ? esc : "", open_only ? (esc ? "&open=1" : "open=1") : "");
-	if ((r = http_get(base, path, &code, &arr)) != CLI_OK)
+	if ((r = cli_http(base, "GET", path, NULL, &code, &arr)) != CLI_OK)
 		goto out;
 	if (code != 200 || !json_is_array(arr)) {
-		r = api_fail("connections list", code, arr);
+		r = cli_api_fail("connections list", code, arr);
 		goto out;
 	}
 	if (json) {

@@ -64,6 +64,13 @@ static const cli_verb verbs[] = {
 	  "Asks the running certfleetd (api_host:api_port) for its health and the registry counts." },
 	{ "connections", "list", cli_connections_list, "[--client-id X] [--open] [--json]",
 	  "Lists broker connections recorded by certfleetd, newest first (--open: only those still open)." },
+	{ "job", "create-rotation", cli_job_create_rotation,
+	  "--thing NAME... [--key-algorithm A] [--signing-algorithm S] [--job-id ID] [--json]",
+	  "Asks certfleetd to rotate the certificates of these things (one QUEUED execution each) and "
+	  "prints the job id." },
+	{ "job", "list", cli_job_list, "[--json]", "Lists jobs with their counts per status (via certfleetd)." },
+	{ "job", "describe", cli_job_describe, "ID [--json]",
+	  "Shows a job: document, counts per status and each thing's execution (via certfleetd)." },
 };
 
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))

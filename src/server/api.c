@@ -335,9 +335,253 @@ h_connections(api_req *a)
 	reply(a, 200, arr);
 }
 
+/* ---- jobs (docs/certfleetd.md "Jobs and rotation") ------------------------------------- */
+
+#define JOB_THINGS_MAX 10000
+
+/* A job as JSON: its record, counts per status and (detail) its executions. */
+static int
+job_json(json_t **out, cf_store *st, const cf_job_rec *job, int detail)
+{
+	int64_t counts[CF_EXEC__COUNT];
+	cf_exec_rec *ex = NULL;
+	size_t n = 0, i;
+	json_t *o, *c, *arr;
+	char t[32];
+	int r, s;
+
+	if ((r = cf_store_exec_counts(st, counts, job->id)) != 0)
+		return r;
+	o = json_object();
+	json_object_set_new(o, "jobId", json_string(job->id));
+	json_object_set_new(o, "operation", json_string(job->operation));
+	json_object_set_new(o, "status", json_string(cf_job_state_name(job->status)));
+	json_object_set_new(o, "document", json_loads(job->document, 0, NULL));
+	json_object_set_new(o, "targets", json_loads(job->targets, 0, NULL));
+	cf_time_format(t, sizeof(t), job->created_at);
+	json_object_set_new(o, "createdAt", json_string(t));
+	c = json_object();
+	for (s = 0; s < CF_EXEC__COUNT; s++)
+		json_object_set_new(c, cf_proto_status_name((cf_exec_status)s), json_integer(counts[s]));
+	json_object_set_new(o, "counts", c);
+	if (detail) {
+		if ((r = cf_store_exec_list(st, &ex, &n, job->id, -1, 0)) != 0) {
+			json_decref(o);
+			return r;
+		}
+		arr = json_array();
+		for (i = 0; i < n; i++) {
+			json_t *e = json_object();
+
+			json_object_set_new(e, "thing", json_string(ex[i].thing));
+			json_object_set_new(e, "executionNumber", json_integer(ex[i].execution_number));
+			json_object_set_new(e, "status", json_string(cf_proto_status_name(ex[i].status)));
+			json_object_set_new(e, "versionNumber", json_integer(ex[i].version));
+			json_object_set_new(e, "statusDetails",
+			    json_loads(ex[i].status_details ? ex[i].status_details : "{}", 0, NULL));
+			cf_time_format(t, sizeof(t), ex[i].last_updated_at);
+			json_object_set_new(e, "lastUpdatedAt", json_string(t));
+			json_array_append_new(arr, e);
+		}
+		cf_exec_recs_free(ex, n);
+		json_object_set_new(o, "executions", arr);
+	}
+	*out = o;
+	return 0;
+}
+
+static void
+h_jobs(api_req *a)
+{
+	cf_store *st = cf_ca_store(a->d->ca);
+	cf_job_rec *jobs = NULL;
+	size_t n = 0, i;
+	json_t *arr = NULL, *o;
+	int r;
+
+	if ((r = cf_store_job_list(st, &jobs, &n, -1)) != 0) {
+		reply_lib_error(a, r);
+		return;
+	}
+	arr = json_array();
+	for (i = 0; i < n; i++) {
+		if ((r = job_json(&o, st, &jobs[i], 0)) != 0) {
+			json_decref(arr);
+			cf_job_recs_free(jobs, n);
+			reply_lib_error(a, r);
+			return;
+		}
+		json_array_append_new(arr, o);
+	}
+	cf_job_recs_free(jobs, n);
+	reply(a, 200, arr);
+}
+
+static void
+h_job(api_req *a)
+{
+	cf_store *st = cf_ca_store(a->d->ca);
+	cf_job_rec job;
+	json_t *o = NULL;
+	int r;
+
+	memset(&job, 0, sizeof(job));
+	if ((r = cf_store_job_get(st, &job, a->param)) != 0 || (r = job_json(&o, st, &job, 1)) != 0)
+		reply_lib_error(a, r);
+	else
+		reply(a, 200, o);
+	cf_job_rec_clear(&job);
+}
+
+/*
+ * POST /v1/jobs {"jobId"?, "things": [...], "keyAlgorithm", "signingAlgorithm"?}:
+ * a ROTATE_CERTIFICATE job with one QUEUED execution per thing, all in one
+ * transaction (an unknown thing creates nothing), then notify-next to each.
+ */
+static void
+h_job_create(api_req *a)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(a->req);
+	size_t len = evbuffer_get_length(in), i, j, n_things = 0;
+	cf_store *st = cf_ca_store(a->d->ca);
+	json_t *body = NULL, *things, *v, *doc = NULL, *targets = NULL, *o = NULL;
+	json_error_t err;
+	cf_key_alg ka;
+	cf_sig_alg sa;
+	cf_job_rec job, got;
+	cf_exec_rec ex;
+	cf_thing_rec th;
+	const char *job_id, *kname, *sname;
+	char gen_id[CF_PROTO_JOB_ID_MAX + 1];
+	unsigned char rnd[4];
+	int r, began = 0;
+
+	memset(&job, 0, sizeof(job));
+	memset(&got, 0, sizeof(got));
+	if (len == 0 || len > BODY_MAX) {
+		reply_error(a, 400, "the request body must be a JSON object of at most %d bytes", BODY_MAX);
+		goto out;
+	}
+	body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &err);
+	if (body == NULL || !json_is_object(body)) {
+		reply_error(a, 400, "request body is not a JSON object%s%s", body ? "" : ": ",
+		    body ? "" : err.text);
+		goto out;
+	}
+	things = json_object_get(body, "things");
+	if (!json_is_array(things) || (n_things = json_array_size(things)) == 0 ||
+	    n_things > JOB_THINGS_MAX) {
+		reply_error(a, 400, "'things' must be an array of 1 to %d thing names", JOB_THINGS_MAX);
+		goto out;
+	}
+	for (i = 0; i < n_things; i++) {
+		v = json_array_get(things, i);
+		if (!json_is_string(v) || !cf_name_valid("thing", json_string_value(v))) {
+			reply_error(a, 400, "things[%zu]: %s", i,
+			    json_is_string(v) ? cf_error_last() : "not a string");
+			goto out;
+		}
+		for (j = 0; j < i; j++)
+			if (strcmp(json_string_value(v), json_string_value(json_array_get(things, j))) == 0) {
+				reply_error(a, 400, "thing '%s' is named twice", json_string_value(v));
+				goto out;
+			}
+		memset(&th, 0, sizeof(th));
+		r = cf_store_thing_get(st, &th, json_string_value(v));
+		cf_thing_rec_clear(&th);
+		if (r != 0) {
+			reply_error(a, r == CF_ENOTFOUND ? 400 : 500, "%s", cf_error_last());
+			goto out;
+		}
+	}
+	v = json_object_get(body, "keyAlgorithm");
+	kname = json_string_value(v);
+	sname = json_string_value(json_object_get(body, "signingAlgorithm"));
+	if ((v != NULL && !json_is_string(v)) || (json_object_get(body, "signingAlgorithm") &&
+	    sname == NULL)) {
+		reply_error(a, 400, "'keyAlgorithm' and 'signingAlgorithm' must be strings");
+		goto out;
+	}
+	if (cf_alg_validate(&ka, &sa, kname, sname) != 0) {
+		reply_error(a, 400, "%s (keyAlgorithm '%s', signingAlgorithm '%s')", cf_error_last(),
+		    kname ? kname : "", sname ? sname : "(default)");
+		goto out;
+	}
+	v = json_object_get(body, "jobId");
+	if (v != NULL) {
+		if (!json_is_string(v) || !cf_proto_job_id_valid(json_string_value(v))) {
+			reply_error(a, 400, "'jobId': %s", json_is_string(v) ? cf_error_last() :
+			    "not a string");
+			goto out;
+		}
+		job_id = json_string_value(v);
+	} else {
+		if (cf_random_bytes(rnd, sizeof(rnd)) != 0) {
+			reply_error(a, 500, "%s", cf_error_last());
+			goto out;
+		}
+		snprintf(gen_id, sizeof(gen_id), "rotate-%jd-%02x%02x%02x%02x", (intmax_t)cf_time_now(),
+		    rnd[0], rnd[1], rnd[2], rnd[3]);
+		job_id = gen_id;
+	}
+	doc = json_pack("{s:s, s:s, s:s}", "operation", "ROTATE_CERTIFICATE", "keyAlgorithm",
+	    cf_key_alg_name(ka), "signingAlgorithm", cf_sig_alg_name(sa));
+	targets = json_pack("{s:O}", "things", things);
+	snprintf(job.id, sizeof(job.id), "%s", job_id);
+	snprintf(job.operation, sizeof(job.operation), "ROTATE_CERTIFICATE");
+	job.document = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	job.targets = targets ? json_dumps(targets, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	job.selection = CF_JOB_SELECTION_SNAPSHOT;
+	job.status = CF_JOB_STATE_IN_PROGRESS;
+	if (job.document == NULL || job.targets == NULL) {
+		reply_error(a, 500, "out of memory");
+		goto out;
+	}
+	if ((r = cf_store_begin(st)) != 0)
+		goto fail;
+	began = 1;
+	if ((r = cf_store_job_insert(st, &job)) != 0)
+		goto fail;
+	for (i = 0; i < n_things; i++) {
+		memset(&ex, 0, sizeof(ex));
+		snprintf(ex.job_id, sizeof(ex.job_id), "%s", job.id);
+		snprintf(ex.thing, sizeof(ex.thing), "%s", json_string_value(json_array_get(things, i)));
+		ex.status = CF_EXEC_QUEUED;
+		if ((r = cf_store_exec_insert(st, &ex)) != 0)
+			goto fail;
+	}
+	if ((r = cf_store_commit(st)) != 0)
+		goto fail;
+	began = 0;
+	cf_log(CF_LOG_INFO, "rotation job created", "job=%s things=%zu key_algorithm=%s source=api",
+	    job.id, n_things, cf_key_alg_name(ka));
+	for (i = 0; i < n_things; i++)
+		cfd_jobs_notify_next(a->d, json_string_value(json_array_get(things, i)));
+	if ((r = cf_store_job_get(st, &got, job.id)) != 0 || (r = job_json(&o, st, &got, 1)) != 0) {
+		reply_lib_error(a, r);
+		goto out;
+	}
+	reply(a, 201, o);
+	goto out;
+fail:
+	if (began)
+		cf_store_rollback(st);
+	began = 0;
+	reply_lib_error(a, r == CF_ENOTFOUND ? CF_EINVAL : r);
+out:
+	if (began)
+		cf_store_rollback(st);
+	free(job.document);
+	free(job.targets);
+	cf_job_rec_clear(&got);
+	json_decref(doc);
+	json_decref(targets);
+	json_decref(body);
+}
+
 /* ---- routing --------------------------------------------------------------------------- */
 
-typedef enum { P_NONE, P_NAME, P_ID } param_kind;
+typedef enum { P_NONE, P_NAME, P_ID, P_JOB } param_kind;
 
 typedef struct {
 	enum evhttp_cmd_type method;
@@ -355,6 +599,9 @@ static const route routes[] = {
 	{ EVHTTP_REQ_GET, { "v1", "certificates", "{}" }, P_ID, h_cert },
 	{ EVHTTP_REQ_POST, { "v1", "certificates", "{}", "revoke" }, P_ID, h_cert_revoke },
 	{ EVHTTP_REQ_GET, { "v1", "connections" }, P_NONE, h_connections },
+	{ EVHTTP_REQ_GET, { "v1", "jobs" }, P_NONE, h_jobs },
+	{ EVHTTP_REQ_POST, { "v1", "jobs" }, P_NONE, h_job_create },
+	{ EVHTTP_REQ_GET, { "v1", "jobs", "{}" }, P_JOB, h_job },
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -469,6 +716,10 @@ on_request(struct evhttp_request *req, void *arg)
 	if (found->param == P_ID && !valid_id(param)) {
 		reply_error(&a, 400, "'%.80s' is not a certificate id (1 to %d hex characters)", param,
 		    CF_ID_LEN);
+		goto out;
+	}
+	if (found->param == P_JOB && !cf_proto_job_id_valid(param)) {
+		reply_error(&a, 400, "%s", cf_error_last());
 		goto out;
 	}
 	a.param = param;

@@ -70,6 +70,17 @@ int cfd_mqtt_start(cfd *d) CF_MUST_CHECK;
 /* Sends DISCONNECT (the broker keeps the session) and frees the client. */
 void cfd_mqtt_stop(cfd *d);
 int cfd_mqtt_connected(const cfd *d);
+/* Publishes payload (NUL-terminated JSON) at QoS 1. CF_ESTATE while disconnected. */
+int cfd_mqtt_publish(cfd *d, const char *topic, const char *payload) CF_MUST_CHECK;
+
+/*
+ * jobs.c: the MQTT jobs API and rotation protocol. A device message whose
+ * stamp verified (principal and client_id are the stamped values).
+ */
+void cfd_jobs_on_message(cfd *d, const char *topic, const void *payload, size_t len,
+    const char *principal, const char *client_id);
+/* Publishes notify-next to thing: its next pending execution, or {}. */
+void cfd_jobs_notify_next(cfd *d, const char *thing);
 
 /* api.c: the HTTP API on api_host:api_port. */
 int cfd_api_start(cfd *d) CF_MUST_CHECK;

@@ -264,7 +264,8 @@ on_connect(struct mosquitto *m, void *arg, int rc, int flags, const mosquitto_pr
 	snprintf(things, sizeof(things), "%sthings/+/#", d->topic_prefix);
 	subs[0] = "$cf/broker/#";
 	subs[1] = things;
-	rc = mosquitto_subscribe_multiple(m, NULL, 2, subs, 1, 0, NULL);
+	/* No local: our own replies and notifications below things/ never come back to us. */
+	rc = mosquitto_subscribe_multiple(m, NULL, 2, subs, 1, MQTT_SUB_OPT_NO_LOCAL, NULL);
 	if (rc != MOSQ_ERR_SUCCESS)
 		cf_log(CF_LOG_ERROR, "mqtt subscribe failed", "error=%s", mosquitto_strerror(rc));
 	/*
@@ -568,9 +569,10 @@ on_thing_message(cfd_mqtt *q, const struct mosquitto_message *msg, const char *r
 		goto out;
 	}
 	d->metrics.mqtt_accepted++;
-	/* The jobs engine consumes these; until then they are only counted. */
 	cf_log(CF_LOG_DEBUG, "message accepted", "topic=%s thing=%s principal=%s bytes=%d",
 	    msg->topic, thing, sp.principal, msg->payloadlen);
+	cfd_jobs_on_message(d, msg->topic, msg->payload, (size_t)msg->payloadlen, sp.principal,
+	    sp.client_id);
 out:
 	stamp_props_free(&sp);
 }
@@ -701,6 +703,25 @@ cfd_mqtt_stop(cfd *d)
 	mosquitto_destroy(q->m);
 	free(q);
 	d->mqtt = NULL;
+}
+
+int
+cfd_mqtt_publish(cfd *d, const char *topic, const char *payload)
+{
+	cfd_mqtt *q = d->mqtt;
+	int rc;
+
+	if (q == NULL || !q->connected) {
+		cf_error_set("not connected to the broker");
+		return CF_ESTATE;
+	}
+	rc = mosquitto_publish_v5(q->m, NULL, topic, (int)strlen(payload), payload, 1, false, NULL);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		cf_error_set("publish to %s: %s", topic, mosquitto_strerror(rc));
+		return CF_ERROR;
+	}
+	sync_events(q);
+	return 0;
 }
 
 int
