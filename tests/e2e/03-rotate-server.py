@@ -7,7 +7,13 @@ the custody signatures (`openssl dgst -sha256 -sign`: ECDSA-with-SHA-256, DER, f
 P-256 keys — cf_proto_custody_sign's format). Happy path: job create-rotation → notify-next;
 update IN_PROGRESS; create accepted with a certificate that `openssl verify`s; reconnect with the
 new pair; commit accepted; update SUCCEEDED → old certificate INACTIVE and refused by the broker.
-Adversarial: each rejected with its code, no certificate issued, a rotation.rejected event.
+Adversarial: each rejected with its code, no certificate issued, a rotation.rejected event:
+create without IN_PROGRESS (NotInProgress), with the new key's or another thing's signature
+(BadSignature), a CSR naming another thing (CsrSubjectMismatch), an RSA-1024 CSR (WeakKey); commit
+over the old connection (PrincipalMismatch), signed with the old key (BadSignature), naming the old
+certificate (CertificateMismatch), repeated (Replay); create after commit (Replay) and after the
+job finished (NotInProgress). Not covered here: NotARotation (the API creates only rotation jobs)
+and ClientIdMismatch (the broker's ACL and mqtt.c's stamp check stop it first).
 """
 import base64
 import hashlib
@@ -198,8 +204,15 @@ def test_happy_path():
     ev = rejected_events()
     expect_rejected(dev2.commit(job, new_id, sign(th.key, "%s|rot-1|%s" % (job, new_id))),
                     "BadSignature", n, ev)
+    # commit naming another certificate (the old one)
+    ev = rejected_events()
+    expect_rejected(dev2.commit(job, th.cert_id, sign(key, "%s|rot-1|%s" % (job, th.cert_id))),
+                    "CertificateMismatch", n, ev)
     v, p = dev2.commit(job, new_id, sign(key, "%s|rot-1|%s" % (job, new_id)))
     e.check(v == "accepted" and p.get("certificateId") == new_id, "commit accepted", p)
+    # the same commit again
+    ev = rejected_events()
+    expect_rejected(dev2.commit(job, new_id, sign(key, "%s|rot-1|%s" % (job, new_id))), "Replay", n, ev)
 
     # replayed create after commit (new connection, old signature): Replay
     ev = rejected_events()
@@ -211,6 +224,9 @@ def test_happy_path():
     e.check(m is not None and json.loads(m.payload).get("execution") is None,
             "notify-next {} after the terminal update", m and m.payload)
     e.check(S.cert_status(th.cert_id) == "INACTIVE", "the old certificate is INACTIVE")
+    # a create replayed from the finished job, now signed with the current (new) key
+    ev = rejected_events()
+    expect_rejected(dev2.create(job, csr, sign(key, create_msg(job, "rot-1", csr))), "NotInProgress", n, ev)
     e.check(S.cert_status(new_id) == "ACTIVE", "the new certificate stays ACTIVE")
     lst = S.cf_ok("cert", "list", "--thing", "rot-1").out
     e.check(th.cert_id[:12] in lst and "INACTIVE" in lst, "cert list shows the old one INACTIVE", lst)
