@@ -1,0 +1,669 @@
+/*
+ * certfleet-agent — the Linux device daemon (docs/agent.md, DESIGN §6, §10).
+ *
+ * A thin shell over cf_agent: it loads agent.conf, opens the file key store
+ * on the bundle directory, and drives one libmosquitto client (MQTT v5 over
+ * mutual TLS) in a simple loop, feeding connect, disconnect, message and
+ * timer events into cf_agent. It never parses a payload itself. To connect
+ * with a switched pair it destroys and recreates the mosquitto handle, so
+ * that TLS loads the bundle files (which name the active pair) again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+
+#include "cf_acl.h"
+#include "cf_agent.h"
+#include "cf_config.h"
+#include "cf_error.h"
+#include "cf_keystore.h"
+#include "cf_log.h"
+#include "cf_pki.h"
+#include "cf_util.h"
+
+#define AG_PATH_MAX 4096
+#define AG_TOPIC_MAX 512
+#define KEEPALIVE_S 60
+#define N_SUBS 5
+
+static volatile sig_atomic_t stop_signal;
+
+static const char *const known_keys[] = {
+	"thing", "broker_host", "broker_port", "ca_file", "cert_file", "key_file",
+	"key_algorithm", "signing_algorithm", "state_dir", "topic_prefix", "hook",
+	"hook_timeout_s", "connect_timeout_s", "response_timeout_s", "max_attempts",
+	"reconnect_max_s", NULL,
+};
+
+typedef struct {
+	/* configuration */
+	const char *thing;
+	const char *host;
+	long port;
+	const char *prefix;
+	const char *hook;
+	long hook_timeout_s;
+	long connect_timeout_s;
+	long reconnect_max_s;
+	char ca_file[AG_PATH_MAX];
+	char cert_file[AG_PATH_MAX];
+	char key_file[AG_PATH_MAX];
+	char bundle_dir[AG_PATH_MAX];
+	char state_dir[AG_PATH_MAX];
+	char subs[N_SUBS][AG_TOPIC_MAX];
+
+	/* runtime */
+	cf_agent *agent;
+	struct mosquitto *m;
+	int session_up;       /* CONNACK + SUBACK seen: cf_agent was told connected */
+	int lost;             /* the broker went away (set in callbacks) */
+	int want_reconnect;   /* cf_agent asked for a new connection */
+	int fatal;            /* cf_agent could not write its journal */
+	int64_t attempt_deadline; /* an attempt in progress must be up by then, 0 if none */
+	int64_t next_attempt;
+	long backoff_s;
+	pid_t hook_pid;
+	int64_t hook_deadline;
+} agentd;
+
+static void
+on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: certfleet-agent --config FILE [--check] [--log-level LEVEL] [--log-file FILE]\n");
+}
+
+/* path resolved against dir when relative. */
+static int
+resolve(char *out, size_t len, const char *dir, const char *path)
+{
+	if (path[0] == '/')
+		return cf_strfmt(out, len, "%s", path);
+	return cf_strfmt(out, len, "%s/%s", dir, path);
+}
+
+static int
+dir_of(char *out, size_t len, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	int r;
+
+	if (slash == NULL)
+		return cf_strfmt(out, len, ".");
+	if (slash == path)
+		return cf_strfmt(out, len, "/");
+	if ((size_t)(slash - path) >= len) {
+		cf_error_set("path too long: %s", path);
+		return CF_EINVAL;
+	}
+	r = cf_strfmt(out, len, "%.*s", (int)(slash - path), path);
+	return r;
+}
+
+static const char *
+base_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash == NULL ? path : slash + 1;
+}
+
+static int
+require(const char **out, const cf_config *cfg, const char *key)
+{
+	const char *v = cf_config_get(cfg, key);
+
+	if (v == NULL || v[0] == '\0') {
+		cf_error_set("%s: missing required key '%s'", cf_config_path(cfg), key);
+		return CF_EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+/* A file that must exist and be readable. */
+static int
+check_readable(const char *key, const char *path)
+{
+	if (access(path, R_OK) != 0) {
+		cf_error_set("%s %s: %s", key, path, strerror(errno));
+		return errno == ENOENT ? CF_ENOTFOUND : CF_ERROR;
+	}
+	return 0;
+}
+
+/* The key file: present, a regular file (through the bundle links), 0600 at most. */
+static int
+check_key_file(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0) {
+		cf_error_set("key_file %s: %s", path, strerror(errno));
+		return errno == ENOENT ? CF_ENOTFOUND : CF_ERROR;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		cf_error_set("key_file %s: not a regular file", path);
+		return CF_EINVAL;
+	}
+	if ((st.st_mode & 077) != 0) {
+		cf_error_set("key_file %s has mode %04o: certfleet-agent never holds a key in a file "
+		    "readable by others (chmod 600 it)", path, (unsigned)(st.st_mode & 07777));
+		return CF_EINVAL;
+	}
+	return 0;
+}
+
+static int
+load_config(agentd *g, cf_agent_opts *o, const cf_config *cfg)
+{
+	const char *key_alg, *sig_alg, *ca, *cert, *key, *state;
+	char cfg_dir[AG_PATH_MAX], key_dir[AG_PATH_MAX], cert_dir[AG_PATH_MAX];
+	cf_key_alg ka;
+	cf_sig_alg sa;
+	long response_s, max_attempts;
+	int r, i;
+
+	if ((r = cf_config_check_keys(cfg, known_keys)) != 0)
+		return r;
+	if ((r = require(&g->thing, cfg, "thing")) != 0 ||
+	    (r = require(&g->host, cfg, "broker_host")) != 0 ||
+	    (r = require(&ca, cfg, "ca_file")) != 0 ||
+	    (r = require(&cert, cfg, "cert_file")) != 0 ||
+	    (r = require(&key, cfg, "key_file")) != 0 ||
+	    (r = require(&key_alg, cfg, "key_algorithm")) != 0 ||
+	    (r = require(&state, cfg, "state_dir")) != 0)
+		return r;
+	sig_alg = cf_config_get(cfg, "signing_algorithm");
+	if ((r = cf_alg_validate(&ka, &sa, key_alg, sig_alg)) != 0) {
+		cf_error_prefix("%s", cf_config_path(cfg));
+		return r;
+	}
+	if (!cf_name_valid("thing", g->thing))
+		return CF_EINVAL;
+	g->prefix = cf_config_get_str(cfg, "topic_prefix", "cf/");
+	if ((r = cf_acl_prefix_check(g->prefix)) != 0)
+		return r;
+	g->hook = cf_config_get(cfg, "hook");
+	if (g->hook != NULL && g->hook[0] == '\0')
+		g->hook = NULL;
+	if ((r = cf_config_get_int(&g->port, cfg, "broker_port", 1, 65535, 8883)) != 0 ||
+	    (r = cf_config_get_int(&g->hook_timeout_s, cfg, "hook_timeout_s", 1, 3600, 30)) != 0 ||
+	    (r = cf_config_get_int(&g->connect_timeout_s, cfg, "connect_timeout_s", 1, 3600, 30)) != 0 ||
+	    (r = cf_config_get_int(&g->reconnect_max_s, cfg, "reconnect_max_s", 1, 3600, 60)) != 0 ||
+	    (r = cf_config_get_int(&response_s, cfg, "response_timeout_s", 0, 86400, 0)) != 0 ||
+	    (r = cf_config_get_int(&max_attempts, cfg, "max_attempts", 0, 100, 0)) != 0)
+		return r;
+
+	if ((r = dir_of(cfg_dir, sizeof(cfg_dir), cf_config_path(cfg))) != 0 ||
+	    (r = resolve(g->ca_file, sizeof(g->ca_file), cfg_dir, ca)) != 0 ||
+	    (r = resolve(g->cert_file, sizeof(g->cert_file), cfg_dir, cert)) != 0 ||
+	    (r = resolve(g->key_file, sizeof(g->key_file), cfg_dir, key)) != 0 ||
+	    (r = resolve(g->state_dir, sizeof(g->state_dir), cfg_dir, state)) != 0 ||
+	    (r = dir_of(key_dir, sizeof(key_dir), g->key_file)) != 0 ||
+	    (r = dir_of(cert_dir, sizeof(cert_dir), g->cert_file)) != 0)
+		return r;
+	/* The file key store lives in the bundle directory: DIR/device.key, DIR/device.crt. */
+	if (strcmp(base_of(g->key_file), "device.key") != 0 ||
+	    strcmp(base_of(g->cert_file), "device.crt") != 0 || strcmp(key_dir, cert_dir) != 0) {
+		cf_error_set("%s: key_file and cert_file must be device.key and device.crt of one "
+		    "bundle directory (got %s and %s)", cf_config_path(cfg), key, cert);
+		return CF_EINVAL;
+	}
+	if ((r = cf_strfmt(g->bundle_dir, sizeof(g->bundle_dir), "%s", key_dir)) != 0 ||
+	    (r = check_readable("ca_file", g->ca_file)) != 0 ||
+	    (r = check_key_file(g->key_file)) != 0 ||
+	    (r = check_readable("cert_file", g->cert_file)) != 0)
+		return r;
+
+	for (i = 0; i < N_SUBS; i++) {
+		static const char *const tail[N_SUBS] = {
+			"jobs/notify-next", "jobs/$next/get/+", "jobs/+/update/+",
+			"certificate/create/+", "certificate/commit/+",
+		};
+		if ((r = cf_strfmt(g->subs[i], AG_TOPIC_MAX, "%sthings/%s/%s", g->prefix, g->thing,
+		    tail[i])) != 0)
+			return r;
+	}
+
+	memset(o, 0, sizeof(*o));
+	o->thing = g->thing;
+	o->prefix = g->prefix;
+	o->state_dir = g->state_dir;
+	o->max_attempts = (int)max_attempts;
+	if (response_s > 0) {
+		o->timeout_s[CF_AGENT_IN_PROGRESS_SENT] = (int)response_s;
+		o->timeout_s[CF_AGENT_CREATE_SENT] = (int)response_s;
+		o->timeout_s[CF_AGENT_VERIFYING] = (int)response_s;
+		o->timeout_s[CF_AGENT_COMMIT_SENT] = (int)response_s;
+		o->timeout_s[CF_AGENT_CLEANUP] = (int)response_s;
+		o->timeout_s[CF_AGENT_REPORTING_FAILURE] = (int)response_s;
+	}
+	if (cf_config_get(cfg, "connect_timeout_s") != NULL) {
+		o->timeout_s[CF_AGENT_RECONNECTING_NEW] = (int)g->connect_timeout_s;
+		o->timeout_s[CF_AGENT_ROLLING_BACK] = (int)g->connect_timeout_s;
+	}
+	return 0;
+}
+
+/* ---- the hook --------------------------------------------------------------- */
+
+static void
+hook_reap(agentd *g, int64_t now, int wait_all)
+{
+	int status;
+	pid_t p;
+
+	if (g->hook_pid <= 0)
+		return;
+	if (!wait_all && now >= g->hook_deadline) {
+		cf_log(CF_LOG_WARN, "hook timed out, killing it", "pid=%d timeout_s=%ld",
+		    (int)g->hook_pid, g->hook_timeout_s);
+		(void)kill(-g->hook_pid, SIGKILL);
+		wait_all = 1;
+	}
+	p = waitpid(g->hook_pid, &status, wait_all ? 0 : WNOHANG);
+	if (p == 0 || (p < 0 && errno == EINTR))
+		return;
+	if (p > 0 && WIFEXITED(status))
+		cf_log(WEXITSTATUS(status) == 0 ? CF_LOG_INFO : CF_LOG_WARN, "hook finished",
+		    "pid=%d status=%d", (int)g->hook_pid, WEXITSTATUS(status));
+	else if (p > 0 && WIFSIGNALED(status))
+		cf_log(CF_LOG_WARN, "hook killed", "pid=%d signal=%d", (int)g->hook_pid,
+		    WTERMSIG(status));
+	g->hook_pid = 0;
+}
+
+static void
+t_switched(void *arg, unsigned generation)
+{
+	agentd *g = arg;
+	char gen[32];
+	pid_t p;
+
+	cf_log(CF_LOG_INFO, "active key pair changed", "generation=%u", generation);
+	if (g->hook == NULL)
+		return;
+	hook_reap(g, cf_time_now(), 1); /* one hook at a time */
+	snprintf(gen, sizeof(gen), "%u", generation);
+	if ((p = fork()) < 0) {
+		cf_log(CF_LOG_ERROR, "hook not started", "error=%s", strerror(errno));
+		return;
+	}
+	if (p == 0) {
+		char *argv[] = { "sh", "-c", (char *)g->hook, NULL };
+
+		(void)setpgid(0, 0);
+		(void)setenv("CF_THING", g->thing, 1);
+		(void)setenv("CF_GENERATION", gen, 1);
+		(void)setenv("CF_BUNDLE_DIR", g->bundle_dir, 1);
+		execv("/bin/sh", argv);
+		_exit(127);
+	}
+	(void)setpgid(p, p);
+	g->hook_pid = p;
+	g->hook_deadline = cf_time_now() + g->hook_timeout_s;
+	cf_log(CF_LOG_INFO, "hook started", "pid=%d generation=%u", (int)p, generation);
+}
+
+/* ---- transport -------------------------------------------------------------- */
+
+static int
+t_publish(void *arg, const char *topic, const char *payload)
+{
+	agentd *g = arg;
+	int rc;
+
+	if (g->m == NULL || !g->session_up) {
+		cf_error_set("not connected");
+		return CF_ESTATE;
+	}
+	rc = mosquitto_publish_v5(g->m, NULL, topic, (int)strlen(payload), payload, 1, false, NULL);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		cf_error_set("publish %s: %s", topic, mosquitto_strerror(rc));
+		return CF_ERROR;
+	}
+	cf_log(CF_LOG_DEBUG, "published", "topic=%s", topic);
+	return 0;
+}
+
+static int
+t_reconnect(void *arg)
+{
+	agentd *g = arg;
+
+	g->want_reconnect = 1; /* done by the loop, outside any libmosquitto callback */
+	return 0;
+}
+
+static void
+agent_result(agentd *g, int r, const char *event)
+{
+	if (r != 0 && !g->fatal) {
+		cf_log(CF_LOG_ERROR, "agent journal failed", "event=%s error=%s", event,
+		    cf_error_last());
+		g->fatal = 1;
+	}
+}
+
+/* ---- libmosquitto callbacks ------------------------------------------------- */
+
+static void
+on_connect(struct mosquitto *m, void *arg, int rc, int flags, const mosquitto_property *props)
+{
+	agentd *g = arg;
+	char *subs[N_SUBS];
+	int i, r;
+
+	(void)flags;
+	(void)props;
+	if (rc != 0) {
+		cf_log(CF_LOG_WARN, "mqtt connection refused", "reason=%s",
+		    mosquitto_reason_string(rc));
+		g->lost = 1;
+		return;
+	}
+	for (i = 0; i < N_SUBS; i++)
+		subs[i] = g->subs[i];
+	r = mosquitto_subscribe_multiple(m, NULL, N_SUBS, subs, 1, 0, NULL);
+	if (r != MOSQ_ERR_SUCCESS) {
+		cf_log(CF_LOG_WARN, "mqtt subscribe failed", "error=%s", mosquitto_strerror(r));
+		g->lost = 1;
+	}
+}
+
+static void
+on_subscribe(struct mosquitto *m, void *arg, int mid, int n, const int *granted,
+    const mosquitto_property *props)
+{
+	agentd *g = arg;
+	int i;
+
+	(void)m;
+	(void)mid;
+	(void)props;
+	for (i = 0; i < n; i++)
+		if (granted[i] >= 0x80) {
+			cf_log(CF_LOG_WARN, "mqtt subscription refused", "topic=%s",
+			    i < N_SUBS ? g->subs[i] : "");
+			g->lost = 1;
+			return;
+		}
+	if (g->session_up)
+		return;
+	g->session_up = 1;
+	g->attempt_deadline = 0;
+	g->backoff_s = 1;
+	cf_log(CF_LOG_INFO, "mqtt connected", "host=%s port=%ld thing=%s", g->host, g->port,
+	    g->thing);
+	agent_result(g, cf_agent_connected(g->agent, cf_time_now()), "connected");
+}
+
+static void
+on_disconnect(struct mosquitto *m, void *arg, int rc, const mosquitto_property *props)
+{
+	agentd *g = arg;
+
+	(void)m;
+	(void)props;
+	if (!stop_signal)
+		cf_log(CF_LOG_WARN, "mqtt disconnected", "reason=%d", rc);
+	g->lost = 1;
+}
+
+static void
+on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg,
+    const mosquitto_property *props)
+{
+	agentd *g = arg;
+
+	(void)m;
+	(void)props;
+	if (!g->session_up || msg->topic == NULL)
+		return;
+	cf_log(CF_LOG_DEBUG, "message", "topic=%s bytes=%d", msg->topic, msg->payloadlen);
+	agent_result(g, cf_agent_message(g->agent, msg->topic, msg->payload,
+	    msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0, cf_time_now()), "message");
+}
+
+/* ---- the connection --------------------------------------------------------- */
+
+static void
+drop(agentd *g, int clean)
+{
+	if (g->m != NULL) {
+		if (clean && g->session_up &&
+		    mosquitto_disconnect_v5(g->m, 0, NULL) == MOSQ_ERR_SUCCESS)
+			(void)mosquitto_loop_write(g->m, 1);
+		mosquitto_destroy(g->m);
+		g->m = NULL;
+	}
+	g->session_up = 0;
+	g->lost = 0;
+	g->attempt_deadline = 0;
+}
+
+/* The session or the attempt ended: tell the agent, try again after the backoff. */
+static void
+lost(agentd *g, int64_t now)
+{
+	drop(g, 0);
+	agent_result(g, cf_agent_disconnected(g->agent, now), "disconnected");
+	g->next_attempt = now + g->backoff_s;
+	cf_log(CF_LOG_INFO, "mqtt reconnecting", "in_s=%ld", g->backoff_s);
+	g->backoff_s = g->backoff_s * 2 > g->reconnect_max_s ? g->reconnect_max_s : g->backoff_s * 2;
+}
+
+static int
+attempt(agentd *g, int64_t now)
+{
+	int rc;
+
+	if ((g->m = mosquitto_new(g->thing, true, g)) == NULL) {
+		cf_log(CF_LOG_ERROR, "mosquitto_new failed", "error=%s", strerror(errno));
+		return CF_ERROR;
+	}
+	mosquitto_int_option(g->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+	mosquitto_int_option(g->m, MOSQ_OPT_TCP_NODELAY, 1);
+	mosquitto_connect_v5_callback_set(g->m, on_connect);
+	mosquitto_disconnect_v5_callback_set(g->m, on_disconnect);
+	mosquitto_subscribe_v5_callback_set(g->m, on_subscribe);
+	mosquitto_message_v5_callback_set(g->m, on_message);
+	/* The bundle paths: after a switch they name the new pair; a new handle reloads them. */
+	if ((rc = mosquitto_tls_set(g->m, g->ca_file, NULL, g->cert_file, g->key_file, NULL)) !=
+	    MOSQ_ERR_SUCCESS ||
+	    (rc = mosquitto_tls_opts_set(g->m, 1 /* SSL_VERIFY_PEER */, NULL, NULL)) !=
+	    MOSQ_ERR_SUCCESS ||
+	    (rc = mosquitto_tls_insecure_set(g->m, false)) != MOSQ_ERR_SUCCESS) {
+		cf_log(CF_LOG_WARN, "mqtt tls setup failed", "error=%s", mosquitto_strerror(rc));
+		return CF_ERROR;
+	}
+	g->attempt_deadline = now + g->connect_timeout_s;
+	rc = mosquitto_connect_bind_v5(g->m, g->host, (int)g->port, KEEPALIVE_S, NULL, NULL);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		cf_log(CF_LOG_WARN, "mqtt connect failed", "host=%s port=%ld error=%s", g->host,
+		    g->port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+		return CF_ERROR;
+	}
+	return 0;
+}
+
+static int
+run(agentd *g)
+{
+	int64_t now, dl;
+	int rc, wait_ms;
+
+	g->backoff_s = 1;
+	g->next_attempt = cf_time_now();
+	while (!stop_signal && !g->fatal) {
+		now = cf_time_now();
+		if (g->want_reconnect) {
+			g->want_reconnect = 0;
+			cf_log(CF_LOG_INFO, "mqtt reconnecting with the active pair", "state=%s",
+			    cf_agent_state_name(cf_agent_state_get(g->agent)));
+			drop(g, 1);
+			g->backoff_s = 1;
+			g->next_attempt = now;
+		}
+		if (g->m == NULL && now >= g->next_attempt && attempt(g, now) != 0)
+			lost(g, now);
+		wait_ms = 1000;
+		if (g->m != NULL) {
+			rc = mosquitto_loop(g->m, wait_ms, 1);
+			now = cf_time_now();
+			if (rc != MOSQ_ERR_SUCCESS || g->lost ||
+			    (!g->session_up && g->attempt_deadline != 0 && now >= g->attempt_deadline)) {
+				if (!g->session_up && !g->lost && rc == MOSQ_ERR_SUCCESS)
+					cf_log(CF_LOG_WARN, "mqtt connect timed out", "timeout_s=%ld",
+					    g->connect_timeout_s);
+				if (!stop_signal)
+					lost(g, now);
+			}
+		} else if (!stop_signal) {
+			(void)poll(NULL, 0, wait_ms);
+			now = cf_time_now();
+		}
+		dl = cf_agent_deadline(g->agent);
+		if (dl != 0 && now >= dl && !g->fatal)
+			agent_result(g, cf_agent_timer(g->agent, now), "timer");
+		hook_reap(g, now, 0);
+	}
+	if (stop_signal)
+		cf_log(CF_LOG_INFO, "stopping", "signal=%d", (int)stop_signal);
+	drop(g, 1);
+	return g->fatal ? CF_ERROR : 0;
+}
+
+/* ---- main ------------------------------------------------------------------- */
+
+int
+main(int argc, char **argv)
+{
+	const char *config = NULL, *level = NULL, *log_file = NULL;
+	int check = 0, i, r = 0, ret = 1, mosq_init = 0;
+	cf_config *cfg = NULL;
+	cf_keystore *ks = NULL;
+	cf_agent_opts o;
+	cf_agent_transport t;
+	cf_log_level lvl;
+	char *ca_pem = NULL;
+	size_t ca_len;
+	agentd g;
+	struct sigaction sa;
+
+	memset(&g, 0, sizeof(g));
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			config = argv[++i];
+		else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc)
+			level = argv[++i];
+		else if (strcmp(argv[i], "--log-file") == 0 && i + 1 < argc)
+			log_file = argv[++i];
+		else if (strcmp(argv[i], "--check") == 0)
+			check = 1;
+		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "certfleet-agent: unknown or incomplete argument '%s'\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (config == NULL) {
+		usage(stderr);
+		return 2;
+	}
+	if (level != NULL) {
+		if ((r = cf_log_level_parse(&lvl, level)) != 0)
+			goto out;
+		cf_log_set_level(lvl);
+	}
+	if (log_file != NULL && (r = cf_log_open(log_file)) != 0)
+		goto out;
+	umask(077);
+	if ((r = cf_config_load(&cfg, config)) != 0 || (r = load_config(&g, &o, cfg)) != 0)
+		goto out;
+	if (check) {
+		printf("%s: ok (thing %s, bundle %s)\n", config, g.thing, g.bundle_dir);
+		ret = 0;
+		goto out;
+	}
+	if ((r = cf_file_read(&ca_pem, &ca_len, g.ca_file, 1 << 20)) != 0)
+		goto out;
+	o.ca_chain_pem = ca_pem;
+	if ((r = cf_mkdir_p(g.state_dir, 0700)) != 0)
+		goto out;
+	if (chmod(g.state_dir, 0700) != 0) {
+		cf_error_set("chmod %s: %s", g.state_dir, strerror(errno));
+		r = CF_ERROR;
+		goto out;
+	}
+	if ((r = cf_keystore_file_open(&ks, g.bundle_dir)) != 0) {
+		cf_error_prefix("key store %s", g.bundle_dir);
+		goto out;
+	}
+	if ((r = check_key_file(g.key_file)) != 0)
+		goto out;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGTERM, &sa, NULL);
+	(void)sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	memset(&t, 0, sizeof(t));
+	t.publish = t_publish;
+	t.reconnect = t_reconnect;
+	t.switched = t_switched;
+	t.arg = &g;
+	if ((r = cf_agent_start(&g.agent, &o, ks, &t, cf_time_now())) != 0) {
+		cf_error_prefix("agent start (journal in %s)", g.state_dir);
+		goto out;
+	}
+	cf_log(CF_LOG_INFO, "certfleet-agent started", "thing=%s state=%s bundle=%s", g.thing,
+	    cf_agent_state_name(cf_agent_state_get(g.agent)), g.bundle_dir);
+	mosquitto_lib_init();
+	mosq_init = 1;
+	if ((r = run(&g)) != 0)
+		goto out;
+	hook_reap(&g, cf_time_now(), 1);
+	cf_log(CF_LOG_INFO, "certfleet-agent stopped", "state=%s",
+	    cf_agent_state_name(cf_agent_state_get(g.agent)));
+	ret = 0;
+out:
+	if (r != 0) {
+		if (g.agent != NULL || mosq_init)
+			cf_log(CF_LOG_ERROR, "certfleet-agent failed", "error=%s", cf_error_last());
+		else
+			fprintf(stderr, "certfleet-agent: %s\n", cf_error_last());
+	}
+	cf_agent_free(g.agent);
+	cf_keystore_free(ks);
+	if (mosq_init)
+		mosquitto_lib_cleanup();
+	free(ca_pem);
+	cf_config_free(cfg);
+	cf_log_close();
+	return ret;
+}
