@@ -143,9 +143,12 @@ require(const char **out, const cf_config *cfg, const char *key)
 static int
 check_readable(const char *key, const char *path)
 {
+	int e;
+
 	if (access(path, R_OK) != 0) {
-		cf_error_set("%s %s: %s", key, path, strerror(errno));
-		return errno == ENOENT ? CF_ENOTFOUND : CF_ERROR;
+		e = errno;
+		cf_error_set("%s %s: %s", key, path, strerror(e));
+		return e == ENOENT ? CF_ENOTFOUND : CF_ERROR;
 	}
 	return 0;
 }
@@ -155,10 +158,12 @@ static int
 check_key_file(const char *path)
 {
 	struct stat st;
+	int e;
 
 	if (stat(path, &st) != 0) {
-		cf_error_set("key_file %s: %s", path, strerror(errno));
-		return errno == ENOENT ? CF_ENOTFOUND : CF_ERROR;
+		e = errno;
+		cf_error_set("key_file %s: %s", path, strerror(e));
+		return e == ENOENT ? CF_ENOTFOUND : CF_ERROR;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		cf_error_set("key_file %s: not a regular file", path);
@@ -292,6 +297,17 @@ hook_reap(agentd *g, int64_t now, int wait_all)
 	g->hook_pid = 0;
 }
 
+/* Waits for a running hook, at most until its deadline (then it is killed). */
+static void
+hook_wait(agentd *g)
+{
+	while (g->hook_pid > 0) {
+		hook_reap(g, cf_time_now(), 0);
+		if (g->hook_pid > 0)
+			(void)poll(NULL, 0, 50);
+	}
+}
+
 static void
 t_switched(void *arg, unsigned generation)
 {
@@ -302,7 +318,7 @@ t_switched(void *arg, unsigned generation)
 	cf_log(CF_LOG_INFO, "active key pair changed", "generation=%u", generation);
 	if (g->hook == NULL)
 		return;
-	hook_reap(g, cf_time_now(), 1); /* one hook at a time */
+	hook_wait(g); /* one hook at a time */
 	snprintf(gen, sizeof(gen), "%u", generation);
 	if ((p = fork()) < 0) {
 		cf_log(CF_LOG_ERROR, "hook not started", "error=%s", strerror(errno));
@@ -312,6 +328,7 @@ t_switched(void *arg, unsigned generation)
 		char *argv[] = { "sh", "-c", (char *)g->hook, NULL };
 
 		(void)setpgid(0, 0);
+		(void)signal(SIGPIPE, SIG_DFL);
 		(void)setenv("CF_THING", g->thing, 1);
 		(void)setenv("CF_GENERATION", gen, 1);
 		(void)setenv("CF_BUNDLE_DIR", g->bundle_dir, 1);
@@ -582,16 +599,19 @@ main(int argc, char **argv)
 			check = 1;
 		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
-			return 0;
+			ret = 0;
+			goto out;
 		} else {
 			fprintf(stderr, "certfleet-agent: unknown or incomplete argument '%s'\n", argv[i]);
 			usage(stderr);
-			return 2;
+			ret = 2;
+			goto out;
 		}
 	}
 	if (config == NULL) {
 		usage(stderr);
-		return 2;
+		ret = 2;
+		goto out;
 	}
 	if (level != NULL) {
 		if ((r = cf_log_level_parse(&lvl, level)) != 0)
@@ -647,7 +667,7 @@ main(int argc, char **argv)
 	mosq_init = 1;
 	if ((r = run(&g)) != 0)
 		goto out;
-	hook_reap(&g, cf_time_now(), 1);
+	hook_wait(&g);
 	cf_log(CF_LOG_INFO, "certfleet-agent stopped", "state=%s",
 	    cf_agent_state_name(cf_agent_state_get(g.agent)));
 	ret = 0;
