@@ -72,6 +72,7 @@ typedef struct {
 	int lost;             /* the broker went away (set in callbacks) */
 	int want_reconnect;   /* cf_agent asked for a new connection */
 	int fatal;            /* cf_agent could not write its journal */
+	int dropping;         /* drop() is closing the handle itself */
 	int64_t attempt_deadline; /* an attempt in progress must be up by then, 0 if none */
 	int64_t next_attempt;
 	long backoff_s;
@@ -441,7 +442,7 @@ on_disconnect(struct mosquitto *m, void *arg, int rc, const mosquitto_property *
 
 	(void)m;
 	(void)props;
-	if (!stop_signal)
+	if (!stop_signal && !g->dropping)
 		cf_log(CF_LOG_WARN, "mqtt disconnected", "reason=%d", rc);
 	g->lost = 1;
 }
@@ -467,11 +468,13 @@ static void
 drop(agentd *g, int clean)
 {
 	if (g->m != NULL) {
+		g->dropping = 1;
 		if (clean && g->session_up &&
 		    mosquitto_disconnect_v5(g->m, 0, NULL) == MOSQ_ERR_SUCCESS)
 			(void)mosquitto_loop_write(g->m, 1);
 		mosquitto_destroy(g->m);
 		g->m = NULL;
+		g->dropping = 0;
 	}
 	g->session_up = 0;
 	g->lost = 0;
