@@ -61,21 +61,6 @@ static const char *const end_names[CF_JOB_END__COUNT] = {
 
 static const char *const day_names[7] = { "sun", "mon", "tue", "wed", "thu", "fri", "sat" };
 
-/* Index of name in names[0..n), or -1. */
-static int
-name_index(const char *const *names, int n, const char *name)
-{
-	int i;
-
-	if (name == NULL)
-		return -1;
-	for (i = 0; i < n; i++) {
-		if (strcmp(names[i], name) == 0)
-			return i;
-	}
-	return -1;
-}
-
 const cf_job_transition *
 cf_job_transitions(size_t *out_n)
 {
@@ -242,7 +227,7 @@ cf_job_failure_parse(cf_job_failure *out, const char *name)
 {
 	int i, r = CF_EINVAL;
 
-	if ((i = name_index(failure_names, CF_JOB_FAILURE__COUNT, name)) < 0) {
+	if ((i = cf_name_index(failure_names, CF_JOB_FAILURE__COUNT, name, 0)) < 0) {
 		cf_error_set("unknown failure type '%s' (FAILED, REJECTED, TIMED_OUT or ALL)",
 		    name ? name : "");
 		goto out;
@@ -531,7 +516,7 @@ cf_job_end_parse(cf_job_end *out, const char *name)
 {
 	int i, r = CF_EINVAL;
 
-	if ((i = name_index(end_names, CF_JOB_END__COUNT, name)) < 0) {
+	if ((i = cf_name_index(end_names, CF_JOB_END__COUNT, name, 0)) < 0) {
 		cf_error_set("unknown end behaviour '%s' (STOP_ROLLOUT, CANCEL or FORCE_CANCEL)",
 		    name ? name : "");
 		goto out;

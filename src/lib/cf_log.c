@@ -7,6 +7,8 @@
  */
 #include "cf_log.h"
 
+#include "cf_util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -33,15 +35,14 @@ static const char *const level_names[] = {
 int
 cf_log_level_parse(cf_log_level *out, const char *name)
 {
-	size_t i;
+	int i;
 
-	for (i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
-		if (strcmp(name, level_names[i]) == 0) {
-			*out = (cf_log_level)i;
-			return 0;
-		}
+	if ((i = cf_name_index(level_names, sizeof(level_names) / sizeof(level_names[0]), name,
+	    0)) >= 0) {
+		*out = (cf_log_level)i;
+		return 0;
 	}
-	if (strcmp(name, "warning") == 0) {
+	if (name != NULL && strcmp(name, "warning") == 0) {
 		*out = CF_LOG_WARN;
 		return 0;
 	}

@@ -8,6 +8,8 @@
  */
 #include "cf_proto.h"
 
+#include "cf_util.h"
+
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -76,11 +78,9 @@ cf_proto_code_parse(cf_proto_code *out, const char *name)
 {
 	int i;
 
-	for (i = 0; name != NULL && i < CF_PROTO_CODE__COUNT; i++) {
-		if (strcmp(code_names[i], name) == 0) {
-			*out = (cf_proto_code)i;
-			return 0;
-		}
+	if ((i = cf_name_index(code_names, CF_PROTO_CODE__COUNT, name, 0)) >= 0) {
+		*out = (cf_proto_code)i;
+		return 0;
 	}
 	cf_error_set("unknown errorCode");
 	return CF_EINVAL;
@@ -99,11 +99,9 @@ cf_proto_status_parse(cf_exec_status *out, const char *name)
 {
 	int i;
 
-	for (i = 0; name != NULL && i < CF_EXEC__COUNT; i++) {
-		if (strcmp(status_names[i], name) == 0) {
-			*out = (cf_exec_status)i;
-			return 0;
-		}
+	if ((i = cf_name_index(status_names, CF_EXEC__COUNT, name, 0)) >= 0) {
+		*out = (cf_exec_status)i;
+		return 0;
 	}
 	cf_error_set("status is not one of QUEUED IN_PROGRESS SUCCEEDED FAILED TIMED_OUT REJECTED "
 	    "REMOVED CANCELED");

@@ -16,6 +16,8 @@
  */
 #include "cf_store.h"
 
+#include "cf_util.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,11 +81,9 @@ cf_cert_status_parse(cf_cert_status *out, const char *name)
 {
 	int i;
 
-	for (i = 0; i < CF_CERT__STATUS_COUNT; i++) {
-		if (name != NULL && strcasecmp(name, status_names[i]) == 0) {
-			*out = (cf_cert_status)i;
-			return 0;
-		}
+	if ((i = cf_name_index(status_names, CF_CERT__STATUS_COUNT, name, 1)) >= 0) {
+		*out = (cf_cert_status)i;
+		return 0;
 	}
 	cf_error_set("unknown certificate status '%s' (PENDING_ACTIVATION, ACTIVE, INACTIVE, REVOKED)",
 	    name ? name : "");
@@ -1570,11 +1570,9 @@ cf_job_state_parse(cf_job_state *out, const char *name)
 {
 	int i;
 
-	for (i = 0; name != NULL && i < CF_JOB_STATE__COUNT; i++) {
-		if (strcmp(name, job_state_names[i]) == 0) {
-			*out = (cf_job_state)i;
-			return 0;
-		}
+	if ((i = cf_name_index(job_state_names, CF_JOB_STATE__COUNT, name, 0)) >= 0) {
+		*out = (cf_job_state)i;
+		return 0;
 	}
 	cf_error_set("unknown job status '%s' (SCHEDULED, IN_PROGRESS, CANCELED, COMPLETED)",
 	    name ? name : "");
@@ -2141,11 +2139,9 @@ cf_rotation_state_parse(cf_rotation_state *out, const char *name)
 {
 	int i;
 
-	for (i = 0; name != NULL && i < CF_ROTATION__COUNT; i++) {
-		if (strcmp(name, rotation_names[i]) == 0) {
-			*out = (cf_rotation_state)i;
-			return 0;
-		}
+	if ((i = cf_name_index(rotation_names, CF_ROTATION__COUNT, name, 0)) >= 0) {
+		*out = (cf_rotation_state)i;
+		return 0;
 	}
 	cf_error_set("unknown rotation state '%s' (created, committed, indeterminate, succeeded, "
 	    "failed)", name ? name : "");

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
@@ -287,6 +288,19 @@ out:
 	if (again != NULL)
 		cf_secret_free(again, 1024);
 	return r;
+}
+
+int
+cf_name_index(const char *const *names, size_t n, const char *name, int ignore_case)
+{
+	size_t i;
+
+	if (name == NULL)
+		return -1;
+	for (i = 0; i < n; i++)
+		if ((ignore_case ? strcasecmp(names[i], name) : strcmp(names[i], name)) == 0)
+			return (int)i;
+	return -1;
 }
 
 int

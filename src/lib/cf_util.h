@@ -68,6 +68,13 @@ void cf_secret_free(char *s, size_t len);
 int cf_passphrase_read(char **out, const char *file, const char *prompt, int confirm,
     size_t min_len) CF_MUST_CHECK;
 
+/*
+ * Index of name in names[0..n) (case-insensitively when ignore_case), or -1
+ * when it is absent or name is NULL. For the many "parse a name from a
+ * table" functions; they set their own error message.
+ */
+int cf_name_index(const char *const *names, size_t n, const char *name, int ignore_case);
+
 /* 1 if name is a valid thing/group/CA name, else 0 with cf_error set. */
 int cf_name_valid(const char *kind, const char *name);
 
