@@ -351,6 +351,29 @@ fallback:
 	return 0;
 }
 
+/*
+ * The end-entity profile shared by device, broker and service certificates:
+ * CA:FALSE, digitalSignature (+ keyEncipherment for RSA), one EKU, SKI/AKI,
+ * and a subjectAltName when san is non-NULL.
+ */
+static int
+leaf_extensions(X509 *x, X509 *issuer, int rsa, const char *eku, const char *san)
+{
+	X509V3_CTX ctx;
+	int r;
+
+	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+	if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_key_usage, rsa ?
+	    "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_ext_key_usage, eku)) != 0 ||
+	    (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash")) != 0 ||
+	    (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always")) != 0 ||
+	    (san != NULL && (r = add_ext(x, &ctx, NID_subject_alt_name, san)) != 0))
+		return r;
+	return 0;
+}
+
 int
 cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int validity_days,
     int64_t validity_seconds, const cf_cert *issuer, const cf_key *issuer_key)
@@ -358,7 +381,6 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
 	int r;
 	X509 *x = NULL;
 	X509_NAME *name = NULL;
-	X509V3_CTX ctx;
 	int64_t seconds;
 	char san[sizeof(CF_URN_PREFIX) + CF_NAME_MAX + 8];
 	int rsa;
@@ -391,14 +413,7 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
 	/* cf_csr_verify decoded the key, so get0 is cheap here. */
 	rsa = cf_pki_family_of(X509_REQ_get0_pubkey(csr->req)) == CF_FAMILY_RSA;
 	snprintf(san, sizeof(san), "URI:" CF_URN_PREFIX "%s", thing);
-	X509V3_set_ctx(&ctx, issuer->x509, x, NULL, NULL, 0);
-	if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_key_usage, rsa ?
-	    "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_ext_key_usage, "clientAuth")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_subject_alt_name, san)) != 0 ||
+	if ((r = leaf_extensions(x, issuer->x509, rsa, "clientAuth", san)) != 0 ||
 	    (r = cert_sign(x, issuer_key->pkey)) != 0)
 		goto out;
 	if ((r = cf_pki_cert_wrap(out, x)) != 0)
@@ -417,7 +432,6 @@ cf_pki_issue_tls(cf_cert **out, const cf_key *pub, const char *cn, const char *s
 	int r = CF_EINVAL, rsa;
 	X509 *x = NULL;
 	X509_NAME *name = NULL;
-	X509V3_CTX ctx;
 
 	if (!cn_valid("certificate", cn) || !days_valid(validity_days))
 		goto out;
@@ -437,14 +451,7 @@ cf_pki_issue_tls(cf_cert **out, const cf_key *pub, const char *cn, const char *s
 		goto out;
 	}
 	rsa = cf_pki_family_of(pub->pkey) == CF_FAMILY_RSA;
-	X509V3_set_ctx(&ctx, issuer->x509, x, NULL, NULL, 0);
-	if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_key_usage, rsa ?
-	    "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_ext_key_usage, server ? "serverAuth" : "clientAuth")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always")) != 0 ||
-	    (san != NULL && (r = add_ext(x, &ctx, NID_subject_alt_name, san)) != 0) ||
+	if ((r = leaf_extensions(x, issuer->x509, rsa, server ? "serverAuth" : "clientAuth", san)) != 0 ||
 	    (r = cert_sign(x, issuer_key->pkey)) != 0)
 		goto out;
 	if ((r = cf_pki_cert_wrap(out, x)) != 0)
