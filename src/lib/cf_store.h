@@ -439,4 +439,121 @@ int cf_store_rotation_find_cert(cf_store *st, cf_rotation_rec **out, size_t *out
     const char *cert_id) CF_MUST_CHECK;
 void cf_rotation_recs_free(cf_rotation_rec *r, size_t n);
 
+/* Rotations in state (e.g. indeterminate), oldest updated first; limit 0 = all. */
+int cf_store_rotation_list_state(cf_store *st, cf_rotation_rec **out, size_t *out_n,
+    cf_rotation_state state, size_t limit) CF_MUST_CHECK;
+
+/* ---- job targets: the engine's work list (schema v4) ---------------------------- */
+
+/*
+ * The things a job is for, frozen at creation for a SNAPSHOT job and grown
+ * (and shrunk) by the engine for a CONTINUOUS one. The rollout releases
+ * targets: releasing one queues its execution (the caller does both in one
+ * transaction). A target is unreleased (released_at 0, removed_at 0),
+ * released, or removed (left a CONTINUOUS job's targets before its
+ * execution ended). These rows are the engine's bookkeeping, not registry
+ * facts: they append no events of their own; what they lead to does
+ * (execution.queued, execution.status, job.status).
+ */
+typedef struct {
+	char job_id[CF_PROTO_JOB_ID_MAX + 1];
+	char thing[CF_NAME_MAX + 1];
+	int64_t added_at, released_at, removed_at; /* 0 = not (yet) */
+} cf_job_target_rec;
+
+typedef enum {
+	CF_TARGETS_ALL,
+	CF_TARGETS_UNRELEASED, /* neither released nor removed, oldest added first, then by thing */
+	CF_TARGETS_RELEASED,   /* released and not removed */
+} cf_targets_which;
+
+/*
+ * Adds thing to job's targets at now (0 = now). *added (may be NULL) is 1
+ * if a row was inserted or a removed target came back (its released_at and
+ * removed_at are cleared: it will be released again as a new attempt), 0
+ * if it was already there. CF_ENOTFOUND for an unknown job or thing,
+ * CF_ESTATE if the job is CANCELED or COMPLETED.
+ */
+int cf_store_job_target_add(cf_store *st, int *added, const char *job_id, const char *thing,
+    int64_t now) CF_MUST_CHECK;
+/* Sorted by thing unless said otherwise; limit 0 = all. */
+int cf_store_job_target_list(cf_store *st, cf_job_target_rec **out, size_t *out_n,
+    const char *job_id, cf_targets_which which, size_t limit) CF_MUST_CHECK;
+/* Marks an unreleased target released at now (0 = now). CF_ENOTFOUND; CF_ESTATE if released or removed. */
+int cf_store_job_target_release(cf_store *st, const char *job_id, const char *thing,
+    int64_t now) CF_MUST_CHECK;
+/* Marks a target removed at now (0 = now); already removed: no-op. CF_ENOTFOUND. */
+int cf_store_job_target_remove(cf_store *st, const char *job_id, const char *thing,
+    int64_t now) CF_MUST_CHECK;
+
+typedef struct {
+	int64_t total;              /* rows, whatever their state */
+	int64_t unreleased;
+	int64_t released;           /* released and not removed */
+	int64_t removed;
+	int64_t first_released_at;  /* 0 if none released */
+	int64_t released_since;     /* released (and not removed) with released_at >= since */
+} cf_job_target_stats;
+
+/* One indexed query. */
+int cf_store_job_target_stats(cf_store *st, cf_job_target_stats *out, const char *job_id,
+    int64_t since) CF_MUST_CHECK;
+
+/* ---- notification outbox (schema v4) -------------------------------------------- */
+
+/*
+ * Notifications (docs/notifications.md) are written to an outbox in the
+ * transaction of what they report, so none is lost to a crash; certfleetd's
+ * delivery thread sends them (webhook, exec hook) with retries and marks
+ * each row delivered or given up. One row per (notification, sink).
+ */
+#define CF_NOTIFY_SINK_MAX 15   /* "webhook", "exec" */
+#define CF_NOTIFY_KIND_MAX 63   /* "execution.failed" ... */
+#define CF_NOTIFY_PAYLOAD_MAX 16384
+
+typedef enum {
+	CF_NOTIFY_PENDING,   /* waiting for its next attempt */
+	CF_NOTIFY_DELIVERED, /* terminal */
+	CF_NOTIFY_GAVE_UP,   /* terminal: attempts exhausted */
+	CF_NOTIFY__COUNT
+} cf_notify_state;
+
+/* "PENDING", "DELIVERED", "GAVE_UP"; "UNKNOWN" otherwise. */
+const char *cf_notify_state_name(cf_notify_state s);
+
+typedef struct {
+	int64_t id;                          /* > 0, increasing */
+	char sink[CF_NOTIFY_SINK_MAX + 1];
+	char kind[CF_NOTIFY_KIND_MAX + 1];
+	char *payload;                       /* JSON object text */
+	cf_notify_state state;
+	int attempts;                        /* made so far */
+	int64_t created_at, next_at, updated_at;
+	char last_error[256];                /* "" if none */
+} cf_notify_rec;
+
+/*
+ * Queues payload (a JSON object, <= CF_NOTIFY_PAYLOAD_MAX bytes) for sink,
+ * due at once; *id (may be NULL) is its id. CF_EINVAL for a bad sink or
+ * kind ([a-z0-9._-]) or payload. No event: the caller's own event records
+ * what happened; the outbox only delivers it.
+ */
+int cf_store_notify_enqueue(cf_store *st, int64_t *id, const char *sink, const char *kind,
+    const char *payload) CF_MUST_CHECK;
+/* PENDING rows with next_at <= now, oldest first; limit 0 = all. */
+int cf_store_notify_due(cf_store *st, cf_notify_rec **out, size_t *out_n, int64_t now,
+    size_t limit) CF_MUST_CHECK;
+/*
+ * Records an attempt on a PENDING row: attempts + 1, last_error (may be
+ * NULL), and the new state: DELIVERED, PENDING again with next_at, or
+ * GAVE_UP. CF_ENOTFOUND; CF_ESTATE if the row is not PENDING.
+ */
+int cf_store_notify_attempted(cf_store *st, int64_t id, cf_notify_state to, int64_t next_at,
+    const char *error) CF_MUST_CHECK;
+/* Newest first; state -1 = any; limit 0 = all. */
+int cf_store_notify_list(cf_store *st, cf_notify_rec **out, size_t *out_n, int state,
+    size_t limit) CF_MUST_CHECK;
+void cf_notify_rec_clear(cf_notify_rec *r);
+void cf_notify_recs_free(cf_notify_rec *r, size_t n);
+
 #endif

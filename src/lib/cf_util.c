@@ -11,6 +11,7 @@
 #include <ftw.h>
 #include <libgen.h>
 #include <openssl/crypto.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -448,4 +449,42 @@ cf_staging_commit(const char *staging, const char *path)
 		return CF_ERROR;
 	}
 	return cf_fsync_dir(dir);
+}
+
+int
+cf_failpoint(const char *name)
+{
+#ifdef CF_FAILPOINTS
+	const char *list = getenv("CERTFLEET_FAILPOINTS"), *p, *end, *colon;
+	size_t n = strlen(name);
+	long secs;
+	char *stop;
+
+	for (p = list; p != NULL && *p != '\0'; p = *end ? end + 1 : end) {
+		end = p + strcspn(p, ",");
+		colon = memchr(p, ':', (size_t)(end - p));
+		if (colon == NULL || (size_t)(colon - p) != n || strncmp(p, name, n) != 0)
+			continue;
+		colon++;
+		if ((size_t)(end - colon) == 4 && strncmp(colon, "kill", 4) == 0) {
+			fprintf(stderr, "certfleet: failpoint %s: kill\n", name);
+			raise(SIGKILL);
+		}
+		if ((size_t)(end - colon) == 4 && strncmp(colon, "drop", 4) == 0) {
+			fprintf(stderr, "certfleet: failpoint %s: drop\n", name);
+			return 1;
+		}
+		if (strncmp(colon, "sleep=", 6) == 0) {
+			secs = strtol(colon + 6, &stop, 10);
+			if (stop == end && secs >= 1 && secs <= 600) {
+				fprintf(stderr, "certfleet: failpoint %s: sleep %ld s\n", name, secs);
+				sleep((unsigned)secs);
+			}
+		}
+		return 0;
+	}
+#else
+	(void)name;
+#endif
+	return 0;
 }

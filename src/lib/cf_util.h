@@ -87,4 +87,18 @@ void cf_time_format(char *out, size_t out_len, int64_t t);
 /* snprintf into a fixed buffer; CF_EINVAL (with an error) if it was truncated. */
 int cf_strfmt(char *out, size_t out_len, const char *fmt, ...) CF_PRINTF(3, 4) CF_MUST_CHECK;
 
+/*
+ * Failpoints for the crash and fault tests (docs/testing.md). Only compiled
+ * in when CF_FAILPOINTS is defined (the sanitizer build used by `make
+ * check`); in a release build cf_failpoint() is always 0. The environment
+ * variable CERTFLEET_FAILPOINTS lists "name:action" pairs separated by
+ * commas; when name matches, the action runs:
+ *   kill     raise(SIGKILL) right here, as kill -9 would
+ *   drop     return 1: the caller skips what it was about to do (a lost message)
+ *   sleep=N  sleep N seconds (1..600), then return 0
+ * Anything else, or no match: 0. Names are [a-z0-9_.-]; each call site's
+ * name is listed in docs/testing.md.
+ */
+int cf_failpoint(const char *name);
+
 #endif

@@ -23,6 +23,8 @@
 
 typedef struct cfd_mqtt cfd_mqtt;
 typedef struct cfd_api cfd_api;
+typedef struct cfd_engine cfd_engine;
+typedef struct cfd_notify cfd_notify;
 
 /* HTTP status codes counted separately; anything else lands in "other". */
 #define CFD_HTTP_CODES 10
@@ -61,6 +63,8 @@ typedef struct cfd {
 
 	cfd_mqtt *mqtt;
 	cfd_api *api;
+	cfd_engine *engine;
+	cfd_notify *notify;
 	cfd_metrics metrics;
 	int stopping;
 } cfd;
@@ -81,6 +85,55 @@ void cfd_jobs_on_message(cfd *d, const char *topic, const void *payload, size_t 
     const char *principal, const char *client_id);
 /* Publishes notify-next to thing: its next pending execution, or {}. */
 void cfd_jobs_notify_next(cfd *d, const char *thing);
+
+/*
+ * engine.c: the jobs engine's clock (DESIGN §7, docs/jobs.md "The engine"):
+ * one timer that schedules, releases targets under the rollout, times
+ * out, retries, aborts, completes jobs, follows CONTINUOUS targets and
+ * resolves indeterminate rotations. Everything it does is decided by
+ * cf_job and recorded in the store, so a restart carries on.
+ */
+int cfd_engine_start(cfd *d) CF_MUST_CHECK;
+void cfd_engine_stop(cfd *d);
+/* Runs a pass soon (a job was created, an execution ended). */
+void cfd_engine_kick(cfd *d);
+/* A device connected with principal (plugin's connection event): settles its indeterminate rotations. */
+void cfd_engine_device_connected(cfd *d, const char *thing, const char *principal);
+/*
+ * Cancels a job: QUEUED executions CANCELED, IN_PROGRESS ones too when
+ * force (their rotations undone as for a timeout), the unreleased targets
+ * never released; job CANCELED with comment. CF_ENOTFOUND; CF_ESTATE for a
+ * job already CANCELED or COMPLETED.
+ */
+int cfd_engine_cancel(cfd *d, const char *job_id, int force, const char *comment) CF_MUST_CHECK;
+
+/*
+ * notify.c: notifications (docs/notifications.md). cfd_notify queues one
+ * for every configured sink into the store's outbox inside the caller's
+ * transaction (no sink configured: nothing); a delivery thread with its own
+ * store handle sends them with retries and backoff: a webhook (HTTP POST
+ * of the JSON, X-Certfleet-Signature: sha256=<hex HMAC-SHA256 of the body
+ * with the configured secret>) and an exec hook (the JSON on stdin).
+ */
+typedef struct {
+	const char *kind;       /* "execution.failed", "execution.timed_out", "execution.rejected",
+	                           "rotation.indeterminate", "job.aborted" ... */
+	const char *thing;      /* NULL if none */
+	const char *job_id;     /* NULL if none */
+	const char *status;     /* the execution's (or job's) status name, NULL if none */
+	int64_t execution_number; /* 0 if none */
+	const char *reason;     /* NULL if none */
+	const char *old_cert;   /* certificate ids, NULL or "" if none */
+	const char *new_cert;
+} cfd_notice;
+
+/* Reads the notify_* settings; starts the thread when a sink is configured. */
+int cfd_notify_start(cfd *d) CF_MUST_CHECK;
+void cfd_notify_stop(cfd *d);
+/* Queues n for every sink (in the caller's transaction, if one is open). */
+int cfd_notify(cfd *d, const cfd_notice *n) CF_MUST_CHECK;
+/* Wakes the delivery thread (call after the transaction committed). */
+void cfd_notify_wake(cfd *d);
 
 /* api.c: the HTTP API on api_host:api_port. */
 int cfd_api_start(cfd *d) CF_MUST_CHECK;
