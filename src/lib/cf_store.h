@@ -479,6 +479,7 @@ int cf_store_job_target_add(cf_store *st, int *added, const char *job_id, const 
 /* Sorted by thing unless said otherwise; limit 0 = all. */
 int cf_store_job_target_list(cf_store *st, cf_job_target_rec **out, size_t *out_n,
     const char *job_id, cf_targets_which which, size_t limit) CF_MUST_CHECK;
+void cf_job_target_recs_free(cf_job_target_rec *r, size_t n);
 /* Marks an unreleased target released at now (0 = now). CF_ENOTFOUND; CF_ESTATE if released or removed. */
 int cf_store_job_target_release(cf_store *st, const char *job_id, const char *thing,
     int64_t now) CF_MUST_CHECK;
