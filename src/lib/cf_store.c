@@ -5,10 +5,13 @@
  * status transitions (cf_cert_status_check is the only place they are
  * decided), the "at most two ACTIVE certificates per thing" rule, dynamic
  * group evaluation, id and prefix lookups, the job and rotation state
- * tables, the execution versionNumber compare-and-set, nesting of
- * transactions and the hash-chained event log (docs/event-log.md). Each mutator runs in a
- * transaction (its own, or a nested one inside the caller's) and appends its
- * event in it, so a change and its event commit together or not at all.
+ * tables, the execution versionNumber compare-and-set, the job targets'
+ * life (unreleased, released, removed), the notification outbox's
+ * attempts, nesting of transactions and the hash-chained event log
+ * (docs/event-log.md). Each mutator runs in a transaction (its own, or a
+ * nested one inside the caller's) and appends its event in it, so a change
+ * and its event commit together or not at all; job targets and the outbox
+ * are bookkeeping and append none.
  *
  * Storage goes through struct cf_store_ops (cf_store_backend.h); nothing
  * here knows which database is underneath. A cf_store is used by one thread
