@@ -2158,6 +2158,13 @@ cf_rotation_recs_free(cf_rotation_rec *r, size_t n)
 	free(r);
 }
 
+void
+cf_job_target_recs_free(cf_job_target_rec *r, size_t n)
+{
+	(void)n; /* flat records */
+	free(r);
+}
+
 int
 cf_store_rotation_upsert(cf_store *st, const cf_rotation_rec *x)
 {
