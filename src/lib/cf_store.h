@@ -541,7 +541,10 @@ typedef struct {
  */
 int cf_store_notify_enqueue(cf_store *st, int64_t *id, const char *sink, const char *kind,
     const char *payload) CF_MUST_CHECK;
-/* PENDING rows with next_at <= now, oldest first; limit 0 = all. */
+/*
+ * PENDING rows with next_at <= now, oldest first (due the longest: by
+ * next_at, then id); limit 0 = all.
+ */
 int cf_store_notify_due(cf_store *st, cf_notify_rec **out, size_t *out_n, int64_t now,
     size_t limit) CF_MUST_CHECK;
 /*
