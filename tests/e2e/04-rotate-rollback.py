@@ -12,7 +12,8 @@ alone (Stack.restart_daemon) — the plain-daemon scenarios run first.
   deactivated  the new certificate is deactivated between create and the reconnect (agent
                failpoint agent.cert_received:sleep=N holds the agent right after it installed
                the new certificate; `certfleet cert deactivate NEW` meanwhile) → the broker
-               refuses the new pair, the agent rolls back, FAILED with a reason, old pair works
+               refuses the new pair, the agent rolls back, FAILED with a reason, old pair works;
+               the same window played by a paho device (server and broker side)
   indeterminate a paho device creates and commits over the new pair and never says SUCCEEDED;
                inProgressSeconds runs out → TIMED_OUT, rotation.indeterminate, both ACTIVE; then
                it connects with the new pair → old INACTIVE (and, on a second thing, with the old
@@ -23,7 +24,7 @@ alone (Stack.restart_daemon) — the plain-daemon scenarios run first.
   commit-drop  certfleetd.commit.drop: commit never answered → the agent rolls back, FAILED, the
                new certificate INACTIVE, the old pair works
 """
-import json
+import re
 import time
 
 import cfe2e as e
@@ -99,14 +100,19 @@ def test_new_cert_deactivated_before_reconnect():
     # verified and installed the new certificate, before it switches and reconnects: the server
     # has issued the certificate (rotation created), so the operator's deactivation lands exactly
     # in the window "new certificate issued, device not yet reconnected with it".
+    # (src/agent/main.c lower-cases the state name; the upper-case spelling is listed too.)
     th = S.thing("deact-1")
-    a = agent(th, conf=FAST, env={"CERTFLEET_FAILPOINTS": "agent.cert_received:sleep=10"})
+    a = agent(th, conf=FAST, env={"CERTFLEET_FAILPOINTS":
+                                  "agent.cert_received:sleep=10,agent.CERT_RECEIVED:sleep=10"})
     a.start()
     e.check(a.wait_connected_with(a.old_id, 20), "the agent connects")
     job = job_for(th.name)
-    hit = a.wait_log(r"failpoint agent\.cert_received: sleep", 40)
-    e.check(hit, "the agent reaches CERT_RECEIVED and sleeps there (needs agent-gaps' failpoints)",
-            a.log()[-1500:])
+    rx = re.compile(r"failpoint agent\.cert_received: sleep", re.I)
+    hit = e.wait_for(lambda: rx.search(a.log()) or
+                     (S.execution(job, th.name) or {}).get("status") in e.TERMINAL, 40, interval=0.1)
+    e.check(isinstance(hit, re.Match),
+            "the agent stops at the failpoint agent.cert_received (an agent built without the "
+            "agent.<state> failpoints rotates straight through)", (S.execution(job, th.name), a.log()[-1200:]))
     new = others(th.name, a.old_id)
     e.check(len(new) == 1 and new[0]["status"] == "ACTIVE", "one new certificate was issued", new)
     new_id = new[0]["id"]
@@ -117,6 +123,39 @@ def test_new_cert_deactivated_before_reconnect():
     e.check(S.cert_status(new_id) == "INACTIVE", "the new certificate is INACTIVE")
     old_pair_works(a)
     e.check(len(S.events_of("rotation.failed", th.name)) == 1, "one rotation.failed event")
+
+
+def test_new_cert_deactivated_server_side():
+    # The same window played by a paho device, so that the server and broker side holds whatever
+    # the agent build: create accepted → operator deactivates NEW → the broker refuses the new
+    # pair → the device comes back with the old pair and reports FAILED → FAILED, NEW INACTIVE,
+    # rotation failed, the old pair works.
+    th = S.thing("deact-2")
+    dev = e.Device.of(S, th)
+    job = job_for(th.name)
+    dev.update_ok(job, "IN_PROGRESS")
+    key = e.new_key(S)
+    csr = e.csr_of(S, key, th.name)
+    v, p = dev.create(job, csr, e.custody_sign(S, th.key, e.create_msg(job, th.name, csr)))
+    e.check(v == "accepted", "create accepted", p)
+    new_id = p["certificateId"]
+    crt = S.scratch("deact-2-new.crt")
+    with open(crt, "w") as f:
+        f.write(p["certificatePem"])
+    S.cf_ok("cert", "deactivate", new_id)
+    dev.close()
+    c = e.connect(S, th.name, crt, key)
+    e.check(c.refused, "the broker refuses the deactivated new pair", c.describe())
+    c.close()
+    dev = e.Device.of(S, th)
+    dev.update_ok(job, "FAILED", statusDetails={"reason": "new certificate refused by the broker"})
+    x = S.execution(job, th.name)
+    e.check(x["status"] == "FAILED" and reason_of(x) == "new certificate refused by the broker",
+            "FAILED with the device's reason", x)
+    e.check(S.cert_status(new_id) == "INACTIVE" and S.cert_status(th.cert_id) == "ACTIVE",
+            "NEW INACTIVE, old ACTIVE")
+    e.check(len(S.events_of("rotation.failed", th.name)) == 1, "one rotation.failed event")
+    dev.close()
 
 
 def _indeterminate(name):
@@ -262,6 +301,7 @@ def test_agents_clean():
 e.run_tests([
     test_offline_device_rotates_when_back,
     test_new_cert_deactivated_before_reconnect,
+    test_new_cert_deactivated_server_side,
     test_indeterminate_resolved_by_new_pair,
     test_indeterminate_resolved_by_old_pair,
     test_csr_key_algorithm_must_match_job,
