@@ -583,11 +583,11 @@ h_job_create(api_req *a)
 		goto out;
 	}
 	if (cf_jobspec_targets_parse(&tg, tg_in) != 0 || cf_jobspec_targets_dump(&tg_text, &tg) != 0) {
-		reply_error(a, 400, "targets: %s", cf_error_last());
+		reply_error(a, 400, "%s", cf_error_last());
 		goto out;
 	}
 	if (cf_jobspec_config_parse(&cfg, cfg_in) != 0 || cf_jobspec_config_dump(&cfg_text, &cfg) != 0) {
-		reply_error(a, 400, "config: %s", cf_error_last());
+		reply_error(a, 400, "%s", cf_error_last());
 		goto out;
 	}
 	if ((r = cf_jobspec_targets_resolve(&things, &n_things, st, &tg, cf_ca_policy(a->d->ca),
