@@ -67,6 +67,13 @@ def old_pair_works(a):
     e.check(S.cert_status(a.old_id) == "ACTIVE", "%s: the old certificate is ACTIVE" % a.thing.name)
 
 
+def refused_with(client_id, cert_id, timeout=10):
+    """A broker.refused event for client_id's connection with certificate cert_id."""
+    return S.wait_event(lambda ev: ev.get("type") == "broker.refused" and
+                        ev.get("detail", {}).get("clientId") == client_id and
+                        ev.get("detail", {}).get("principal") == cert_id, timeout)
+
+
 def others(thing_name, old_id):
     return [c for c in S.certs_of(thing_name) if c.get("id") != old_id]
 
@@ -96,14 +103,17 @@ def test_offline_device_rotates_when_back():
 
 def test_new_cert_deactivated_before_reconnect():
     # The agent's journal hook runs the failpoint agent.<state> after each durable journal write
-    # (src/agent/main.c). agent.cert_received:sleep=10 stops the agent for 10 s right after it
+    # (src/agent/main.c). agent.cert_received:sleep=6 stops the agent for 6 s right after it
     # verified and installed the new certificate, before it switches and reconnects: the server
     # has issued the certificate (rotation created), so the operator's deactivation lands exactly
     # in the window "new certificate issued, device not yet reconnected with it".
-    # (src/agent/main.c lower-cases the state name; the upper-case spelling is listed too.)
+    # The agent takes the time of the event that started a chain of states as "now" for the whole
+    # chain, so the sleep also eats into RECONNECTING_NEW's timeout (connect_timeout_s): with
+    # sleep=10 and 5 s the agent rolled back without ever trying the new pair. Hence sleep=6 and
+    # connect_timeout_s=15: about 9 s of refused attempts with the new pair, then the rollback.
     th = S.thing("deact-1")
-    a = agent(th, conf=FAST, env={"CERTFLEET_FAILPOINTS":
-                                  "agent.cert_received:sleep=10,agent.CERT_RECEIVED:sleep=10"})
+    a = agent(th, conf=dict(FAST, connect_timeout_s=15),
+              env={"CERTFLEET_FAILPOINTS": "agent.cert_received:sleep=6"})
     a.start()
     e.check(a.wait_connected_with(a.old_id, 20), "the agent connects")
     job = job_for(th.name)
@@ -121,6 +131,8 @@ def test_new_cert_deactivated_before_reconnect():
     e.check(x and x["status"] == "FAILED", "the execution FAILED", (x, a.log()[-2000:]))
     e.check(reason_of(x), "with a reason in statusDetails", x)
     e.check(S.cert_status(new_id) == "INACTIVE", "the new certificate is INACTIVE")
+    e.check(refused_with(th.name, new_id), "the agent tried the new pair and the broker refused it",
+            a.log()[-1500:])
     old_pair_works(a)
     e.check(len(S.events_of("rotation.failed", th.name)) == 1, "one rotation.failed event")
 
@@ -147,6 +159,7 @@ def test_new_cert_deactivated_server_side():
     c = e.connect(S, th.name, crt, key)
     e.check(c.refused, "the broker refuses the deactivated new pair", c.describe())
     c.close()
+    e.check(refused_with(th.name, new_id), "a broker.refused event names the new certificate")
     dev = e.Device.of(S, th)
     dev.update_ok(job, "FAILED", statusDetails={"reason": "new certificate refused by the broker"})
     x = S.execution(job, th.name)
