@@ -46,6 +46,8 @@ static const cli_verb verbs[] = {
 	{ "group", "create", cli_group_create, "NAME [--query k=v[,k=v...]]",
 	  "Creates a static group, or a dynamic one whose members match the attribute query." },
 	{ "group", "add", cli_group_add, "GROUP THING...", "Adds things to a static group." },
+	{ "group", "remove", cli_group_remove, "GROUP THING...",
+	    "Removes things from a static group." },
 	{ "group", "list", cli_group_list, "[--json]", "Lists groups and their members." },
 	{ "cert", "list", cli_cert_list,
 	  "[--status S] [--thing T] [--ca C] [--expiring-within DAYS] [--json]",
