@@ -73,6 +73,12 @@ static const cli_verb verbs[] = {
 	{ "job", "list", cli_job_list, "[--json]", "Lists jobs with their counts per status (via certfleetd)." },
 	{ "job", "describe", cli_job_describe, "ID [--json]",
 	  "Shows a job: document, counts per status and each thing's execution (via certfleetd)." },
+	{ "notify", "test", cli_notify_test, "[--json]",
+	  "Asks certfleetd to queue a notification.test for every configured sink (webhook, exec) "
+	  "and prints the outbox ids." },
+	{ "notify", "list", cli_notify_list, "[--state PENDING|DELIVERED|GAVE_UP] [--limit N] [--json]",
+	  "Lists the notification outbox, newest first: sink, kind, state, attempts, last error "
+	  "(via certfleetd)." },
 };
 
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))
