@@ -65,6 +65,15 @@ def old_pair_works(a):
     e.check(a.current_id() == a.old_id and a.pair_matches(),
             "%s: device.crt/device.key are the old, matching pair" % a.thing.name)
     e.check(S.cert_status(a.old_id) == "ACTIVE", "%s: the old certificate is ACTIVE" % a.thing.name)
+    # and a fresh connection with (a copy of) the old pair is accepted; then the agent again
+    rc = a.stop()
+    e.check(rc == 0, "%s's agent stops cleanly" % a.thing.name, rc)
+    c = e.connect(S, a.thing.name, a.old_crt, a.old_key)
+    e.check(c.ok, "%s: a new connection with the old pair is accepted" % a.thing.name, c.describe())
+    c.close()
+    a.start()
+    e.check(a.wait_connected_with(a.old_id, 20), "%s's restarted agent connects with the old pair"
+            % a.thing.name, a.log()[-800:])
 
 
 def refused_with(client_id, cert_id, timeout=10):
