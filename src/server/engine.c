@@ -78,11 +78,11 @@ wake_send(cfd *d, wake_list *w)
 {
 	size_t i;
 
-	for (i = 0; i < w->n; i++) {
+	for (i = 0; i < w->n; i++)
 		if (i == 0 || strcmp(w->v[i], w->v[i - 1]) != 0)
 			cfd_jobs_notify_next(d, w->v[i]);
+	for (i = 0; i < w->n; i++) /* after the loop: it compares with the previous name */
 		free(w->v[i]);
-	}
 	free(w->v);
 	memset(w, 0, sizeof(*w));
 }
