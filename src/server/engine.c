@@ -73,11 +73,20 @@ wake_add(wake_list *w, const char *thing)
 		w->n++;
 }
 
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One notify-next per thing, however many of its executions changed. */
 static void
 wake_send(cfd *d, wake_list *w)
 {
 	size_t i;
 
+	if (w->n > 1)
+		qsort(w->v, w->n, sizeof(*w->v), name_cmp);
 	for (i = 0; i < w->n; i++)
 		if (i == 0 || strcmp(w->v[i], w->v[i - 1]) != 0)
 			cfd_jobs_notify_next(d, w->v[i]);
