@@ -121,5 +121,7 @@ int cli_connections_list(cli *c, int argc, char **argv);
 int cli_job_create_rotation(cli *c, int argc, char **argv);
 int cli_job_list(cli *c, int argc, char **argv);
 int cli_job_describe(cli *c, int argc, char **argv);
+int cli_job_cancel(cli *c, int argc, char **argv);
+int cli_job_watch(cli *c, int argc, char **argv);
 
 #endif
