@@ -124,5 +124,7 @@ int cli_job_list(cli *c, int argc, char **argv);
 int cli_job_describe(cli *c, int argc, char **argv);
 int cli_notify_test(cli *c, int argc, char **argv);
 int cli_notify_list(cli *c, int argc, char **argv);
+int cli_job_cancel(cli *c, int argc, char **argv);
+int cli_job_watch(cli *c, int argc, char **argv);
 
 #endif
