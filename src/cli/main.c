@@ -71,6 +71,24 @@ static const cli_verb verbs[] = {
 	{ "job", "list", cli_job_list, "[--json]", "Lists jobs with their counts per status (via certfleetd)." },
 	{ "job", "describe", cli_job_describe, "ID [--json]",
 	  "Shows a job: document, counts per status and each thing's execution (via certfleetd)." },
+	{ "audit", "run", cli_audit_run, "[--checks A,B...] [--param CHECK=N]... [--json]",
+	  "Runs the audit checks (all, or those named) and stores the audit with its findings "
+	  "(docs/audit.md)." },
+	{ "audit", "list", cli_audit_list, "[--json]", "Lists audits, newest first." },
+	{ "audit", "findings", cli_audit_findings,
+	  "[--audit ID] [--severity S] [--check C] [--json]",
+	  "Lists the findings of an audit (default: the latest finished one)." },
+	{ "audit", "suppress", cli_audit_suppress,
+	  "--check C --resource R [--until TIME | --forever] [--comment T]",
+	  "Suppresses a check's findings for one resource, until TIME or forever (the default)." },
+	{ "audit", "unsuppress", cli_audit_unsuppress, "--check C --resource R",
+	  "Removes a suppression." },
+	{ "audit", "export", cli_audit_export, "--format json|csv|html [--audit ID] [--out FILE]",
+	  "Writes an audit's report (default: the latest finished audit) to FILE or stdout." },
+	{ NULL, "mitigate", cli_mitigate,
+	  "--finding ID... --action deactivate|revoke|deactivate-ca|quarantine|rotate|notify... [--json]",
+	  "Applies the actions in order to each finding (a failed action stops the rest for that "
+	  "finding); a suppressed finding is refused." },
 };
 
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))

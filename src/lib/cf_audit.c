@@ -875,7 +875,8 @@ load_window(cf_audit_ctx *x)
 	for (i = 0; i < x->n_conns; i++)
 		if (x->conns[i].disconnected_at == 0)
 			memcpy(x->open_principals[x->n_open++], x->conns[i].principal, CF_ID_LEN + 1);
-	qsort(x->open_principals, x->n_open, sizeof(x->open_principals[0]), principal_cmp);
+	if (x->n_open > 1)
+		qsort(x->open_principals, x->n_open, sizeof(x->open_principals[0]), principal_cmp);
 	return 0;
 }
 
@@ -971,7 +972,8 @@ cf_audit_run(cf_store *st, cf_audit_result *out, const cf_audit_opts *o)
 	/* Suppressions: sorted once, one lookup per finding. */
 	if ((r = cf_store_suppression_list(st, &supp, &n_supp)) != 0)
 		goto out;
-	qsort(supp, n_supp, sizeof(*supp), supp_cmp);
+	if (n_supp > 1)
+		qsort(supp, n_supp, sizeof(*supp), supp_cmp);
 	for (i = 0; i < x.n_findings; i++) {
 		cf_finding_rec *f = &x.findings[i];
 		const cf_suppression_rec *s;

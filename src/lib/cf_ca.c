@@ -47,7 +47,8 @@ static const char *const cf_conf_keys[] = {
 	"database", "device_validity_days", "crl_next_update_days", "key_min_rsa_bits",
 	"key_allowed_curves", "key_blocklist", "issuer_key", "issuer_passphrase_file",
 	"mqtt_host", "mqtt_port", "api_host", "api_port", "topic_prefix", "log_level",
-	"service_cert", "service_key", "broker_cafile", "stamp_key_file", NULL,
+	"service_cert", "service_key", "broker_cafile", "stamp_key_file",
+	"quarantine_group", "broker_config", NULL,
 };
 
 void
