@@ -927,8 +927,9 @@ out:
 	return r;
 }
 
-int
-cf_store_group_add(cf_store *st, const char *group, const char *thing)
+/* Adds (add = 1) or removes a static group's member, with its event. */
+static int
+group_member_change(cf_store *st, const char *group, const char *thing, int add)
 {
 	int r = CF_EINVAL;
 	cf_group_rec g;
@@ -949,19 +950,33 @@ cf_store_group_add(cf_store *st, const char *group, const char *thing)
 		    group, g.query);
 		goto end;
 	}
-	r = st->ops->group_member_add(st->b, group, thing, cf_time_now());
+	r = add ? st->ops->group_member_add(st->b, group, thing, cf_time_now()) :
+	    st->ops->group_member_remove(st->b, group, thing);
 	if (r == CF_EEXISTS) {
 		r = 0; /* already a member: nothing changes, no event */
 		goto end;
 	}
 	if (r == 0)
-		r = event_add(st, "group.member_added", group, json_pack("{s:s}", "thing", thing));
+		r = event_add(st, add ? "group.member_added" : "group.member_removed", group,
+		    json_pack("{s:s}", "thing", thing));
 end:
 	r = tx_end(st, r);
 out:
 	cf_group_rec_clear(&g);
 	cf_thing_rec_clear(&t);
 	return r;
+}
+
+int
+cf_store_group_add(cf_store *st, const char *group, const char *thing)
+{
+	return group_member_change(st, group, thing, 1);
+}
+
+int
+cf_store_group_remove(cf_store *st, const char *group, const char *thing)
+{
+	return group_member_change(st, group, thing, 0);
 }
 
 static int

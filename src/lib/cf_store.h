@@ -111,6 +111,12 @@ typedef struct {
 int cf_store_group_create(cf_store *st, const char *name, const char *query) CF_MUST_CHECK;
 /* Adds a thing to a static group (no-op if already in). CF_EINVAL for a dynamic group. */
 int cf_store_group_add(cf_store *st, const char *group, const char *thing) CF_MUST_CHECK;
+/*
+ * Removes a thing from a static group (event group.member_removed).
+ * CF_ENOTFOUND for an unknown group or a thing that is not a member;
+ * CF_EINVAL for a dynamic group.
+ */
+int cf_store_group_remove(cf_store *st, const char *group, const char *thing) CF_MUST_CHECK;
 int cf_store_group_list(cf_store *st, cf_group_rec **out, size_t *out_n) CF_MUST_CHECK;
 /* Thing names in the group (dynamic groups evaluated now), sorted. Free with cf_strv_free. */
 int cf_store_group_members(cf_store *st, char ***out, size_t *out_n, const char *group) CF_MUST_CHECK;

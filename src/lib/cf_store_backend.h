@@ -63,6 +63,7 @@ struct cf_store_ops {
 	/* 0 if added, CF_EEXISTS if the thing already is a member. */
 	int (*group_member_add)(struct cf_store_backend *b, const char *group, const char *thing,
 	    int64_t ts);
+	int (*group_member_remove)(struct cf_store_backend *b, const char *group, const char *thing);
 	/* Static members, sorted. Free with cf_strv_free. */
 	int (*group_member_list)(struct cf_store_backend *b, char ***out, size_t *out_n,
 	    const char *group);

@@ -280,6 +280,7 @@ enum stmt_id {
 	S_GROUP_GET,
 	S_GROUP_LIST,
 	S_MEMBER_ADD,
+	S_MEMBER_REMOVE,
 	S_MEMBER_LIST,
 	S_CA_INSERT,
 	S_CA_GET,
@@ -347,6 +348,7 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_GROUP_INSERT] = "INSERT INTO thing_groups(name, query, created_at) VALUES (?1, ?2, ?3)",
 	[S_GROUP_GET] = GROUP_SELECT " WHERE g.name = ?1",
 	[S_GROUP_LIST] = GROUP_SELECT " ORDER BY g.name",
+	[S_MEMBER_REMOVE] = "DELETE FROM group_members WHERE group_name = ?1 AND thing = ?2",
 	[S_MEMBER_ADD] = "INSERT OR IGNORE INTO group_members(group_name, thing, added_at) "
 	    "VALUES (?1, ?2, ?3)",
 	[S_MEMBER_LIST] = "SELECT thing FROM group_members WHERE group_name = ?1 ORDER BY thing",
@@ -1092,6 +1094,25 @@ sq_group_member_add(struct cf_store_backend *b, const char *group, const char *t
 	if ((r = step_done(b, s, "add group member")) == 0 && sqlite3_changes(b->db) == 0) {
 		r = CF_EEXISTS;
 		cf_error_set("'%s' already is a member of '%s'", thing, group);
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_group_member_remove(struct cf_store_backend *b, const char *group, const char *thing)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_MEMBER_REMOVE)) != 0)
+		goto out;
+	bind_text(s, 1, group);
+	bind_text(s, 2, thing);
+	if ((r = step_done(b, s, "remove group member")) == 0 && sqlite3_changes(b->db) == 0) {
+		r = CF_ENOTFOUND;
+		cf_error_set("'%s' is not a member of '%s'", thing, group);
 	}
 out:
 	stmt_done(s);
@@ -3111,6 +3132,7 @@ const struct cf_store_ops cf_store_sqlite_ops = {
 	.group_get = sq_group_get,
 	.group_list = sq_group_list,
 	.group_member_add = sq_group_member_add,
+	.group_member_remove = sq_group_member_remove,
 	.group_member_list = sq_group_member_list,
 	.ca_insert = sq_ca_insert,
 	.ca_get = sq_ca_get,

@@ -583,11 +583,11 @@ h_job_create(api_req *a)
 		goto out;
 	}
 	if (cf_jobspec_targets_parse(&tg, tg_in) != 0 || cf_jobspec_targets_dump(&tg_text, &tg) != 0) {
-		reply_error(a, 400, "targets: %s", cf_error_last());
+		reply_error(a, 400, "%s", cf_error_last());
 		goto out;
 	}
 	if (cf_jobspec_config_parse(&cfg, cfg_in) != 0 || cf_jobspec_config_dump(&cfg_text, &cfg) != 0) {
-		reply_error(a, 400, "config: %s", cf_error_last());
+		reply_error(a, 400, "%s", cf_error_last());
 		goto out;
 	}
 	if ((r = cf_jobspec_targets_resolve(&things, &n_things, st, &tg, cf_ca_policy(a->d->ca),
@@ -699,6 +699,129 @@ out:
 	json_decref(body);
 }
 
+/* ---- notifications (docs/notifications.md) --------------------------------------------- */
+
+#define NOTIFY_LIST_DEFAULT 100
+#define NOTIFY_LIST_MAX 10000
+
+static json_t *
+notify_json(const cf_notify_rec *r)
+{
+	json_t *o = json_object();
+	char t[32];
+
+	json_object_set_new(o, "id", json_integer((json_int_t)r->id));
+	json_object_set_new(o, "sink", json_string(r->sink));
+	json_object_set_new(o, "kind", json_string(r->kind));
+	json_object_set_new(o, "state", json_string(cf_notify_state_name(r->state)));
+	json_object_set_new(o, "attempts", json_integer(r->attempts));
+	cf_time_format(t, sizeof(t), r->created_at);
+	json_object_set_new(o, "createdAt", json_string(t));
+	cf_time_format(t, sizeof(t), r->updated_at);
+	json_object_set_new(o, "updatedAt", json_string(t));
+	if (r->state == CF_NOTIFY_PENDING) {
+		cf_time_format(t, sizeof(t), r->next_at);
+		json_object_set_new(o, "nextAttemptAt", json_string(t));
+	}
+	if (r->last_error[0] != '\0')
+		json_object_set_new(o, "lastError", json_string(r->last_error));
+	/* The payload holds no secret (the webhook secret only signs it). */
+	json_object_set_new(o, "payload", r->payload ? json_loads(r->payload, 0, NULL) : json_null());
+	return o;
+}
+
+/* GET /v1/notifications?state=PENDING|DELIVERED|GAVE_UP&limit=N: outbox rows, newest first. */
+static void
+h_notifications(api_req *a)
+{
+	const char *state = evhttp_find_header(&a->query, "state");
+	const char *limit = evhttp_find_header(&a->query, "limit");
+	cf_notify_rec *recs = NULL;
+	size_t n = 0, i;
+	long lim = NOTIFY_LIST_DEFAULT;
+	char *end;
+	int st = -1, s, r;
+	json_t *arr;
+
+	if (state != NULL) {
+		for (s = 0; s < CF_NOTIFY__COUNT; s++)
+			if (strcmp(state, cf_notify_state_name((cf_notify_state)s)) == 0)
+				st = s;
+		if (st < 0) {
+			reply_error(a, 400, "state must be PENDING, DELIVERED or GAVE_UP");
+			return;
+		}
+	}
+	if (limit != NULL) {
+		lim = strtol(limit, &end, 10);
+		if (*limit == '\0' || *end != '\0' || lim < 1 || lim > NOTIFY_LIST_MAX) {
+			reply_error(a, 400, "limit must be a whole number from 1 to %d", NOTIFY_LIST_MAX);
+			return;
+		}
+	}
+	if ((r = cf_store_notify_list(cf_ca_store(a->d->ca), &recs, &n, st, (size_t)lim)) != 0) {
+		reply_lib_error(a, r);
+		return;
+	}
+	arr = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append_new(arr, notify_json(&recs[i]));
+	cf_notify_recs_free(recs, n);
+	reply(a, 200, arr);
+}
+
+/*
+ * POST /v1/notifications/test: queues a "notification.test" for every
+ * configured sink and answers 202 {"kind", "ids": [outbox ids]}. The ids are
+ * the rows this transaction added (only the reactor inserts into the outbox).
+ */
+static void
+h_notification_test(api_req *a)
+{
+	cf_store *st = cf_ca_store(a->d->ca);
+	cf_notify_rec *before = NULL, *after = NULL;
+	size_t nb = 0, na = 0, i;
+	int64_t last = 0;
+	cfd_notice nt;
+	json_t *ids = NULL;
+	int r, began = 0;
+
+	if (a->d->notify == NULL) {
+		reply_error(a, 409, "no notification sink is configured (set notify_webhook_url or "
+		    "notify_exec in certfleet.conf)");
+		return;
+	}
+	memset(&nt, 0, sizeof(nt));
+	nt.kind = "notification.test";
+	nt.reason = "sent by POST /v1/notifications/test";
+	if ((r = cf_store_begin(st)) != 0)
+		goto fail;
+	began = 1;
+	if ((r = cf_store_notify_list(st, &before, &nb, -1, 1)) != 0)
+		goto fail;
+	last = nb > 0 ? before[0].id : 0;
+	if ((r = cfd_notify(a->d, &nt)) != 0 ||
+	    (r = cf_store_notify_list(st, &after, &na, -1, CF_NOTIFY_SINK_MAX)) != 0 ||
+	    (r = cf_store_commit(st)) != 0)
+		goto fail;
+	began = 0;
+	cfd_notify_wake(a->d);
+	ids = json_array();
+	for (i = na; i > 0; i--)
+		if (after[i - 1].id > last)
+			json_array_append_new(ids, json_integer((json_int_t)after[i - 1].id));
+	cf_log(CF_LOG_INFO, "test notification queued", "rows=%zu source=api", json_array_size(ids));
+	reply(a, 202, json_pack("{s:s, s:o}", "kind", nt.kind, "ids", ids));
+	goto out;
+fail:
+	if (began)
+		cf_store_rollback(st);
+	reply_lib_error(a, r);
+out:
+	cf_notify_recs_free(before, nb);
+	cf_notify_recs_free(after, na);
+}
+
 /* ---- routing --------------------------------------------------------------------------- */
 
 typedef enum { P_NONE, P_NAME, P_ID, P_JOB } param_kind;
@@ -723,6 +846,8 @@ static const route routes[] = {
 	{ EVHTTP_REQ_POST, { "v1", "jobs" }, P_NONE, h_job_create },
 	{ EVHTTP_REQ_GET, { "v1", "jobs", "{}" }, P_JOB, h_job },
 	{ EVHTTP_REQ_POST, { "v1", "jobs", "{}", "cancel" }, P_JOB, h_job_cancel },
+	{ EVHTTP_REQ_GET, { "v1", "notifications" }, P_NONE, h_notifications },
+	{ EVHTTP_REQ_POST, { "v1", "notifications", "test" }, P_NONE, h_notification_test },
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

@@ -5,7 +5,8 @@
  * data directory (cf_ca: configuration, registry, issuing signer), the
  * settings read from certfleet.conf, the MQTT client, the HTTP API and the
  * metrics counters. main.c builds and tears it down; mqtt.c, api.c and
- * metrics.c each own their part. Everything runs on the one reactor thread.
+ * metrics.c each own their part. Everything runs on the one reactor thread,
+ * except notify.c's delivery thread (its own store handle, see below).
  */
 #ifndef CFD_H
 #define CFD_H
@@ -24,7 +25,7 @@
 typedef struct cfd_mqtt cfd_mqtt;
 typedef struct cfd_api cfd_api;
 typedef struct cfd_engine cfd_engine;
-typedef struct cfd_notifier cfd_notifier;
+typedef struct cfd_notifier cfd_notifier; /* not cfd_notify: that is the function */
 
 /* HTTP status codes counted separately; anything else lands in "other". */
 #define CFD_HTTP_CODES 10

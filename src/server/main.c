@@ -272,6 +272,10 @@ main(int argc, char **argv)
 		fail(&d, "cannot load the issuing CA's key");
 		goto out;
 	}
+	if (cfd_notify_start(&d) != 0) {
+		fail(&d, "cannot start notifications");
+		goto out;
+	}
 	mosquitto_lib_init();
 	if ((d.base = event_base_new()) == NULL) {
 		cf_error_set("event_base_new failed");
@@ -313,6 +317,7 @@ out:
 	cfd_engine_stop(&d);
 	cfd_mqtt_stop(&d);
 	cfd_api_stop(&d);
+	cfd_notify_stop(&d);
 	if (ev_term)
 		event_free(ev_term);
 	if (ev_int)
