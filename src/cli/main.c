@@ -88,6 +88,24 @@ static const cli_verb verbs[] = {
 	  "Follows a job until it is CANCELED or COMPLETED: a progress bar on a terminal, else one "
 	  "line per change. Exit 0 if every execution SUCCEEDED, 1 otherwise (naming them) or on "
 	  "--timeout." },
+	{ "audit", "run", cli_audit_run, "[--checks A,B...] [--param CHECK=N]... [--json]",
+	  "Runs the audit checks (all, or those named) and stores the audit with its findings "
+	  "(docs/audit.md)." },
+	{ "audit", "list", cli_audit_list, "[--json]", "Lists audits, newest first." },
+	{ "audit", "findings", cli_audit_findings,
+	  "[--audit ID] [--severity S] [--check C] [--json]",
+	  "Lists the findings of an audit (default: the latest finished one)." },
+	{ "audit", "suppress", cli_audit_suppress,
+	  "--check C --resource R [--until TIME | --forever] [--comment T]",
+	  "Suppresses a check's findings for one resource, until TIME or forever (the default)." },
+	{ "audit", "unsuppress", cli_audit_unsuppress, "--check C --resource R",
+	  "Removes a suppression." },
+	{ "audit", "export", cli_audit_export, "--format json|csv|html [--audit ID] [--out FILE]",
+	  "Writes an audit's report (default: the latest finished audit) to FILE or stdout." },
+	{ NULL, "mitigate", cli_mitigate,
+	  "--finding ID... --action deactivate|revoke|deactivate-ca|quarantine|rotate|notify... [--json]",
+	  "Applies the actions in order to each finding (a failed action stops the rest for that "
+	  "finding); a suppressed finding is refused." },
 	{ "notify", "test", cli_notify_test, "[--json]",
 	  "Asks certfleetd to queue a notification.test for every configured sink (webhook, exec) "
 	  "and prints the outbox ids." },
