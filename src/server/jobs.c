@@ -244,6 +244,26 @@ out:
 }
 
 /*
+ * Takes a certificate a rotation no longer needs out of use: INACTIVE. One
+ * an operator already revoked stays REVOKED — REVOKED is terminal, and the
+ * store refusing REVOKED -> INACTIVE must not fail (and roll back) the whole
+ * execution end, which would leave it IN_PROGRESS and the engine retrying
+ * its timeout every pass.
+ */
+static int
+retire_cert(cf_store *st, const char *cert_id)
+{
+	cf_cert_rec rec;
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	if ((r = cf_store_cert_get(st, &rec, cert_id)) == 0 && rec.status != CF_CERT_REVOKED)
+		r = cf_store_cert_set_status(st, cert_id, CF_CERT_INACTIVE, 0);
+	cf_cert_rec_clear(&rec);
+	return r;
+}
+
+/*
  * The CSR checks cf_ca_issue_csr makes, one by one, so that each failure
  * gets its own errorCode (cf_ca_issue_csr repeats them when it issues).
  * 0, or the code to reject with (message in cf_error).
@@ -391,8 +411,7 @@ settle_rotation(cfd *d, const cf_exec_rec *e, const char *reason)
 		retire = rot.new_cert;
 		to = CF_ROTATION_FAILED;
 	}
-	if (retire != NULL && retire[0] != '\0' &&
-	    (r = cf_store_cert_set_status(st, retire, CF_CERT_INACTIVE, 0)) != 0)
+	if (retire != NULL && retire[0] != '\0' && (r = retire_cert(st, retire)) != 0)
 		return r;
 	if ((r = cf_store_rotation_set_state(st, e->job_id, e->thing, e->execution_number, to,
 	    reason)) != 0)
@@ -471,7 +490,7 @@ cfd_rotation_connected(cfd *d, const char *thing, const char *principal)
 		}
 		if ((r = cf_store_begin(st)) != 0)
 			goto out;
-		if ((r = cf_store_cert_set_status(st, retire, CF_CERT_INACTIVE, 0)) != 0 ||
+		if ((r = retire_cert(st, retire)) != 0 ||
 		    (r = cf_store_rotation_set_state(st, rots[i].job_id, thing,
 		    rots[i].execution_number, to, "the device connected with this certificate")) != 0 ||
 		    (r = cf_store_commit(st)) != 0) {
@@ -716,8 +735,7 @@ h_create(jreq *q)
 		if ((r = cf_store_cert_get(q->st, &issued, rot.new_cert)) != 0)
 			goto fail;
 	} else {
-		if (has_rot && rot.new_cert[0] != '\0' &&
-		    (r = cf_store_cert_set_status(q->st, rot.new_cert, CF_CERT_INACTIVE, 0)) != 0)
+		if (has_rot && rot.new_cert[0] != '\0' && (r = retire_cert(q->st, rot.new_cert)) != 0)
 			goto fail;
 		if ((r = cf_ca_issue_csr(q->d->ca, &issued, c.csr, c.csr_len, q->topic.thing, 0)) != 0)
 			goto fail;
