@@ -792,7 +792,7 @@ h_commit(jreq *q)
 	cf_rotation_rec rot;
 	cf_key *new_key = NULL;
 	char msg[CF_PROTO_CUSTODY_MAX], *text = NULL;
-	int r;
+	int r, again;
 
 	memset(&c, 0, sizeof(c));
 	memset(&acc, 0, sizeof(acc));
@@ -816,7 +816,14 @@ h_commit(jreq *q)
 		reject_rotation(q, "commit", c.job_id, CF_PROTO_INTERNAL_ERROR, "%s", cf_error_last());
 		goto out;
 	}
-	if (rot.state != CF_ROTATION_CREATED) {
+	/*
+	 * A repeated commit of the committed rotation (the device lost the
+	 * answer) passes the same checks below and gets the same answer, with
+	 * nothing changed; any other commit of a rotation that left created is
+	 * a Replay.
+	 */
+	again = rot.state == CF_ROTATION_COMMITTED && strcmp(c.certificate_id, rot.new_cert) == 0;
+	if (rot.state != CF_ROTATION_CREATED && !again) {
 		reject_rotation(q, "commit", c.job_id, CF_PROTO_REPLAY,
 		    "the rotation of job %s is already %s", c.job_id, cf_rotation_state_name(rot.state));
 		goto out;
@@ -841,14 +848,14 @@ h_commit(jreq *q)
 		    "the signature is not the new key's over %s", msg);
 		goto out;
 	}
-	if (cf_store_rotation_set_state(q->st, c.job_id, q->topic.thing, q->exec.execution_number,
-	    CF_ROTATION_COMMITTED, NULL) != 0) {
+	if (!again && cf_store_rotation_set_state(q->st, c.job_id, q->topic.thing,
+	    q->exec.execution_number, CF_ROTATION_COMMITTED, NULL) != 0) {
 		reject_rotation(q, "commit", c.job_id, CF_PROTO_INTERNAL_ERROR, "%s", cf_error_last());
 		goto out;
 	}
 	cf_failpoint("certfleetd.commit.before-answer");
-	cf_log(CF_LOG_INFO, "rotation committed", "thing=%s job=%s new=%s", q->topic.thing, c.job_id,
-	    rot.new_cert);
+	cf_log(CF_LOG_INFO, again ? "rotation commit repeated" : "rotation committed",
+	    "thing=%s job=%s new=%s", q->topic.thing, c.job_id, rot.new_cert);
 	memcpy(acc.certificate_id, c.certificate_id, sizeof(acc.certificate_id));
 	snprintf(acc.client_token, sizeof(acc.client_token), "%s", q->token);
 	if (cf_proto_encode_commit_accepted(&text, &acc) != 0) {
