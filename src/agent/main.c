@@ -372,6 +372,28 @@ t_reconnect(void *arg)
 	return 0;
 }
 
+/*
+ * cf_agent's journal hook: the failpoint "agent.<state>" (the state's name in
+ * lower case, e.g. agent.create_sent) right after each durable journal
+ * write, for the crash-matrix tests (docs/testing.md). kill and sleep act
+ * there; drop means nothing here (a journal write cannot be skipped).
+ */
+static int
+journal_failpoint(void *arg, cf_agent_state state)
+{
+	char name[64];
+	const char *s = cf_agent_state_name(state);
+	size_t i;
+
+	(void)arg;
+	for (i = 0; s[i] != '\0' && i + sizeof("agent.") < sizeof(name); i++)
+		name[sizeof("agent.") - 1 + i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
+	memcpy(name, "agent.", sizeof("agent.") - 1);
+	name[sizeof("agent.") - 1 + i] = '\0';
+	(void)cf_failpoint(name);
+	return 0;
+}
+
 static void
 agent_result(agentd *g, int r, const char *event)
 {
@@ -634,6 +656,7 @@ main(int argc, char **argv)
 	if ((r = cf_file_read(&ca_pem, &ca_len, g.ca_file, 1 << 20)) != 0)
 		goto out;
 	o.ca_chain_pem = ca_pem;
+	o.journal_hook = journal_failpoint;
 	if ((r = cf_mkdir_p(g.state_dir, 0700)) != 0)
 		goto out;
 	if (chmod(g.state_dir, 0700) != 0) {

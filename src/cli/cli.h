@@ -108,6 +108,7 @@ int cli_thing_describe(cli *c, int argc, char **argv);
 int cli_thing_delete(cli *c, int argc, char **argv);
 int cli_group_create(cli *c, int argc, char **argv);
 int cli_group_add(cli *c, int argc, char **argv);
+int cli_group_remove(cli *c, int argc, char **argv);
 int cli_group_list(cli *c, int argc, char **argv);
 int cli_cert_list(cli *c, int argc, char **argv);
 int cli_cert_describe(cli *c, int argc, char **argv);
@@ -123,5 +124,7 @@ int cli_job_list(cli *c, int argc, char **argv);
 int cli_job_describe(cli *c, int argc, char **argv);
 int cli_job_cancel(cli *c, int argc, char **argv);
 int cli_job_watch(cli *c, int argc, char **argv);
+int cli_notify_test(cli *c, int argc, char **argv);
+int cli_notify_list(cli *c, int argc, char **argv);
 
 #endif

@@ -259,9 +259,11 @@ cli_group_create(cli *c, int argc, char **argv)
 	return r;
 }
 
-int
-cli_group_add(cli *c, int argc, char **argv)
+/* group add / group remove: all or nothing, one transaction. */
+static int
+group_members(cli *c, int argc, char **argv, int add)
 {
+	const char *verb = add ? "group add" : "group remove";
 	cf_ca *ca = NULL;
 	cf_store *st;
 	int r, i;
@@ -273,27 +275,40 @@ cli_group_add(cli *c, int argc, char **argv)
 	if ((r = cli_open(c, &ca)) != CLI_OK)
 		return r;
 	st = cf_ca_store(ca);
-	/* All or nothing: one unknown thing adds none. */
+	/* All or nothing: one unknown thing changes none. */
 	if (cf_store_begin(st) != 0) {
-		r = cli_fail("group add");
+		r = cli_fail(verb);
 		goto out;
 	}
 	for (i = optind + 1; i < argc; i++) {
-		if (cf_store_group_add(st, argv[optind], argv[i]) != 0) {
+		if ((add ? cf_store_group_add(st, argv[optind], argv[i]) :
+		    cf_store_group_remove(st, argv[optind], argv[i])) != 0) {
 			cf_store_rollback(st);
-			r = cli_fail("group add");
+			r = cli_fail(verb);
 			goto out;
 		}
 	}
 	if (cf_store_commit(st) != 0) {
-		r = cli_fail("group add");
+		r = cli_fail(verb);
 		goto out;
 	}
-	printf("Added %d thing%s to group %s\n", argc - optind - 1, argc - optind - 1 == 1 ? "" : "s",
-	    argv[optind]);
+	printf("%s %d thing%s %s group %s\n", add ? "Added" : "Removed", argc - optind - 1,
+	    argc - optind - 1 == 1 ? "" : "s", add ? "to" : "from", argv[optind]);
 out:
 	cf_ca_close(ca);
 	return r;
+}
+
+int
+cli_group_add(cli *c, int argc, char **argv)
+{
+	return group_members(c, argc, argv, 1);
+}
+
+int
+cli_group_remove(cli *c, int argc, char **argv)
+{
+	return group_members(c, argc, argv, 0);
 }
 
 int

@@ -46,6 +46,8 @@ static const cli_verb verbs[] = {
 	{ "group", "create", cli_group_create, "NAME [--query k=v[,k=v...]]",
 	  "Creates a static group, or a dynamic one whose members match the attribute query." },
 	{ "group", "add", cli_group_add, "GROUP THING...", "Adds things to a static group." },
+	{ "group", "remove", cli_group_remove, "GROUP THING...",
+	    "Removes things from a static group." },
 	{ "group", "list", cli_group_list, "[--json]", "Lists groups and their members." },
 	{ "cert", "list", cli_cert_list,
 	  "[--status S] [--thing T] [--ca C] [--expiring-within DAYS] [--json]",
@@ -86,6 +88,12 @@ static const cli_verb verbs[] = {
 	  "Follows a job until it is CANCELED or COMPLETED: a progress bar on a terminal, else one "
 	  "line per change. Exit 0 if every execution SUCCEEDED, 1 otherwise (naming them) or on "
 	  "--timeout." },
+	{ "notify", "test", cli_notify_test, "[--json]",
+	  "Asks certfleetd to queue a notification.test for every configured sink (webhook, exec) "
+	  "and prints the outbox ids." },
+	{ "notify", "list", cli_notify_list, "[--state PENDING|DELIVERED|GAVE_UP] [--limit N] [--json]",
+	  "Lists the notification outbox, newest first: sink, kind, state, attempts, last error "
+	  "(via certfleetd)." },
 };
 
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))

@@ -32,6 +32,7 @@ typedef struct {
 	cf_sig_alg sig_alg;
 	unsigned old_gen, new_gen;
 	int switched;          /* the new pair has been made active at least once */
+	int canceled;          /* the server ended the execution before commit: no FAILED report */
 	char certificate_id[CF_ID_LEN + 1];
 	int attempts;          /* sends of the current state's request */
 	char reason[REASON_MAX];
@@ -158,6 +159,76 @@ set_reason(cf_agent *a, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * 1 if m says that our execution is no longer the thing's current one —
+ * the server canceled (force-canceled) or timed it out: a notify-next or
+ * $next/get answer that shows another execution or none, or a rejection of
+ * our update, create or commit with TerminalStateReached or NotInProgress.
+ * The reason goes into the journal.
+ */
+static int
+execution_gone(cf_agent *a, const agent_msg *m)
+{
+	cf_proto_execution ex;
+	cf_proto_rejection rej;
+	json_t *root = NULL;
+	const char *id = NULL;
+	json_int_t en = 0;
+	int gone = 0;
+
+	switch (m->topic.kind) {
+	case CF_PROTO_NOTIFY_NEXT:
+	case CF_PROTO_NEXT_GET:
+		if (!m->accepted)
+			break;
+		if (cf_proto_decode_execution(&ex, m->payload, m->len, NULL) == 0) {
+			gone = !ex.present || strcmp(ex.job_id, a->j.job_id) != 0 ||
+			    ex.execution_number != a->j.execution_number ||
+			    (ex.status != CF_EXEC_QUEUED && ex.status != CF_EXEC_IN_PROGRESS);
+		} else if ((root = json_loadb(m->payload, m->len, 0, NULL)) != NULL &&
+		    json_unpack(root, "{s:{s:s, s:I}}", "execution", "jobId", &id, "executionNumber",
+		    &en) == 0) {
+			/* Another execution whose document this device cannot read; garbage is ignored. */
+			gone = strcmp(id, a->j.job_id) != 0 || en != a->j.execution_number;
+		}
+		if (gone)
+			set_reason(a, "canceled by the server: %s no longer shows execution %lld of %s",
+			    m->topic.kind == CF_PROTO_NOTIFY_NEXT ? "notify-next" : "$next/get",
+			    (long long)a->j.execution_number, a->j.job_id);
+		break;
+	case CF_PROTO_UPDATE:
+	case CF_PROTO_CREATE:
+	case CF_PROTO_COMMIT:
+		if (m->accepted || (m->topic.kind == CF_PROTO_UPDATE &&
+		    strcmp(m->topic.job_id, a->j.job_id) != 0) ||
+		    cf_proto_decode_rejection(&rej, m->payload, m->len, NULL) != 0 ||
+		    (rej.code != CF_PROTO_TERMINAL_STATE_REACHED && rej.code != CF_PROTO_NOT_IN_PROGRESS))
+			break;
+		gone = 1;
+		set_reason(a, "canceled by the server: %s rejected: %s: %s",
+		    m->topic.kind == CF_PROTO_UPDATE ? "update" :
+		    m->topic.kind == CF_PROTO_CREATE ? "create" : "commit",
+		    cf_proto_code_name(rej.code), rej.message);
+		break;
+	default:
+		break;
+	}
+	json_decref(root);
+	return gone;
+}
+
+/*
+ * Before COMMITTED a terminal execution means: undo what was done on the
+ * device and say nothing (the server already ended it; a FAILED would be
+ * refused). Nothing to undo before a key was made.
+ */
+static cf_agent_state
+cancel_rotation(cf_agent *a)
+{
+	a->j.canceled = 1;
+	return a->j.old_gen == 0 ? CF_AGENT_DONE : CF_AGENT_ROLLING_BACK;
+}
+
 /* ---- handlers --------------------------------------------------------- */
 
 static cf_agent_state
@@ -235,6 +306,8 @@ in_progress_message(cf_agent *a, const agent_msg *m)
 	cf_proto_update_accepted acc;
 	cf_proto_rejection rej;
 
+	if (execution_gone(a, m))
+		return cancel_rotation(a);
 	if (!update_reply_ours(a, m))
 		return STAY;
 	if (!m->accepted && cf_proto_decode_rejection(&rej, m->payload, m->len, NULL) == 0 &&
@@ -302,20 +375,61 @@ out:
 	return next;
 }
 
+#define MAX_CHAIN 16
+
+/* Appends pem to *buf (malloc'ed, NUL-terminated). */
+static int
+append_pem(char **buf, size_t *len, const char *pem)
+{
+	size_t n = strlen(pem);
+	char *p;
+
+	if ((p = realloc(*buf, *len + n + 1)) == NULL) {
+		cf_error_set("out of memory");
+		return CF_ERROR;
+	}
+	memcpy(p + *len, pem, n + 1);
+	*buf = p;
+	*len += n;
+	return 0;
+}
+
+/* 1 if a certificate with c's fingerprint is among list[0..n). */
+static int
+cert_listed(const cf_cert *c, cf_cert *const *list, size_t n)
+{
+	char a[CF_ID_LEN + 1], b[CF_ID_LEN + 1];
+	size_t i;
+
+	if (cf_cert_fingerprint(a, c) != 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (cf_cert_fingerprint(b, list[i]) == 0 && strcmp(a, b) == 0)
+			return 1;
+	return 0;
+}
+
 /*
  * The issued certificate must hold the pending key, be the id the server
- * named, name the thing, and chain to a root in the trusted CA file
- * (intermediates from the file and from the reply).
+ * named, name the thing (CN and SAN URI), and chain (clientAuth) to a root
+ * of the device's own CA file. Intermediates may come from the device's
+ * current chain or from the reply's chainPem (an intermediate roll-over);
+ * a root from the reply is never trusted. *chain_out (caller frees) is the
+ * CA chain for the new generation: the received intermediates that chain
+ * to a trusted root and are not known yet, then the current chain.
  */
 static int
-verify_cert(cf_agent *a, const char *pem, const char *id, const char *chain_pem)
+verify_cert(char **chain_out, cf_agent *a, const char *pem, const char *id, const char *chain_pem)
 {
 	int r;
-	cf_cert *cert = NULL, **trusted = NULL, **extra = NULL, *ints[16], *roots[8];
-	size_t n_trusted = 0, n_extra = 0, n_int = 0, n_roots = 0, i;
+	cf_cert *cert = NULL, **trusted = NULL, **current = NULL, **extra = NULL;
+	cf_cert *ints[3 * MAX_CHAIN], *roots[MAX_CHAIN];
+	size_t n_trusted = 0, n_current = 0, n_extra = 0, n_int = 0, n_roots = 0, i, len = 0;
 	cf_key *pub = NULL;
 	cf_cert_info info, ci;
+	char *cur_pem = NULL, *chain = NULL, *p = NULL;
 
+	*chain_out = NULL;
 	if ((r = cf_cert_parse(&cert, pem, strlen(pem))) != 0 ||
 	    (r = a->ks->ops->public_key(a->ks->st, &pub, a->j.new_gen)) != 0)
 		goto out;
@@ -326,31 +440,66 @@ verify_cert(cf_agent *a, const char *pem, const char *id, const char *chain_pem)
 	}
 	if ((r = cf_cert_info_get(&info, cert)) != 0)
 		goto out;
-	if (id == NULL || strcmp(info.id, id) != 0 || strcmp(info.subject_cn, a->thing) != 0) {
-		cf_error_set("the certificate is not %s for thing %s (got %.16s, CN %s)",
-		    id ? id : "(no id)", a->thing, info.id, info.subject_cn);
+	if (id == NULL || strcmp(info.id, id) != 0) {
+		cf_error_set("the certificate is not %s (got %.16s)", id ? id : "(no id)", info.id);
 		r = CF_EREJECTED;
 		goto out;
 	}
-	if ((r = cf_cert_parse_bundle(&trusted, &n_trusted, a->ca_chain_pem, strlen(a->ca_chain_pem))) != 0)
+	/* Every name the device profile writes (CN and SAN URI) must be this thing. */
+	if ((r = cf_cert_check_thing(cert, a->thing)) != 0) {
+		cf_error_prefix("not a certificate for thing %s", a->thing);
+		goto out;
+	}
+	/* The chain in use: the key store's for the old generation, else the CA file. */
+	if (a->ks->ops->chain == NULL || a->ks->ops->chain(a->ks->st, &cur_pem, a->j.old_gen) != 0) {
+		free(cur_pem);
+		if ((cur_pem = strdup(a->ca_chain_pem)) == NULL) {
+			cf_error_set("out of memory");
+			r = CF_ERROR;
+			goto out;
+		}
+	}
+	if ((r = cf_cert_parse_bundle(&trusted, &n_trusted, a->ca_chain_pem, strlen(a->ca_chain_pem))) != 0 ||
+	    (r = cf_cert_parse_bundle(&current, &n_current, cur_pem, strlen(cur_pem))) != 0)
 		goto out;
 	if (chain_pem != NULL && chain_pem[0] != '\0' &&
 	    (r = cf_cert_parse_bundle(&extra, &n_extra, chain_pem, strlen(chain_pem))) != 0)
 		goto out;
-	for (i = 0; i < n_trusted + n_extra; i++) {
-		cf_cert *c = i < n_trusted ? trusted[i] : extra[i - n_trusted];
+	for (i = 0; i < n_trusted + n_current + n_extra; i++) {
+		cf_cert *c = i < n_trusted ? trusted[i] : i < n_trusted + n_current ?
+		    current[i - n_trusted] : extra[i - n_trusted - n_current];
 
 		if ((r = cf_cert_info_get(&ci, c)) != 0)
 			goto out;
 		/* Only the device's own CA file decides which roots are trusted. */
-		if (ci.self_signed && i < n_trusted && n_roots < 8)
+		if (ci.self_signed && i < n_trusted && n_roots < MAX_CHAIN)
 			roots[n_roots++] = c;
-		else if (!ci.self_signed && n_int < 16)
+		else if (!ci.self_signed && n_int < sizeof(ints) / sizeof(ints[0]))
 			ints[n_int++] = c;
 	}
-	r = cf_pki_verify_chain(cert, ints, n_int, roots, n_roots, NULL, 0, 1);
+	if ((r = cf_pki_verify_chain(cert, ints, n_int, roots, n_roots, NULL, 0, 1)) != 0)
+		goto out;
+	/* New intermediates: CAs from the reply that chain to a trusted root themselves. */
+	for (i = 0; i < n_extra; i++) {
+		if (cf_cert_info_get(&ci, extra[i]) != 0 || ci.self_signed || !ci.is_ca ||
+		    cert_listed(extra[i], current, n_current) ||
+		    cf_pki_verify_chain(extra[i], ints, n_int, roots, n_roots, NULL, 0, 0) != 0)
+			continue;
+		if ((r = cf_cert_to_pem(&p, extra[i])) != 0 || (r = append_pem(&chain, &len, p)) != 0)
+			goto out;
+		free(p);
+		p = NULL;
+	}
+	if ((r = append_pem(&chain, &len, cur_pem)) != 0)
+		goto out;
+	*chain_out = chain;
+	chain = NULL;
 out:
+	free(p);
+	free(chain);
+	free(cur_pem);
 	cf_cert_list_free(trusted, n_trusted);
+	cf_cert_list_free(current, n_current);
 	cf_cert_list_free(extra, n_extra);
 	cf_key_free(pub);
 	cf_cert_free(cert);
@@ -362,8 +511,11 @@ create_message(cf_agent *a, const agent_msg *m)
 {
 	cf_proto_create_accepted acc;
 	cf_agent_state next = CF_AGENT_ROLLING_BACK;
+	char *chain = NULL;
 
 	memset(&acc, 0, sizeof(acc));
+	if (execution_gone(a, m))
+		return cancel_rotation(a);
 	if (m->topic.kind != CF_PROTO_CREATE)
 		return STAY;
 	if (!m->accepted) {
@@ -371,11 +523,20 @@ create_message(cf_agent *a, const agent_msg *m)
 		goto out;
 	}
 	if (cf_proto_decode_create_accepted(&acc, m->payload, m->len, NULL) != 0 ||
-	    verify_cert(a, acc.certificate_pem, acc.certificate_id, acc.chain_pem) != 0) {
+	    verify_cert(&chain, a, acc.certificate_pem, acc.certificate_id, acc.chain_pem) != 0) {
 		set_reason(a, "certificate refused: %s", cf_error_last());
 		goto out;
 	}
-	/* Installing into the pending generation changes nothing in use; it is redone safely. */
+	/*
+	 * Installing into the pending generation changes nothing in use; it is
+	 * redone safely. The chain first: once the certificate is there the
+	 * generation counts as complete, and the switch takes both at once.
+	 */
+	if (a->ks->ops->install_chain != NULL &&
+	    a->ks->ops->install_chain(a->ks->st, a->j.new_gen, chain, strlen(chain)) != 0) {
+		set_reason(a, "cannot install the CA chain: %s", cf_error_last());
+		goto out;
+	}
 	if (a->ks->ops->install_cert(a->ks->st, a->j.new_gen, acc.certificate_pem,
 	    strlen(acc.certificate_pem)) != 0) {
 		set_reason(a, "cannot install the certificate: %s", cf_error_last());
@@ -384,6 +545,7 @@ create_message(cf_agent *a, const agent_msg *m)
 	snprintf(a->j.certificate_id, sizeof(a->j.certificate_id), "%s", acc.certificate_id);
 	next = CF_AGENT_CERT_RECEIVED;
 out:
+	free(chain);
 	cf_proto_create_accepted_clear(&acc);
 	return next;
 }
@@ -421,6 +583,13 @@ reconnect_enter(cf_agent *a)
 	return STAY;
 }
 
+/* Messages still coming from the old connection: only a cancel matters. */
+static cf_agent_state
+reconnect_message(cf_agent *a, const agent_msg *m)
+{
+	return execution_gone(a, m) ? cancel_rotation(a) : STAY;
+}
+
 static cf_agent_state
 reconnect_connect(cf_agent *a)
 {
@@ -440,6 +609,8 @@ verify_message(cf_agent *a, const agent_msg *m)
 {
 	cf_proto_execution ex;
 
+	if (execution_gone(a, m))
+		return cancel_rotation(a);
 	if (m->topic.kind != CF_PROTO_NEXT_GET)
 		return STAY;
 	if (!m->accepted) {
@@ -483,6 +654,8 @@ out:
 static cf_agent_state
 commit_message(cf_agent *a, const agent_msg *m)
 {
+	if (execution_gone(a, m))
+		return cancel_rotation(a);
 	if (m->topic.kind != CF_PROTO_COMMIT)
 		return STAY;
 	if (!m->accepted) {
@@ -530,6 +703,15 @@ final_message(cf_agent *a, const agent_msg *m)
 	return CF_AGENT_DONE;
 }
 
+/* The old pair is in place (and connected, if it had to reconnect): report, or not if canceled. */
+static cf_agent_state
+rollback_finished(cf_agent *a)
+{
+	if (a->j.canceled)
+		return CF_AGENT_DONE;
+	return a->connected ? CF_AGENT_REPORTING_FAILURE : STAY;
+}
+
 static cf_agent_state
 rollback_enter(cf_agent *a)
 {
@@ -538,7 +720,7 @@ rollback_enter(cf_agent *a)
 
 	if (a->j.old_gen == 0) {
 		/* Failed before a key was made: nothing on disk to undo. */
-		return a->connected ? CF_AGENT_REPORTING_FAILURE : STAY;
+		return rollback_finished(a);
 	}
 	if (a->ks->ops->status(a->ks->st, &s) == 0)
 		moved = s.active != a->j.old_gen;
@@ -553,7 +735,7 @@ rollback_enter(cf_agent *a)
 		(void)a->t.reconnect(a->t.arg);
 		return STAY;
 	}
-	return a->connected ? CF_AGENT_REPORTING_FAILURE : STAY;
+	return rollback_finished(a);
 }
 
 static cf_agent_state
@@ -564,7 +746,7 @@ rollback_connect(cf_agent *a)
 	/* Only once the old pair is back in place. */
 	if (a->j.old_gen != 0 && (a->ks->ops->status(a->ks->st, &s) != 0 || s.active != a->j.old_gen))
 		return STAY;
-	return CF_AGENT_REPORTING_FAILURE;
+	return a->j.canceled ? CF_AGENT_DONE : CF_AGENT_REPORTING_FAILURE;
 }
 
 static cf_agent_state
@@ -672,8 +854,8 @@ static const struct {
 	    .on_timeout = create_timeout, .on_connect = resend_connect, .timeout_s = 60},
 	[CF_AGENT_CERT_RECEIVED] = {.on_enter = cert_enter},
 	[CF_AGENT_SWITCHED] = {.on_enter = switched_enter},
-	[CF_AGENT_RECONNECTING_NEW] = {.on_enter = reconnect_enter, .on_timeout = reconnect_timeout,
-	    .on_connect = reconnect_connect, .timeout_s = 60},
+	[CF_AGENT_RECONNECTING_NEW] = {.on_enter = reconnect_enter, .on_message = reconnect_message,
+	    .on_timeout = reconnect_timeout, .on_connect = reconnect_connect, .timeout_s = 60},
 	[CF_AGENT_VERIFYING] = {.on_enter = verify_enter, .on_message = verify_message,
 	    .on_timeout = verify_timeout, .on_connect = resend_connect, .timeout_s = 30},
 	[CF_AGENT_COMMIT_SENT] = {.on_enter = commit_enter, .on_message = commit_message,
@@ -753,13 +935,13 @@ journal_write(cf_agent *a)
 	char *text = NULL;
 	json_t *o;
 
-	o = json_pack("{s:i, s:s, s:s, s:I, s:I, s:s, s:s, s:i, s:i, s:b, s:s, s:i, s:s}",
+	o = json_pack("{s:i, s:s, s:s, s:I, s:I, s:s, s:s, s:i, s:i, s:b, s:b, s:s, s:i, s:s}",
 	    "version", 1, "state", cf_agent_state_name(a->j.state), "jobId", a->j.job_id,
 	    "executionNumber", (json_int_t)a->j.execution_number,
 	    "versionNumber", (json_int_t)a->j.version_number,
 	    "keyAlgorithm", cf_key_alg_name(a->j.key_alg), "signingAlgorithm", cf_sig_alg_name(a->j.sig_alg),
 	    "oldGeneration", (int)a->j.old_gen, "newGeneration", (int)a->j.new_gen,
-	    "switched", a->j.switched, "certificateId", a->j.certificate_id,
+	    "switched", a->j.switched, "canceled", a->j.canceled, "certificateId", a->j.certificate_id,
 	    "attempts", a->j.attempts, "reason", a->j.reason);
 	if (o == NULL || (text = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER)) == NULL) {
 		cf_error_set("out of memory");
@@ -782,7 +964,7 @@ journal_read(cf_agent *a)
 	json_error_t err;
 	const char *st = NULL, *job = "", *cid = "", *reason = "", *kname = NULL, *sname = NULL;
 	json_int_t en = 0, vn = 0;
-	int version = 0, og = 0, ng = 0, sw = 0, att = 0;
+	int version = 0, og = 0, ng = 0, sw = 0, cancel = 0, att = 0;
 
 	memset(&a->j, 0, sizeof(a->j));
 	if ((r = cf_file_read(&text, NULL, a->journal_path, 65536)) != 0) {
@@ -793,10 +975,11 @@ journal_read(cf_agent *a)
 		goto out;
 	}
 	if ((o = json_loads(text, 0, &err)) == NULL ||
-	    json_unpack(o, "{s:i, s:s, s:s, s:I, s:I, s:s, s:s, s:i, s:i, s:b, s:s, s:i, s:s}",
+	    json_unpack(o, "{s:i, s:s, s:s, s:I, s:I, s:s, s:s, s:i, s:i, s:b, s?b, s:s, s:i, s:s}",
 	    "version", &version, "state", &st, "jobId", &job, "executionNumber", &en,
 	    "versionNumber", &vn, "keyAlgorithm", &kname, "signingAlgorithm", &sname,
-	    "oldGeneration", &og, "newGeneration", &ng, "switched", &sw, "certificateId", &cid,
+	    "oldGeneration", &og, "newGeneration", &ng, "switched", &sw, "canceled", &cancel,
+	    "certificateId", &cid,
 	    "attempts", &att, "reason", &reason) != 0 || version != 1 ||
 	    state_parse(&a->j.state, st) != 0 || strlen(job) > CF_PROTO_JOB_ID_MAX || strlen(cid) > CF_ID_LEN ||
 	    og < 0 || ng < 0 || cf_key_alg_parse(&a->j.key_alg, kname) != 0 ||
@@ -813,6 +996,7 @@ journal_read(cf_agent *a)
 	a->j.old_gen = (unsigned)og;
 	a->j.new_gen = (unsigned)ng;
 	a->j.switched = sw;
+	a->j.canceled = cancel;
 	a->j.attempts = att;
 out:
 	json_decref(o);
@@ -837,7 +1021,7 @@ go(cf_agent *a, cf_agent_state next)
 		if (next == CF_AGENT_DONE || next == CF_AGENT_IDLE) {
 			/* Keep the last job's id and reason for cf_agent_reason(); forget the rest. */
 			a->j.old_gen = a->j.new_gen = 0;
-			a->j.switched = 0;
+			a->j.switched = a->j.canceled = 0;
 		}
 		a->j.state = next;
 		a->j.attempts = 0;

@@ -54,6 +54,19 @@ typedef struct cf_keystore_ops {
 	 */
 	int (*install_cert)(void *st, unsigned gen, const char *pem, size_t len);
 	/*
+	 * Optional (NULL in a store that keeps no CA chain). Generation gen's
+	 * CA chain — the certificates the device trusts while gen is active —
+	 * as PEM (caller frees); CF_ENOTFOUND if gen has none.
+	 */
+	int (*chain)(void *st, char **out_pem, unsigned gen);
+	/*
+	 * Optional: stores pem (one or more certificates) as generation gen's CA
+	 * chain; it becomes the device's CA chain in the same atomic step that
+	 * makes gen active. CF_EINVAL if pem holds no certificate; CF_ESTATE if
+	 * gen is the active generation.
+	 */
+	int (*install_chain)(void *st, unsigned gen, const char *pem, size_t len);
+	/*
 	 * Makes gen (pending, with its certificate) the active generation in one
 	 * atomic step; the previous active one becomes the backup. A no-op if
 	 * gen is already active. CF_ESTATE if gen is neither.
@@ -89,11 +102,16 @@ typedef struct cf_keystore {
  *   dir/current -> gen-<n>   the active generation (a symlink)
  *   dir/device.key -> current/device.key
  *   dir/device.crt -> current/device.crt
+ *   dir/gen-<n>/ca-chain.crt the CA chain trusted while gen-<n> is active
+ *   dir/ca-chain.crt -> current/ca-chain.crt
  *
  * Switching generations replaces `current` with rename(2), so both bundle
  * paths move together in one atomic step and always name the pair in use.
  * The first open adopts a bundle whose device.key/device.crt are plain files
- * (they become gen-1), crash-safely. CF_ENOTFOUND if dir holds neither a
+ * (they become gen-1), crash-safely, and likewise a plain dir/ca-chain.crt
+ * (it moves into the active generation; without one the store keeps no
+ * chain). A new generation starts with a copy of the active one's chain.
+ * CF_ENOTFOUND if dir holds neither a
  * bundle nor a store; CF_ECORRUPT if the active key and certificate differ.
  * Release with cf_keystore_free().
  */

@@ -29,6 +29,7 @@
 #define KS_MAX_FILE (64 * 1024)
 #define KEY_NAME "device.key"
 #define CERT_NAME "device.crt"
+#define CHAIN_NAME "ca-chain.crt"
 
 typedef struct {
 	cf_keystore ks; /* handed out; st points back here */
@@ -95,6 +96,9 @@ replace_link(const ks_file *f, const char *name, const char *target)
 		cf_error_set("symlink %s: %s", tmp, strerror(errno));
 		return CF_ERROR;
 	}
+	/* The switch's midpoint, for the crash tests: the new link exists, `current` is unchanged. */
+	if (strcmp(name, "current") == 0)
+		(void)cf_failpoint("keystore.before-switch-rename");
 	if (rename(tmp, path) != 0) {
 		cf_error_set("rename %s: %s", path, strerror(errno));
 		(void)unlink(tmp);
@@ -145,7 +149,7 @@ own_temp(const char *name)
 	if (strncmp(name, ".gen-", 5) == 0)
 		return n > 9 && (strcmp(name + n - 4, ".tmp") == 0 || strcmp(name + n - 4, ".del") == 0);
 	return strcmp(name, ".current.tmp") == 0 || strcmp(name, "." KEY_NAME ".tmp") == 0 ||
-	    strcmp(name, "." CERT_NAME ".tmp") == 0;
+	    strcmp(name, "." CERT_NAME ".tmp") == 0 || strcmp(name, "." CHAIN_NAME ".tmp") == 0;
 }
 
 /*
@@ -282,11 +286,12 @@ out:
 }
 
 /*
- * Builds generation gen from a key (and optionally a certificate PEM) in a
+ * Builds generation gen from a key (and optionally a certificate and a CA chain) in a
  * temp directory and renames it into place: a gen-<n> is always complete.
  */
 static int
-build_gen(const ks_file *f, unsigned gen, const cf_key *key, const char *cert_pem)
+build_gen(const ks_file *f, unsigned gen, const cf_key *key, const char *cert_pem,
+    const char *chain_pem)
 {
 	int r;
 	char tmp[KS_PATH], path[KS_PATH], final[KS_PATH], *pem = NULL;
@@ -307,6 +312,10 @@ build_gen(const ks_file *f, unsigned gen, const cf_key *key, const char *cert_pe
 	if (cert_pem != NULL &&
 	    ((r = cf_strfmt(path, sizeof(path), "%s/%s", tmp, CERT_NAME)) != 0 ||
 	    (r = write_excl(path, cert_pem, strlen(cert_pem), 0644)) != 0))
+		goto out;
+	if (chain_pem != NULL &&
+	    ((r = cf_strfmt(path, sizeof(path), "%s/%s", tmp, CHAIN_NAME)) != 0 ||
+	    (r = write_excl(path, chain_pem, strlen(chain_pem), 0644)) != 0))
 		goto out;
 	if ((r = cf_fsync_dir(tmp)) != 0)
 		goto out;
@@ -344,19 +353,55 @@ ks_status(void *st, cf_keystore_status *out)
 	return 0;
 }
 
+/* Generation gen's chain, NULL (and 0) if it has none. */
+static int
+read_chain(char **out, const ks_file *f, unsigned gen)
+{
+	char path[KS_PATH];
+	int r;
+
+	*out = NULL;
+	if ((r = gen_path(path, sizeof(path), f, gen, CHAIN_NAME)) != 0)
+		return r;
+	r = cf_file_read(out, NULL, path, KS_MAX_FILE);
+	return r == CF_ENOTFOUND ? 0 : r;
+}
+
+/*
+ * Before gen becomes active: a generation made before the store kept
+ * chains gets a copy of the active one's, so that ca-chain.crt never
+ * dangles. A no-op when gen has a chain or the active one has none.
+ */
+static int
+ensure_chain(const ks_file *f, unsigned gen, unsigned active)
+{
+	char path[KS_PATH], *pem = NULL;
+	int r;
+
+	if ((r = gen_path(path, sizeof(path), f, gen, CHAIN_NAME)) != 0 || exists(path))
+		return r;
+	if ((r = read_chain(&pem, f, active)) == 0 && pem != NULL)
+		r = cf_file_write_atomic(path, pem, strlen(pem), 0644);
+	free(pem);
+	return r;
+}
+
 static int
 ks_generate(void *st, unsigned *out, cf_key_alg alg)
 {
 	ks_file *f = st;
 	unsigned active;
 	cf_key *key = NULL;
+	char *chain = NULL;
 	int r;
 
 	if ((r = read_active(&active, f)) != 0 || (r = scan(f, active, NULL, NULL, 1, 0)) != 0 ||
-	    (r = cf_key_generate(&key, alg)) != 0 || (r = build_gen(f, active + 1, key, NULL)) != 0)
+	    (r = read_chain(&chain, f, active)) != 0 || (r = cf_key_generate(&key, alg)) != 0 ||
+	    (r = build_gen(f, active + 1, key, NULL, chain)) != 0)
 		goto out;
 	*out = active + 1;
 out:
+	free(chain);
 	cf_key_free(key);
 	return r;
 }
@@ -432,6 +477,53 @@ out:
 }
 
 static int
+ks_chain(void *st, char **out_pem, unsigned gen)
+{
+	char path[KS_PATH];
+	int r;
+
+	if ((r = gen_path(path, sizeof(path), st, gen, CHAIN_NAME)) != 0)
+		return r;
+	return cf_file_read(out_pem, NULL, path, KS_MAX_FILE);
+}
+
+static int
+ks_install_chain(void *st, unsigned gen, const char *pem, size_t len)
+{
+	ks_file *f = st;
+	unsigned active;
+	cf_cert **certs = NULL;
+	size_t n = 0;
+	char path[KS_PATH];
+	int r;
+
+	if ((r = read_active(&active, f)) != 0)
+		goto out;
+	if (gen == active) {
+		cf_error_set("generation %u is active; its CA chain cannot change", gen);
+		r = CF_ESTATE;
+		goto out;
+	}
+	if ((r = gen_path(path, sizeof(path), f, gen, NULL)) != 0)
+		goto out;
+	if (!exists(path)) {
+		cf_error_set("generation %u does not exist", gen);
+		r = CF_ENOTFOUND;
+		goto out;
+	}
+	if ((r = cf_cert_parse_bundle(&certs, &n, pem, len)) != 0) {
+		r = CF_EINVAL;
+		goto out;
+	}
+	if ((r = gen_path(path, sizeof(path), f, gen, CHAIN_NAME)) != 0 ||
+	    (r = cf_file_write_atomic(path, pem, len, 0644)) != 0)
+		goto out;
+out:
+	cf_cert_list_free(certs, n);
+	return r;
+}
+
+static int
 ks_activate(void *st, unsigned gen)
 {
 	ks_file *f = st;
@@ -447,7 +539,7 @@ ks_activate(void *st, unsigned gen)
 		cf_error_set("generation %u is not pending (active is %u)", gen, active);
 		return CF_ESTATE;
 	}
-	if ((r = check_pair(f, gen)) != 0)
+	if ((r = check_pair(f, gen)) != 0 || (r = ensure_chain(f, gen, active)) != 0)
 		return r;
 	return set_current(f, gen);
 }
@@ -467,7 +559,8 @@ ks_rollback(void *st, unsigned gen)
 		return CF_ENOTFOUND;
 	}
 	if (gen != active) {
-		if ((r = check_pair(f, gen)) != 0 || (r = set_current(f, gen)) != 0)
+		if ((r = check_pair(f, gen)) != 0 || (r = ensure_chain(f, gen, active)) != 0 ||
+		    (r = set_current(f, gen)) != 0)
 			return r;
 	}
 	return scan(f, gen, NULL, NULL, 1, 0);
@@ -509,6 +602,8 @@ static const cf_keystore_ops file_ops = {
 	.public_key = ks_public_key,
 	.certificate = ks_certificate,
 	.install_cert = ks_install_cert,
+	.chain = ks_chain,
+	.install_chain = ks_install_chain,
 	.activate = ks_activate,
 	.rollback = ks_rollback,
 	.cleanup = ks_cleanup,
@@ -566,7 +661,7 @@ adopt(ks_file *f)
 	if ((r = cf_strfmt(path, sizeof(path), "%s/current", f->dir)) != 0)
 		goto out;
 	(void)unlink(path);
-	if ((r = scan(f, 0, &g, NULL, 0, 1)) != 0 || (r = build_gen(f, 1, key, cert_pem)) != 0 ||
+	if ((r = scan(f, 0, &g, NULL, 0, 1)) != 0 || (r = build_gen(f, 1, key, cert_pem, NULL)) != 0 ||
 	    (r = set_current(f, 1)) != 0 || (r = replace_link(f, KEY_NAME, "current/" KEY_NAME)) != 0 ||
 	    (r = replace_link(f, CERT_NAME, "current/" CERT_NAME)) != 0)
 		goto out;
@@ -574,6 +669,30 @@ out:
 	cf_cert_free(cert);
 	free(cert_pem);
 	cf_key_free(key);
+	return r;
+}
+
+/*
+ * A plain dir/ca-chain.crt moves into the active generation and becomes a
+ * link through `current`, so that it switches with the pair. Until the
+ * rename the plain file is what readers see, and the copy is redone.
+ */
+static int
+adopt_chain(const ks_file *f, unsigned active)
+{
+	char path[KS_PATH], *pem = NULL;
+	int r;
+
+	if ((r = plain_file(f, CHAIN_NAME)) != 1)
+		return r == CF_ENOTFOUND ? 0 : r;
+	if ((r = cf_strfmt(path, sizeof(path), "%s/%s", f->dir, CHAIN_NAME)) != 0 ||
+	    (r = cf_file_read(&pem, NULL, path, KS_MAX_FILE)) != 0 ||
+	    (r = gen_path(path, sizeof(path), f, active, CHAIN_NAME)) != 0 ||
+	    (r = cf_file_write_atomic(path, pem, strlen(pem), 0644)) != 0 ||
+	    (r = replace_link(f, CHAIN_NAME, "current/" CHAIN_NAME)) != 0)
+		goto out;
+out:
+	free(pem);
 	return r;
 }
 
@@ -614,7 +733,7 @@ cf_keystore_file_open(cf_keystore **out, const char *dir)
 			goto out;
 	}
 	if ((r = read_active(&active, f)) != 0 || (r = scan(f, active, NULL, NULL, 0, 0)) != 0 ||
-	    (r = check_pair(f, active)) != 0)
+	    (r = check_pair(f, active)) != 0 || (r = adopt_chain(f, active)) != 0)
 		goto out;
 	*out = &f->ks;
 	f = NULL;

@@ -75,9 +75,22 @@ cf_log_open(const char *path)
 		cf_error_set("cannot open log file %s: %s", path, strerror(errno));
 		return CF_ERROR;
 	}
-	if (log_fd != STDERR_FILENO)
-		close(log_fd);
-	log_fd = fd;
+	if (log_fd == STDERR_FILENO) {
+		log_fd = fd;
+		return 0;
+	}
+	/*
+	 * Reopening (SIGHUP): the new file takes the old descriptor's number in
+	 * one dup2, so a thread logging meanwhile (certfleetd's notification
+	 * thread) never writes to a closed or reused descriptor.
+	 */
+	if (dup2(fd, log_fd) < 0) {
+		cf_error_set("cannot reopen log file %s: %s", path, strerror(errno));
+		close(fd);
+		return CF_ERROR;
+	}
+	(void)fcntl(log_fd, F_SETFD, FD_CLOEXEC);
+	close(fd);
 	return 0;
 }
 

@@ -717,9 +717,9 @@ cf_csr_verify(const cf_csr *csr)
 	return 0;
 }
 
-/* Every subjectAltName entry must be the thing's URN. */
+/* Every subjectAltName entry must be the thing's URN; what ("CSR", "certificate") names the holder. */
 static int
-check_san(const GENERAL_NAMES *gens, const char *urn)
+check_san(const GENERAL_NAMES *gens, const char *urn, const char *what)
 {
 	const GENERAL_NAME *gen;
 	const ASN1_IA5STRING *uri;
@@ -729,13 +729,13 @@ check_san(const GENERAL_NAMES *gens, const char *urn)
 		gen = sk_GENERAL_NAME_value(gens, i);
 		uri = GENERAL_NAME_get0_value(gen, &type);
 		if (type != GEN_URI) {
-			cf_error_set("CSR has a subjectAltName entry of type %d, only the URI %s "
-			    "is allowed", type, urn);
+			cf_error_set("%s has a subjectAltName entry of type %d, only the URI %s "
+			    "is allowed", what, type, urn);
 			return CF_EREJECTED;
 		}
 		if ((size_t)ASN1_STRING_length(uri) != strlen(urn) ||
 		    memcmp(ASN1_STRING_get0_data(uri), urn, strlen(urn)) != 0) {
-			cf_error_set("CSR subjectAltName URI '%.*s' is not %s",
+			cf_error_set("%s subjectAltName URI '%.*s' is not %s", what,
 			    ASN1_STRING_length(uri) > 200 ? 200 : ASN1_STRING_length(uri),
 			    (const char *)ASN1_STRING_get0_data(uri), urn);
 			return CF_EREJECTED;
@@ -788,7 +788,7 @@ cf_csr_check_subject(const cf_csr *csr, const char *thing)
 			cf_error_ssl("CSR subjectAltName is malformed");
 			goto out;
 		}
-		if (check_san(gens, urn) != 0)
+		if (check_san(gens, urn, "CSR") != 0)
 			goto out;
 		GENERAL_NAMES_free(gens);
 		gens = NULL;
@@ -1180,4 +1180,58 @@ cf_cert_matches_key(const cf_cert *cert, const cf_key *key)
 	EVP_PKEY_free(pkey);
 	ERR_clear_error();
 	return eq;
+}
+
+int
+cf_cert_check_thing(const cf_cert *cert, const char *thing)
+{
+	int r = CF_EREJECTED, idx, n = 0, len, crit = 0;
+	const X509_NAME *name;
+	unsigned char *utf8 = NULL;
+	GENERAL_NAMES *gens = NULL;
+	char urn[sizeof(CF_URN_PREFIX) + CF_NAME_MAX];
+
+	if (!cf_name_valid("thing", thing)) {
+		r = CF_EINVAL;
+		goto out;
+	}
+	snprintf(urn, sizeof(urn), CF_URN_PREFIX "%s", thing);
+	name = X509_get_subject_name(cert->x509);
+	for (idx = -1; (idx = X509_NAME_get_index_by_NID(name, NID_commonName, idx)) >= 0;)
+		n++;
+	if (n != 1) {
+		cf_error_set("certificate subject has %d common names, expected exactly one (%s)", n,
+		    thing);
+		goto out;
+	}
+	idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	if ((len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name,
+	    idx)))) < 0) {
+		cf_error_ssl("certificate common name cannot be decoded");
+		goto out;
+	}
+	if ((size_t)len != strlen(thing) || memcmp(utf8, thing, (size_t)len) != 0) {
+		cf_error_set("certificate subject CN '%.*s' is not the thing '%s'", len > 200 ? 200 : len,
+		    (const char *)utf8, thing);
+		goto out;
+	}
+	/* Exactly one subjectAltName extension (crit -2 says there are several, -1 none). */
+	if ((gens = X509_get_ext_d2i(cert->x509, NID_subject_alt_name, &crit, NULL)) == NULL) {
+		cf_error_set("certificate has %s, expected the URI %s",
+		    crit == -2 ? "several subjectAltName extensions" :
+		    crit == -1 ? "no subjectAltName" : "a malformed subjectAltName", urn);
+		goto out;
+	}
+	if (sk_GENERAL_NAME_num(gens) < 1) {
+		cf_error_set("certificate subjectAltName is empty, expected the URI %s", urn);
+		goto out;
+	}
+	if (check_san(gens, urn, "certificate") != 0)
+		goto out;
+	r = 0;
+out:
+	GENERAL_NAMES_free(gens);
+	OPENSSL_free(utf8);
+	ERR_clear_error();
+	return r;
 }

@@ -184,6 +184,16 @@ int cf_cert_pubkey(cf_key **out, const cf_cert *cert) CF_MUST_CHECK;
 /* 1 if the certificate holds key's public key. */
 int cf_cert_matches_key(const cf_cert *cert, const cf_key *key);
 
+/*
+ * Checks that a device certificate names exactly this thing, in every name
+ * the device profile (cf_pki_issue_device) writes: exactly one subject CN,
+ * equal to thing, and exactly one subjectAltName extension whose entries
+ * are all (at least one) the URI urn:certfleet:thing:<thing> — a DNS, IP or
+ * e-mail entry, or a URI for another thing, is refused. CF_EREJECTED naming
+ * what was found; CF_EINVAL if thing is not a valid name.
+ */
+int cf_cert_check_thing(const cf_cert *cert, const char *thing) CF_MUST_CHECK;
+
 /* ---- issuing ---------------------------------------------------------- */
 
 /*

@@ -5,10 +5,13 @@
  * status transitions (cf_cert_status_check is the only place they are
  * decided), the "at most two ACTIVE certificates per thing" rule, dynamic
  * group evaluation, id and prefix lookups, the job and rotation state
- * tables, the execution versionNumber compare-and-set, nesting of
- * transactions and the hash-chained event log (docs/event-log.md). Each mutator runs in a
- * transaction (its own, or a nested one inside the caller's) and appends its
- * event in it, so a change and its event commit together or not at all.
+ * tables, the execution versionNumber compare-and-set, the job targets'
+ * life (unreleased, released, removed), the notification outbox's
+ * attempts, nesting of transactions and the hash-chained event log
+ * (docs/event-log.md). Each mutator runs in a transaction (its own, or a
+ * nested one inside the caller's) and appends its event in it, so a change
+ * and its event commit together or not at all; job targets and the outbox
+ * are bookkeeping and append none.
  *
  * Storage goes through struct cf_store_ops (cf_store_backend.h); nothing
  * here knows which database is underneath. A cf_store is used by one thread
@@ -924,8 +927,9 @@ out:
 	return r;
 }
 
-int
-cf_store_group_add(cf_store *st, const char *group, const char *thing)
+/* Adds (add = 1) or removes a static group's member, with its event. */
+static int
+group_member_change(cf_store *st, const char *group, const char *thing, int add)
 {
 	int r = CF_EINVAL;
 	cf_group_rec g;
@@ -946,19 +950,33 @@ cf_store_group_add(cf_store *st, const char *group, const char *thing)
 		    group, g.query);
 		goto end;
 	}
-	r = st->ops->group_member_add(st->b, group, thing, cf_time_now());
+	r = add ? st->ops->group_member_add(st->b, group, thing, cf_time_now()) :
+	    st->ops->group_member_remove(st->b, group, thing);
 	if (r == CF_EEXISTS) {
 		r = 0; /* already a member: nothing changes, no event */
 		goto end;
 	}
 	if (r == 0)
-		r = event_add(st, "group.member_added", group, json_pack("{s:s}", "thing", thing));
+		r = event_add(st, add ? "group.member_added" : "group.member_removed", group,
+		    json_pack("{s:s}", "thing", thing));
 end:
 	r = tx_end(st, r);
 out:
 	cf_group_rec_clear(&g);
 	cf_thing_rec_clear(&t);
 	return r;
+}
+
+int
+cf_store_group_add(cf_store *st, const char *group, const char *thing)
+{
+	return group_member_change(st, group, thing, 1);
+}
+
+int
+cf_store_group_remove(cf_store *st, const char *group, const char *thing)
+{
+	return group_member_change(st, group, thing, 0);
 }
 
 static int
@@ -2155,6 +2173,13 @@ cf_rotation_recs_free(cf_rotation_rec *r, size_t n)
 	free(r);
 }
 
+void
+cf_job_target_recs_free(cf_job_target_rec *r, size_t n)
+{
+	(void)n; /* flat records */
+	free(r);
+}
+
 int
 cf_store_rotation_upsert(cf_store *st, const cf_rotation_rec *x)
 {
@@ -2312,4 +2337,348 @@ cf_store_rotation_find_cert(cf_store *st, cf_rotation_rec **out, size_t *out_n,
 	if (cert_id == NULL || !id_valid("certificate", cert_id))
 		return CF_EINVAL;
 	return st->ops->rotation_find_cert(st->b, out, out_n, cert_id);
+}
+
+int
+cf_store_rotation_list_state(cf_store *st, cf_rotation_rec **out, size_t *out_n,
+    cf_rotation_state state, size_t limit)
+{
+	*out = NULL;
+	*out_n = 0;
+	if ((unsigned)state >= CF_ROTATION__COUNT) {
+		cf_error_set("unknown rotation state %d in filter", (int)state);
+		return CF_EINVAL;
+	}
+	return st->ops->rotation_list_state(st->b, out, out_n, state, limit);
+}
+
+/* ---- job targets ------------------------------------------------------------------ */
+
+/* The key of a job target, and a time that is 0 (now) or a real one. */
+static int
+target_args_valid(const char *job_id, const char *thing, int64_t now)
+{
+	if (!job_id_check(job_id) || !cf_name_valid("thing", thing))
+		return 0;
+	if (now < 0) {
+		cf_error_set("job '%s', thing '%s': time %lld is negative", job_id, thing,
+		    (long long)now);
+		return 0;
+	}
+	return 1;
+}
+
+int
+cf_store_job_target_add(cf_store *st, int *added, const char *job_id, const char *thing,
+    int64_t now)
+{
+	int r = CF_EINVAL, fresh = 0;
+	cf_job_rec job;
+	cf_thing_rec t;
+	cf_job_target_rec x;
+
+	memset(&job, 0, sizeof(job));
+	memset(&t, 0, sizeof(t));
+	memset(&x, 0, sizeof(x));
+	if (added != NULL)
+		*added = 0;
+	if (!target_args_valid(job_id, thing, now))
+		goto out;
+	if (now == 0)
+		now = cf_time_now();
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->job_get(st->b, &job, job_id)) != 0 ||
+	    (r = st->ops->thing_get(st->b, &t, thing)) != 0)
+		goto end;
+	if (job.status == CF_JOB_STATE_CANCELED || job.status == CF_JOB_STATE_COMPLETED) {
+		r = CF_ESTATE;
+		cf_error_set("job '%s' is %s: it takes no more targets", job.id,
+		    job_state_names[job.status]);
+		goto end;
+	}
+	r = st->ops->target_get(st->b, &x, job_id, thing);
+	if (r == CF_ENOTFOUND) {
+		memcpy(x.job_id, job.id, sizeof(x.job_id));
+		memcpy(x.thing, t.name, sizeof(x.thing));
+		x.added_at = now;
+		if ((r = st->ops->target_insert(st->b, &x)) == 0)
+			fresh = 1;
+		goto end;
+	}
+	if (r != 0 || x.removed_at == 0)
+		goto end; /* already a target, released or not: nothing changes */
+	/* A removed target came back: it waits for release again, as a new attempt. */
+	x.added_at = now;
+	x.released_at = 0;
+	x.removed_at = 0;
+	if ((r = st->ops->target_update(st->b, &x)) == 0)
+		fresh = 1;
+end:
+	r = tx_end(st, r);
+	if (r == 0 && added != NULL)
+		*added = fresh;
+out:
+	cf_job_rec_clear(&job);
+	cf_thing_rec_clear(&t);
+	return r;
+}
+
+int
+cf_store_job_target_list(cf_store *st, cf_job_target_rec **out, size_t *out_n,
+    const char *job_id, cf_targets_which which, size_t limit)
+{
+	*out = NULL;
+	*out_n = 0;
+	if (!job_id_check(job_id))
+		return CF_EINVAL;
+	if (which != CF_TARGETS_ALL && which != CF_TARGETS_UNRELEASED &&
+	    which != CF_TARGETS_RELEASED) {
+		cf_error_set("job '%s': unknown target filter %d", job_id, (int)which);
+		return CF_EINVAL;
+	}
+	return st->ops->target_list(st->b, out, out_n, job_id, which, limit);
+}
+
+int
+cf_store_job_target_release(cf_store *st, const char *job_id, const char *thing, int64_t now)
+{
+	int r = CF_EINVAL;
+	cf_job_target_rec x;
+
+	if (!target_args_valid(job_id, thing, now))
+		goto out;
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->target_get(st->b, &x, job_id, thing)) != 0)
+		goto end;
+	if (x.removed_at != 0 || x.released_at != 0) {
+		r = CF_ESTATE;
+		cf_error_set("job '%s': target '%s' was already %s", job_id, thing,
+		    x.removed_at != 0 ? "removed" : "released");
+		goto end;
+	}
+	x.released_at = now ? now : cf_time_now();
+	r = st->ops->target_update(st->b, &x);
+end:
+	r = tx_end(st, r);
+out:
+	return r;
+}
+
+int
+cf_store_job_target_remove(cf_store *st, const char *job_id, const char *thing, int64_t now)
+{
+	int r = CF_EINVAL;
+	cf_job_target_rec x;
+
+	if (!target_args_valid(job_id, thing, now))
+		goto out;
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->target_get(st->b, &x, job_id, thing)) != 0 || x.removed_at != 0)
+		goto end; /* already removed: the first removal's time stands */
+	x.removed_at = now ? now : cf_time_now();
+	r = st->ops->target_update(st->b, &x);
+end:
+	r = tx_end(st, r);
+out:
+	return r;
+}
+
+int
+cf_store_job_target_stats(cf_store *st, cf_job_target_stats *out, const char *job_id,
+    int64_t since)
+{
+	memset(out, 0, sizeof(*out));
+	if (!job_id_check(job_id))
+		return CF_EINVAL;
+	return st->ops->target_stats(st->b, out, job_id, since);
+}
+
+/* ---- notification outbox ------------------------------------------------------------ */
+
+static const char *const notify_state_names[CF_NOTIFY__COUNT] = {
+	[CF_NOTIFY_PENDING] = "PENDING",
+	[CF_NOTIFY_DELIVERED] = "DELIVERED",
+	[CF_NOTIFY_GAVE_UP] = "GAVE_UP",
+};
+
+const char *
+cf_notify_state_name(cf_notify_state s)
+{
+	return (unsigned)s < CF_NOTIFY__COUNT ? notify_state_names[s] : "UNKNOWN";
+}
+
+void
+cf_notify_rec_clear(cf_notify_rec *r)
+{
+	if (r == NULL)
+		return;
+	free(r->payload);
+	memset(r, 0, sizeof(*r));
+}
+
+void
+cf_notify_recs_free(cf_notify_rec *r, size_t n)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		cf_notify_rec_clear(&r[i]);
+	free(r);
+}
+
+/* 1 if s is 1..max characters of [a-z0-9._-] (a sink or a notification kind). */
+static int
+notify_word_valid(const char *what, const char *s, size_t max)
+{
+	size_t i, len = s ? strnlen(s, max + 1) : 0;
+
+	for (i = 0; i < len; i++) {
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
+		    s[i] == '_' || s[i] == '-'))
+			break;
+	}
+	if (len == 0 || len > max || i != len) {
+		cf_error_set("notification %s '%.*s' must be 1 to %zu characters of [a-z0-9._-]",
+		    what, (int)(len < 64 ? len : 64), s ? s : "", max);
+		return 0;
+	}
+	return 1;
+}
+
+int
+cf_store_notify_enqueue(cf_store *st, int64_t *id, const char *sink, const char *kind,
+    const char *payload)
+{
+	int r = CF_EINVAL;
+	int64_t nid = 0;
+	cf_notify_rec n;
+
+	memset(&n, 0, sizeof(n));
+	if (!notify_word_valid("sink", sink, CF_NOTIFY_SINK_MAX) ||
+	    !notify_word_valid("kind", kind, CF_NOTIFY_KIND_MAX))
+		goto out;
+	if (payload == NULL || strlen(payload) > CF_NOTIFY_PAYLOAD_MAX) {
+		cf_error_set("notification payload: %s (at most %d bytes)",
+		    payload == NULL ? "missing" : "too long", CF_NOTIFY_PAYLOAD_MAX);
+		goto out;
+	}
+	if ((r = json_column(&n.payload, "notification payload", payload, 1, 0)) != 0)
+		goto out;
+	/* Normalizing can lengthen numbers (1e-5): the limit holds for what is stored. */
+	if (strlen(n.payload) > CF_NOTIFY_PAYLOAD_MAX) {
+		r = CF_EINVAL;
+		cf_error_set("notification payload: too long once normalized (at most %d bytes)",
+		    CF_NOTIFY_PAYLOAD_MAX);
+		goto out;
+	}
+	memcpy(n.sink, sink, strlen(sink) + 1);
+	memcpy(n.kind, kind, strlen(kind) + 1);
+	n.state = CF_NOTIFY_PENDING;
+	n.created_at = cf_time_now();
+	n.next_at = n.created_at;
+	n.updated_at = n.created_at;
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	r = tx_end(st, st->ops->notify_insert(st->b, &nid, &n));
+	if (r == 0 && id != NULL)
+		*id = nid;
+out:
+	cf_notify_rec_clear(&n);
+	return r;
+}
+
+int
+cf_store_notify_due(cf_store *st, cf_notify_rec **out, size_t *out_n, int64_t now, size_t limit)
+{
+	*out = NULL;
+	*out_n = 0;
+	return st->ops->notify_due(st->b, out, out_n, now, limit);
+}
+
+/*
+ * Copies a delivery error into out: at most out_len - 1 bytes, cut on a
+ * UTF-8 character boundary, control characters as spaces. A sink's error
+ * text (an HTTP body, a hook's stderr) is not ours to refuse: the attempt
+ * must be recorded whatever it says.
+ */
+static void
+error_copy(char *out, size_t out_len, const char *error)
+{
+	size_t i, len = error ? strlen(error) : 0;
+
+	if (len >= out_len) {
+		len = out_len - 1;
+		while (len > 0 && ((unsigned char)error[len] & 0xc0) == 0x80)
+			len--; /* error[len] continues a character: cut before it starts */
+	}
+	for (i = 0; i < len; i++)
+		out[i] = (unsigned char)error[i] < 0x20 || error[i] == 0x7f ? ' ' : error[i];
+	out[len] = '\0';
+}
+
+int
+cf_store_notify_attempted(cf_store *st, int64_t id, cf_notify_state to, int64_t next_at,
+    const char *error)
+{
+	int r = CF_EINVAL, changed = 0;
+	cf_notify_rec n;
+
+	memset(&n, 0, sizeof(n));
+	if (id <= 0) {
+		cf_error_set("notification id %lld: ids start at 1", (long long)id);
+		goto out;
+	}
+	if ((unsigned)to >= CF_NOTIFY__COUNT) {
+		cf_error_set("notification %lld: unknown state %d", (long long)id, (int)to);
+		goto out;
+	}
+	if (to == CF_NOTIFY_PENDING && next_at <= 0) {
+		cf_error_set("notification %lld: a retry needs the time of its next attempt",
+		    (long long)id);
+		goto out;
+	}
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->notify_get(st->b, &n, id)) != 0)
+		goto end;
+	if (n.state != CF_NOTIFY_PENDING) {
+		r = CF_ESTATE;
+		cf_error_set("notification %lld is already %s", (long long)id,
+		    notify_state_names[n.state]);
+		goto end;
+	}
+	n.attempts++;
+	n.state = to;
+	if (to == CF_NOTIFY_PENDING)
+		n.next_at = next_at; /* a terminal row keeps the next_at it was due at */
+	n.updated_at = cf_time_now();
+	error_copy(n.last_error, sizeof(n.last_error), error);
+	if ((r = st->ops->notify_update(st->b, &n, &changed)) != 0)
+		goto end;
+	if (!changed) {
+		r = CF_ESTATE;
+		cf_error_set("notification %lld is no longer PENDING", (long long)id);
+	}
+end:
+	r = tx_end(st, r);
+out:
+	cf_notify_rec_clear(&n);
+	return r;
+}
+
+int
+cf_store_notify_list(cf_store *st, cf_notify_rec **out, size_t *out_n, int state, size_t limit)
+{
+	*out = NULL;
+	*out_n = 0;
+	if (state != -1 && (state < 0 || state >= CF_NOTIFY__COUNT)) {
+		cf_error_set("unknown notification state %d in filter", state);
+		return CF_EINVAL;
+	}
+	return st->ops->notify_list(st->b, out, out_n, state, limit);
 }

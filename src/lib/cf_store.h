@@ -111,6 +111,12 @@ typedef struct {
 int cf_store_group_create(cf_store *st, const char *name, const char *query) CF_MUST_CHECK;
 /* Adds a thing to a static group (no-op if already in). CF_EINVAL for a dynamic group. */
 int cf_store_group_add(cf_store *st, const char *group, const char *thing) CF_MUST_CHECK;
+/*
+ * Removes a thing from a static group (event group.member_removed).
+ * CF_ENOTFOUND for an unknown group or a thing that is not a member;
+ * CF_EINVAL for a dynamic group.
+ */
+int cf_store_group_remove(cf_store *st, const char *group, const char *thing) CF_MUST_CHECK;
 int cf_store_group_list(cf_store *st, cf_group_rec **out, size_t *out_n) CF_MUST_CHECK;
 /* Thing names in the group (dynamic groups evaluated now), sorted. Free with cf_strv_free. */
 int cf_store_group_members(cf_store *st, char ***out, size_t *out_n, const char *group) CF_MUST_CHECK;
@@ -479,6 +485,7 @@ int cf_store_job_target_add(cf_store *st, int *added, const char *job_id, const 
 /* Sorted by thing unless said otherwise; limit 0 = all. */
 int cf_store_job_target_list(cf_store *st, cf_job_target_rec **out, size_t *out_n,
     const char *job_id, cf_targets_which which, size_t limit) CF_MUST_CHECK;
+void cf_job_target_recs_free(cf_job_target_rec *r, size_t n);
 /* Marks an unreleased target released at now (0 = now). CF_ENOTFOUND; CF_ESTATE if released or removed. */
 int cf_store_job_target_release(cf_store *st, const char *job_id, const char *thing,
     int64_t now) CF_MUST_CHECK;
@@ -540,7 +547,10 @@ typedef struct {
  */
 int cf_store_notify_enqueue(cf_store *st, int64_t *id, const char *sink, const char *kind,
     const char *payload) CF_MUST_CHECK;
-/* PENDING rows with next_at <= now, oldest first; limit 0 = all. */
+/*
+ * PENDING rows with next_at <= now, oldest first (due the longest: by
+ * next_at, then id); limit 0 = all.
+ */
 int cf_store_notify_due(cf_store *st, cf_notify_rec **out, size_t *out_n, int64_t now,
     size_t limit) CF_MUST_CHECK;
 /*

@@ -63,6 +63,7 @@ struct cf_store_ops {
 	/* 0 if added, CF_EEXISTS if the thing already is a member. */
 	int (*group_member_add)(struct cf_store_backend *b, const char *group, const char *thing,
 	    int64_t ts);
+	int (*group_member_remove)(struct cf_store_backend *b, const char *group, const char *thing);
 	/* Static members, sorted. Free with cf_strv_free. */
 	int (*group_member_list)(struct cf_store_backend *b, char ***out, size_t *out_n,
 	    const char *group);
@@ -146,6 +147,36 @@ struct cf_store_ops {
 	/* old_cert = id OR new_cert = id, by created_at. */
 	int (*rotation_find_cert)(struct cf_store_backend *b, cf_rotation_rec **out, size_t *out_n,
 	    const char *cert_id);
+	/* In state, by updated_at (then key); limit 0 = all. */
+	int (*rotation_list_state)(struct cf_store_backend *b, cf_rotation_rec **out, size_t *out_n,
+	    cf_rotation_state state, size_t limit);
+
+	/* job targets: target_update writes added_at, released_at and removed_at of (job, thing) */
+	int (*target_insert)(struct cf_store_backend *b, const cf_job_target_rec *t);
+	int (*target_get)(struct cf_store_backend *b, cf_job_target_rec *out, const char *job_id,
+	    const char *thing);
+	int (*target_update)(struct cf_store_backend *b, const cf_job_target_rec *t);
+	/* ALL and RELEASED by thing, UNRELEASED by added_at then thing; limit 0 = all. */
+	int (*target_list)(struct cf_store_backend *b, cf_job_target_rec **out, size_t *out_n,
+	    const char *job_id, cf_targets_which which, size_t limit);
+	/* One aggregate over the job's rows (first_released_at counts removed ones too). */
+	int (*target_stats)(struct cf_store_backend *b, cf_job_target_stats *out, const char *job_id,
+	    int64_t since);
+
+	/* notification outbox: notify_insert assigns the id (*out_id) */
+	int (*notify_insert)(struct cf_store_backend *b, int64_t *out_id, const cf_notify_rec *n);
+	int (*notify_get)(struct cf_store_backend *b, cf_notify_rec *out, int64_t id);
+	/*
+	 * Writes state, attempts, next_at, updated_at and last_error of n->id,
+	 * only while it is PENDING; *out_changed = rows written (0 or 1).
+	 */
+	int (*notify_update)(struct cf_store_backend *b, const cf_notify_rec *n, int *out_changed);
+	/* PENDING with next_at <= now, by next_at then id; limit 0 = all. */
+	int (*notify_due)(struct cf_store_backend *b, cf_notify_rec **out, size_t *out_n,
+	    int64_t now, size_t limit);
+	/* By id descending; state -1 = any; limit 0 = all. */
+	int (*notify_list)(struct cf_store_backend *b, cf_notify_rec **out, size_t *out_n,
+	    int state, size_t limit);
 };
 
 extern const struct cf_store_ops cf_store_sqlite_ops;

@@ -168,6 +168,36 @@ static const struct migration {
 	    "    REFERENCES job_executions(job_id, thing, execution_number)) WITHOUT ROWID;\n"
 	    "CREATE INDEX rotations_new_cert ON rotations(new_cert);\n"
 	    "CREATE INDEX rotations_old_cert ON rotations(old_cert);\n" },
+	/*
+	 * 4: the jobs engine's work list and the notification outbox, and the
+	 * index behind the indeterminate-rotation sweep.
+	 */
+	{ 4,
+	    "CREATE INDEX rotations_state ON rotations(state, updated_at);\n"
+	    /* A deleted thing leaves every job's targets (executions keep the history). */
+	    "CREATE TABLE job_targets (\n"
+	    "  job_id TEXT NOT NULL REFERENCES jobs(id),\n"
+	    "  thing TEXT NOT NULL REFERENCES things(name) ON DELETE CASCADE,\n"
+	    "  added_at INTEGER NOT NULL CHECK (added_at >= 0),\n"
+	    "  released_at INTEGER NOT NULL DEFAULT 0 CHECK (released_at >= 0),\n"
+	    "  removed_at INTEGER NOT NULL DEFAULT 0 CHECK (removed_at >= 0),\n"
+	    "  PRIMARY KEY (job_id, thing)) WITHOUT ROWID;\n"
+	    /* The rollout's queue: only unreleased rows, in release order; shrinks as it runs. */
+	    "CREATE INDEX job_targets_unreleased ON job_targets(job_id, added_at, thing)\n"
+	    "  WHERE released_at = 0 AND removed_at = 0;\n"
+	    "CREATE INDEX job_targets_thing ON job_targets(thing);\n"
+	    "CREATE TABLE notifications (\n"
+	    "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	    "  sink TEXT NOT NULL,\n"
+	    "  kind TEXT NOT NULL,\n"
+	    "  payload TEXT NOT NULL,\n"
+	    "  state TEXT NOT NULL CHECK (state IN ('PENDING', 'DELIVERED', 'GAVE_UP')),\n"
+	    "  attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),\n"
+	    "  created_at INTEGER NOT NULL,\n"
+	    "  next_at INTEGER NOT NULL,\n"
+	    "  updated_at INTEGER NOT NULL,\n"
+	    "  last_error TEXT NOT NULL DEFAULT '');\n"
+	    "CREATE INDEX notifications_due ON notifications(next_at) WHERE state = 'PENDING';\n" },
 };
 
 #define SCHEMA_VERSION (migrations[sizeof(migrations) / sizeof(migrations[0]) - 1].version)
@@ -185,6 +215,9 @@ static const struct migration {
 #define EXEC_COLS "job_id, thing, execution_number, status, version, status_details, queued_at, " \
 	"started_at, last_updated_at, last_step_at, retries_failed, retries_timed_out"
 #define ROT_COLS "job_id, thing, execution_number, old_cert, new_cert, state, created_at, updated_at"
+#define TARGET_COLS "job_id, thing, added_at, released_at, removed_at"
+#define NOTIFY_COLS "id, sink, kind, payload, state, attempts, created_at, next_at, updated_at, " \
+	"last_error"
 #define GROUP_SELECT "SELECT g.name, g.query, g.created_at, (SELECT count(*) FROM " \
 	"group_members m WHERE m.group_name = g.name) FROM thing_groups g"
 
@@ -206,6 +239,7 @@ enum stmt_id {
 	S_GROUP_GET,
 	S_GROUP_LIST,
 	S_MEMBER_ADD,
+	S_MEMBER_REMOVE,
 	S_MEMBER_LIST,
 	S_CA_INSERT,
 	S_CA_GET,
@@ -239,6 +273,18 @@ enum stmt_id {
 	S_ROT_GET,
 	S_ROT_UPDATE,
 	S_ROT_FIND,
+	S_ROT_STATE,
+	S_TARGET_INSERT,
+	S_TARGET_GET,
+	S_TARGET_UPDATE,
+	S_TARGET_ALL,
+	S_TARGET_UNRELEASED,
+	S_TARGET_RELEASED,
+	S_TARGET_STATS,
+	S_NOTIFY_INSERT,
+	S_NOTIFY_GET,
+	S_NOTIFY_UPDATE,
+	S_NOTIFY_DUE,
 	S__COUNT
 };
 
@@ -260,6 +306,7 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_GROUP_INSERT] = "INSERT INTO thing_groups(name, query, created_at) VALUES (?1, ?2, ?3)",
 	[S_GROUP_GET] = GROUP_SELECT " WHERE g.name = ?1",
 	[S_GROUP_LIST] = GROUP_SELECT " ORDER BY g.name",
+	[S_MEMBER_REMOVE] = "DELETE FROM group_members WHERE group_name = ?1 AND thing = ?2",
 	[S_MEMBER_ADD] = "INSERT OR IGNORE INTO group_members(group_name, thing, added_at) "
 	    "VALUES (?1, ?2, ?3)",
 	[S_MEMBER_LIST] = "SELECT thing FROM group_members WHERE group_name = ?1 ORDER BY thing",
@@ -323,6 +370,39 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_ROT_FIND] = "SELECT " ROT_COLS " FROM rotations WHERE old_cert = ?1 UNION "
 	    "SELECT " ROT_COLS " FROM rotations WHERE new_cert = ?1 ORDER BY created_at, job_id, "
 	    "thing, execution_number",
+	[S_ROT_STATE] = "SELECT " ROT_COLS " FROM rotations WHERE state = ?1 ORDER BY updated_at, "
+	    "job_id, thing, execution_number LIMIT ?2",
+	[S_TARGET_INSERT] = "INSERT INTO job_targets(" TARGET_COLS ") VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_TARGET_GET] = "SELECT " TARGET_COLS " FROM job_targets WHERE job_id = ?1 AND thing = ?2",
+	[S_TARGET_UPDATE] = "UPDATE job_targets SET added_at = ?3, released_at = ?4, "
+	    "removed_at = ?5 WHERE job_id = ?1 AND thing = ?2",
+	[S_TARGET_ALL] = "SELECT " TARGET_COLS " FROM job_targets WHERE job_id = ?1 ORDER BY thing "
+	    "LIMIT ?2",
+	/* The WHERE repeats the partial index's own, so the planner can use it. */
+	[S_TARGET_UNRELEASED] = "SELECT " TARGET_COLS " FROM job_targets WHERE job_id = ?1 AND "
+	    "released_at = 0 AND removed_at = 0 ORDER BY added_at, thing LIMIT ?2",
+	[S_TARGET_RELEASED] = "SELECT " TARGET_COLS " FROM job_targets WHERE job_id = ?1 AND "
+	    "released_at != 0 AND removed_at = 0 ORDER BY thing LIMIT ?2",
+	/* One pass over the job's range of the primary key (which holds every column). */
+	[S_TARGET_STATS] = "SELECT count(*), "
+	    "coalesce(sum(released_at = 0 AND removed_at = 0), 0), "
+	    "coalesce(sum(released_at != 0 AND removed_at = 0), 0), "
+	    "coalesce(sum(removed_at != 0), 0), "
+	    "coalesce(min(CASE WHEN released_at != 0 THEN released_at END), 0), "
+	    "coalesce(sum(released_at != 0 AND removed_at = 0 AND released_at >= ?2), 0) "
+	    "FROM job_targets WHERE job_id = ?1",
+	[S_NOTIFY_INSERT] = "INSERT INTO notifications(sink, kind, payload, state, attempts, "
+	    "created_at, next_at, updated_at, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[S_NOTIFY_GET] = "SELECT " NOTIFY_COLS " FROM notifications WHERE id = ?1",
+	[S_NOTIFY_UPDATE] = "UPDATE notifications SET state = ?2, attempts = ?3, next_at = ?4, "
+	    "updated_at = ?5, last_error = ?6 WHERE id = ?1 AND state = 'PENDING'",
+	/*
+	 * An ordered range of the partial index (whose entries end with the id):
+	 * no sort, and delivered history is never read. ORDER BY id alone would
+	 * make the planner walk the whole table in id order instead.
+	 */
+	[S_NOTIFY_DUE] = "SELECT " NOTIFY_COLS " FROM notifications WHERE state = 'PENDING' AND "
+	    "next_at <= ?1 ORDER BY next_at, id LIMIT ?2",
 };
 
 struct cf_store_backend {
@@ -970,6 +1050,25 @@ sq_group_member_add(struct cf_store_backend *b, const char *group, const char *t
 	if ((r = step_done(b, s, "add group member")) == 0 && sqlite3_changes(b->db) == 0) {
 		r = CF_EEXISTS;
 		cf_error_set("'%s' already is a member of '%s'", thing, group);
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_group_member_remove(struct cf_store_backend *b, const char *group, const char *thing)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_MEMBER_REMOVE)) != 0)
+		goto out;
+	bind_text(s, 1, group);
+	bind_text(s, 2, thing);
+	if ((r = step_done(b, s, "remove group member")) == 0 && sqlite3_changes(b->db) == 0) {
+		r = CF_ENOTFOUND;
+		cf_error_set("'%s' is not a member of '%s'", thing, group);
 	}
 out:
 	stmt_done(s);
@@ -2134,6 +2233,360 @@ out:
 	return r;
 }
 
+static int
+sq_rotation_list_state(struct cf_store_backend *b, cf_rotation_rec **out, size_t *out_n,
+    cf_rotation_state state, size_t limit)
+{
+	sqlite3_stmt *s = NULL;
+	cf_rotation_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_ROT_STATE)) != 0)
+		goto out;
+	bind_text(s, 1, cf_rotation_state_name(state));
+	sqlite3_bind_int64(s, 2, limit ? (sqlite3_int64)limit : -1);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = rot_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list rotations");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+out:
+	free(v);
+	stmt_done(s);
+	return r;
+}
+
+/* ---- job targets ------------------------------------------------------------------- */
+
+static int
+target_row(struct cf_store_backend *b, cf_job_target_rec *out, sqlite3_stmt *s)
+{
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = col_copy(b, out->job_id, sizeof(out->job_id), s, 0)) != 0 ||
+	    (r = col_copy(b, out->thing, sizeof(out->thing), s, 1)) != 0)
+		return r;
+	out->added_at = sqlite3_column_int64(s, 2);
+	out->released_at = sqlite3_column_int64(s, 3);
+	out->removed_at = sqlite3_column_int64(s, 4);
+	return 0;
+}
+
+static void
+target_bind(sqlite3_stmt *s, const cf_job_target_rec *t)
+{
+	bind_text(s, 1, t->job_id);
+	bind_text(s, 2, t->thing);
+	sqlite3_bind_int64(s, 3, t->added_at);
+	sqlite3_bind_int64(s, 4, t->released_at);
+	sqlite3_bind_int64(s, 5, t->removed_at);
+}
+
+static int
+sq_target_insert(struct cf_store_backend *b, const cf_job_target_rec *t)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_TARGET_INSERT)) != 0)
+		goto out;
+	target_bind(s, t);
+	r = step_done(b, s, "insert job target");
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_target_get(struct cf_store_backend *b, cf_job_target_rec *out, const char *job_id,
+    const char *thing)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_TARGET_GET)) != 0)
+		goto out;
+	bind_text(s, 1, job_id);
+	bind_text(s, 2, thing);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		r = target_row(b, out, s);
+	} else if (rc == SQLITE_DONE) {
+		r = CF_ENOTFOUND;
+		cf_error_set("thing '%s' is not a target of job '%s'", thing, job_id);
+	} else {
+		r = sq_fail(b, rc, "get job target");
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_target_update(struct cf_store_backend *b, const cf_job_target_rec *t)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_TARGET_UPDATE)) != 0)
+		goto out;
+	target_bind(s, t);
+	if ((r = step_done(b, s, "update job target")) == 0 && sqlite3_changes(b->db) == 0) {
+		r = CF_ENOTFOUND;
+		cf_error_set("thing '%s' is not a target of job '%s'", t->thing, t->job_id);
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_target_list(struct cf_store_backend *b, cf_job_target_rec **out, size_t *out_n,
+    const char *job_id, cf_targets_which which, size_t limit)
+{
+	sqlite3_stmt *s = NULL;
+	cf_job_target_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	enum stmt_id id;
+	int r, rc;
+
+	switch (which) {
+	case CF_TARGETS_UNRELEASED:
+		id = S_TARGET_UNRELEASED;
+		break;
+	case CF_TARGETS_RELEASED:
+		id = S_TARGET_RELEASED;
+		break;
+	case CF_TARGETS_ALL:
+	default:
+		id = S_TARGET_ALL;
+		break;
+	}
+	if ((r = stmt_get(b, &s, id)) != 0)
+		goto out;
+	bind_text(s, 1, job_id);
+	sqlite3_bind_int64(s, 2, limit ? (sqlite3_int64)limit : -1);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = target_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list job targets");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+out:
+	free(v);
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_target_stats(struct cf_store_backend *b, cf_job_target_stats *out, const char *job_id,
+    int64_t since)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_TARGET_STATS)) != 0)
+		goto out;
+	bind_text(s, 1, job_id);
+	sqlite3_bind_int64(s, 2, since);
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		r = sq_fail(b, rc, "count job targets");
+		goto out;
+	}
+	out->total = sqlite3_column_int64(s, 0);
+	out->unreleased = sqlite3_column_int64(s, 1);
+	out->released = sqlite3_column_int64(s, 2);
+	out->removed = sqlite3_column_int64(s, 3);
+	out->first_released_at = sqlite3_column_int64(s, 4);
+	out->released_since = sqlite3_column_int64(s, 5);
+out:
+	stmt_done(s);
+	return r;
+}
+
+/* ---- notification outbox ----------------------------------------------------------- */
+
+static int
+notify_row(struct cf_store_backend *b, cf_notify_rec *out, sqlite3_stmt *s)
+{
+	const char *v;
+	int r, i;
+
+	memset(out, 0, sizeof(*out));
+	out->id = sqlite3_column_int64(s, 0);
+	if ((r = col_copy(b, out->sink, sizeof(out->sink), s, 1)) != 0 ||
+	    (r = col_copy(b, out->kind, sizeof(out->kind), s, 2)) != 0 ||
+	    (r = col_copy(b, out->last_error, sizeof(out->last_error), s, 9)) != 0 ||
+	    (r = col_dup(&out->payload, s, 3, 0)) != 0)
+		return r;
+	v = (const char *)sqlite3_column_text(s, 4);
+	for (i = 0; i < CF_NOTIFY__COUNT; i++)
+		if (v != NULL && strcmp(v, cf_notify_state_name((cf_notify_state)i)) == 0)
+			break;
+	if (i == CF_NOTIFY__COUNT) {
+		cf_error_set("%s: notification %lld has unknown state '%s'", b->path,
+		    (long long)out->id, v ? v : "");
+		return CF_ECORRUPT;
+	}
+	out->state = (cf_notify_state)i;
+	out->attempts = sqlite3_column_int(s, 5);
+	out->created_at = sqlite3_column_int64(s, 6);
+	out->next_at = sqlite3_column_int64(s, 7);
+	out->updated_at = sqlite3_column_int64(s, 8);
+	return 0;
+}
+
+/* Collects the rows of a prepared notification query. */
+static int
+notify_rows(struct cf_store_backend *b, sqlite3_stmt *s, cf_notify_rec **out, size_t *out_n,
+    const char *what)
+{
+	cf_notify_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0, rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = notify_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, what);
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+	n = 0;
+out:
+	if (v != NULL)
+		cf_notify_recs_free(v, n < cap ? n + 1 : n);
+	return r;
+}
+
+static int
+sq_notify_insert(struct cf_store_backend *b, int64_t *out_id, const cf_notify_rec *x)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_NOTIFY_INSERT)) != 0)
+		goto out;
+	bind_text(s, 1, x->sink);
+	bind_text(s, 2, x->kind);
+	bind_text(s, 3, x->payload);
+	bind_text(s, 4, cf_notify_state_name(x->state));
+	sqlite3_bind_int(s, 5, x->attempts);
+	sqlite3_bind_int64(s, 6, x->created_at);
+	sqlite3_bind_int64(s, 7, x->next_at);
+	sqlite3_bind_int64(s, 8, x->updated_at);
+	bind_text(s, 9, x->last_error);
+	if ((r = step_done(b, s, "queue notification")) == 0)
+		*out_id = sqlite3_last_insert_rowid(b->db);
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_notify_get(struct cf_store_backend *b, cf_notify_rec *out, int64_t id)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_NOTIFY_GET)) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, id);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = notify_row(b, out, s)) != 0)
+			cf_notify_rec_clear(out);
+	} else if (rc == SQLITE_DONE) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no notification %lld", (long long)id);
+	} else {
+		r = sq_fail(b, rc, "get notification");
+	}
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_notify_update(struct cf_store_backend *b, const cf_notify_rec *x, int *out_changed)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	*out_changed = 0;
+	if ((r = stmt_get(b, &s, S_NOTIFY_UPDATE)) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, x->id);
+	bind_text(s, 2, cf_notify_state_name(x->state));
+	sqlite3_bind_int(s, 3, x->attempts);
+	sqlite3_bind_int64(s, 4, x->next_at);
+	sqlite3_bind_int64(s, 5, x->updated_at);
+	bind_text(s, 6, x->last_error);
+	if ((r = step_done(b, s, "update notification")) == 0)
+		*out_changed = sqlite3_changes(b->db);
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_notify_due(struct cf_store_backend *b, cf_notify_rec **out, size_t *out_n, int64_t now,
+    size_t limit)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_NOTIFY_DUE)) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, now);
+	sqlite3_bind_int64(s, 2, limit ? (sqlite3_int64)limit : -1);
+	r = notify_rows(b, s, out, out_n, "list due notifications");
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_notify_list(struct cf_store_backend *b, cf_notify_rec **out, size_t *out_n, int state,
+    size_t limit)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	rc = sqlite3_prepare_v2(b->db, state >= 0 ?
+	    "SELECT " NOTIFY_COLS " FROM notifications WHERE state = ?1 ORDER BY id DESC LIMIT ?2" :
+	    "SELECT " NOTIFY_COLS " FROM notifications ORDER BY id DESC LIMIT ?2", -1, &s, NULL);
+	if (rc != SQLITE_OK) {
+		r = sq_fail(b, rc, "list notifications");
+		goto out;
+	}
+	if (state >= 0)
+		bind_text(s, 1, cf_notify_state_name((cf_notify_state)state));
+	sqlite3_bind_int64(s, 2, limit ? (sqlite3_int64)limit : -1);
+	r = notify_rows(b, s, out, out_n, "list notifications");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
 const struct cf_store_ops cf_store_sqlite_ops = {
 	.name = "sqlite",
 	.open = sq_open,
@@ -2151,6 +2604,7 @@ const struct cf_store_ops cf_store_sqlite_ops = {
 	.group_get = sq_group_get,
 	.group_list = sq_group_list,
 	.group_member_add = sq_group_member_add,
+	.group_member_remove = sq_group_member_remove,
 	.group_member_list = sq_group_member_list,
 	.ca_insert = sq_ca_insert,
 	.ca_get = sq_ca_get,
@@ -2186,4 +2640,15 @@ const struct cf_store_ops cf_store_sqlite_ops = {
 	.rotation_get = sq_rotation_get,
 	.rotation_update = sq_rotation_update,
 	.rotation_find_cert = sq_rotation_find_cert,
+	.rotation_list_state = sq_rotation_list_state,
+	.target_insert = sq_target_insert,
+	.target_get = sq_target_get,
+	.target_update = sq_target_update,
+	.target_list = sq_target_list,
+	.target_stats = sq_target_stats,
+	.notify_insert = sq_notify_insert,
+	.notify_get = sq_notify_get,
+	.notify_update = sq_notify_update,
+	.notify_due = sq_notify_due,
+	.notify_list = sq_notify_list,
 };

@@ -463,7 +463,7 @@ cf_failpoint(const char *name)
 	for (p = list; p != NULL && *p != '\0'; p = *end ? end + 1 : end) {
 		end = p + strcspn(p, ",");
 		colon = memchr(p, ':', (size_t)(end - p));
-		if (colon == NULL || (size_t)(colon - p) != n || strncmp(p, name, n) != 0)
+		if (colon == NULL || (size_t)(colon - p) != n || strncasecmp(p, name, n) != 0)
 			continue;
 		colon++;
 		if ((size_t)(end - colon) == 4 && strncmp(colon, "kill", 4) == 0) {

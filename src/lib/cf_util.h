@@ -96,7 +96,7 @@ int cf_strfmt(char *out, size_t out_len, const char *fmt, ...) CF_PRINTF(3, 4) C
  *   kill     raise(SIGKILL) right here, as kill -9 would
  *   drop     return 1: the caller skips what it was about to do (a lost message)
  *   sleep=N  sleep N seconds (1..600), then return 0
- * Anything else, or no match: 0. Names are [a-z0-9_.-]; each call site's
+ * Anything else, or no match: 0. Names are [a-z0-9_.-], matched ignoring case; each call site's
  * name is listed in docs/testing.md.
  */
 int cf_failpoint(const char *name);

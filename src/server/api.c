@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "certfleetd.h"
+#include "cf_jobspec.h"
 #include "cf_json.h"
 #include "cf_util.h"
 
@@ -337,33 +338,48 @@ h_connections(api_req *a)
 
 /* ---- jobs (docs/certfleetd.md "Jobs and rotation") ------------------------------------- */
 
-#define JOB_THINGS_MAX 10000
-
-/* A job as JSON: its record, counts per status and (detail) its executions. */
+/* A job as JSON: its record, counts per status, targets and (detail) its executions. */
 static int
 job_json(json_t **out, cf_store *st, const cf_job_rec *job, int detail)
 {
 	int64_t counts[CF_EXEC__COUNT];
+	cf_job_target_stats ts;
 	cf_exec_rec *ex = NULL;
 	size_t n = 0, i;
 	json_t *o, *c, *arr;
 	char t[32];
 	int r, s;
 
-	if ((r = cf_store_exec_counts(st, counts, job->id)) != 0)
+	if ((r = cf_store_exec_counts(st, counts, job->id)) != 0 ||
+	    (r = cf_store_job_target_stats(st, &ts, job->id, 0)) != 0)
 		return r;
 	o = json_object();
 	json_object_set_new(o, "jobId", json_string(job->id));
 	json_object_set_new(o, "operation", json_string(job->operation));
 	json_object_set_new(o, "status", json_string(cf_job_state_name(job->status)));
+	json_object_set_new(o, "targetSelection", json_string(
+	    job->selection == CF_JOB_SELECTION_CONTINUOUS ? "CONTINUOUS" : "SNAPSHOT"));
 	json_object_set_new(o, "document", json_loads(job->document, 0, NULL));
 	json_object_set_new(o, "targets", json_loads(job->targets, 0, NULL));
+	json_object_set_new(o, "config", json_loads(job->config ? job->config : "{}", 0, NULL));
+	if (job->comment != NULL)
+		json_object_set_new(o, "comment", json_string(job->comment));
+	json_object_set_new(o, "forceCanceled", json_boolean(job->force_canceled));
 	cf_time_format(t, sizeof(t), job->created_at);
 	json_object_set_new(o, "createdAt", json_string(t));
+	cf_time_format(t, sizeof(t), job->updated_at);
+	json_object_set_new(o, "updatedAt", json_string(t));
+	if (job->completed_at != 0) {
+		cf_time_format(t, sizeof(t), job->completed_at);
+		json_object_set_new(o, "completedAt", json_string(t));
+	}
 	c = json_object();
 	for (s = 0; s < CF_EXEC__COUNT; s++)
 		json_object_set_new(c, cf_proto_status_name((cf_exec_status)s), json_integer(counts[s]));
 	json_object_set_new(o, "counts", c);
+	json_object_set_new(o, "targetCount", json_pack("{s:I, s:I, s:I, s:I}", "total",
+	    (json_int_t)ts.total, "unreleased", (json_int_t)ts.unreleased, "released",
+	    (json_int_t)ts.released, "removed", (json_int_t)ts.removed));
 	if (detail) {
 		if ((r = cf_store_exec_list(st, &ex, &n, job->id, -1, 0)) != 0) {
 			json_decref(o);
@@ -379,6 +395,12 @@ job_json(json_t **out, cf_store *st, const cf_job_rec *job, int detail)
 			json_object_set_new(e, "versionNumber", json_integer(ex[i].version));
 			json_object_set_new(e, "statusDetails",
 			    json_loads(ex[i].status_details ? ex[i].status_details : "{}", 0, NULL));
+			cf_time_format(t, sizeof(t), ex[i].queued_at);
+			json_object_set_new(e, "queuedAt", json_string(t));
+			if (ex[i].started_at != 0) {
+				cf_time_format(t, sizeof(t), ex[i].started_at);
+				json_object_set_new(e, "startedAt", json_string(t));
+			}
 			cf_time_format(t, sizeof(t), ex[i].last_updated_at);
 			json_object_set_new(e, "lastUpdatedAt", json_string(t));
 			json_array_append_new(arr, e);
@@ -417,8 +439,9 @@ h_jobs(api_req *a)
 	reply(a, 200, arr);
 }
 
+/* Replies with the job's JSON (detail) and code. */
 static void
-h_job(api_req *a)
+reply_job(api_req *a, const char *id, int code)
 {
 	cf_store *st = cf_ca_store(a->d->ca);
 	cf_job_rec job;
@@ -426,80 +449,109 @@ h_job(api_req *a)
 	int r;
 
 	memset(&job, 0, sizeof(job));
-	if ((r = cf_store_job_get(st, &job, a->param)) != 0 || (r = job_json(&o, st, &job, 1)) != 0)
+	if ((r = cf_store_job_get(st, &job, id)) != 0 || (r = job_json(&o, st, &job, 1)) != 0)
 		reply_lib_error(a, r);
 	else
-		reply(a, 200, o);
+		reply(a, code, o);
 	cf_job_rec_clear(&job);
 }
 
-/*
- * POST /v1/jobs {"jobId"?, "things": [...], "keyAlgorithm", "signingAlgorithm"?}:
- * a ROTATE_CERTIFICATE job with one QUEUED execution per thing, all in one
- * transaction (an unknown thing creates nothing), then notify-next to each.
- */
 static void
-h_job_create(api_req *a)
+h_job(api_req *a)
+{
+	reply_job(a, a->param, 200);
+}
+
+/* The request body as a JSON object, or a 400 answered (NULL). */
+static json_t *
+body_object(api_req *a, int empty_ok)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(a->req);
-	size_t len = evbuffer_get_length(in), i, j, n_things = 0;
-	cf_store *st = cf_ca_store(a->d->ca);
-	json_t *body = NULL, *things, *v, *doc = NULL, *targets = NULL, *o = NULL;
+	size_t len = evbuffer_get_length(in);
 	json_error_t err;
-	cf_key_alg ka;
-	cf_sig_alg sa;
-	cf_job_rec job, got;
-	cf_exec_rec ex;
-	cf_thing_rec th;
-	const char *job_id, *kname, *sname;
-	char gen_id[CF_PROTO_JOB_ID_MAX + 1];
-	unsigned char rnd[4];
-	int r, began = 0;
+	json_t *body;
 
-	memset(&job, 0, sizeof(job));
-	memset(&got, 0, sizeof(got));
+	if (len == 0 && empty_ok)
+		return json_object();
 	if (len == 0 || len > BODY_MAX) {
 		reply_error(a, 400, "the request body must be a JSON object of at most %d bytes", BODY_MAX);
-		goto out;
+		return NULL;
 	}
 	body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &err);
 	if (body == NULL || !json_is_object(body)) {
 		reply_error(a, 400, "request body is not a JSON object%s%s", body ? "" : ": ",
 		    body ? "" : err.text);
-		goto out;
+		json_decref(body);
+		return NULL;
 	}
-	things = json_object_get(body, "things");
-	if (!json_is_array(things) || (n_things = json_array_size(things)) == 0 ||
-	    n_things > JOB_THINGS_MAX) {
-		reply_error(a, 400, "'things' must be an array of 1 to %d thing names", JOB_THINGS_MAX);
-		goto out;
+	return body;
+}
+
+/* An optional string member: 0, or a 400 answered. */
+static int
+opt_string(api_req *a, const char **out, json_t *body, const char *key)
+{
+	json_t *v = json_object_get(body, key);
+
+	*out = NULL;
+	if (v == NULL)
+		return 0;
+	if (!json_is_string(v)) {
+		reply_error(a, 400, "'%s' must be a string", key);
+		return -1;
 	}
-	for (i = 0; i < n_things; i++) {
-		v = json_array_get(things, i);
-		if (!json_is_string(v) || !cf_name_valid("thing", json_string_value(v))) {
-			reply_error(a, 400, "things[%zu]: %s", i,
-			    json_is_string(v) ? cf_error_last() : "not a string");
+	*out = json_string_value(v);
+	return 0;
+}
+
+static const char *const job_members[] = {
+	"jobId", "targets", "things", "targetSelection", "keyAlgorithm", "signingAlgorithm", "config",
+	"comment",
+};
+
+/*
+ * POST /v1/jobs {"jobId"?, "targets": {...} (or the shorthand "things": [...]),
+ * "targetSelection"?, "keyAlgorithm", "signingAlgorithm"?, "config"?,
+ * "comment"?} (docs/certfleetd.md): validated with cf_jobspec, the targets
+ * resolved now and stored with the job in one transaction (nothing is
+ * created if anything is wrong), then the engine releases executions under
+ * the rollout — the first ones before this answers.
+ */
+static void
+h_job_create(api_req *a)
+{
+	cf_store *st = cf_ca_store(a->d->ca);
+	json_t *body = NULL, *v, *doc = NULL;
+	const char *key, *job_id, *kname, *sname, *sel, *comment;
+	cf_jobspec_targets tg;
+	cf_jobspec_config cfg;
+	char *tg_text = NULL, *cfg_text = NULL, *cfg_in = NULL, *tg_in = NULL, **things = NULL;
+	char gen_id[CF_PROTO_JOB_ID_MAX + 1];
+	unsigned char rnd[4];
+	size_t n_things = 0, i;
+	int64_t now = cf_time_now();
+	cf_key_alg ka;
+	cf_sig_alg sa;
+	cf_job_rec job;
+	int r, began = 0;
+
+	memset(&job, 0, sizeof(job));
+	memset(&tg, 0, sizeof(tg));
+	if ((body = body_object(a, 0)) == NULL)
+		goto out;
+	json_object_foreach(body, key, v) {
+		if (cf_name_index(job_members, sizeof(job_members) / sizeof(job_members[0]), key, 0) < 0) {
+			reply_error(a, 400, "unknown member '%s'", key);
 			goto out;
 		}
-		for (j = 0; j < i; j++)
-			if (strcmp(json_string_value(v), json_string_value(json_array_get(things, j))) == 0) {
-				reply_error(a, 400, "thing '%s' is named twice", json_string_value(v));
-				goto out;
-			}
-		memset(&th, 0, sizeof(th));
-		r = cf_store_thing_get(st, &th, json_string_value(v));
-		cf_thing_rec_clear(&th);
-		if (r != 0) {
-			reply_error(a, r == CF_ENOTFOUND ? 400 : 500, "%s", cf_error_last());
-			goto out;
-		}
 	}
-	v = json_object_get(body, "keyAlgorithm");
-	kname = json_string_value(v);
-	sname = json_string_value(json_object_get(body, "signingAlgorithm"));
-	if ((v != NULL && !json_is_string(v)) || (json_object_get(body, "signingAlgorithm") &&
-	    sname == NULL)) {
-		reply_error(a, 400, "'keyAlgorithm' and 'signingAlgorithm' must be strings");
+	if (opt_string(a, &job_id, body, "jobId") != 0 || opt_string(a, &kname, body, "keyAlgorithm") != 0 ||
+	    opt_string(a, &sname, body, "signingAlgorithm") != 0 ||
+	    opt_string(a, &sel, body, "targetSelection") != 0 ||
+	    opt_string(a, &comment, body, "comment") != 0)
+		goto out;
+	if (job_id != NULL && !cf_proto_job_id_valid(job_id)) {
+		reply_error(a, 400, "'jobId': %s", cf_error_last());
 		goto out;
 	}
 	if (cf_alg_validate(&ka, &sa, kname, sname) != 0) {
@@ -507,33 +559,69 @@ h_job_create(api_req *a)
 		    kname ? kname : "", sname ? sname : "(default)");
 		goto out;
 	}
-	v = json_object_get(body, "jobId");
-	if (v != NULL) {
-		if (!json_is_string(v) || !cf_proto_job_id_valid(json_string_value(v))) {
-			reply_error(a, 400, "'jobId': %s", json_is_string(v) ? cf_error_last() :
-			    "not a string");
-			goto out;
-		}
-		job_id = json_string_value(v);
+	if (sel != NULL && strcmp(sel, "SNAPSHOT") != 0 && strcmp(sel, "CONTINUOUS") != 0) {
+		reply_error(a, 400, "'targetSelection' must be SNAPSHOT or CONTINUOUS, not '%s'", sel);
+		goto out;
+	}
+	if ((json_object_get(body, "targets") != NULL) == (json_object_get(body, "things") != NULL)) {
+		reply_error(a, 400, "give 'targets' (or the shorthand 'things'), not both");
+		goto out;
+	}
+	/* "things": [...] is {"targets": {"things": [...]}}. */
+	v = json_object_get(body, "targets");
+	if (v == NULL) {
+		v = json_pack("{s:O}", "things", json_object_get(body, "things"));
+		tg_in = v ? json_dumps(v, JSON_COMPACT) : NULL;
+		json_decref(v);
 	} else {
+		tg_in = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	}
+	v = json_object_get(body, "config");
+	cfg_in = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	if (tg_in == NULL || (v != NULL && cfg_in == NULL)) {
+		reply_error(a, 500, "out of memory");
+		goto out;
+	}
+	if (cf_jobspec_targets_parse(&tg, tg_in) != 0 || cf_jobspec_targets_dump(&tg_text, &tg) != 0) {
+		reply_error(a, 400, "%s", cf_error_last());
+		goto out;
+	}
+	if (cf_jobspec_config_parse(&cfg, cfg_in) != 0 || cf_jobspec_config_dump(&cfg_text, &cfg) != 0) {
+		reply_error(a, 400, "%s", cf_error_last());
+		goto out;
+	}
+	if ((r = cf_jobspec_targets_resolve(&things, &n_things, st, &tg, cf_ca_policy(a->d->ca),
+	    now)) != 0) {
+		reply_lib_error(a, r);
+		goto out;
+	}
+	if (n_things == 0 && (sel == NULL || strcmp(sel, "SNAPSHOT") == 0)) {
+		reply_error(a, 400, "the targets select no thing (a CONTINUOUS job may start empty)");
+		goto out;
+	}
+	if (job_id == NULL) {
 		if (cf_random_bytes(rnd, sizeof(rnd)) != 0) {
 			reply_error(a, 500, "%s", cf_error_last());
 			goto out;
 		}
-		snprintf(gen_id, sizeof(gen_id), "rotate-%jd-%02x%02x%02x%02x", (intmax_t)cf_time_now(),
+		snprintf(gen_id, sizeof(gen_id), "rotate-%jd-%02x%02x%02x%02x", (intmax_t)now,
 		    rnd[0], rnd[1], rnd[2], rnd[3]);
 		job_id = gen_id;
 	}
 	doc = json_pack("{s:s, s:s, s:s}", "operation", "ROTATE_CERTIFICATE", "keyAlgorithm",
 	    cf_key_alg_name(ka), "signingAlgorithm", cf_sig_alg_name(sa));
-	targets = json_pack("{s:O}", "things", things);
 	snprintf(job.id, sizeof(job.id), "%s", job_id);
 	snprintf(job.operation, sizeof(job.operation), "ROTATE_CERTIFICATE");
 	job.document = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	job.targets = targets ? json_dumps(targets, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	job.selection = CF_JOB_SELECTION_SNAPSHOT;
-	job.status = CF_JOB_STATE_IN_PROGRESS;
-	if (job.document == NULL || job.targets == NULL) {
+	job.targets = tg_text;
+	job.config = cfg_text;
+	job.comment = (char *)comment;
+	job.selection = sel && strcmp(sel, "CONTINUOUS") == 0 ? CF_JOB_SELECTION_CONTINUOUS :
+	    CF_JOB_SELECTION_SNAPSHOT;
+	/* The engine starts a job whose schedule does not allow it yet. */
+	job.status = cf_job_schedule_may_start(&cfg.schedule, now) ? CF_JOB_STATE_IN_PROGRESS :
+	    CF_JOB_STATE_SCHEDULED;
+	if (job.document == NULL) {
 		reply_error(a, 500, "out of memory");
 		goto out;
 	}
@@ -542,41 +630,196 @@ h_job_create(api_req *a)
 	began = 1;
 	if ((r = cf_store_job_insert(st, &job)) != 0)
 		goto fail;
-	for (i = 0; i < n_things; i++) {
-		memset(&ex, 0, sizeof(ex));
-		snprintf(ex.job_id, sizeof(ex.job_id), "%s", job.id);
-		snprintf(ex.thing, sizeof(ex.thing), "%s", json_string_value(json_array_get(things, i)));
-		ex.status = CF_EXEC_QUEUED;
-		if ((r = cf_store_exec_insert(st, &ex)) != 0)
+	for (i = 0; i < n_things; i++)
+		if ((r = cf_store_job_target_add(st, NULL, job.id, things[i], now)) != 0)
 			goto fail;
-	}
 	if ((r = cf_store_commit(st)) != 0)
 		goto fail;
 	began = 0;
-	cf_log(CF_LOG_INFO, "rotation job created", "job=%s things=%zu key_algorithm=%s source=api",
-	    job.id, n_things, cf_key_alg_name(ka));
-	for (i = 0; i < n_things; i++)
-		cfd_jobs_notify_next(a->d, json_string_value(json_array_get(things, i)));
-	if ((r = cf_store_job_get(st, &got, job.id)) != 0 || (r = job_json(&o, st, &got, 1)) != 0) {
-		reply_lib_error(a, r);
-		goto out;
-	}
-	reply(a, 201, o);
+	cf_log(CF_LOG_INFO, "rotation job created", "job=%s things=%zu selection=%s key_algorithm=%s "
+	    "status=%s source=api", job.id, n_things, sel ? sel : "SNAPSHOT", cf_key_alg_name(ka),
+	    cf_job_state_name(job.status));
+	cfd_engine_pass(a->d);
+	reply_job(a, job.id, 201);
 	goto out;
 fail:
 	if (began)
 		cf_store_rollback(st);
 	began = 0;
-	reply_lib_error(a, r == CF_ENOTFOUND ? CF_EINVAL : r);
+	reply_lib_error(a, r);
 out:
 	if (began)
 		cf_store_rollback(st);
 	free(job.document);
-	free(job.targets);
-	cf_job_rec_clear(&got);
+	free(tg_text);
+	free(cfg_text);
+	free(tg_in);
+	free(cfg_in);
+	cf_strv_free(things, n_things);
+	cf_jobspec_targets_clear(&tg);
 	json_decref(doc);
-	json_decref(targets);
 	json_decref(body);
+}
+
+/* POST /v1/jobs/{id}/cancel {"force"?: bool, "comment"?: string}. */
+static void
+h_job_cancel(api_req *a)
+{
+	json_t *body, *v;
+	const char *key, *comment;
+	int r, force = 0;
+
+	if ((body = body_object(a, 1)) == NULL)
+		return;
+	json_object_foreach(body, key, v) {
+		if (strcmp(key, "force") != 0 && strcmp(key, "comment") != 0) {
+			reply_error(a, 400, "unknown member '%s'", key);
+			goto out;
+		}
+	}
+	v = json_object_get(body, "force");
+	if (v != NULL && !json_is_boolean(v)) {
+		reply_error(a, 400, "'force' must be true or false");
+		goto out;
+	}
+	force = json_is_true(v);
+	if (opt_string(a, &comment, body, "comment") != 0)
+		goto out;
+	if (comment != NULL && (strlen(comment) > CF_JOB_COMMENT_MAX ||
+	    strpbrk(comment, "\n\r\t") != NULL)) {
+		reply_error(a, 400, "'comment' must be one line of at most %d bytes", CF_JOB_COMMENT_MAX);
+		goto out;
+	}
+	if ((r = cfd_engine_cancel(a->d, a->param, force, comment)) != 0) {
+		reply_lib_error(a, r);
+		goto out;
+	}
+	reply_job(a, a->param, 200);
+out:
+	json_decref(body);
+}
+
+/* ---- notifications (docs/notifications.md) --------------------------------------------- */
+
+#define NOTIFY_LIST_DEFAULT 100
+#define NOTIFY_LIST_MAX 10000
+
+static json_t *
+notify_json(const cf_notify_rec *r)
+{
+	json_t *o = json_object();
+	char t[32];
+
+	json_object_set_new(o, "id", json_integer((json_int_t)r->id));
+	json_object_set_new(o, "sink", json_string(r->sink));
+	json_object_set_new(o, "kind", json_string(r->kind));
+	json_object_set_new(o, "state", json_string(cf_notify_state_name(r->state)));
+	json_object_set_new(o, "attempts", json_integer(r->attempts));
+	cf_time_format(t, sizeof(t), r->created_at);
+	json_object_set_new(o, "createdAt", json_string(t));
+	cf_time_format(t, sizeof(t), r->updated_at);
+	json_object_set_new(o, "updatedAt", json_string(t));
+	if (r->state == CF_NOTIFY_PENDING) {
+		cf_time_format(t, sizeof(t), r->next_at);
+		json_object_set_new(o, "nextAttemptAt", json_string(t));
+	}
+	if (r->last_error[0] != '\0')
+		json_object_set_new(o, "lastError", json_string(r->last_error));
+	/* The payload holds no secret (the webhook secret only signs it). */
+	json_object_set_new(o, "payload", r->payload ? json_loads(r->payload, 0, NULL) : json_null());
+	return o;
+}
+
+/* GET /v1/notifications?state=PENDING|DELIVERED|GAVE_UP&limit=N: outbox rows, newest first. */
+static void
+h_notifications(api_req *a)
+{
+	const char *state = evhttp_find_header(&a->query, "state");
+	const char *limit = evhttp_find_header(&a->query, "limit");
+	cf_notify_rec *recs = NULL;
+	size_t n = 0, i;
+	long lim = NOTIFY_LIST_DEFAULT;
+	char *end;
+	int st = -1, s, r;
+	json_t *arr;
+
+	if (state != NULL) {
+		for (s = 0; s < CF_NOTIFY__COUNT; s++)
+			if (strcmp(state, cf_notify_state_name((cf_notify_state)s)) == 0)
+				st = s;
+		if (st < 0) {
+			reply_error(a, 400, "state must be PENDING, DELIVERED or GAVE_UP");
+			return;
+		}
+	}
+	if (limit != NULL) {
+		lim = strtol(limit, &end, 10);
+		if (*limit == '\0' || *end != '\0' || lim < 1 || lim > NOTIFY_LIST_MAX) {
+			reply_error(a, 400, "limit must be a whole number from 1 to %d", NOTIFY_LIST_MAX);
+			return;
+		}
+	}
+	if ((r = cf_store_notify_list(cf_ca_store(a->d->ca), &recs, &n, st, (size_t)lim)) != 0) {
+		reply_lib_error(a, r);
+		return;
+	}
+	arr = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append_new(arr, notify_json(&recs[i]));
+	cf_notify_recs_free(recs, n);
+	reply(a, 200, arr);
+}
+
+/*
+ * POST /v1/notifications/test: queues a "notification.test" for every
+ * configured sink and answers 202 {"kind", "ids": [outbox ids]}. The ids are
+ * the rows this transaction added (only the reactor inserts into the outbox).
+ */
+static void
+h_notification_test(api_req *a)
+{
+	cf_store *st = cf_ca_store(a->d->ca);
+	cf_notify_rec *before = NULL, *after = NULL;
+	size_t nb = 0, na = 0, i;
+	int64_t last = 0;
+	cfd_notice nt;
+	json_t *ids = NULL;
+	int r, began = 0;
+
+	if (a->d->notify == NULL) {
+		reply_error(a, 409, "no notification sink is configured (set notify_webhook_url or "
+		    "notify_exec in certfleet.conf)");
+		return;
+	}
+	memset(&nt, 0, sizeof(nt));
+	nt.kind = "notification.test";
+	nt.reason = "sent by POST /v1/notifications/test";
+	if ((r = cf_store_begin(st)) != 0)
+		goto fail;
+	began = 1;
+	if ((r = cf_store_notify_list(st, &before, &nb, -1, 1)) != 0)
+		goto fail;
+	last = nb > 0 ? before[0].id : 0;
+	if ((r = cfd_notify(a->d, &nt)) != 0 ||
+	    (r = cf_store_notify_list(st, &after, &na, -1, CF_NOTIFY_SINK_MAX)) != 0 ||
+	    (r = cf_store_commit(st)) != 0)
+		goto fail;
+	began = 0;
+	cfd_notify_wake(a->d);
+	ids = json_array();
+	for (i = na; i > 0; i--)
+		if (after[i - 1].id > last)
+			json_array_append_new(ids, json_integer((json_int_t)after[i - 1].id));
+	cf_log(CF_LOG_INFO, "test notification queued", "rows=%zu source=api", json_array_size(ids));
+	reply(a, 202, json_pack("{s:s, s:o}", "kind", nt.kind, "ids", ids));
+	goto out;
+fail:
+	if (began)
+		cf_store_rollback(st);
+	reply_lib_error(a, r);
+out:
+	cf_notify_recs_free(before, nb);
+	cf_notify_recs_free(after, na);
 }
 
 /* ---- routing --------------------------------------------------------------------------- */
@@ -602,6 +845,9 @@ static const route routes[] = {
 	{ EVHTTP_REQ_GET, { "v1", "jobs" }, P_NONE, h_jobs },
 	{ EVHTTP_REQ_POST, { "v1", "jobs" }, P_NONE, h_job_create },
 	{ EVHTTP_REQ_GET, { "v1", "jobs", "{}" }, P_JOB, h_job },
+	{ EVHTTP_REQ_POST, { "v1", "jobs", "{}", "cancel" }, P_JOB, h_job_cancel },
+	{ EVHTTP_REQ_GET, { "v1", "notifications" }, P_NONE, h_notifications },
+	{ EVHTTP_REQ_POST, { "v1", "notifications", "test" }, P_NONE, h_notification_test },
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

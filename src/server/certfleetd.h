@@ -5,7 +5,8 @@
  * data directory (cf_ca: configuration, registry, issuing signer), the
  * settings read from certfleet.conf, the MQTT client, the HTTP API and the
  * metrics counters. main.c builds and tears it down; mqtt.c, api.c and
- * metrics.c each own their part. Everything runs on the one reactor thread.
+ * metrics.c each own their part. Everything runs on the one reactor thread,
+ * except notify.c's delivery thread (its own store handle, see below).
  */
 #ifndef CFD_H
 #define CFD_H
@@ -24,7 +25,7 @@
 typedef struct cfd_mqtt cfd_mqtt;
 typedef struct cfd_api cfd_api;
 typedef struct cfd_engine cfd_engine;
-typedef struct cfd_notify cfd_notify;
+typedef struct cfd_notifier cfd_notifier; /* not cfd_notify: that is the function */
 
 /* HTTP status codes counted separately; anything else lands in "other". */
 #define CFD_HTTP_CODES 10
@@ -64,7 +65,7 @@ typedef struct cfd {
 	cfd_mqtt *mqtt;
 	cfd_api *api;
 	cfd_engine *engine;
-	cfd_notify *notify;
+	cfd_notifier *notify;
 	cfd_metrics metrics;
 	int stopping;
 } cfd;
@@ -85,6 +86,19 @@ void cfd_jobs_on_message(cfd *d, const char *topic, const void *payload, size_t 
     const char *principal, const char *client_id);
 /* Publishes notify-next to thing: its next pending execution, or {}. */
 void cfd_jobs_notify_next(cfd *d, const char *thing);
+/*
+ * An execution e (its new state, already written) has ended: settles its
+ * rotation (DESIGN §6: retire the old or the new certificate, or flag it
+ * indeterminate) and queues the notifications (FAILED, TIMED_OUT, REJECTED,
+ * indeterminate), all inside the caller's transaction.
+ */
+int cfd_execution_ended(cfd *d, const cf_exec_rec *e, const char *reason) CF_MUST_CHECK;
+/*
+ * thing connected with principal: every indeterminate rotation of it is
+ * settled — the principal it uses wins, the other certificate is retired.
+ * Each in its own transaction. The number settled, or a negative CF_E*.
+ */
+int cfd_rotation_connected(cfd *d, const char *thing, const char *principal);
 
 /*
  * engine.c: the jobs engine's clock (DESIGN §7, docs/jobs.md "The engine"):
@@ -95,10 +109,10 @@ void cfd_jobs_notify_next(cfd *d, const char *thing);
  */
 int cfd_engine_start(cfd *d) CF_MUST_CHECK;
 void cfd_engine_stop(cfd *d);
-/* Runs a pass soon (a job was created, an execution ended). */
+/* Runs a pass soon (an execution ended). */
 void cfd_engine_kick(cfd *d);
-/* A device connected with principal (plugin's connection event): settles its indeterminate rotations. */
-void cfd_engine_device_connected(cfd *d, const char *thing, const char *principal);
+/* Runs a pass now (a job was created: its first executions go out before the API answers). */
+void cfd_engine_pass(cfd *d);
 /*
  * Cancels a job: QUEUED executions CANCELED, IN_PROGRESS ones too when
  * force (their rotations undone as for a timeout), the unreleased targets

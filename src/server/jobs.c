@@ -42,6 +42,7 @@ typedef struct {
 	size_t len;
 	char token[CF_PROTO_TOKEN_MAX + 1]; /* clientToken, once decoded */
 	cf_exec_rec exec;      /* the execution, for handlers that need one */
+	cf_key_alg key_alg;    /* the rotation job's keyAlgorithm (custody_preamble) */
 	int has_exec;
 } jreq;
 
@@ -206,15 +207,19 @@ cfd_jobs_notify_next(cfd *d, const char *thing)
 
 /* ---- rotation helpers ------------------------------------------------------------------ */
 
-/* 1 if the job is a rotation (its operation), else 0. */
+/* 1 if the job is a rotation (its operation), else 0; *alg is its keyAlgorithm. */
 static int
-job_is_rotation(cf_store *st, const char *job_id)
+job_is_rotation(cf_store *st, const char *job_id, cf_key_alg *alg)
 {
 	cf_job_rec job;
+	json_t *doc = NULL;
 	int yes;
 
 	memset(&job, 0, sizeof(job));
-	yes = cf_store_job_get(st, &job, job_id) == 0 && strcmp(job.operation, ROTATE_OPERATION) == 0;
+	yes = cf_store_job_get(st, &job, job_id) == 0 && strcmp(job.operation, ROTATE_OPERATION) == 0 &&
+	    (doc = json_loads(job.document, 0, NULL)) != NULL &&
+	    cf_key_alg_parse(alg, json_string_value(json_object_get(doc, "keyAlgorithm"))) == 0;
+	json_decref(doc);
 	cf_job_rec_clear(&job);
 	return yes;
 }
@@ -347,46 +352,141 @@ details_json(const cf_proto_update *u)
 }
 
 /*
- * Terminal handling (DESIGN §6), inside the update's transaction:
- *   SUCCEEDED after committed       -> old certificate INACTIVE, rotation succeeded
- *   FAILED/REJECTED/SUCCEEDED after created (never committed)
- *                                   -> new certificate INACTIVE, rotation failed
- *   FAILED/REJECTED after committed -> the device rolled back: new certificate
- *                                      INACTIVE, rotation failed
- * TIMED_OUT and the indeterminate case are the server's moves, not a device's.
+ * What an execution's end means for its rotation (DESIGN §6), inside the
+ * caller's transaction:
+ *   SUCCEEDED after committed        -> old certificate INACTIVE, rotation succeeded
+ *   TIMED_OUT/CANCELED after committed
+ *                                    -> indeterminate: both kept, settled when the
+ *                                       device next connects (cfd_rotation_connected)
+ *   anything else after created or committed (FAILED/REJECTED: the device rolled
+ *   back; TIMED_OUT/CANCELED before commit; SUCCEEDED without a commit)
+ *                                    -> new certificate INACTIVE, rotation failed
+ * No rotation record: nothing was issued, nothing to undo.
  */
 static int
-finish_rotation(jreq *q, const cf_exec_rec *next, const char *reason)
+settle_rotation(cfd *d, const cf_exec_rec *e, const char *reason)
 {
+	cf_store *st = cf_ca_store(d->ca);
 	cf_rotation_rec rot;
-	const char *retire;
+	const char *retire = NULL;
 	cf_rotation_state to;
+	cfd_notice n;
 	int r;
 
 	memset(&rot, 0, sizeof(rot));
-	r = cf_store_rotation_get(q->st, &rot, next->job_id, next->thing, next->execution_number);
+	r = cf_store_rotation_get(st, &rot, e->job_id, e->thing, e->execution_number);
 	if (r == CF_ENOTFOUND)
-		return 0; /* no certificate was created: nothing to undo */
+		return 0;
 	if (r != 0)
 		return r;
 	if (rot.state != CF_ROTATION_CREATED && rot.state != CF_ROTATION_COMMITTED)
 		return 0;
-	if (next->status == CF_EXEC_SUCCEEDED && rot.state == CF_ROTATION_COMMITTED) {
+	if (rot.state == CF_ROTATION_COMMITTED && e->status == CF_EXEC_SUCCEEDED) {
 		retire = rot.old_cert;
 		to = CF_ROTATION_SUCCEEDED;
+	} else if (rot.state == CF_ROTATION_COMMITTED &&
+	    (e->status == CF_EXEC_TIMED_OUT || e->status == CF_EXEC_CANCELED)) {
+		to = CF_ROTATION_INDETERMINATE;
 	} else {
 		retire = rot.new_cert;
 		to = CF_ROTATION_FAILED;
 	}
-	if (retire[0] != '\0' &&
-	    (r = cf_store_cert_set_status(q->st, retire, CF_CERT_INACTIVE, 0)) != 0)
+	if (retire != NULL && retire[0] != '\0' &&
+	    (r = cf_store_cert_set_status(st, retire, CF_CERT_INACTIVE, 0)) != 0)
 		return r;
-	if ((r = cf_store_rotation_set_state(q->st, next->job_id, next->thing, next->execution_number,
-	    to, reason)) != 0)
+	if ((r = cf_store_rotation_set_state(st, e->job_id, e->thing, e->execution_number, to,
+	    reason)) != 0)
 		return r;
-	cf_log(CF_LOG_INFO, to == CF_ROTATION_SUCCEEDED ? "rotation succeeded" : "rotation failed",
-	    "thing=%s job=%s deactivated=%s", next->thing, next->job_id, retire);
-	return 0;
+	cf_log(CF_LOG_INFO, "rotation settled", "thing=%s job=%s state=%s deactivated=%s", e->thing,
+	    e->job_id, cf_rotation_state_name(to), retire ? retire : "-");
+	if (to != CF_ROTATION_INDETERMINATE)
+		return 0;
+	memset(&n, 0, sizeof(n));
+	n.kind = "rotation.indeterminate";
+	n.thing = e->thing;
+	n.job_id = e->job_id;
+	n.status = cf_proto_status_name(e->status);
+	n.execution_number = e->execution_number;
+	n.reason = reason;
+	n.old_cert = rot.old_cert;
+	n.new_cert = rot.new_cert;
+	return cfd_notify(d, &n);
+}
+
+int
+cfd_execution_ended(cfd *d, const cf_exec_rec *e, const char *reason)
+{
+	static const char *const kinds[CF_EXEC__COUNT] = {
+		[CF_EXEC_FAILED] = "execution.failed",
+		[CF_EXEC_TIMED_OUT] = "execution.timed_out",
+		[CF_EXEC_REJECTED] = "execution.rejected",
+	};
+	cf_rotation_rec rot;
+	cfd_notice n;
+	int r;
+
+	if ((r = settle_rotation(d, e, reason)) != 0)
+		return r;
+	if (e->status < 0 || e->status >= CF_EXEC__COUNT || kinds[e->status] == NULL)
+		return 0;
+	memset(&rot, 0, sizeof(rot));
+	if (cf_store_rotation_get(cf_ca_store(d->ca), &rot, e->job_id, e->thing,
+	    e->execution_number) != 0)
+		memset(&rot, 0, sizeof(rot));
+	memset(&n, 0, sizeof(n));
+	n.kind = kinds[e->status];
+	n.thing = e->thing;
+	n.job_id = e->job_id;
+	n.status = cf_proto_status_name(e->status);
+	n.execution_number = e->execution_number;
+	n.reason = reason;
+	n.old_cert = rot.old_cert;
+	n.new_cert = rot.new_cert;
+	return cfd_notify(d, &n);
+}
+
+int
+cfd_rotation_connected(cfd *d, const char *thing, const char *principal)
+{
+	cf_store *st = cf_ca_store(d->ca);
+	cf_rotation_rec *rots = NULL;
+	const char *retire;
+	cf_rotation_state to;
+	size_t n = 0, i;
+	int r, settled = 0;
+
+	if (principal == NULL || strlen(principal) != CF_ID_LEN)
+		return 0;
+	if ((r = cf_store_rotation_find_cert(st, &rots, &n, principal)) != 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		if (rots[i].state != CF_ROTATION_INDETERMINATE || strcmp(rots[i].thing, thing) != 0)
+			continue;
+		if (strcmp(principal, rots[i].new_cert) == 0) {
+			retire = rots[i].old_cert;
+			to = CF_ROTATION_SUCCEEDED;
+		} else {
+			retire = rots[i].new_cert;
+			to = CF_ROTATION_FAILED;
+		}
+		if ((r = cf_store_begin(st)) != 0)
+			goto out;
+		if ((r = cf_store_cert_set_status(st, retire, CF_CERT_INACTIVE, 0)) != 0 ||
+		    (r = cf_store_rotation_set_state(st, rots[i].job_id, thing,
+		    rots[i].execution_number, to, "the device connected with this certificate")) != 0 ||
+		    (r = cf_store_commit(st)) != 0) {
+			cf_store_rollback(st);
+			goto out;
+		}
+		settled++;
+		cf_log(CF_LOG_INFO, "indeterminate rotation settled", "thing=%s job=%s principal=%s "
+		    "state=%s deactivated=%s", thing, rots[i].job_id, principal,
+		    cf_rotation_state_name(to), retire);
+	}
+	r = settled;
+out:
+	cf_rotation_recs_free(rots, n);
+	return r;
 }
 
 static void
@@ -459,12 +559,18 @@ h_update(jreq *q)
 		goto fail;
 	if (cf_job_status_terminal(next.status)) {
 		reason = cf_proto_update_detail(&u, "reason");
-		if ((r = finish_rotation(q, &next, reason ? reason : cf_proto_status_name(next.status))) != 0)
+		if ((r = cfd_execution_ended(q->d, &next,
+		    reason ? reason : cf_proto_status_name(next.status))) != 0)
 			goto fail;
+		cf_failpoint("certfleetd.terminal");
 	}
 	if ((r = cf_store_commit(q->st)) != 0)
 		goto fail;
 	began = 0;
+	if (cf_job_status_terminal(next.status)) {
+		cfd_notify_wake(q->d);
+		cfd_engine_kick(q->d);
+	}
 	cf_log(CF_LOG_INFO, "execution updated", "thing=%s job=%s from=%s to=%s version=%jd",
 	    q->topic.thing, q->topic.job_id, cf_proto_status_name(cur.status),
 	    cf_proto_status_name(next.status), (intmax_t)next.version);
@@ -520,7 +626,7 @@ custody_preamble(jreq *q, const char *request, const char *job_id)
 		    cf_proto_status_name(q->exec.status));
 		return CF_EREJECTED;
 	}
-	if (!job_is_rotation(q->st, job_id)) {
+	if (!job_is_rotation(q->st, job_id, &q->key_alg)) {
 		reject_rotation(q, request, job_id, CF_PROTO_NOT_A_ROTATION,
 		    "job %s is not a certificate rotation", job_id);
 		return CF_EREJECTED;
@@ -543,12 +649,15 @@ h_create(jreq *q)
 	cf_cert_rec issued;
 	cf_key *old_key = NULL, *new_pub = NULL, *prev_key = NULL;
 	char msg[CF_PROTO_CUSTODY_MAX], old_id[CF_ID_LEN + 1], *text = NULL;
+	cf_key_alg csr_alg;
 	int has_rot, r, began = 0, reuse = 0;
 
 	memset(&c, 0, sizeof(c));
 	memset(&acc, 0, sizeof(acc));
 	memset(&rot, 0, sizeof(rot));
 	memset(&issued, 0, sizeof(issued));
+	if (cf_failpoint("certfleetd.create.drop"))
+		return;
 	if (cf_proto_decode_create(&c, q->payload, q->len, &why) != 0) {
 		reject_rotation(q, "create", "", why, "%s", cf_error_last());
 		goto out;
@@ -583,6 +692,12 @@ h_create(jreq *q)
 	}
 	if (check_csr(&why, &new_pub, q->d, &c, q->topic.thing) != 0) {
 		reject_rotation(q, "create", c.job_id, why, "%s", cf_error_last());
+		goto out;
+	}
+	if (cf_key_alg_of(&csr_alg, new_pub) != 0 || csr_alg != q->key_alg) {
+		reject_rotation(q, "create", c.job_id, CF_PROTO_WEAK_KEY,
+		    "the CSR's key is not %s, the job's keyAlgorithm",
+		    cf_key_alg_name(q->key_alg));
 		goto out;
 	}
 	/*
@@ -625,6 +740,7 @@ h_create(jreq *q)
 	if ((r = cf_store_commit(q->st)) != 0)
 		goto fail;
 	began = 0;
+	cf_failpoint("certfleetd.create.before-answer");
 	cf_log(CF_LOG_INFO, reuse ? "rotation create repeated" : "rotation certificate issued",
 	    "thing=%s job=%s old=%s new=%s", q->topic.thing, c.job_id, old_id, issued.id);
 	publish_reply(q, CF_PROTO_ACCEPTED, text);
@@ -663,6 +779,8 @@ h_commit(jreq *q)
 	memset(&c, 0, sizeof(c));
 	memset(&acc, 0, sizeof(acc));
 	memset(&rot, 0, sizeof(rot));
+	if (cf_failpoint("certfleetd.commit.drop"))
+		return;
 	if (cf_proto_decode_commit(&c, q->payload, q->len, &why) != 0) {
 		reject_rotation(q, "commit", "", why, "%s", cf_error_last());
 		goto out;
@@ -710,6 +828,7 @@ h_commit(jreq *q)
 		reject_rotation(q, "commit", c.job_id, CF_PROTO_INTERNAL_ERROR, "%s", cf_error_last());
 		goto out;
 	}
+	cf_failpoint("certfleetd.commit.before-answer");
 	cf_log(CF_LOG_INFO, "rotation committed", "thing=%s job=%s new=%s", q->topic.thing, c.job_id,
 	    rot.new_cert);
 	memcpy(acc.certificate_id, c.certificate_id, sizeof(acc.certificate_id));

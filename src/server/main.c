@@ -272,6 +272,10 @@ main(int argc, char **argv)
 		fail(&d, "cannot load the issuing CA's key");
 		goto out;
 	}
+	if (cfd_notify_start(&d) != 0) {
+		fail(&d, "cannot start notifications");
+		goto out;
+	}
 	mosquitto_lib_init();
 	if ((d.base = event_base_new()) == NULL) {
 		cf_error_set("event_base_new failed");
@@ -295,6 +299,10 @@ main(int argc, char **argv)
 		fail(&d, "cannot start the MQTT client");
 		goto out;
 	}
+	if (cfd_engine_start(&d) != 0) {
+		fail(&d, "cannot start the jobs engine");
+		goto out;
+	}
 	cf_log(CF_LOG_INFO, "certfleetd started", "dir=%s pid=%ld api=%s:%ld mqtt=%s:%ld log_level=%s",
 	    d.dir, (long)getpid(), d.api_host, d.api_port, d.mqtt_host, d.mqtt_port,
 	    cf_log_level_name(cf_log_get_level()));
@@ -306,8 +314,10 @@ main(int argc, char **argv)
 	r = 0;
 	cf_log_msg(CF_LOG_INFO, "certfleetd stopped");
 out:
+	cfd_engine_stop(&d);
 	cfd_mqtt_stop(&d);
 	cfd_api_stop(&d);
+	cfd_notify_stop(&d);
 	if (ev_term)
 		event_free(ev_term);
 	if (ev_int)

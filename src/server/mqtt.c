@@ -441,6 +441,9 @@ on_connection_event(cfd_mqtt *q, const struct mosquitto_message *msg)
 		else
 			cf_log(CF_LOG_INFO, "client connected", "client_id=%s kind=%s principal=%s peer=%s",
 			    client_id, kind, principal, peer);
+		if (strcmp(kind, "device") == 0 && cfd_rotation_connected(d, client_id, principal) < 0)
+			cf_log(CF_LOG_ERROR, "cannot settle indeterminate rotations", "client_id=%s error=%s",
+			    client_id, cf_error_last());
 	} else if (strcmp(event, "disconnected") == 0) {
 		char why[sizeof(c.reason)];
 

@@ -21,6 +21,10 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "cf_agent.h"
 #include "cf_keystore.h"
@@ -30,9 +34,12 @@
 #define THING "sensor-7"
 
 static struct {
-	cf_key *root_key, *int_key, *other_key;
-	cf_cert *root, *inter, *other_root;
+	cf_key *root_key, *int_key, *other_key, *int_b_key, *evil_root_key, *evil_int_key;
+	cf_cert *root, *inter, *other_root, *inter_b, *evil_root, *evil_int;
 	char *chain_pem;     /* intermediate + root, as in ca-chain.crt */
+	char *chain_b_pem;   /* a second intermediate (B) under the same root + root */
+	char *inter_b_pem;   /* B alone */
+	char *evil_chain_pem; /* an attacker's intermediate + a self-made root named like ours */
 	char dir[64];        /* per-test temp directory */
 } g;
 
@@ -55,6 +62,91 @@ issue_pem(const char *csr_pem, const char *thing, const cf_cert *issuer, const c
 	must(cf_cert_to_pem(&pem, cert));
 	cf_cert_free(cert);
 	cf_csr_free(csr);
+	return pem;
+}
+
+/*
+ * A device certificate our intermediate would never issue: the CSR's key
+ * with subject CN cn and subjectAltName san, built by hand with OpenSSL
+ * (cf_pki_issue_device always names the CSR's thing in both).
+ */
+static char *
+forge_pem(const char *csr_pem, const char *cn, const char *san)
+{
+	BIO *bio;
+	X509_REQ *req;
+	X509 *x = X509_new(), *issuer;
+	EVP_PKEY *ikey;
+	X509_NAME *name = X509_NAME_new();
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+	BUF_MEM *bm;
+	char *kp = NULL, *ip = NULL, *out;
+	static const struct { int nid; const char *v; } exts[] = {
+		{NID_basic_constraints, "critical,CA:FALSE"},
+		{NID_key_usage, "critical,digitalSignature"},
+		{NID_ext_key_usage, "clientAuth"},
+		{NID_subject_key_identifier, "hash"},
+		{NID_authority_key_identifier, "keyid:always"},
+	};
+	size_t i;
+
+	bio = BIO_new_mem_buf(csr_pem, -1);
+	req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	must(cf_key_to_pem(&kp, g.int_key, NULL));
+	bio = BIO_new_mem_buf(kp, -1);
+	ikey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	must(cf_cert_to_pem(&ip, g.inter));
+	bio = BIO_new_mem_buf(ip, -1);
+	issuer = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	assert_non_null(req);
+	assert_non_null(ikey);
+	assert_non_null(issuer);
+	assert_int_equal(X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8,
+	    (const unsigned char *)cn, -1, -1, 0), 1);
+	assert_int_equal(X509_set_version(x, 2), 1);
+	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), 4242), 1);
+	assert_int_equal(X509_set_subject_name(x, name), 1);
+	assert_int_equal(X509_set_issuer_name(x, X509_get_subject_name(issuer)), 1);
+	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -300));
+	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 86400));
+	assert_int_equal(X509_set_pubkey(x, X509_REQ_get0_pubkey(req)), 1);
+	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+	for (i = 0; i < sizeof(exts) / sizeof(exts[0]); i++) {
+		assert_non_null(ext = X509V3_EXT_conf_nid(NULL, &ctx, exts[i].nid, exts[i].v));
+		assert_int_equal(X509_add_ext(x, ext, -1), 1);
+		X509_EXTENSION_free(ext);
+	}
+	assert_non_null(ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san));
+	assert_int_equal(X509_add_ext(x, ext, -1), 1);
+	X509_EXTENSION_free(ext);
+	assert_true(X509_sign(x, ikey, EVP_sha256()) > 0);
+	bio = BIO_new(BIO_s_mem());
+	assert_int_equal(PEM_write_bio_X509(bio, x), 1);
+	BIO_get_mem_ptr(bio, &bm);
+	out = strndup(bm->data, bm->length);
+	BIO_free(bio);
+	X509_NAME_free(name);
+	X509_free(x);
+	X509_free(issuer);
+	X509_REQ_free(req);
+	EVP_PKEY_free(ikey);
+	cf_secret_free(kp, 0);
+	free(ip);
+	return out;
+}
+
+/* The bundle's ca-chain.crt as PEM (malloc). */
+static char *
+bundle_chain(void)
+{
+	char path[256], *pem = NULL;
+
+	snprintf(path, sizeof(path), "%s/ca-chain.crt", g.dir);
+	must(cf_file_read(&pem, NULL, path, 1 << 16));
 	return pem;
 }
 
@@ -142,6 +234,23 @@ assert_key_modes(const char *dir)
 	closedir(d);
 }
 
+/* PEM of a followed by b (malloc). */
+static char *
+concat_pem(const cf_cert *a, const cf_cert *b)
+{
+	char *x = NULL, *y = NULL, *out;
+
+	must(cf_cert_to_pem(&x, a));
+	must(cf_cert_to_pem(&y, b));
+	out = malloc(strlen(x) + strlen(y) + 1);
+	assert_non_null(out);
+	strcpy(out, x);
+	strcat(out, y);
+	free(x);
+	free(y);
+	return out;
+}
+
 static int
 group_setup(void **state)
 {
@@ -154,6 +263,18 @@ group_setup(void **state)
 	must(cf_pki_make_intermediate(&g.inter, g.int_key, "Test Issuing", 365, g.root, g.root_key));
 	must(cf_key_generate(&g.other_key, CF_KEY_P256));
 	must(cf_pki_make_root(&g.other_root, g.other_key, "Other Root", 3650));
+	must(cf_key_generate(&g.int_b_key, CF_KEY_P256));
+	must(cf_pki_make_intermediate(&g.inter_b, g.int_b_key, "Test Issuing B", 365, g.root,
+	    g.root_key));
+	/* The attacker's root carries our root's name; only its key differs. */
+	must(cf_key_generate(&g.evil_root_key, CF_KEY_P256));
+	must(cf_pki_make_root(&g.evil_root, g.evil_root_key, "Test Root", 3650));
+	must(cf_key_generate(&g.evil_int_key, CF_KEY_P256));
+	must(cf_pki_make_intermediate(&g.evil_int, g.evil_int_key, "Test Issuing B", 365, g.evil_root,
+	    g.evil_root_key));
+	g.chain_b_pem = concat_pem(g.inter_b, g.root);
+	g.evil_chain_pem = concat_pem(g.evil_int, g.evil_root);
+	must(cf_cert_to_pem(&g.inter_b_pem, g.inter_b));
 	must(cf_cert_to_pem(&a, g.inter));
 	must(cf_cert_to_pem(&b, g.root));
 	g.chain_pem = malloc(strlen(a) + strlen(b) + 1);
@@ -174,7 +295,16 @@ group_teardown(void **state)
 	cf_cert_free(g.root);
 	cf_cert_free(g.inter);
 	cf_cert_free(g.other_root);
+	cf_key_free(g.int_b_key);
+	cf_key_free(g.evil_root_key);
+	cf_key_free(g.evil_int_key);
+	cf_cert_free(g.inter_b);
+	cf_cert_free(g.evil_root);
+	cf_cert_free(g.evil_int);
 	free(g.chain_pem);
+	free(g.chain_b_pem);
+	free(g.evil_chain_pem);
+	free(g.inter_b_pem);
 	return 0;
 }
 
@@ -409,6 +539,78 @@ test_keystore__sign_with_either_generation(void **state)
 	cf_keystore_free(ks);
 }
 
+/*
+ * The CA chain is kept per generation and moves with the pair: adopted from
+ * the plain bundle into gen-1, copied into a new generation, replaced only
+ * in a pending one, switched by activate and brought back by rollback; a
+ * generation from before chains were kept gets a copy when it is switched to.
+ */
+static void
+test_keystore__chain_switches_with_the_pair(void **state)
+{
+	cf_keystore *ks = NULL;
+	char path[256], target[64], *pem = NULL, *link_pem;
+	unsigned gen, gen3;
+	ssize_t n;
+
+	(void)state;
+	make_bundle(g.dir, CF_KEY_P256);
+	must(cf_keystore_file_open(&ks, g.dir));
+	snprintf(path, sizeof(path), "%s/ca-chain.crt", g.dir);
+	n = readlink(path, target, sizeof(target) - 1);
+	assert_true(n > 0);
+	target[n] = '\0';
+	assert_string_equal(target, "current/ca-chain.crt");
+	must(ks->ops->chain(ks->st, &pem, 1));
+	assert_string_equal(pem, g.chain_pem);
+	free(pem);
+
+	gen = ks_prepare(ks, CF_KEY_P256);
+	must(ks->ops->chain(ks->st, &pem, gen));
+	assert_string_equal(pem, g.chain_pem); /* a copy of the active one's */
+	free(pem);
+	assert_int_equal(ks->ops->install_chain(ks->st, 1, g.chain_b_pem, strlen(g.chain_b_pem)),
+	    CF_ESTATE);
+	assert_int_equal(ks->ops->install_chain(ks->st, gen, "junk", 4), CF_EINVAL);
+	assert_int_equal(ks->ops->install_chain(ks->st, 9, g.chain_b_pem, strlen(g.chain_b_pem)),
+	    CF_ENOTFOUND);
+	must(ks->ops->install_chain(ks->st, gen, g.chain_b_pem, strlen(g.chain_b_pem)));
+	link_pem = bundle_chain();
+	assert_string_equal(link_pem, g.chain_pem); /* nothing in use changed */
+	free(link_pem);
+	must(ks->ops->activate(ks->st, gen));
+	link_pem = bundle_chain();
+	assert_string_equal(link_pem, g.chain_b_pem);
+	free(link_pem);
+	must(ks->ops->rollback(ks->st, 1));
+	link_pem = bundle_chain();
+	assert_string_equal(link_pem, g.chain_pem);
+	free(link_pem);
+
+	/* A pending generation without a chain (made before chains were kept). */
+	gen3 = ks_prepare(ks, CF_KEY_P256);
+	snprintf(path, sizeof(path), "%s/gen-%u/ca-chain.crt", g.dir, gen3);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(ks->ops->chain(ks->st, &pem, gen3), CF_ENOTFOUND);
+	must(ks->ops->activate(ks->st, gen3));
+	link_pem = bundle_chain();
+	assert_string_equal(link_pem, g.chain_pem);
+	free(link_pem);
+	cf_keystore_free(ks);
+
+	/* An adopted store whose ca-chain.crt is still a plain file (an older agent): moved in. */
+	snprintf(path, sizeof(path), "%s/ca-chain.crt", g.dir);
+	assert_int_equal(unlink(path), 0);
+	must(cf_file_write_atomic(path, g.chain_b_pem, strlen(g.chain_b_pem), 0644));
+	must(cf_keystore_file_open(&ks, g.dir));
+	n = readlink(path, target, sizeof(target) - 1);
+	assert_true(n > 0);
+	must(ks->ops->chain(ks->st, &pem, gen3));
+	assert_string_equal(pem, g.chain_b_pem);
+	free(pem);
+	cf_keystore_free(ks);
+}
+
 /* ---- the agent, through a scripted transport ---------------------------- */
 
 typedef enum {
@@ -426,6 +628,10 @@ typedef enum {
 	F_IN_PROGRESS_REJECT,
 	F_BAD_DOCUMENT,
 	F_STALE_VERSION, /* the final update first meets a VersionMismatch */
+	F_CERT_SAN_OTHER_THING, /* CN names this thing, the SAN URI another */
+	F_CERT_CN_OTHER_THING,  /* the SAN URI names this thing, the CN another */
+	F_CERT_ATTACKER_CHAIN,  /* issued under a self-made root sent along in chainPem */
+	F_CANCEL,               /* force-canceled while the create is in flight */
 } fault;
 
 typedef struct {
@@ -461,6 +667,11 @@ typedef struct {
 	int crash_state; /* -1: none */
 	int cut_after_publish_in; /* -1: none; else cut the power once the server acted on a request */
 	int cut_pending;
+	int issuer_b;     /* the server issues from intermediate B (not in the device's chain) */
+	int cancel_at;    /* -1: none; else the server force-cancels once the agent writes this state */
+	int cancel_quiet; /* ... without a notify-next */
+	int canceled;
+	int failed_after_cancel; /* FAILED updates the agent sent after the cancel */
 } fake;
 
 static void
@@ -533,6 +744,7 @@ serve_create(fake *f, const char *payload)
 	cf_proto_create req;
 	const char *csr;
 	char msg[CF_PROTO_CUSTODY_MAX], *pem = NULL, *other_csr = NULL;
+	const char *chain = g.chain_pem;
 	cf_key *k = NULL;
 	cf_cert *c = NULL;
 
@@ -555,6 +767,16 @@ serve_create(fake *f, const char *payload)
 		pem = issue_pem(other_csr, THING, g.inter, g.int_key);
 	} else if (f->fault == F_CERT_OTHER_CA) {
 		pem = issue_pem(csr, THING, g.other_root, g.other_key);
+	} else if (f->fault == F_CERT_SAN_OTHER_THING) {
+		pem = forge_pem(csr, THING, "URI:urn:certfleet:thing:sensor-8");
+	} else if (f->fault == F_CERT_CN_OTHER_THING) {
+		pem = forge_pem(csr, "sensor-8", "URI:urn:certfleet:thing:" THING);
+	} else if (f->fault == F_CERT_ATTACKER_CHAIN) {
+		pem = issue_pem(csr, THING, g.evil_int, g.evil_int_key);
+		chain = g.evil_chain_pem;
+	} else if (f->issuer_b) {
+		pem = issue_pem(csr, THING, g.inter_b, g.int_b_key);
+		chain = g.chain_b_pem;
 	} else {
 		pem = issue_pem(csr, THING, g.inter, g.int_key);
 	}
@@ -562,7 +784,7 @@ serve_create(fake *f, const char *payload)
 	must(cf_cert_fingerprint(f->issued_id, c));
 	reply(f, "certificate/create/accepted", json_pack("{s:s, s:s, s:s}", "certificateId",
 	    f->fault == F_CERT_WRONG_ID ? "00" : f->issued_id, "certificatePem", pem, "chainPem",
-	    g.chain_pem));
+	    chain));
 out:
 	cf_cert_free(c);
 	cf_key_free(k);
@@ -586,7 +808,21 @@ fake_publish(void *arg, const char *topic, const char *payload)
 	req = json_loads(payload, 0, NULL);
 	assert_non_null(req);
 	is_new = f->issued_id[0] != '\0' && strcmp(f->conn_id, f->issued_id) == 0;
-	if (strcmp(rest, "jobs/$next/get") == 0) {
+	if (f->canceled && strcmp(rest, "jobs/job-1/update") == 0) {
+		/* The execution is terminal: nothing the device says changes it. */
+		st = json_string_value(json_object_get(req, "status"));
+		if (strcmp(st, "FAILED") == 0)
+			f->failed_after_cancel++;
+		reply(f, "jobs/job-1/update/rejected", json_pack("{s:s, s:s, s:{s:s, s:I}}", "errorCode",
+		    "TerminalStateReached", "errorMessage", "execution canceled", "executionState",
+		    "status", f->status, "versionNumber", (json_int_t)f->version));
+	} else if (f->canceled && strcmp(rest, "certificate/create") == 0) {
+		f->creates++;
+		rejected(f, "certificate/create/rejected", "NotInProgress");
+	} else if (f->canceled && strcmp(rest, "certificate/commit") == 0) {
+		f->commits++;
+		rejected(f, "certificate/commit/rejected", "NotInProgress");
+	} else if (strcmp(rest, "jobs/$next/get") == 0) {
 		if (is_new && f->fault == F_VERIFY_DROP)
 			;
 		else if (is_new && f->fault == F_VERIFY_REJECT)
@@ -689,6 +925,15 @@ fake_hook(void *arg, cf_agent_state st)
 
 	if (f->ntrace < MAX_TRACE)
 		f->trace[f->ntrace++] = st;
+	if ((int)st == f->cancel_at) {
+		/* An operator force-cancels the execution at this moment. */
+		f->cancel_at = -1;
+		f->canceled = 1;
+		f->version++;
+		snprintf(f->status, sizeof(f->status), "CANCELED");
+		if (!f->cancel_quiet)
+			reply(f, "jobs/notify-next", json_object());
+	}
 	if ((int)st == f->crash_state) {
 		f->crash_state = -1;
 		return 1;
@@ -797,6 +1042,7 @@ fake_init(fake *f, cf_key_alg bundle_alg, cf_key_alg alg, fault flt)
 	f->now = 1000000;
 	f->crash_state = -1;
 	f->cut_after_publish_in = -1;
+	f->cancel_at = flt == F_CANCEL ? CF_AGENT_CREATE_SENT : -1;
 	snprintf(f->status, sizeof(f->status), "QUEUED");
 	make_bundle(g.dir, bundle_alg);
 }
@@ -811,7 +1057,7 @@ fake_done(fake *f)
 static void
 assert_converged(fake *f, const char *old_id)
 {
-	char id[CF_ID_LEN + 1];
+	char id[CF_ID_LEN + 1], *chain;
 	int temps;
 
 	assert_int_equal(cf_agent_state_get(f->agent), CF_AGENT_IDLE);
@@ -821,14 +1067,27 @@ assert_converged(fake *f, const char *old_id)
 	assert_key_modes(g.dir);
 	assert_int_equal(count_gens(g.dir, &temps), 1);
 	assert_int_equal(temps, 0);
+	chain = bundle_chain();
 	if (strcmp(f->status, "SUCCEEDED") == 0) {
 		assert_string_equal(id, f->issued_id);
 		assert_string_not_equal(id, old_id);
+		/* A new intermediate comes with the new pair, ahead of the chain the device had. */
+		assert_non_null(strstr(chain, g.chain_pem));
+		assert_int_equal(strstr(chain, g.inter_b_pem) != NULL, f->issuer_b);
+		assert_int_equal(strlen(chain), strlen(g.chain_pem) + (f->issuer_b ? strlen(g.inter_b_pem) : 0));
+	} else if (strcmp(f->status, "CANCELED") == 0) {
+		/* Rolled back, and not reported: the execution had ended already. */
+		assert_string_equal(id, old_id);
+		assert_string_equal(chain, g.chain_pem);
+		assert_int_equal(f->failed_after_cancel, 0);
+		assert_non_null(strstr(cf_agent_reason(f->agent), "canceled by the server"));
 	} else {
 		assert_string_equal(f->status, "FAILED");
 		assert_string_equal(id, old_id);
+		assert_string_equal(chain, g.chain_pem); /* the old chain came back with the old pair */
 		assert_true(strlen(f->reason) > 0);
 	}
+	free(chain);
 }
 
 static void
@@ -899,7 +1158,7 @@ static const cf_agent_state edges[][2] = {
 	E(COMMIT_SENT, COMMITTED), E(COMMIT_SENT, ROLLING_BACK),
 	E(COMMITTED, CLEANUP),
 	E(CLEANUP, DONE),
-	E(ROLLING_BACK, REPORTING_FAILURE),
+	E(ROLLING_BACK, REPORTING_FAILURE), E(ROLLING_BACK, DONE),
 	E(REPORTING_FAILURE, DONE),
 	E(DONE, IDLE),
 };
@@ -926,6 +1185,13 @@ static const struct {
 	{"IN_PROGRESS refused", F_IN_PROGRESS_REJECT, "QUEUED", NULL, CF_AGENT__COUNT},
 	{"unknown key algorithm", F_BAD_DOCUMENT, "FAILED", "RSA-1024", CF_AGENT__COUNT},
 	{"stale version on SUCCEEDED", F_STALE_VERSION, "SUCCEEDED", NULL, CF_AGENT__COUNT},
+	{"SAN URI names another thing", F_CERT_SAN_OTHER_THING, "FAILED",
+	    "URI 'urn:certfleet:thing:sensor-8' is not urn:certfleet:thing:" THING, CF_AGENT_CREATE_SENT},
+	{"CN names another thing", F_CERT_CN_OTHER_THING, "FAILED", "CN 'sensor-8' is not the thing",
+	    CF_AGENT_CREATE_SENT},
+	{"chain to an attacker's root", F_CERT_ATTACKER_CHAIN, "FAILED", "certificate refused",
+	    CF_AGENT_CREATE_SENT},
+	{"force-canceled during create", F_CANCEL, "CANCELED", NULL, CF_AGENT_CREATE_SENT},
 };
 
 static void
@@ -977,7 +1243,7 @@ test_agent__every_edge_and_failure(void **state)
  * matching pair, 0600 keys and one generation left.
  */
 static void
-crash_matrix(fault flt)
+crash_matrix(fault flt, int issuer_b)
 {
 	int st;
 	fake f;
@@ -987,6 +1253,7 @@ crash_matrix(fault flt)
 
 	/* Which states this path writes. */
 	fake_init(&f, CF_KEY_P256, CF_KEY_ED25519, flt);
+	f.issuer_b = issuer_b;
 	boot(&f);
 	assert_int_equal(pump(&f), 0);
 	for (i = 0; i < f.ntrace; i++)
@@ -999,6 +1266,7 @@ crash_matrix(fault flt)
 		if (!visited[st])
 			continue;
 		fake_init(&f, CF_KEY_P256, CF_KEY_ED25519, flt);
+		f.issuer_b = issuer_b;
 		bundle_id(old_id);
 		f.crash_state = st;
 		boot(&f);
@@ -1073,15 +1341,157 @@ static void
 test_agent__crash_after_every_journal_write_success_path(void **state)
 {
 	(void)state;
-	crash_matrix(F_NONE);
+	crash_matrix(F_NONE, 0);
 }
 
 static void
 test_agent__crash_after_every_journal_write_rollback_path(void **state)
 {
 	(void)state;
-	crash_matrix(F_COMMIT_REJECT);
-	crash_matrix(F_NEW_REFUSED);
+	crash_matrix(F_COMMIT_REJECT, 0);
+	crash_matrix(F_NEW_REFUSED, 0);
+}
+
+/*
+ * Intermediate roll-over: the device trusts root + intermediate A; the new
+ * certificate comes from intermediate B (same root), sent in chainPem. It
+ * verifies against the device's root with B as untrusted material, and B
+ * joins the new generation's ca-chain.crt (assert_converged checks the
+ * chain after every outcome). A power cut at every state must keep chain
+ * and pair together: the new chain with the new pair, the old with the old.
+ */
+static void
+test_agent__intermediate_rollover(void **state)
+{
+	fake f;
+	char old_id[CF_ID_LEN + 1], *chain;
+
+	(void)state;
+	fake_init(&f, CF_KEY_P256, CF_KEY_P256, F_NONE);
+	f.issuer_b = 1;
+	bundle_id(old_id);
+	boot(&f);
+	assert_int_equal(pump(&f), 0);
+	assert_string_equal(f.status, "SUCCEEDED");
+	assert_converged(&f, old_id);
+	chain = bundle_chain();
+	assert_non_null(strstr(chain, g.inter_b_pem));
+	free(chain);
+	fake_done(&f);
+	crash_matrix(F_NONE, 1);
+	crash_matrix(F_COMMIT_REJECT, 1);
+	crash_matrix(F_NEW_REFUSED, 1);
+}
+
+/*
+ * A chain under a self-made root (named like the device's) is refused, and
+ * nothing of it is installed — also when it rides along with an otherwise
+ * good rotation: a root from the message is never trusted or stored.
+ */
+static void
+test_agent__attacker_chain_refused(void **state)
+{
+	fake f;
+	char old_id[CF_ID_LEN + 1];
+
+	(void)state;
+	fake_init(&f, CF_KEY_P256, CF_KEY_P256, F_CERT_ATTACKER_CHAIN);
+	bundle_id(old_id);
+	boot(&f);
+	assert_int_equal(pump(&f), 0);
+	assert_string_equal(f.status, "FAILED");
+	assert_non_null(strstr(f.reason, "certificate refused"));
+	assert_converged(&f, old_id);
+	fake_done(&f);
+}
+
+/*
+ * The server force-cancels the execution between IN_PROGRESS_SENT and
+ * COMMIT_SENT. The agent learns it from notify-next, or (quiet) from the
+ * rejection of its next request or the $next/get on the new connection, or
+ * after a power cut at that very moment; each time it rolls back (old pair
+ * and chain, one generation), reports nothing (no FAILED) and is IDLE.
+ */
+static void
+test_agent__cancel_before_commit_rolls_back_silently(void **state)
+{
+	static const cf_agent_state at[] = {
+		CF_AGENT_IN_PROGRESS_SENT, CF_AGENT_KEY_GENERATED, CF_AGENT_CREATE_SENT,
+		CF_AGENT_CERT_RECEIVED, CF_AGENT_SWITCHED, CF_AGENT_RECONNECTING_NEW,
+		CF_AGENT_VERIFYING, CF_AGENT_COMMIT_SENT,
+	};
+	static const char *const how[] = {"notify-next", "quiet", "power cut"};
+	size_t i;
+	int mode;
+	fake f;
+	char old_id[CF_ID_LEN + 1];
+
+	(void)state;
+	for (i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		for (mode = 0; mode < 3; mode++) {
+			fake_init(&f, CF_KEY_P256, CF_KEY_P256, F_NONE);
+			f.issuer_b = 1; /* the new chain must not survive either */
+			bundle_id(old_id);
+			f.cancel_at = at[i];
+			f.cancel_quiet = mode != 0;
+			if (mode == 2)
+				f.crash_state = at[i];
+			boot(&f);
+			if (mode == 2) {
+				assert_int_equal(pump(&f), 1);
+				power_cut(&f);
+				boot(&f);
+			}
+			assert_int_equal(pump(&f), 0);
+			if (strcmp(f.status, "CANCELED") != 0)
+				fail_msg("cancel in %s (%s): job %s", cf_agent_state_name(at[i]), how[mode],
+				    f.status);
+			assert_converged(&f, old_id);
+			print_message("canceled in %-16s (%-11s) -> %s\n", cf_agent_state_name(at[i]),
+			    how[mode], cf_agent_reason(f.agent));
+			fake_done(&f);
+			assert_int_equal(cf_rmtree(g.dir), 0);
+			assert_int_equal(mkdir(g.dir, 0700), 0);
+		}
+	}
+}
+
+/* Once COMMITTED the agent never rolls back: a cancel then leaves the new pair (the server resolves it). */
+static void
+test_agent__cancel_after_commit_keeps_the_new_pair(void **state)
+{
+	fake f;
+	char old_id[CF_ID_LEN + 1], id[CF_ID_LEN + 1];
+	int mode, temps;
+
+	(void)state;
+	for (mode = 0; mode < 2; mode++) {
+		fake_init(&f, CF_KEY_P256, CF_KEY_P256, F_NONE);
+		bundle_id(old_id);
+		f.cancel_at = CF_AGENT_COMMITTED;
+		if (mode == 1) {
+			f.cancel_quiet = 1;
+			f.crash_state = CF_AGENT_COMMITTED;
+		}
+		boot(&f);
+		if (mode == 1) {
+			assert_int_equal(pump(&f), 1);
+			power_cut(&f);
+			boot(&f);
+		}
+		assert_int_equal(pump(&f), 0);
+		assert_string_equal(f.status, "CANCELED");
+		assert_int_equal(cf_agent_state_get(f.agent), CF_AGENT_IDLE);
+		assert_bundle_matches(g.dir, id);
+		assert_string_equal(id, f.issued_id);
+		assert_string_not_equal(id, old_id);
+		assert_int_equal(count_gens(g.dir, &temps), 1);
+		assert_int_equal(temps, 0);
+		assert_int_equal(f.failed_after_cancel, 0);
+		fake_done(&f);
+		assert_int_equal(cf_rmtree(g.dir), 0);
+		assert_int_equal(mkdir(g.dir, 0700), 0);
+	}
 }
 
 static void
@@ -1138,6 +1548,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_keystore__switch_rollback_cleanup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keystore__sign_with_either_generation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keystore__chain_switches_with_the_pair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__rotates_p256, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__rotates_ed25519, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__rotates_rsa2048_to_p384, setup, teardown),
@@ -1147,6 +1558,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_agent__crash_after_every_journal_write_rollback_path,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__crash_with_answer_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent__intermediate_rollover, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent__attacker_chain_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent__cancel_before_commit_rolls_back_silently, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_agent__cancel_after_commit_keeps_the_new_pair, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_agent__corrupt_journal_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__state_names, setup, teardown),
 	};

@@ -4,7 +4,9 @@
  * tables, one live execution per (job, thing), the versionNumber
  * compare-and-set (also between two processes racing on one file), $next,
  * counts, the timeout query, the events every mutator appends, rollback,
- * and migration 3 on a version-2 file.
+ * migration 3 on a version-2 file; rotations by state, the job targets of
+ * schema 4 (no events, their indexes at 10,000 targets) and migration 4 on
+ * a version-3 file.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -975,8 +977,8 @@ test_jobs_store__migration_from_version_2(void **state)
 	assert_true(v >= 3);
 	cf_store_close(fx->st);
 	fx->st = NULL;
-	raw_sql(fx->db, "DROP TABLE rotations; DROP TABLE job_executions; DROP TABLE jobs; "
-	    "PRAGMA user_version = 2");
+	raw_sql(fx->db, "DROP TABLE notifications; DROP TABLE job_targets; DROP TABLE rotations; "
+	    "DROP TABLE job_executions; DROP TABLE jobs; PRAGMA user_version = 2");
 	assert_int_equal(cf_store_open(&st, fx->db, 0), 0);
 	assert_int_equal(cf_store_schema_version(st), v);
 	assert_int_equal(cf_store_thing_get(st, &t, "sensor-1"), 0);
@@ -1002,6 +1004,533 @@ test_jobs_store__migration_from_version_2(void **state)
 	expect_chain_ok(fx->st);
 }
 
+/* ---- rotations by state (the indeterminate sweep) ------------------------------------ */
+
+static void
+test_jobs_store__rotation_list_state(void **state)
+{
+	struct fx *fx = *state;
+	cf_rotation_rec x, *list = NULL;
+	size_t n = 0;
+	const char *things[] = { "sensor-3", "sensor-1", "sensor-2" };
+	size_t i;
+
+	add_job(fx, "rot-1");
+	for (i = 0; i < 3; i++) {
+		add_exec(fx, "rot-1", things[i], 10);
+		x = rotation("rot-1", things[i], 1, things[i], "new");
+		assert_int_equal(cf_store_rotation_upsert(fx->st, &x), 0);
+		expect_event_is(fx, "rotation.created");
+		assert_int_equal(cf_store_rotation_set_state(fx->st, "rot-1", things[i], 1,
+		    CF_ROTATION_COMMITTED, NULL), 0);
+		expect_event_is(fx, "rotation.committed");
+	}
+	/* sensor-3 then sensor-2 become indeterminate; sensor-1 succeeds */
+	assert_int_equal(cf_store_rotation_set_state(fx->st, "rot-1", "sensor-3", 1,
+	    CF_ROTATION_INDETERMINATE, NULL), 0);
+	assert_int_equal(cf_store_rotation_set_state(fx->st, "rot-1", "sensor-2", 1,
+	    CF_ROTATION_INDETERMINATE, NULL), 0);
+	assert_int_equal(cf_store_rotation_set_state(fx->st, "rot-1", "sensor-1", 1,
+	    CF_ROTATION_SUCCEEDED, NULL), 0);
+
+	assert_int_equal(cf_store_rotation_list_state(fx->st, &list, &n, CF_ROTATION_INDETERMINATE,
+	    0), 0);
+	assert_int_equal(n, 2);
+	/* the same second: oldest updated first, then by key */
+	assert_true(list[0].updated_at <= list[1].updated_at);
+	if (list[0].updated_at == list[1].updated_at)
+		assert_string_equal(list[0].thing, "sensor-2");
+	for (i = 0; i < n; i++)
+		assert_int_equal(list[i].state, CF_ROTATION_INDETERMINATE);
+	cf_rotation_recs_free(list, n);
+	assert_int_equal(cf_store_rotation_list_state(fx->st, &list, &n, CF_ROTATION_INDETERMINATE,
+	    1), 0);
+	assert_int_equal(n, 1);
+	cf_rotation_recs_free(list, n);
+	assert_int_equal(cf_store_rotation_list_state(fx->st, &list, &n, CF_ROTATION_SUCCEEDED, 0),
+	    0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].thing, "sensor-1");
+	cf_rotation_recs_free(list, n);
+	assert_int_equal(cf_store_rotation_list_state(fx->st, &list, &n, CF_ROTATION_CREATED, 0), 0);
+	assert_int_equal(n, 0);
+	assert_null(list);
+	assert_int_equal(cf_store_rotation_list_state(fx->st, &list, &n, (cf_rotation_state)9, 0),
+	    CF_EINVAL);
+	assert_int_equal(cf_store_rotation_list_state(fx->st, &list, &n, (cf_rotation_state)-1, 0),
+	    CF_EINVAL);
+}
+
+/* ---- job targets (schema 4) ------------------------------------------------------------ */
+
+static void
+target_add(struct fx *fx, const char *job_id, const char *thing, int64_t now, int want_added)
+{
+	int added = -1;
+
+	assert_int_equal(cf_store_job_target_add(fx->st, &added, job_id, thing, now), 0);
+	assert_int_equal(added, want_added);
+}
+
+/* One target of job by thing (CF_ENOTFOUND-free: fails the test if absent). */
+static cf_job_target_rec
+target_get(struct fx *fx, const char *job_id, const char *thing)
+{
+	cf_job_target_rec *v = NULL, x;
+	size_t n = 0, i;
+
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(cf_store_job_target_list(fx->st, &v, &n, job_id, CF_TARGETS_ALL, 0), 0);
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i].thing, thing) == 0)
+			x = v[i];
+	free(v);
+	if (x.thing[0] == '\0')
+		fail_msg("%s is not a target of %s", thing, job_id);
+	return x;
+}
+
+/* The things of a target list, joined by ',' (the order is what is tested). */
+static void
+expect_targets(struct fx *fx, const char *job_id, cf_targets_which which, size_t limit,
+    const char *want)
+{
+	cf_job_target_rec *v = NULL;
+	size_t n = 0, i;
+	char got[512] = "";
+
+	assert_int_equal(cf_store_job_target_list(fx->st, &v, &n, job_id, which, limit), 0);
+	for (i = 0; i < n; i++) {
+		assert_string_equal(v[i].job_id, job_id);
+		if (i > 0)
+			strcat(got, ",");
+		strcat(got, v[i].thing);
+	}
+	free(v);
+	assert_string_equal(got, want);
+}
+
+static void
+test_jobs_store__targets_lifecycle(void **state)
+{
+	struct fx *fx = *state;
+	cf_job_target_rec x;
+	int added = -1;
+
+	add_job(fx, "rot-1");
+	/* added out of name order: the rollout's queue follows added_at */
+	target_add(fx, "rot-1", "sensor-1", 30, 1);
+	target_add(fx, "rot-1", "sensor-2", 10, 1);
+	target_add(fx, "rot-1", "sensor-3", 20, 1);
+	target_add(fx, "rot-1", "sensor-3", 40, 0); /* already there: no change */
+	assert_int_equal(cf_store_job_target_add(fx->st, NULL, "rot-1", "sensor-3", 0), 0);
+	x = target_get(fx, "rot-1", "sensor-3");
+	assert_int_equal(x.added_at, 20);
+	assert_int_equal(x.released_at, 0);
+	assert_int_equal(x.removed_at, 0);
+	expect_targets(fx, "rot-1", CF_TARGETS_ALL, 0, "sensor-1,sensor-2,sensor-3");
+	expect_targets(fx, "rot-1", CF_TARGETS_UNRELEASED, 0, "sensor-2,sensor-3,sensor-1");
+	expect_targets(fx, "rot-1", CF_TARGETS_UNRELEASED, 2, "sensor-2,sensor-3");
+	expect_targets(fx, "rot-1", CF_TARGETS_RELEASED, 0, "");
+	expect_targets(fx, "rot-1", CF_TARGETS_ALL, 1, "sensor-1");
+
+	/* release: once */
+	assert_int_equal(cf_store_job_target_release(fx->st, "rot-1", "sensor-2", 100), 0);
+	assert_int_equal(cf_store_job_target_release(fx->st, "rot-1", "sensor-2", 101), CF_ESTATE);
+	assert_non_null(strstr(cf_error_last(), "released"));
+	x = target_get(fx, "rot-1", "sensor-2");
+	assert_int_equal(x.released_at, 100);
+	expect_targets(fx, "rot-1", CF_TARGETS_UNRELEASED, 0, "sensor-3,sensor-1");
+	expect_targets(fx, "rot-1", CF_TARGETS_RELEASED, 0, "sensor-2");
+	target_add(fx, "rot-1", "sensor-2", 110, 0); /* a released target stays released */
+	assert_int_equal(target_get(fx, "rot-1", "sensor-2").released_at, 100);
+
+	/* remove: an unreleased one can no longer be released; twice is a no-op */
+	assert_int_equal(cf_store_job_target_remove(fx->st, "rot-1", "sensor-1", 120), 0);
+	assert_int_equal(cf_store_job_target_release(fx->st, "rot-1", "sensor-1", 121), CF_ESTATE);
+	assert_non_null(strstr(cf_error_last(), "removed"));
+	assert_int_equal(cf_store_job_target_remove(fx->st, "rot-1", "sensor-1", 130), 0);
+	x = target_get(fx, "rot-1", "sensor-1");
+	assert_int_equal(x.removed_at, 120);
+	assert_int_equal(x.released_at, 0);
+	/* a released one leaves RELEASED but keeps its release time */
+	assert_int_equal(cf_store_job_target_remove(fx->st, "rot-1", "sensor-2", 140), 0);
+	x = target_get(fx, "rot-1", "sensor-2");
+	assert_int_equal(x.released_at, 100);
+	assert_int_equal(x.removed_at, 140);
+	assert_int_equal(cf_store_job_target_release(fx->st, "rot-1", "sensor-2", 141), CF_ESTATE);
+	expect_targets(fx, "rot-1", CF_TARGETS_UNRELEASED, 0, "sensor-3");
+	expect_targets(fx, "rot-1", CF_TARGETS_RELEASED, 0, "");
+	expect_targets(fx, "rot-1", CF_TARGETS_ALL, 0, "sensor-1,sensor-2,sensor-3");
+
+	/* back again: a new attempt, queued behind the others */
+	assert_int_equal(cf_store_job_target_add(fx->st, &added, "rot-1", "sensor-2", 200), 0);
+	assert_int_equal(added, 1);
+	x = target_get(fx, "rot-1", "sensor-2");
+	assert_int_equal(x.added_at, 200);
+	assert_int_equal(x.released_at, 0);
+	assert_int_equal(x.removed_at, 0);
+	expect_targets(fx, "rot-1", CF_TARGETS_UNRELEASED, 0, "sensor-3,sensor-2");
+	assert_int_equal(cf_store_job_target_release(fx->st, "rot-1", "sensor-2", 210), 0);
+	expect_targets(fx, "rot-1", CF_TARGETS_RELEASED, 0, "sensor-2");
+
+	/* now = 0 is the clock */
+	assert_int_equal(cf_store_job_target_release(fx->st, "rot-1", "sensor-3", 0), 0);
+	assert_true(target_get(fx, "rot-1", "sensor-3").released_at >= cf_time_now() - 5);
+
+	/* bookkeeping, not registry facts: no events at all */
+	expect_no_event(fx);
+	expect_chain_ok(fx->st);
+}
+
+static void
+test_jobs_store__targets_refused(void **state)
+{
+	struct fx *fx = *state;
+	cf_job_target_rec *v = NULL;
+	cf_job_target_stats s;
+	size_t n = 0;
+	int added = -1;
+
+	add_job(fx, "rot-1");
+	/* unknown job, thing or target */
+	assert_int_equal(cf_store_job_target_add(fx->st, &added, "nope", "sensor-1", 10),
+	    CF_ENOTFOUND);
+	assert_int_equal(added, 0);
+	assert_non_null(strstr(cf_error_last(), "nope"));
+	assert_int_equal(cf_store_job_target_add(fx->st, &added, "rot-1", "ghost", 10), CF_ENOTFOUND);
+	assert_non_null(strstr(cf_error_last(), "ghost"));
+	assert_int_equal(cf_store_job_target_release(fx->st, "rot-1", "sensor-1", 10), CF_ENOTFOUND);
+	assert_non_null(strstr(cf_error_last(), "sensor-1"));
+	assert_int_equal(cf_store_job_target_remove(fx->st, "rot-1", "sensor-1", 10), CF_ENOTFOUND);
+	assert_int_equal(cf_store_job_target_release(fx->st, "nope", "sensor-1", 10), CF_ENOTFOUND);
+
+	/* malformed arguments */
+	assert_int_equal(cf_store_job_target_add(fx->st, &added, "bad/id", "sensor-1", 10),
+	    CF_EINVAL);
+	assert_int_equal(cf_store_job_target_add(fx->st, &added, "rot-1", "bad name", 10), CF_EINVAL);
+	assert_int_equal(cf_store_job_target_add(fx->st, &added, "rot-1", "sensor-1", -1), CF_EINVAL);
+	assert_int_equal(cf_store_job_target_add(fx->st, &added, NULL, "sensor-1", 10), CF_EINVAL);
+	assert_int_equal(cf_store_job_target_release(fx->st, "rot-1", NULL, 10), CF_EINVAL);
+	assert_int_equal(cf_store_job_target_remove(fx->st, "rot-1", "sensor-1", -5), CF_EINVAL);
+	assert_int_equal(cf_store_job_target_list(fx->st, &v, &n, "rot-1", (cf_targets_which)7, 0),
+	    CF_EINVAL);
+	assert_int_equal(cf_store_job_target_list(fx->st, &v, &n, "bad/id", CF_TARGETS_ALL, 0),
+	    CF_EINVAL);
+	assert_int_equal(cf_store_job_target_stats(fx->st, &s, "", 0), CF_EINVAL);
+	expect_targets(fx, "rot-1", CF_TARGETS_ALL, 0, "");
+
+	/* an ended job takes no targets, not even a removed one coming back */
+	target_add(fx, "rot-1", "sensor-1", 10, 1);
+	assert_int_equal(cf_store_job_target_remove(fx->st, "rot-1", "sensor-1", 20), 0);
+	assert_int_equal(cf_store_job_set_status(fx->st, "rot-1", CF_JOB_STATE_CANCELED, 0, NULL), 0);
+	expect_event_is(fx, "job.status");
+	assert_int_equal(cf_store_job_target_add(fx->st, &added, "rot-1", "sensor-1", 30), CF_ESTATE);
+	assert_int_equal(added, 0);
+	assert_non_null(strstr(cf_error_last(), "CANCELED"));
+	assert_int_equal(cf_store_job_target_add(fx->st, &added, "rot-1", "sensor-2", 30), CF_ESTATE);
+	expect_targets(fx, "rot-1", CF_TARGETS_ALL, 0, "sensor-1");
+	assert_int_equal(target_get(fx, "rot-1", "sensor-1").removed_at, 20);
+	add_job(fx, "rot-2");
+	assert_int_equal(cf_store_job_set_status(fx->st, "rot-2", CF_JOB_STATE_COMPLETED, 0, NULL), 0);
+	expect_event_is(fx, "job.status");
+	assert_int_equal(cf_store_job_target_add(fx->st, &added, "rot-2", "sensor-1", 30), CF_ESTATE);
+	assert_non_null(strstr(cf_error_last(), "COMPLETED"));
+	expect_targets(fx, "rot-2", CF_TARGETS_ALL, 0, "");
+	expect_no_event(fx);
+}
+
+static void
+expect_stats(struct fx *fx, const char *job_id, int64_t since, int64_t total, int64_t unreleased,
+    int64_t released, int64_t removed, int64_t first, int64_t released_since)
+{
+	cf_job_target_stats s;
+
+	memset(&s, 0x5a, sizeof(s));
+	assert_int_equal(cf_store_job_target_stats(fx->st, &s, job_id, since), 0);
+	assert_int_equal(s.total, total);
+	assert_int_equal(s.unreleased, unreleased);
+	assert_int_equal(s.released, released);
+	assert_int_equal(s.removed, removed);
+	assert_int_equal(s.first_released_at, first);
+	assert_int_equal(s.released_since, released_since);
+}
+
+static void
+test_jobs_store__targets_stats(void **state)
+{
+	struct fx *fx = *state;
+
+	add_job(fx, "rot-1");
+	add_job(fx, "rot-2");
+	expect_stats(fx, "rot-1", 0, 0, 0, 0, 0, 0, 0);
+	expect_stats(fx, "no-such-job", 0, 0, 0, 0, 0, 0, 0);
+	target_add(fx, "rot-1", "sensor-1", 10, 1);
+	target_add(fx, "rot-1", "sensor-2", 10, 1);
+	target_add(fx, "rot-1", "sensor-3", 10, 1);
+	target_add(fx, "rot-2", "sensor-1", 10, 1); /* another job's rows do not count */
+	assert_int_equal(cf_store_job_target_release(fx->st, "rot-2", "sensor-1", 50), 0);
+	expect_stats(fx, "rot-1", 0, 3, 3, 0, 0, 0, 0);
+
+	assert_int_equal(cf_store_job_target_release(fx->st, "rot-1", "sensor-1", 100), 0);
+	assert_int_equal(cf_store_job_target_release(fx->st, "rot-1", "sensor-2", 200), 0);
+	expect_stats(fx, "rot-1", 0, 3, 1, 2, 0, 100, 2);
+	expect_stats(fx, "rot-1", 150, 3, 1, 2, 0, 100, 1);
+	expect_stats(fx, "rot-1", 200, 3, 1, 2, 0, 100, 1); /* since is inclusive */
+	expect_stats(fx, "rot-1", 201, 3, 1, 2, 0, 100, 0);
+
+	/* the first released leaves: no longer released, but the rollout began at 100 */
+	assert_int_equal(cf_store_job_target_remove(fx->st, "rot-1", "sensor-1", 300), 0);
+	expect_stats(fx, "rot-1", 0, 3, 1, 1, 1, 100, 1);
+	expect_stats(fx, "rot-1", 100, 3, 1, 1, 1, 100, 1);
+	/* an unreleased one leaves */
+	assert_int_equal(cf_store_job_target_remove(fx->st, "rot-1", "sensor-3", 310), 0);
+	expect_stats(fx, "rot-1", 0, 3, 0, 1, 2, 100, 1);
+	/* and one comes back */
+	target_add(fx, "rot-1", "sensor-1", 400, 1);
+	expect_stats(fx, "rot-1", 0, 3, 1, 1, 1, 200, 1);
+	expect_stats(fx, "rot-2", 0, 1, 0, 1, 0, 50, 1);
+	expect_no_event(fx);
+}
+
+/* A caller's rollback takes its targets with it; a deleted thing leaves every job's targets. */
+static void
+test_jobs_store__targets_rollback_and_thing_delete(void **state)
+{
+	struct fx *fx = *state;
+
+	add_job(fx, "rot-1");
+	assert_int_equal(cf_store_begin(fx->st), 0);
+	target_add(fx, "rot-1", "sensor-1", 10, 1);
+	target_add(fx, "rot-1", "sensor-2", 10, 1);
+	assert_int_equal(cf_store_job_target_release(fx->st, "rot-1", "sensor-1", 20), 0);
+	/* a failing one inside undoes only itself */
+	assert_int_equal(cf_store_job_target_release(fx->st, "rot-1", "sensor-1", 20), CF_ESTATE);
+	expect_targets(fx, "rot-1", CF_TARGETS_RELEASED, 0, "sensor-1");
+	cf_store_rollback(fx->st);
+	expect_targets(fx, "rot-1", CF_TARGETS_ALL, 0, "");
+
+	assert_int_equal(cf_store_begin(fx->st), 0);
+	target_add(fx, "rot-1", "sensor-1", 10, 1);
+	target_add(fx, "rot-1", "sensor-2", 10, 1);
+	assert_int_equal(cf_store_commit(fx->st), 0);
+	expect_targets(fx, "rot-1", CF_TARGETS_ALL, 0, "sensor-1,sensor-2");
+
+	assert_int_equal(cf_store_thing_delete(fx->st, "sensor-1"), 0);
+	expect_event_is(fx, "thing.deleted");
+	expect_targets(fx, "rot-1", CF_TARGETS_ALL, 0, "sensor-2");
+	expect_stats(fx, "rot-1", 0, 1, 1, 0, 0, 0, 0);
+	expect_no_event(fx);
+}
+
+/* EXPLAIN QUERY PLAN of sql on path, one line per step. */
+static void
+query_plan(char *out, size_t out_len, const char *path, const char *sql)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *s = NULL;
+	char q[1024];
+	size_t len = 0;
+
+	out[0] = '\0';
+	snprintf(q, sizeof(q), "EXPLAIN QUERY PLAN %s", sql);
+	assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(h, q, -1, &s, NULL), SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW)
+		len += (size_t)snprintf(out + len, out_len - len, "%s\n",
+		    (const char *)sqlite3_column_text(s, 3));
+	assert_true(len < out_len);
+	sqlite3_finalize(s);
+	sqlite3_close(h);
+}
+
+/*
+ * 10,000 targets on one job: the rollout's queries stay index lookups (the
+ * plans, checked with the same statements the store runs) and give the
+ * right answers at that size.
+ */
+static void
+test_jobs_store__targets_ten_thousand(void **state)
+{
+	struct fx *fx = *state;
+	cf_job_target_rec *v = NULL;
+	size_t n = 0, i;
+	char name[32], plan[2048];
+	int64_t head;
+
+	add_job(fx, "rot-big");
+	add_job(fx, "rot-other");
+	assert_int_equal(cf_store_begin(fx->st), 0);
+	for (i = 0; i < 10000; i++) {
+		snprintf(name, sizeof(name), "dev-%05zu", i);
+		assert_int_equal(cf_store_thing_create(fx->st, name, NULL), 0);
+		/* added in reverse name order, so the queue order is not the key order */
+		target_add(fx, "rot-big", name, (int64_t)(20000 - i), 1);
+		if (i % 10 == 0)
+			target_add(fx, "rot-other", name, 1, 1);
+	}
+	for (i = 0; i < 10000; i += 2) {
+		snprintf(name, sizeof(name), "dev-%05zu", i);
+		assert_int_equal(cf_store_job_target_release(fx->st, "rot-big", name,
+		    (int64_t)(1000 + i)), 0);
+	}
+	assert_int_equal(cf_store_commit(fx->st), 0);
+	assert_int_equal(cf_store_event_head(fx->st, &head), 0);
+	fx->head = head; /* the thing.created events */
+
+	assert_int_equal(cf_store_job_target_list(fx->st, &v, &n, "rot-big", CF_TARGETS_UNRELEASED,
+	    3), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(v[0].thing, "dev-09999");
+	assert_string_equal(v[1].thing, "dev-09997");
+	assert_string_equal(v[2].thing, "dev-09995");
+	free(v);
+	assert_int_equal(cf_store_job_target_list(fx->st, &v, &n, "rot-big", CF_TARGETS_RELEASED, 0),
+	    0);
+	assert_int_equal(n, 5000);
+	assert_string_equal(v[0].thing, "dev-00000");
+	assert_string_equal(v[4999].thing, "dev-09998");
+	free(v);
+	expect_stats(fx, "rot-big", 5000, 10000, 5000, 5000, 0, 1000, 3000); /* i >= 4000 */
+	expect_stats(fx, "rot-other", 0, 1000, 1000, 0, 0, 0, 0);
+
+	/* the statements of cf_store_sqlite.c, as the planner sees them */
+	query_plan(plan, sizeof(plan), fx->db, "SELECT job_id, thing, added_at, released_at, "
+	    "removed_at FROM job_targets WHERE job_id = 'rot-big' AND released_at = 0 AND "
+	    "removed_at = 0 ORDER BY added_at, thing LIMIT 3");
+	if (strstr(plan, "USING INDEX job_targets_unreleased") == NULL ||
+	    strstr(plan, "TEMP B-TREE") != NULL)
+		fail_msg("unreleased targets are not an ordered index range:\n%s", plan);
+	query_plan(plan, sizeof(plan), fx->db, "SELECT count(*), "
+	    "coalesce(sum(released_at = 0 AND removed_at = 0), 0), "
+	    "coalesce(sum(released_at != 0 AND removed_at = 0), 0), "
+	    "coalesce(sum(removed_at != 0), 0), "
+	    "coalesce(min(CASE WHEN released_at != 0 THEN released_at END), 0), "
+	    "coalesce(sum(released_at != 0 AND removed_at = 0 AND released_at >= 5), 0) "
+	    "FROM job_targets WHERE job_id = 'rot-big'");
+	if (strstr(plan, "(job_id=?)") == NULL)
+		fail_msg("target stats do not search by job:\n%s", plan);
+	query_plan(plan, sizeof(plan), fx->db, "SELECT 1 FROM job_targets WHERE thing = 'dev-00001'");
+	if (strstr(plan, "job_targets_thing") == NULL)
+		fail_msg("deleting a thing would scan every job's targets:\n%s", plan);
+	expect_no_event(fx);
+}
+
+/* Every schema object of the file, in name order: the text a migration must reproduce. */
+static void
+schema_text(char *out, size_t out_len, const char *path)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *s = NULL;
+	size_t len = 0;
+
+	out[0] = '\0';
+	assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(h, "SELECT type, name, tbl_name, coalesce(sql, '') FROM "
+	    "sqlite_master ORDER BY type, name", -1, &s, NULL), SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		len += (size_t)snprintf(out + len, out_len - len, "%s %s %s: %s\n",
+		    (const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+		    (const char *)sqlite3_column_text(s, 2), (const char *)sqlite3_column_text(s, 3));
+		assert_true(len < out_len);
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(h);
+}
+
+/*
+ * Migration 4 on a version-3 file that holds jobs, executions and rotations:
+ * the data stays, the schema ends up exactly as a new file's, and the new
+ * tables work on the old jobs.
+ */
+static void
+test_jobs_store__migration_from_version_3(void **state)
+{
+	struct fx *fx = *state;
+	static char fresh[32768], migrated[32768];
+	cf_store *st = NULL;
+	cf_job_rec j;
+	cf_exec_rec e;
+	cf_rotation_rec x;
+	cf_thing_rec t;
+	cf_notify_rec *nv = NULL;
+	sqlite3 *h = NULL;
+	char *err = NULL;
+	size_t n = 0;
+	int64_t id = 0, head = 0, count = 0;
+	int v = cf_store_schema_version(fx->st);
+
+	assert_int_equal(v, 4);
+	schema_text(fresh, sizeof(fresh), fx->db);
+	assert_non_null(strstr(fresh, "table job_targets"));
+	assert_non_null(strstr(fresh, "table notifications"));
+	add_job(fx, "rot-1");
+	add_exec(fx, "rot-1", "sensor-1", 10);
+	x = rotation("rot-1", "sensor-1", 1, "old", "new");
+	assert_int_equal(cf_store_rotation_upsert(fx->st, &x), 0);
+	expect_event_is(fx, "rotation.created");
+	cf_store_close(fx->st);
+	fx->st = NULL;
+
+	/* what version 3 had: no targets, no outbox, no rotations_state index */
+	raw_sql(fx->db, "DROP TABLE notifications; DROP TABLE job_targets; "
+	    "DROP INDEX rotations_state; PRAGMA user_version = 3");
+	schema_text(migrated, sizeof(migrated), fx->db);
+	assert_null(strstr(migrated, "job_targets"));
+	/* a reader never migrates */
+	assert_int_equal(cf_store_open(&st, fx->db, CF_STORE_READONLY), CF_EINVAL);
+	assert_non_null(strstr(cf_error_last(), "schema version 3"));
+
+	assert_int_equal(cf_store_open(&st, fx->db, 0), 0);
+	fx->st = st;
+	assert_int_equal(cf_store_schema_version(st), v);
+	schema_text(migrated, sizeof(migrated), fx->db);
+	assert_string_equal(migrated, fresh);
+
+	/* the old data, untouched */
+	assert_int_equal(cf_store_thing_get(st, &t, "sensor-1"), 0);
+	cf_thing_rec_clear(&t);
+	assert_int_equal(cf_store_job_get(st, &j, "rot-1"), 0);
+	assert_int_equal(j.status, CF_JOB_STATE_IN_PROGRESS);
+	cf_job_rec_clear(&j);
+	assert_int_equal(cf_store_exec_get(st, &e, "rot-1", "sensor-1", 0), 0);
+	assert_int_equal(e.version, 1);
+	cf_exec_rec_clear(&e);
+	assert_int_equal(cf_store_rotation_get(st, &x, "rot-1", "sensor-1", 1), 0);
+	assert_int_equal(x.state, CF_ROTATION_CREATED);
+	assert_int_equal(cf_store_event_head(st, &head), 0);
+	assert_int_equal(head, fx->head);
+	assert_int_equal(cf_store_event_verify(st, &count, NULL, NULL), 0);
+	assert_int_equal(count, head);
+
+	/* the new tables, on the old job */
+	target_add(fx, "rot-1", "sensor-1", 20, 1);
+	expect_targets(fx, "rot-1", CF_TARGETS_UNRELEASED, 0, "sensor-1");
+	assert_int_equal(cf_store_notify_enqueue(st, &id, "webhook", "job.completed",
+	    "{\"job\": \"rot-1\"}"), 0);
+	assert_int_equal(id, 1);
+	assert_int_equal(cf_store_notify_list(st, &nv, &n, -1, 0), 0);
+	assert_int_equal(n, 1);
+	cf_notify_recs_free(nv, n);
+	expect_no_event(fx);
+
+	/* the database itself refuses what the store would */
+	assert_int_equal(sqlite3_open(fx->db, &h), SQLITE_OK);
+	assert_int_not_equal(sqlite3_exec(h, "UPDATE notifications SET state = 'SENT'", NULL, NULL,
+	    &err), SQLITE_OK);
+	sqlite3_free(err);
+	err = NULL;
+	assert_int_not_equal(sqlite3_exec(h, "PRAGMA foreign_keys = ON; INSERT INTO job_targets("
+	    "job_id, thing, added_at) VALUES ('no-such-job', 'sensor-1', 1)", NULL, NULL, &err),
+	    SQLITE_OK);
+	sqlite3_free(err);
+	err = NULL;
+	assert_int_not_equal(sqlite3_exec(h, "UPDATE job_targets SET released_at = -1", NULL, NULL,
+	    &err), SQLITE_OK);
+	sqlite3_free(err);
+	sqlite3_close(h);
+}
+
 int
 main(void)
 {
@@ -1023,6 +1552,16 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_jobs_store__rollback_leaves_nothing, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_jobs_store__migration_from_version_2, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_jobs_store__rotation_list_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_jobs_store__targets_lifecycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_jobs_store__targets_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_jobs_store__targets_stats, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_jobs_store__targets_rollback_and_thing_delete,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_jobs_store__targets_ten_thousand, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_jobs_store__migration_from_version_3, setup,
 		    teardown),
 	};
 

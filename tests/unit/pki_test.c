@@ -183,6 +183,49 @@ raw_csr(EVP_PKEY *pkey, const char *const *cns, int n_cn, const char *san, const
 	return out;
 }
 
+/* A self-signed certificate built by hand: any CNs and an optional subjectAltName (config syntax). */
+static cf_cert *
+raw_cert(const char *const *cns, int n_cn, const char *san)
+{
+	EVP_PKEY *pkey = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_NAME *name = X509_NAME_new();
+	X509_EXTENSION *ext;
+	X509V3_CTX ctx;
+	BIO *bio = BIO_new(BIO_s_mem());
+	BUF_MEM *bm;
+	cf_cert *cert = NULL;
+	int i;
+
+	assert_non_null(pkey);
+	for (i = 0; i < n_cn; i++)
+		assert_int_equal(X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8,
+		    (const unsigned char *)cns[i], -1, -1, 0), 1);
+	assert_int_equal(X509_set_version(x, 2), 1);
+	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), 7), 1);
+	assert_int_equal(X509_set_subject_name(x, name), 1);
+	assert_int_equal(X509_set_issuer_name(x, name), 1);
+	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 86400));
+	assert_int_equal(X509_set_pubkey(x, pkey), 1);
+	if (san != NULL) {
+		X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+		ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
+		assert_non_null(ext);
+		assert_int_equal(X509_add_ext(x, ext, -1), 1);
+		X509_EXTENSION_free(ext);
+	}
+	assert_true(X509_sign(x, pkey, EVP_sha256()) > 0);
+	assert_int_equal(PEM_write_bio_X509(bio, x), 1);
+	BIO_get_mem_ptr(bio, &bm);
+	must(cf_cert_parse(&cert, bm->data, bm->length));
+	BIO_free(bio);
+	X509_NAME_free(name);
+	X509_free(x);
+	EVP_PKEY_free(pkey);
+	return cert;
+}
+
 static int
 has_ext_text(X509 *x, int nid, const char *want)
 {
@@ -1345,6 +1388,81 @@ test_pki__openssl_cli_cross_check(void **state)
 	cf_cert_free(leaf);
 }
 
+static void
+test_pki__cert_check_thing_issued_device(void **state)
+{
+	cf_cert *c = issue("sensor-1", g.dev_key, 0);
+
+	(void)state;
+	must(cf_cert_check_thing(c, "sensor-1"));
+	assert_int_equal(cf_cert_check_thing(c, "sensor-2"), CF_EREJECTED);
+	assert_non_null(strstr(cf_error_last(), "CN 'sensor-1' is not the thing 'sensor-2'"));
+	assert_int_equal(cf_cert_check_thing(c, "bad thing"), CF_EINVAL);
+	cf_cert_free(c);
+}
+
+/* The CN names the thing but the SAN URI another one (and the other way round). */
+static void
+test_pki__cert_check_thing_cn_and_san_must_agree(void **state)
+{
+	static const char *const one[] = {"sensor-1"}, *const two[] = {"sensor-2"};
+	cf_cert *c;
+
+	(void)state;
+	c = raw_cert(one, 1, "URI:urn:certfleet:thing:sensor-2");
+	assert_int_equal(cf_cert_check_thing(c, "sensor-1"), CF_EREJECTED);
+	assert_non_null(strstr(cf_error_last(), "URI 'urn:certfleet:thing:sensor-2' is not "
+	    "urn:certfleet:thing:sensor-1"));
+	cf_cert_free(c);
+	c = raw_cert(two, 1, "URI:urn:certfleet:thing:sensor-1");
+	assert_int_equal(cf_cert_check_thing(c, "sensor-1"), CF_EREJECTED);
+	assert_non_null(strstr(cf_error_last(), "CN 'sensor-2'"));
+	cf_cert_free(c);
+	/* Both right: a hand-made certificate passes the name check (the chain is checked elsewhere). */
+	c = raw_cert(one, 1, "URI:urn:certfleet:thing:sensor-1");
+	must(cf_cert_check_thing(c, "sensor-1"));
+	cf_cert_free(c);
+}
+
+/* No SAN, a second URI, a DNS or IP entry, two CNs, no CN: all refused. */
+static void
+test_pki__cert_check_thing_missing_or_extra_names(void **state)
+{
+	static const char *const one[] = {"sensor-1"}, *const both[] = {"sensor-1", "sensor-1"};
+	static const struct {
+		const char *san;
+		const char *why;
+	} bad[] = {
+		{NULL, "no subjectAltName"},
+		{"URI:urn:certfleet:thing:sensor-1,URI:urn:certfleet:thing:sensor-9", "sensor-9"},
+		{"URI:urn:certfleet:thing:sensor-1,DNS:sensor-1", "entry of type"},
+		{"DNS:sensor-1", "entry of type"},
+		{"IP:127.0.0.1,URI:urn:certfleet:thing:sensor-1", "entry of type"},
+		{"URI:urn:certfleet:thing:sensor-1x", "is not urn:certfleet:thing:sensor-1"},
+		{"URI:URN:CERTFLEET:THING:sensor-1", "is not urn:certfleet:thing:sensor-1"},
+	};
+	cf_cert *c;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		c = raw_cert(one, 1, bad[i].san);
+		assert_int_equal(cf_cert_check_thing(c, "sensor-1"), CF_EREJECTED);
+		if (strstr(cf_error_last(), bad[i].why) == NULL)
+			fail_msg("SAN %s: '%s' lacks '%s'", bad[i].san ? bad[i].san : "(none)",
+			    cf_error_last(), bad[i].why);
+		cf_cert_free(c);
+	}
+	c = raw_cert(both, 2, "URI:urn:certfleet:thing:sensor-1");
+	assert_int_equal(cf_cert_check_thing(c, "sensor-1"), CF_EREJECTED);
+	assert_non_null(strstr(cf_error_last(), "2 common names"));
+	cf_cert_free(c);
+	c = raw_cert(one, 0, "URI:urn:certfleet:thing:sensor-1");
+	assert_int_equal(cf_cert_check_thing(c, "sensor-1"), CF_EREJECTED);
+	assert_non_null(strstr(cf_error_last(), "0 common names"));
+	cf_cert_free(c);
+}
+
 int
 main(void)
 {
@@ -1379,6 +1497,9 @@ main(void)
 		cmocka_unit_test(test_pki__cert_pem_der_parse_and_fingerprint),
 		cmocka_unit_test(test_pki__cert_malformed_and_truncated),
 		cmocka_unit_test(test_pki__cert_parse_bundle),
+		cmocka_unit_test(test_pki__cert_check_thing_issued_device),
+		cmocka_unit_test(test_pki__cert_check_thing_cn_and_san_must_agree),
+		cmocka_unit_test(test_pki__cert_check_thing_missing_or_extra_names),
 		cmocka_unit_test(test_pki__reason_names),
 		cmocka_unit_test(test_pki__crl_v2_number_aki_reasons),
 		cmocka_unit_test(test_pki__verify_chain_ok),
