@@ -371,6 +371,22 @@ details_json(const cf_proto_update *u)
 	return text;
 }
 
+/* A notification about execution e and its rotation (borrowed strings). */
+static void
+notice_of(cfd_notice *n, const char *kind, const cf_exec_rec *e, const cf_rotation_rec *rot,
+    const char *reason)
+{
+	memset(n, 0, sizeof(*n));
+	n->kind = kind;
+	n->thing = e->thing;
+	n->job_id = e->job_id;
+	n->status = cf_proto_status_name(e->status);
+	n->execution_number = e->execution_number;
+	n->reason = reason;
+	n->old_cert = rot->old_cert;
+	n->new_cert = rot->new_cert;
+}
+
 /*
  * What an execution's end means for its rotation (DESIGN §6), inside the
  * caller's transaction:
@@ -420,15 +436,7 @@ settle_rotation(cfd *d, const cf_exec_rec *e, const char *reason)
 	    e->job_id, cf_rotation_state_name(to), retire ? retire : "-");
 	if (to != CF_ROTATION_INDETERMINATE)
 		return 0;
-	memset(&n, 0, sizeof(n));
-	n.kind = "rotation.indeterminate";
-	n.thing = e->thing;
-	n.job_id = e->job_id;
-	n.status = cf_proto_status_name(e->status);
-	n.execution_number = e->execution_number;
-	n.reason = reason;
-	n.old_cert = rot.old_cert;
-	n.new_cert = rot.new_cert;
+	notice_of(&n, "rotation.indeterminate", e, &rot, reason);
 	return cfd_notify(d, &n);
 }
 
@@ -452,15 +460,7 @@ cfd_execution_ended(cfd *d, const cf_exec_rec *e, const char *reason)
 	if (cf_store_rotation_get(cf_ca_store(d->ca), &rot, e->job_id, e->thing,
 	    e->execution_number) != 0)
 		memset(&rot, 0, sizeof(rot));
-	memset(&n, 0, sizeof(n));
-	n.kind = kinds[e->status];
-	n.thing = e->thing;
-	n.job_id = e->job_id;
-	n.status = cf_proto_status_name(e->status);
-	n.execution_number = e->execution_number;
-	n.reason = reason;
-	n.old_cert = rot.old_cert;
-	n.new_cert = rot.new_cert;
+	notice_of(&n, kinds[e->status], e, &rot, reason);
 	return cfd_notify(d, &n);
 }
 
