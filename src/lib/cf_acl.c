@@ -13,6 +13,16 @@
 
 #define PREFIX_MAX 256
 
+/*
+ * What a quarantined device keeps, below <prefix>things/<client id>/: the
+ * job and certificate topics a rotation needs (docs/protocol.md), so a
+ * rotation can still heal it.
+ */
+static const char *const quarantine_subtrees[] = {
+	"jobs/",
+	"certificate/",
+};
+
 static const char *const kind_names[CF_KIND__COUNT] = {
 	[CF_KIND_DEVICE] = "device",
 	[CF_KIND_CLAIM] = "claim",
@@ -142,17 +152,30 @@ level_len(const char *s, size_t n)
 	return slash ? (size_t)(slash - s) : n;
 }
 
-/* A device: <prefix>things/<client id>/ followed by anything (wildcards included). */
+/*
+ * A device: <prefix>things/<client id>/ followed by anything (wildcards
+ * included); quarantined, only followed by one of quarantine_subtrees and
+ * then anything.
+ */
 static int
-device_allows(const char *client_id, const char *prefix, const char *t, size_t n)
+device_allows(const char *client_id, const char *prefix, const char *t, size_t n,
+    unsigned flags)
 {
-	size_t idlen = strlen(client_id);
+	size_t idlen = strlen(client_id), i;
 
 	if (!eat(&t, &n, prefix) || !eat(&t, &n, "things/"))
 		return 0;
 	if (n < idlen + 1 || memcmp(t, client_id, idlen) != 0 || t[idlen] != '/')
 		return 0;
-	return 1;
+	if (!(flags & CF_ACL_QUARANTINED))
+		return 1;
+	t += idlen + 1;
+	n -= idlen + 1;
+	for (i = 0; i < sizeof(quarantine_subtrees) / sizeof(quarantine_subtrees[0]); i++) {
+		if (eat(&t, &n, quarantine_subtrees[i]))
+			return 1;
+	}
+	return 0;
 }
 
 /*
@@ -181,6 +204,13 @@ int
 cf_acl_check_n(cf_acl_kind kind, const char *client_id, const char *prefix,
     const char *topic, size_t topic_len, cf_acl_access access)
 {
+	return cf_acl_check_flags_n(kind, 0, client_id, prefix, topic, topic_len, access);
+}
+
+int
+cf_acl_check_flags_n(cf_acl_kind kind, unsigned flags, const char *client_id,
+    const char *prefix, const char *topic, size_t topic_len, cf_acl_access access)
+{
 	int r = CF_EREJECTED;
 
 	if (topic == NULL || topic_len == 0) {
@@ -199,6 +229,10 @@ cf_acl_check_n(cf_acl_kind kind, const char *client_id, const char *prefix,
 		cf_error_set("unknown access");
 		goto out;
 	}
+	if ((flags & ~CF_ACL_QUARANTINED) != 0) {
+		cf_error_set("unknown principal flags 0x%x", flags);
+		goto out;
+	}
 	switch (kind) {
 	case CF_KIND_SERVICE:
 		r = 0;
@@ -209,8 +243,11 @@ cf_acl_check_n(cf_acl_kind kind, const char *client_id, const char *prefix,
 			cf_error_set("client id cannot name a thing");
 			break;
 		}
-		if (device_allows(client_id, prefix, topic, topic_len))
+		if (device_allows(client_id, prefix, topic, topic_len, flags))
 			r = 0;
+		else if (flags & CF_ACL_QUARANTINED)
+			cf_error_set("quarantined device '%s' may only use %sthings/%s/jobs/... and "
+			    ".../certificate/...", client_id, prefix, client_id);
 		else
 			cf_error_set("device '%s' may only use %sthings/%s/...", client_id, prefix,
 			    client_id);
@@ -238,12 +275,19 @@ int
 cf_acl_check(cf_acl_kind kind, const char *client_id, const char *prefix, const char *topic,
     cf_acl_access access)
 {
+	return cf_acl_check_flags(kind, 0, client_id, prefix, topic, access);
+}
+
+int
+cf_acl_check_flags(cf_acl_kind kind, unsigned flags, const char *client_id, const char *prefix,
+    const char *topic, cf_acl_access access)
+{
 	if (topic == NULL) {
 		cf_error_set("no topic");
 		return CF_EREJECTED;
 	}
-	return cf_acl_check_n(kind, client_id, prefix, topic, strnlen(topic, CF_ACL_TOPIC_MAX + 1),
-	    access);
+	return cf_acl_check_flags_n(kind, flags, client_id, prefix, topic,
+	    strnlen(topic, CF_ACL_TOPIC_MAX + 1), access);
 }
 
 /* ---- authentication -------------------------------------------------------- */

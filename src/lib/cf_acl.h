@@ -13,6 +13,12 @@
  *            /accepted and /rejected replies (subscribe, receive)
  *   service  certfleetd: everything
  *
+ * Facts about a principal that are not in its certificate travel as flags
+ * beside the kind (cf_acl_check_flags): CF_ACL_QUARANTINED narrows a device
+ * to its rotation topics, <prefix>things/<client id>/jobs/... and
+ * .../certificate/... (docs/audit.md, "Mitigation"). The plugin decides the
+ * flag (group membership); the rule itself is data here.
+ *
  * Topics and filters are compared literally: MQTT gives "..", "." or empty
  * levels no meaning, so "cf/things/a/../b" is simply a topic under
  * "cf/things/a/" and is allowed for client a (it cannot reach thing b's
@@ -36,6 +42,9 @@ typedef enum {
 	CF_KIND_SERVICE,
 	CF_KIND__COUNT
 } cf_acl_kind;
+
+/* Principal flags (a bit set). */
+#define CF_ACL_QUARANTINED 0x1u /* a device in the quarantine group: rotation topics only */
 
 typedef enum {
 	CF_ACL_READ,      /* receive a message published on a topic */
@@ -98,5 +107,19 @@ int cf_acl_authenticate_device(cf_store *st, const char *cert_id, const char *cl
 /* cf_acl_check_n for a NUL-terminated topic (NULL is denied). */
 int cf_acl_check(cf_acl_kind kind, const char *client_id, const char *prefix,
     const char *topic, cf_acl_access access) CF_MUST_CHECK;
+
+/*
+ * cf_acl_check_n with principal flags (CF_ACL_*; 0 is cf_acl_check_n).
+ * CF_ACL_QUARANTINED: a device may use only topics and filters below
+ * <prefix>things/<client id>/jobs/ and <prefix>things/<client id>/certificate/
+ * (wildcards only after those levels); it changes nothing for the other
+ * kinds (they are not things). Unknown flag bits are denied.
+ */
+int cf_acl_check_flags_n(cf_acl_kind kind, unsigned flags, const char *client_id,
+    const char *prefix, const char *topic, size_t topic_len, cf_acl_access access) CF_MUST_CHECK;
+
+/* cf_acl_check_flags_n for a NUL-terminated topic (NULL is denied). */
+int cf_acl_check_flags(cf_acl_kind kind, unsigned flags, const char *client_id,
+    const char *prefix, const char *topic, cf_acl_access access) CF_MUST_CHECK;
 
 #endif
