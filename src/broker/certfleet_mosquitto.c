@@ -3,12 +3,14 @@
  * connect (the registry's view of the TLS client certificate), which topics
  * a client may use (cf_acl), stamps device messages with the proven
  * identity (cf_stamp), reports connections on $cf/broker/connection and
- * kicks clients whose certificate or CA stops being ACTIVE
- * (docs/broker.md; broker facts in MOSQUITTO-NOTES.md).
+ * kicks clients whose certificate or CA stops being ACTIVE, or whose thing
+ * enters or leaves the quarantine group (docs/broker.md; broker facts in
+ * MOSQUITTO-NOTES.md).
  *
  * An adapter: the rules live in the library. It owns one read-only registry
- * handle (reopened lazily after an error), the stamp key and a few
- * counters. It keeps no per-client table: a client's kind and certificate
+ * handle (reopened lazily after an error), the stamp key, a few counters
+ * and the sorted names of the quarantined things (loaded at start, kept
+ * current from the event tail, so an ACL check never queries the store). It keeps no per-client table: a client's kind and certificate
  * id travel in its username, "<kind>:<certificate id>". Callbacks never
  * block: the registry is opened read-only with a 100 ms lock limit and
  * queried by primary key or index only.
@@ -32,6 +34,7 @@
 
 #include "cf_acl.h"
 #include "cf_error.h"
+#include "cf_mitigate.h"
 #include "cf_pki.h"
 #include "cf_stamp.h"
 #include "cf_store.h"
@@ -73,6 +76,9 @@ struct plugin {
 	char *service_cert_path;
 	char *stamp_key_path;
 	char *prefix;
+	char *quarantine_group;
+	char **quarantined;        /* the group's members, sorted by strcmp */
+	size_t n_quarantined;
 	char service_id[CF_ID_LEN + 1];
 	cf_stamp_key key;
 	cf_store *st;              /* NULL after an error: reopened on next use */
@@ -374,6 +380,60 @@ refused:
 	return MOSQ_ERR_AUTH;
 }
 
+/* ---- quarantine ---------------------------------------------------------- */
+
+static int
+strcmp_p(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* 1 if thing is in the quarantine group: a binary search of the cached set, no query. */
+static int
+is_quarantined(const struct plugin *pl, const char *thing)
+{
+	if (pl->n_quarantined == 0 || thing == NULL)
+		return 0;
+	return bsearch(&thing, pl->quarantined, pl->n_quarantined, sizeof(*pl->quarantined),
+	    strcmp_p) != NULL;
+}
+
+/* The cf_acl principal flags of an authenticated client (a device's thing is its client id). */
+static unsigned
+principal_flags(const struct plugin *pl, const cf_principal *p, const char *client_id)
+{
+	if (p->kind == CF_KIND_DEVICE && is_quarantined(pl, client_id))
+		return CF_ACL_QUARANTINED;
+	return 0;
+}
+
+/*
+ * Reads the quarantine group's members into *out (sorted); a group that
+ * does not exist yet has none.
+ */
+static int
+quarantine_read(cf_store *st, const char *group, char ***out, size_t *out_n)
+{
+	int r;
+
+	*out = NULL;
+	*out_n = 0;
+	if ((r = cf_store_group_members(st, out, out_n, group)) == CF_ENOTFOUND)
+		return 0;
+	if (r == 0 && *out_n > 1)
+		qsort(*out, *out_n, sizeof(**out), strcmp_p);
+	return r;
+}
+
+/* Replaces the cached set; the old one is freed. */
+static void
+quarantine_set(struct plugin *pl, char **v, size_t n)
+{
+	cf_strv_free(pl->quarantined, pl->n_quarantined);
+	pl->quarantined = v;
+	pl->n_quarantined = n;
+}
+
 /* ---- authorization ---------------------------------------------------- */
 
 static int
@@ -401,7 +461,8 @@ on_acl_check(int event, void *event_data, void *userdata)
 	default:
 		return MOSQ_ERR_ACL_DENIED;
 	}
-	if (cf_acl_check(p.kind, mosquitto_client_id(ev->client), pl->prefix, ev->topic, access) != 0)
+	if (cf_acl_check_flags(p.kind, principal_flags(pl, &p, mosquitto_client_id(ev->client)),
+	    mosquitto_client_id(ev->client), pl->prefix, ev->topic, access) != 0)
 		return MOSQ_ERR_ACL_DENIED;
 	return MOSQ_ERR_SUCCESS;
 }
@@ -569,6 +630,68 @@ out:
 	return r;
 }
 
+/* Kicks the clients of every ACTIVE certificate of thing (indexed by (thing, status)). */
+static int
+kick_thing(struct plugin *pl, cf_store *st, const char *thing)
+{
+	cf_cert_filter f = { .status = CF_CERT_ACTIVE, .thing = thing };
+	cf_cert_rec *certs = NULL;
+	size_t n = 0, i;
+	int r;
+
+	if ((r = cf_store_cert_list(st, &certs, &n, &f)) != 0)
+		goto out;
+	for (i = 0; i < n; i++)
+		kick(pl, CF_KIND_DEVICE, certs[i].id);
+out:
+	cf_cert_recs_free(certs, n);
+	return r;
+}
+
+/*
+ * A change of the quarantine group (group.* about it) or the deletion of a
+ * member (which leaves every group without a group event): re-reads the
+ * members, and kicks every thing that entered or left so that it
+ * reconnects under its new rule with fresh subscriptions. (Mosquitto 2.0
+ * checks MOSQ_ACL_READ on every delivery too, so the new rule holds for
+ * existing subscriptions even before the kick lands.) On an error the set
+ * is unchanged and the event is retried.
+ */
+static int
+quarantine_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
+{
+	char **v = NULL;
+	size_t n = 0, i = 0, j = 0;
+	int c, r = 0;
+
+	if (!(strncmp(ev->type, "group.", 6) == 0 && strcmp(ev->subject, pl->quarantine_group) == 0) &&
+	    !(strcmp(ev->type, "thing.deleted") == 0 && is_quarantined(pl, ev->subject)))
+		return 0;
+	if ((r = quarantine_read(st, pl->quarantine_group, &v, &n)) != 0)
+		goto out;
+	/* Both sorted: one merge walk finds the things that entered or left. */
+	while (r == 0 && (i < pl->n_quarantined || j < n)) {
+		c = i == pl->n_quarantined ? 1 : j == n ? -1 : strcmp(pl->quarantined[i], v[j]);
+		if (c == 0) {
+			i++;
+			j++;
+			continue;
+		}
+		plog(MOSQ_LOG_NOTICE, "thing %s %s quarantine group %s: kicking its clients",
+		    c < 0 ? pl->quarantined[i] : v[j], c < 0 ? "left" : "entered",
+		    pl->quarantine_group);
+		r = kick_thing(pl, st, c < 0 ? pl->quarantined[i++] : v[j++]);
+	}
+	if (r != 0)
+		goto out;
+	quarantine_set(pl, v, n);
+	v = NULL;
+	n = 0;
+out:
+	cf_strv_free(v, n);
+	return r;
+}
+
 /* Acts on one event; CF_ENOTFOUND (the subject is gone) is not an error. */
 static int
 handle_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
@@ -599,6 +722,8 @@ handle_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
 			if (strcmp(all[i].parent_id, ca.id) == 0)
 				r = kick_issued_by(pl, st, all[i].id);
 		}
+	} else {
+		r = quarantine_event(pl, st, ev);
 	}
 out:
 	cf_ca_recs_free(all, n);
@@ -716,6 +841,8 @@ plugin_free(struct plugin *pl)
 	free(pl->service_cert_path);
 	free(pl->stamp_key_path);
 	free(pl->prefix);
+	free(pl->quarantine_group);
+	cf_strv_free(pl->quarantined, pl->n_quarantined);
 	free(pl);
 }
 
@@ -730,6 +857,7 @@ options_read(struct plugin *pl, const struct mosquitto_opt *opts, int n)
 		{ "service_cert", &pl->service_cert_path },
 		{ "stamp_key", &pl->stamp_key_path },
 		{ "topic_prefix", &pl->prefix },
+		{ "quarantine_group", &pl->quarantine_group },
 	};
 	size_t k;
 	int i, r = CF_EINVAL;
@@ -757,6 +885,13 @@ options_read(struct plugin *pl, const struct mosquitto_opt *opts, int n)
 	}
 	if (cf_acl_prefix_check(pl->prefix) != 0) {
 		plog(MOSQ_LOG_ERR, "option plugin_opt_topic_prefix: %s", cf_error_last());
+		goto out;
+	}
+	if (pl->quarantine_group == NULL &&
+	    (pl->quarantine_group = strdup(CF_MITIGATE_QUARANTINE_GROUP)) == NULL)
+		goto out;
+	if (!cf_name_valid("group", pl->quarantine_group)) {
+		plog(MOSQ_LOG_ERR, "option plugin_opt_quarantine_group: %s", cf_error_last());
 		goto out;
 	}
 	r = 0;
@@ -811,6 +946,13 @@ mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		plog(MOSQ_LOG_ERR, "cannot read the event log of %s: %s", pl->db_path, cf_error_last());
 		goto out;
 	}
+	/* After the head: a change in between is replayed from the tail (a re-read). */
+	if (quarantine_read(pl->st, pl->quarantine_group, &pl->quarantined,
+	    &pl->n_quarantined) != 0) {
+		plog(MOSQ_LOG_ERR, "cannot read quarantine group %s: %s", pl->quarantine_group,
+		    cf_error_last());
+		goto out;
+	}
 	if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, pl) ||
 	    mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, pl) ||
 	    mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, pl) ||
@@ -819,8 +961,9 @@ mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		plog(MOSQ_LOG_ERR, "cannot register callbacks");
 		goto out;
 	}
-	plog(MOSQ_LOG_NOTICE, "registry %s, service certificate %s, topic prefix '%s', events after %lld",
-	    pl->db_path, pl->service_id, pl->prefix, (long long)pl->cursor);
+	plog(MOSQ_LOG_NOTICE, "registry %s, service certificate %s, topic prefix '%s', events after %lld, "
+	    "quarantine group %s (%zu things)", pl->db_path, pl->service_id, pl->prefix,
+	    (long long)pl->cursor, pl->quarantine_group, pl->n_quarantined);
 	*userdata = pl;
 	pl = NULL;
 	r = MOSQ_ERR_SUCCESS;
