@@ -9,7 +9,7 @@
  *
  * An adapter: the rules live in the library. It owns one read-only registry
  * handle (reopened lazily after an error), the stamp key, a few counters
- * and the sorted names of the quarantined things (loaded at start, kept
+ * and the set of quarantined things (cf_acl_names: loaded at start, kept
  * current from the event tail, so an ACL check never queries the store). It keeps no per-client table: a client's kind and certificate
  * id travel in its username, "<kind>:<certificate id>". Callbacks never
  * block: the registry is opened read-only with a 100 ms lock limit and
@@ -77,8 +77,7 @@ struct plugin {
 	char *stamp_key_path;
 	char *prefix;
 	char *quarantine_group;
-	char **quarantined;        /* the group's members, sorted by strcmp */
-	size_t n_quarantined;
+	cf_acl_names *quarantined; /* the group's members */
 	char service_id[CF_ID_LEN + 1];
 	cf_stamp_key key;
 	cf_store *st;              /* NULL after an error: reopened on next use */
@@ -382,56 +381,29 @@ refused:
 
 /* ---- quarantine ---------------------------------------------------------- */
 
-static int
-strcmp_p(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* 1 if thing is in the quarantine group: a binary search of the cached set, no query. */
-static int
-is_quarantined(const struct plugin *pl, const char *thing)
-{
-	if (pl->n_quarantined == 0 || thing == NULL)
-		return 0;
-	return bsearch(&thing, pl->quarantined, pl->n_quarantined, sizeof(*pl->quarantined),
-	    strcmp_p) != NULL;
-}
-
 /* The cf_acl principal flags of an authenticated client (a device's thing is its client id). */
 static unsigned
 principal_flags(const struct plugin *pl, const cf_principal *p, const char *client_id)
 {
-	if (p->kind == CF_KIND_DEVICE && is_quarantined(pl, client_id))
+	if (p->kind == CF_KIND_DEVICE && cf_acl_names_has(pl->quarantined, client_id))
 		return CF_ACL_QUARANTINED;
 	return 0;
 }
 
-/*
- * Reads the quarantine group's members into *out (sorted); a group that
- * does not exist yet has none.
- */
+/* The quarantine group's members as a set; a group that does not exist yet has none. */
 static int
-quarantine_read(cf_store *st, const char *group, char ***out, size_t *out_n)
+quarantine_read(cf_store *st, const char *group, cf_acl_names **out)
 {
+	char **v = NULL;
+	size_t n = 0;
 	int r;
 
-	*out = NULL;
-	*out_n = 0;
-	if ((r = cf_store_group_members(st, out, out_n, group)) == CF_ENOTFOUND)
-		return 0;
-	if (r == 0 && *out_n > 1)
-		qsort(*out, *out_n, sizeof(**out), strcmp_p);
+	if ((r = cf_store_group_members(st, &v, &n, group)) == CF_ENOTFOUND)
+		r = 0;
+	if (r == 0)
+		r = cf_acl_names_new(out, v, n);
+	cf_strv_free(v, n);
 	return r;
-}
-
-/* Replaces the cached set; the old one is freed. */
-static void
-quarantine_set(struct plugin *pl, char **v, size_t n)
-{
-	cf_strv_free(pl->quarantined, pl->n_quarantined);
-	pl->quarantined = v;
-	pl->n_quarantined = n;
 }
 
 /* ---- authorization ---------------------------------------------------- */
@@ -441,6 +413,7 @@ on_acl_check(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_acl_check *ev = event_data;
 	struct plugin *pl = userdata;
+	const char *client_id;
 	cf_principal p;
 	cf_acl_access access;
 
@@ -461,8 +434,9 @@ on_acl_check(int event, void *event_data, void *userdata)
 	default:
 		return MOSQ_ERR_ACL_DENIED;
 	}
-	if (cf_acl_check_flags(p.kind, principal_flags(pl, &p, mosquitto_client_id(ev->client)),
-	    mosquitto_client_id(ev->client), pl->prefix, ev->topic, access) != 0)
+	client_id = mosquitto_client_id(ev->client);
+	if (cf_acl_check_flags(p.kind, principal_flags(pl, &p, client_id), client_id, pl->prefix,
+	    ev->topic, access) != 0)
 		return MOSQ_ERR_ACL_DENIED;
 	return MOSQ_ERR_SUCCESS;
 }
@@ -660,35 +634,38 @@ out:
 static int
 quarantine_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
 {
-	char **v = NULL;
-	size_t n = 0, i = 0, j = 0;
+	cf_acl_names *next = NULL;
+	size_t n_old = cf_acl_names_count(pl->quarantined), n_new, i = 0, j = 0;
+	const char *thing;
 	int c, r = 0;
 
 	if (!(strncmp(ev->type, "group.", 6) == 0 && strcmp(ev->subject, pl->quarantine_group) == 0) &&
-	    !(strcmp(ev->type, "thing.deleted") == 0 && is_quarantined(pl, ev->subject)))
+	    !(strcmp(ev->type, "thing.deleted") == 0 && cf_acl_names_has(pl->quarantined, ev->subject)))
 		return 0;
-	if ((r = quarantine_read(st, pl->quarantine_group, &v, &n)) != 0)
+	if ((r = quarantine_read(st, pl->quarantine_group, &next)) != 0)
 		goto out;
-	/* Both sorted: one merge walk finds the things that entered or left. */
-	while (r == 0 && (i < pl->n_quarantined || j < n)) {
-		c = i == pl->n_quarantined ? 1 : j == n ? -1 : strcmp(pl->quarantined[i], v[j]);
+	n_new = cf_acl_names_count(next);
+	/* Both in strcmp order: one merge walk finds the things that entered or left. */
+	while (r == 0 && (i < n_old || j < n_new)) {
+		c = i == n_old ? 1 : j == n_new ? -1 :
+		    strcmp(cf_acl_names_at(pl->quarantined, i), cf_acl_names_at(next, j));
 		if (c == 0) {
 			i++;
 			j++;
 			continue;
 		}
-		plog(MOSQ_LOG_NOTICE, "thing %s %s quarantine group %s: kicking its clients",
-		    c < 0 ? pl->quarantined[i] : v[j], c < 0 ? "left" : "entered",
-		    pl->quarantine_group);
-		r = kick_thing(pl, st, c < 0 ? pl->quarantined[i++] : v[j++]);
+		thing = c < 0 ? cf_acl_names_at(pl->quarantined, i++) : cf_acl_names_at(next, j++);
+		plog(MOSQ_LOG_NOTICE, "thing %s %s quarantine group %s: kicking its clients", thing,
+		    c < 0 ? "left" : "entered", pl->quarantine_group);
+		r = kick_thing(pl, st, thing);
 	}
 	if (r != 0)
 		goto out;
-	quarantine_set(pl, v, n);
-	v = NULL;
-	n = 0;
+	cf_acl_names_free(pl->quarantined);
+	pl->quarantined = next;
+	next = NULL;
 out:
-	cf_strv_free(v, n);
+	cf_acl_names_free(next);
 	return r;
 }
 
@@ -842,7 +819,7 @@ plugin_free(struct plugin *pl)
 	free(pl->stamp_key_path);
 	free(pl->prefix);
 	free(pl->quarantine_group);
-	cf_strv_free(pl->quarantined, pl->n_quarantined);
+	cf_acl_names_free(pl->quarantined);
 	free(pl);
 }
 
@@ -947,8 +924,7 @@ mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		goto out;
 	}
 	/* After the head: a change in between is replayed from the tail (a re-read). */
-	if (quarantine_read(pl->st, pl->quarantine_group, &pl->quarantined,
-	    &pl->n_quarantined) != 0) {
+	if (quarantine_read(pl->st, pl->quarantine_group, &pl->quarantined) != 0) {
 		plog(MOSQ_LOG_ERR, "cannot read quarantine group %s: %s", pl->quarantine_group,
 		    cf_error_last());
 		goto out;
@@ -963,7 +939,7 @@ mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	}
 	plog(MOSQ_LOG_NOTICE, "registry %s, service certificate %s, topic prefix '%s', events after %lld, "
 	    "quarantine group %s (%zu things)", pl->db_path, pl->service_id, pl->prefix,
-	    (long long)pl->cursor, pl->quarantine_group, pl->n_quarantined);
+	    (long long)pl->cursor, pl->quarantine_group, cf_acl_names_count(pl->quarantined));
 	*userdata = pl;
 	pl = NULL;
 	r = MOSQ_ERR_SUCCESS;

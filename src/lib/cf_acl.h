@@ -88,6 +88,25 @@ int cf_acl_prefix_check(const char *prefix) CF_MUST_CHECK;
 int cf_acl_check_n(cf_acl_kind kind, const char *client_id, const char *prefix,
     const char *topic, size_t topic_len, cf_acl_access access) CF_MUST_CHECK;
 
+/*
+ * A set of thing names (the quarantine group's members) that an ACL check
+ * can ask without a query: a hash index over a sorted copy. Built once per
+ * change, read on every check (one hash and at most a few compares; an
+ * empty set costs one test).
+ */
+typedef struct cf_acl_names cf_acl_names;
+
+/* A set of copies of names[0..n) (NULL with n == 0: empty). *out is the caller's; CF_ERROR out of memory. */
+int cf_acl_names_new(cf_acl_names **out, char *const *names, size_t n) CF_MUST_CHECK;
+/* 1 if name is in set; 0 for a NULL set or name. */
+int cf_acl_names_has(const cf_acl_names *set, const char *name);
+/* How many names; 0 for NULL. */
+size_t cf_acl_names_count(const cf_acl_names *set);
+/* The i-th name in strcmp order (borrowed from set), i < count. */
+const char *cf_acl_names_at(const cf_acl_names *set, size_t i);
+/* Accepts NULL. */
+void cf_acl_names_free(cf_acl_names *set);
+
 /* A client-chosen string made safe for one log line: printable ASCII, at most 128 characters + "...". */
 #define CF_ACL_PRINTABLE_MAX (128 + 4)
 const char *cf_acl_printable(char out[CF_ACL_PRINTABLE_MAX], const char *s);

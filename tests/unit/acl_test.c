@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -281,6 +282,52 @@ test_acl__quarantine_flag_only_narrows_devices(void **state)
 }
 
 static void
+test_acl__name_set_lookup(void **state)
+{
+	char *names[] = { "zeta", "a", "ab", "sensor-1", "B" };
+	char *many[2000], buf[2000][16];
+	cf_acl_names *set = NULL, *empty = NULL, *big = NULL;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(cf_acl_names_new(&set, names, 5), 0);
+	assert_int_equal(cf_acl_names_count(set), 5);
+	assert_true(cf_acl_names_has(set, "a"));
+	assert_true(cf_acl_names_has(set, "ab"));
+	assert_true(cf_acl_names_has(set, "zeta"));
+	assert_true(cf_acl_names_has(set, "B"));
+	assert_false(cf_acl_names_has(set, "b"));    /* case matters */
+	assert_false(cf_acl_names_has(set, "a "));
+	assert_false(cf_acl_names_has(set, "abc"));  /* a member's prefix or extension is not it */
+	assert_false(cf_acl_names_has(set, "sensor-"));
+	assert_false(cf_acl_names_has(set, ""));
+	assert_false(cf_acl_names_has(set, NULL));
+	/* strcmp order, for diffing two sets */
+	assert_string_equal(cf_acl_names_at(set, 0), "B");
+	assert_string_equal(cf_acl_names_at(set, 1), "a");
+	assert_string_equal(cf_acl_names_at(set, 2), "ab");
+	assert_string_equal(cf_acl_names_at(set, 4), "zeta");
+	assert_int_equal(cf_acl_names_new(&empty, NULL, 0), 0);
+	assert_int_equal(cf_acl_names_count(empty), 0);
+	assert_false(cf_acl_names_has(empty, "a"));
+	assert_false(cf_acl_names_has(NULL, "a"));
+	assert_int_equal(cf_acl_names_count(NULL), 0);
+	for (i = 0; i < 2000; i++) {
+		snprintf(buf[i], sizeof(buf[i]), "t-%zu", i * 7);
+		many[i] = buf[i];
+	}
+	assert_int_equal(cf_acl_names_new(&big, many, 2000), 0);
+	for (i = 0; i < 2000 * 7; i++) {
+		if (cf_acl_names_has(big, (snprintf(buf[0], 16, "t-%zu", i), buf[0])) != (i % 7 == 0))
+			fail_msg("t-%zu: wrong answer", i);
+	}
+	cf_acl_names_free(big);
+	cf_acl_names_free(empty);
+	cf_acl_names_free(set);
+	cf_acl_names_free(NULL);
+}
+
+static void
 test_acl__username_round_trip(void **state)
 {
 	cf_principal p = { .kind = CF_KIND_DEVICE, .id = ID }, q;
@@ -352,6 +399,7 @@ main(void)
 		cmocka_unit_test(test_acl__quarantined_device_keeps_rotation_topics),
 		cmocka_unit_test(test_acl__quarantined_device_loses_other_own_topics),
 		cmocka_unit_test(test_acl__quarantine_flag_only_narrows_devices),
+		cmocka_unit_test(test_acl__name_set_lookup),
 		cmocka_unit_test(test_acl__username_round_trip),
 		cmocka_unit_test(test_acl__garbage_usernames_refused),
 	};
