@@ -10,8 +10,9 @@
  * An adapter: the rules live in the library. It owns one read-only registry
  * handle (reopened lazily after an error), the stamp key, a few counters
  * and the set of quarantined things (cf_acl_names: loaded at start, kept
- * current from the event tail, so an ACL check never queries the store). It keeps no per-client table: a client's kind and certificate
- * id travel in its username, "<kind>:<certificate id>". Callbacks never
+ * current from the event tail, so an ACL check never queries the store).
+ * It keeps no per-client table: a client's kind and certificate id travel
+ * in its username, "<kind>:<certificate id>". Callbacks never
  * block: the registry is opened read-only with a 100 ms lock limit and
  * queried by primary key or index only.
  */
