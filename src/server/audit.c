@@ -27,9 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <strings.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -46,19 +44,9 @@
 	"{\"retry\":[{\"failureType\":\"ALL\",\"numberOfRetries\":2}]," \
 	"\"timeouts\":{\"inProgressSeconds\":3600}}"
 
-typedef enum { SCHED_OFF, SCHED_DAILY, SCHED_WEEKLY, SCHED_MONTHLY, SCHED_INTERVAL } sched_kind;
-
-typedef struct {
-	sched_kind kind;
-	int hour, minute;
-	int wday;       /* 0 = Sunday */
-	int mday;       /* 1 to 28 */
-	long interval;  /* seconds */
-} sched;
-
 struct cfd_auditor {
 	struct event *tick;
-	sched s;
+	cf_audit_schedule s;
 	char schedule_text[64];
 	cf_audit_opts opts;                      /* audit_checks, audit_params */
 	cf_mitigate_action rule[CF_AUDIT__COUNT][RULE_MAX];
@@ -71,121 +59,6 @@ struct cfd_auditor {
 };
 
 /* ---- settings ----------------------------------------------------------------------------- */
-
-static int
-parse_hm(sched *s, const char *p)
-{
-	int h, m, used = 0;
-
-	if (sscanf(p, "%2d:%2d%n", &h, &m, &used) != 2 || p[used] != '\0' || strlen(p) != 5 ||
-	    h < 0 || h > 23 || m < 0 || m > 59)
-		return CF_EINVAL;
-	s->hour = h;
-	s->minute = m;
-	return 0;
-}
-
-/* daily@HH:MM | weekly@<day>@HH:MM | monthly@<1-28>@HH:MM (UTC). */
-static int
-parse_schedule(sched *out, const char *text)
-{
-	static const char *const days[] = { "sun", "mon", "tue", "wed", "thu", "fri", "sat" };
-	char buf[64], *day, *at;
-	sched s;
-	char *end;
-	long v;
-	size_t i;
-
-	memset(&s, 0, sizeof(s));
-	if (strlen(text) >= sizeof(buf))
-		goto bad;
-	memcpy(buf, text, strlen(text) + 1);
-	if (strncmp(buf, "daily@", 6) == 0) {
-		s.kind = SCHED_DAILY;
-		if (parse_hm(&s, buf + 6) != 0)
-			goto bad;
-	} else if (strncmp(buf, "weekly@", 7) == 0 || strncmp(buf, "monthly@", 8) == 0) {
-		s.kind = buf[0] == 'w' ? SCHED_WEEKLY : SCHED_MONTHLY;
-		day = strchr(buf, '@') + 1;
-		if ((at = strchr(day, '@')) == NULL)
-			goto bad;
-		*at = '\0';
-		if (parse_hm(&s, at + 1) != 0)
-			goto bad;
-		if (s.kind == SCHED_WEEKLY) {
-			for (i = 0; i < 7; i++)
-				if (strncasecmp(day, days[i], 3) == 0 && strlen(day) >= 3)
-					break;
-			if (i == 7)
-				goto bad;
-			s.wday = (int)i;
-		} else {
-			v = strtol(day, &end, 10);
-			if (*day == '\0' || *end != '\0' || v < 1 || v > 28)
-				goto bad;
-			s.mday = (int)v;
-		}
-	} else {
-		goto bad;
-	}
-	*out = s;
-	return 0;
-bad:
-	cf_error_set("audit_schedule '%s' is not daily@HH:MM, weekly@<mon..sun>@HH:MM or "
-	    "monthly@<1-28>@HH:MM (UTC)", text);
-	return CF_EINVAL;
-}
-
-/* The latest slot of s at or before now (UTC). */
-static int64_t
-prev_slot(const sched *s, int64_t now)
-{
-	time_t t = (time_t)now;
-	struct tm tm;
-	int64_t day0, slot;
-	int back;
-
-	gmtime_r(&t, &tm);
-	day0 = now - (tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec);
-	switch (s->kind) {
-	case SCHED_DAILY:
-		slot = day0 + s->hour * 3600 + s->minute * 60;
-		return slot > now ? slot - 86400 : slot;
-	case SCHED_WEEKLY:
-		back = (tm.tm_wday - s->wday + 7) % 7;
-		slot = day0 - (int64_t)back * 86400 + s->hour * 3600 + s->minute * 60;
-		return slot > now ? slot - 7 * 86400 : slot;
-	case SCHED_MONTHLY:
-		tm.tm_mday = s->mday;
-		tm.tm_hour = s->hour;
-		tm.tm_min = s->minute;
-		tm.tm_sec = 0;
-		slot = (int64_t)timegm(&tm);
-		if (slot > now) {
-			tm.tm_mon -= 1; /* timegm normalizes January - 1 */
-			slot = (int64_t)timegm(&tm);
-		}
-		return slot;
-	default:
-		return 0;
-	}
-}
-
-/* 1 when a scheduled audit is due at now. */
-static int
-due(const cfd_auditor *a, int64_t now)
-{
-	switch (a->s.kind) {
-	case SCHED_INTERVAL:
-		return now >= a->last_run + a->s.interval;
-	case SCHED_DAILY:
-	case SCHED_WEEKLY:
-	case SCHED_MONTHLY:
-		return prev_slot(&a->s, now) > a->last_run;
-	default:
-		return 0;
-	}
-}
 
 /* "a,b,c" into acts (at most RULE_MAX). CF_EINVAL naming the bad action. */
 static int
@@ -254,7 +127,7 @@ load_settings(cfd *d, cfd_auditor *a)
 		return CF_EINVAL;
 	}
 	if (sched_text != NULL && *sched_text != '\0' && strcmp(sched_text, "off") != 0) {
-		if ((r = parse_schedule(&a->s, sched_text)) != 0) {
+		if ((r = cf_audit_schedule_parse(&a->s, sched_text)) != 0) {
 			cf_error_prefix("%s", path);
 			return r;
 		}
@@ -263,7 +136,7 @@ load_settings(cfd *d, cfd_auditor *a)
 	if (interval_text != NULL) {
 		if ((r = cf_config_get_int(&interval, cfg, "audit_interval", 1, 366L * 86400, 86400)) != 0)
 			return r;
-		a->s.kind = SCHED_INTERVAL;
+		a->s.kind = CF_AUDIT_SCHED_INTERVAL;
 		a->s.interval = interval;
 		snprintf(a->schedule_text, sizeof(a->schedule_text), "every %lds", interval);
 	}
@@ -670,7 +543,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (d->stopping || !due(a, now))
+	if (d->stopping || !cf_audit_schedule_due(&a->s, a->last_run, now))
 		return;
 	o = a->opts;
 	o.trigger = "scheduled";
@@ -717,7 +590,7 @@ cfd_audit_start(cfd *d)
 	d->auditor = a;
 	if ((r = load_settings(d, a)) != 0)
 		return r;
-	if (a->s.kind == SCHED_OFF)
+	if (a->s.kind == CF_AUDIT_SCHED_OFF)
 		return 0;
 	if ((r = last_scheduled(cf_ca_store(d->ca), &last)) != 0)
 		return r;

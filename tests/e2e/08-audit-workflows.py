@@ -293,6 +293,30 @@ def test_intermediate_rollover_rotation_job():
             refused[:3])
 
 
+def test_broker_trusts_the_new_intermediate():
+    """broker/ca.crt is rewritten at create-intermediate and revoke; Mosquitto reads its cafile
+    when the listener starts. A device under int2 connects without a broker restart (the plugin
+    decides by the registry; TLS needs int2 only if the client does not send it), and after a
+    SIGHUP (Mosquitto reloads its listeners' certificates) too."""
+    trust = S.read("broker", "ca.crt")
+    int2 = [c for c in S.cf_json("ca", "list", "--json") if c["name"] == "int2"][0]
+    t = S.thing("fresh-1")
+    e.check(S.cf_json("cert", "describe", t.cert_id, "--json")["caId"] == int2["id"],
+            "a new thing's certificate is issued by int2")
+    n_pem = trust.count("BEGIN CERTIFICATE")
+    e.check(n_pem == 2, "broker/ca.crt holds the root and int2, not the revoked int1 (%d PEMs)"
+            % n_pem)
+    c = e.connect_thing(S, t)
+    print("# without a broker reload: %s" % c.describe(), flush=True)
+    c.close()
+    os.kill(S.pid("mosquitto"), signal.SIGHUP)
+    time.sleep(1)
+    c2 = e.connect_thing(S, t)
+    e.check(c2.connack == 0, "after SIGHUP the broker accepts a certificate under int2",
+            (c.describe(), c2.describe()))
+    c2.close()
+
+
 def test_agents_clean():
     for p, log in AGENTS:
         if p.poll() is None:
@@ -309,5 +333,6 @@ e.run_tests([
     test_shared_certificate_deactivated_and_quarantined,
     test_metrics_match_registry,
     test_intermediate_rollover_rotation_job,
+    test_broker_trusts_the_new_intermediate,
     test_agents_clean,
 ], setup=setup, stacks=[S])
