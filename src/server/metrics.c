@@ -148,6 +148,7 @@ audit_gauges(cf_store *st, struct evbuffer *b)
 	cf_finding_rec *fs = NULL;
 	size_t n = 0, i, c, s, suppressed = 0;
 	uint64_t (*by)[CF_SEV__COUNT] = NULL;
+	char quoted[CF_AUDIT_CHECK_MAX + 3];
 	int k, r;
 
 	memset(&a, 0, sizeof(a));
@@ -177,7 +178,8 @@ audit_gauges(cf_store *st, struct evbuffer *b)
 	    "Unsuppressed findings of the latest audit by check and severity (checks run, zeros included).");
 	for (c = 0; c < CF_AUDIT__COUNT; c++) {
 		/* Only the checks that ran: a zero from a check that did not run would mislead. */
-		if (a.checks == NULL || strstr(a.checks, cf_audit_checks[c].name) == NULL)
+		snprintf(quoted, sizeof(quoted), "\"%s\"", cf_audit_checks[c].name);
+		if (a.checks == NULL || strstr(a.checks, quoted) == NULL)
 			continue;
 		for (s = 0; s < CF_SEV__COUNT; s++)
 			evbuffer_add_printf(b, "certfleet_audit_findings{check=\"%s\",severity=\"%s\"} %ju\n",
@@ -202,7 +204,7 @@ job_gauges(cf_store *st, struct evbuffer *b)
 	int s, ok = 1;
 
 	head(b, "certfleet_rotations", "gauge", "Rotation records by state (succeeded, failed ...).");
-	for (s = 0; s <= CF_ROTATION_FAILED; s++) {
+	for (s = 0; s < CF_ROTATION__COUNT; s++) {
 		if (cf_store_rotation_list_state(st, &rot, &n, (cf_rotation_state)s, 0) != 0) {
 			cf_log(CF_LOG_WARN, "metrics: cannot count rotations", "error=%s", cf_error_last());
 			break;
