@@ -26,7 +26,7 @@
 
 #define MAX_THINGS 10000
 #define MAX_GROUPS 1000
-#define COMMENT_MAX 1024
+#define COMMENT_MAX CF_JOB_COMMENT_MAX /* what certfleetd keeps */
 #define EXPIRING_MAX_DAYS 3650
 #define WATCH_INTERVAL_MAX 3600.0
 

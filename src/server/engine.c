@@ -42,7 +42,8 @@
 #include "cf_util.h"
 
 #define TICK_S 1
-#define RELEASE_BATCH 500   /* releases per job per pass: the reactor stays responsive */
+#define RELEASE_BATCH 1000  /* releases per job per pass: the reactor stays responsive; a full
+                              batch runs the next pass at once */
 #define FOLLOW_EVERY_S 5    /* CONTINUOUS jobs re-resolve their targets this often */
 
 struct cfd_engine {
@@ -429,6 +430,8 @@ release(cfd *d, const cf_job_rec *job, const cf_jobspec_config *cfg,
 	if ((r = cf_store_commit(st)) != 0)
 		goto fail;
 	cf_log(CF_LOG_INFO, "executions released", "job=%s count=%zu", job->id, n);
+	if (n == RELEASE_BATCH)
+		cfd_engine_kick(d); /* more may be due now: after the reactor served what waits */
 	goto out;
 fail:
 	cf_store_rollback(st);
