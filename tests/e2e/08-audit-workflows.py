@@ -123,6 +123,14 @@ def test_config_refuses_unknown_rule():
     st, body = S.api_post("/v1/audits", {"checks": ["NO_SUCH_CHECK"]})
     e.check(st == 400 and "NO_SUCH_CHECK" in body, "POST /v1/audits refuses an unknown check",
             (st, body))
+    out = S.cf_json("audit", "run", "--daemon", "--checks", "THING_WITHOUT_ACTIVE_CERTIFICATE_CHECK",
+                    "--param", "DEVICE_CERTIFICATE_EXPIRING_CHECK=45", "--no-mitigate", "--json")
+    e.check(out.get("auditId", 0) > 0 and out.get("actions") == [],
+            "certfleet audit run --daemon: certfleetd ran it (no mitigation asked)", out)
+    a = [x for x in S.cf_json("audit", "list", "--json") if x.get("id") == out["auditId"]]
+    e.check(a and a[0].get("trigger") == "on_demand" and
+            a[0].get("checks") == ["THING_WITHOUT_ACTIVE_CERTIFICATE_CHECK"],
+            "stored as an on_demand audit of the named check", a)
 
 
 def test_automatic_renewal():
