@@ -277,6 +277,59 @@ live_rotation(cf_store *st, char *what, size_t len, const char *thing)
 	return r;
 }
 
+/*
+ * Things that are targets of a live (SCHEDULED or IN_PROGRESS) rotation job
+ * but have no execution yet: the job has not started, or its rollout has
+ * not reached them. Unsorted; free with cf_strv_free.
+ */
+static int
+unreleased_targets(cf_store *st, char ***out, size_t *out_n)
+{
+	static const cf_job_state live[] = { CF_JOB_STATE_SCHEDULED, CF_JOB_STATE_IN_PROGRESS };
+	cf_job_rec *jobs = NULL;
+	cf_job_target_rec *tg = NULL;
+	size_t n_jobs = 0, n_tg = 0, i, j, k, n = 0;
+	char **v = NULL, **nv;
+	int r = 0;
+
+	for (k = 0; k < sizeof(live) / sizeof(live[0]) && r == 0; k++) {
+		if ((r = cf_store_job_list(st, &jobs, &n_jobs, (int)live[k])) != 0)
+			break;
+		for (i = 0; i < n_jobs && r == 0; i++) {
+			if (strcmp(jobs[i].operation, "ROTATE_CERTIFICATE") != 0)
+				continue;
+			if ((r = cf_store_job_target_list(st, &tg, &n_tg, jobs[i].id, CF_TARGETS_UNRELEASED,
+			    0)) != 0)
+				break;
+			for (j = 0; j < n_tg && r == 0; j++) {
+				if ((nv = realloc(v, (n + 1) * sizeof(*v))) == NULL ||
+				    (nv[n] = strdup(tg[j].thing)) == NULL) {
+					if (nv != NULL)
+						v = nv;
+					cf_error_set("out of memory");
+					r = CF_ERROR;
+					break;
+				}
+				v = nv;
+				n++;
+			}
+			cf_job_target_recs_free(tg, n_tg);
+			tg = NULL;
+			n_tg = 0;
+		}
+		cf_job_recs_free(jobs, n_jobs);
+		jobs = NULL;
+		n_jobs = 0;
+	}
+	if (r != 0) {
+		cf_strv_free(v, n);
+		return r;
+	}
+	*out = v;
+	*out_n = n;
+	return 0;
+}
+
 /* The key algorithm to rotate thing's certificate cert_id to. */
 static void
 rotate_alg(const cfd_auditor *a, cf_store *st, char out[32], const char *cert_id)
@@ -314,16 +367,23 @@ rotate_phase(cfd *d, mfinding *mf, size_t n, size_t k, int64_t audit_id, json_t 
 	char cert[CF_ID_LEN + 1], caid[CF_ID_LEN + 1], thing[CF_NAME_MAX + 1], alg[32];
 	char what[CF_AUDIT_DETAIL_MAX + 1], job_id[CF_PROTO_JOB_ID_MAX + 1], comment[160];
 	rgroup *g = NULL, *ng;
-	size_t n_g = 0, i, j;
+	size_t n_g = 0, n_pending = 0, i, j;
 	cf_finding_rec cur;
-	char **nv;
-	int r;
+	char **nv, **pending = NULL;
+	int r, loaded = 0;
 
 	for (i = 0; i < n; i++) {
 		mf[i].group = SIZE_MAX;
 		if (mf[i].dead || a->rule_n[mf[i].check] <= k ||
 		    a->rule[mf[i].check][k] != CF_MITIGATE_ROTATE)
 			continue;
+		if (!loaded) {
+			if (unreleased_targets(st, &pending, &n_pending) != 0) {
+				record(d, &mf[i], CF_MITIGATE_ROTATE, "failed", cf_error_last(), log);
+				continue;
+			}
+			loaded = 1;
+		}
 		/* Suppressed since the audit: never mitigated, nothing recorded (as cf_mitigate_apply). */
 		if (cf_mitigate_finding(st, &cur, mf[i].f.id) != 0) {
 			cf_log(CF_LOG_INFO, "mitigation skipped", "finding=%lld reason=\"%s\"",
@@ -339,6 +399,12 @@ rotate_phase(cfd *d, mfinding *mf, size_t n, size_t k, int64_t audit_id, json_t 
 		if ((r = live_rotation(st, what, sizeof(what), thing)) != 0) {
 			record(d, &mf[i], CF_MITIGATE_ROTATE, r > 0 ? "noop" : "failed",
 			    r > 0 ? what : cf_error_last(), log);
+			continue;
+		}
+		if (strv_has(pending, n_pending, thing)) {
+			snprintf(what, sizeof(what), "thing '%s' is already a target of a rotation job not "
+			    "released to it yet", thing);
+			record(d, &mf[i], CF_MITIGATE_ROTATE, "noop", what, log);
 			continue;
 		}
 		rotate_alg(a, st, alg, cert);
@@ -386,6 +452,7 @@ rotate_phase(cfd *d, mfinding *mf, size_t n, size_t k, int64_t audit_id, json_t 
 		cf_strv_free(g[j].things, g[j].n);
 	}
 	free(g);
+	cf_strv_free(pending, n_pending);
 }
 
 /* notify: the finding through cfd_notify (every configured sink), recorded in the same transaction. */
@@ -551,7 +618,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	a->last_run = now;
 	cf_log(CF_LOG_INFO, "scheduled audit", "schedule=%s", a->schedule_text);
 	if (cfd_audit_run(d, NULL, &o, NULL, 1) != 0)
-		return;
+		return; /* logged and counted there; the next slot tries again */
 }
 
 /* The last scheduled audit's start, or 0. */
