@@ -914,10 +914,17 @@ job_poll(sim *s)
 
 /* ---- setup and the run ------------------------------------------------------------ */
 
+/*
+ * Each device holds three descriptors while connected: its socket and the
+ * socket pair libmosquitto 2.0.11 opens in every mosquitto_new (there is no
+ * option to turn it off). The soft limit goes up to the hard one; if that is
+ * not enough, the hard limit too (root, up to fs.nr_open).
+ */
 static int
-raise_nofile(long need)
+raise_nofile(long devices)
 {
 	struct rlimit rl;
+	long need = 3 * devices + 64;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		return CF_ERROR;
@@ -925,10 +932,17 @@ raise_nofile(long need)
 		rl.rlim_cur = rl.rlim_max;
 		(void)setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	if ((long)rl.rlim_cur < need) {
+		struct rlimit more = { (rlim_t)need, (rlim_t)need };
+
+		if (setrlimit(RLIMIT_NOFILE, &more) == 0)
+			rl = more;
+	}
 	printf("rlimit_nofile=%ld\n", (long)rl.rlim_cur);
 	if ((long)rl.rlim_cur < need) {
-		cf_error_set("%ld devices need about %ld open files; the hard limit is %ld "
-		    "(raise it: docs/sim.md)", need - 64, need, (long)rl.rlim_max);
+		cf_error_set("%ld devices need %ld open files (3 each: the socket and libmosquitto's "
+		    "socket pair); the limit is %ld and could not be raised (docs/sim.md)", devices,
+		    need, (long)rl.rlim_cur);
 		return CF_EINVAL;
 	}
 	return 0;
@@ -981,7 +995,7 @@ sim_run(const sim_opts *o, int rotate)
 	s.o = o;
 	s.rotate = rotate;
 	srandom(o->seed);
-	if ((r = load_fleet(&s)) != 0 || (r = raise_nofile(s.n + 64)) != 0)
+	if ((r = load_fleet(&s)) != 0 || (r = raise_nofile(s.n)) != 0)
 		goto out;
 	r = CF_ERROR;
 	if ((s.base = event_base_new()) == NULL ||
