@@ -10,6 +10,7 @@
  *   certfleet-sim rotate  --dir FLEET [--count N] [--concurrency 32] [--key-algorithm ALG]
  *                         [--max-per-minute N] [--drop-rate P] [--kill-rate P]
  *                         [--reconnect-delay MS] [--response-timeout S] [--timeout S] [--seed N]
+ *                         [--shard I/K [--no-job]] [--samples FILE]
  *
  * Results are key=value lines on stdout. Exit 0 on success, 1 on failure, 2 on usage.
  */
@@ -24,7 +25,7 @@
 enum {
 	OPT_DATA = 256, OPT_DIR, OPT_COUNT, OPT_PREFIX, OPT_GROUP, OPT_KEYALG, OPT_CONC, OPT_HOLD,
 	OPT_TIMEOUT, OPT_MPM, OPT_DROP, OPT_KILL, OPT_RDELAY, OPT_RTIMEOUT, OPT_SEED, OPT_QUIET,
-	OPT_LOGLEVEL,
+	OPT_LOGLEVEL, OPT_SHARD, OPT_NOJOB, OPT_SAMPLES,
 };
 
 static void
@@ -37,7 +38,8 @@ usage(FILE *f)
 	    "       certfleet-sim rotate --dir FLEET [--count N] [--concurrency 32]\n"
 	    "                     [--key-algorithm ALG] [--max-per-minute N] [--drop-rate P]\n"
 	    "                     [--kill-rate P] [--reconnect-delay MS] [--response-timeout S]\n"
-	    "                     [--timeout S] [--seed N] [--quiet]\n");
+	    "                     [--timeout S] [--seed N] [--quiet]\n"
+	    "                     [--shard I/K [--no-job]] [--samples FILE]\n");
 }
 
 static int
@@ -73,6 +75,9 @@ main(int argc, char **argv)
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "quiet", no_argument, NULL, OPT_QUIET },
 		{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
+		{ "shard", required_argument, NULL, OPT_SHARD },
+		{ "no-job", no_argument, NULL, OPT_NOJOB },
+		{ "samples", required_argument, NULL, OPT_SAMPLES },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -95,6 +100,7 @@ main(int argc, char **argv)
 	o.concurrency = 32;
 	o.timeout_s = 600;
 	o.seed = 1;
+	o.shard_count = 1;
 	cf_log_set_level(CF_LOG_WARN);
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -105,6 +111,16 @@ main(int argc, char **argv)
 		case OPT_GROUP: o.group = optarg; break;
 		case OPT_KEYALG: o.key_alg = o.rotate_alg = optarg; break;
 		case OPT_QUIET: o.quiet = 1; break;
+		case OPT_NOJOB: o.no_job = 1; break;
+		case OPT_SAMPLES: o.samples = optarg; break;
+		case OPT_SHARD:
+			if (sscanf(optarg, "%ld/%ld", &o.shard_index, &o.shard_count) != 2 ||
+			    o.shard_count < 1 || o.shard_count > 64 || o.shard_index < 0 ||
+			    o.shard_index >= o.shard_count) {
+				fprintf(stderr, "certfleet-sim: --shard I/K with 0 <= I < K <= 64\n");
+				return 2;
+			}
+			break;
 		case OPT_COUNT:
 		case OPT_CONC:
 		case OPT_MPM:

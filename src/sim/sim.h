@@ -40,6 +40,15 @@ typedef struct {
 	long response_timeout_s; /* the agents' per-state timeout for answers, 0: default */
 	unsigned seed;
 	int quiet;
+	/*
+	 * Sharding, for fleets larger than one process's open-files limit:
+	 * this process runs the devices whose index % shard_count is
+	 * shard_index. With no_job it creates no job: it connects, prints
+	 * "ready=1" and takes part in the job another shard creates.
+	 */
+	long shard_index, shard_count;
+	int no_job;
+	const char *samples;   /* rotate: write every phase sample here ("phase ms") */
 } sim_opts;
 
 /* create-fleet: count things <prefix>0.. in group, a bundle each, one transaction. */

@@ -116,7 +116,8 @@ struct sim {
 	long port, api_port;
 	char *ca_pem;
 	dev *devs;
-	long n;
+	long n;         /* devices in this process (this shard) */
+	long total;     /* devices in the fleet (or --count) */
 	/* connect queue (ring of device indices) */
 	long *q;
 	long q_head, q_len;
@@ -964,11 +965,32 @@ load_fleet(sim *s)
 	s->host = cf_config_get_str(s->fleet, "mqtt_host", "127.0.0.1");
 	s->api_host = cf_config_get_str(s->fleet, "api_host", "127.0.0.1");
 	s->topic_prefix = cf_config_get_str(s->fleet, "topic_prefix", "cf/");
-	s->n = s->o->count > 0 && s->o->count < count ? s->o->count : count;
+	if (s->o->count > 0 && s->o->count < count)
+		count = s->o->count;
+	s->total = count;
+	s->n = (count - s->o->shard_index + s->o->shard_count - 1) / s->o->shard_count;
 	if ((r = cf_strfmt(path, sizeof(path), "%s/ca-chain.crt", s->o->dir)) != 0 ||
 	    (r = cf_file_read(&s->ca_pem, NULL, path, 1 << 20)) != 0)
 		return r;
 	return 0;
+}
+
+/* Every phase sample, "phase milliseconds" a line, for merging shards. */
+static int
+write_samples(const sim *s, const char *path)
+{
+	FILE *f = fopen(path, "w");
+	size_t i;
+	int ph;
+
+	if (f == NULL)
+		return CF_ERROR;
+	for (ph = 0; ph < PH__COUNT; ph++)
+		for (i = 0; i < s->phase[ph].n; i++)
+			fprintf(f, "%s %.3f\n", phase_names[ph], s->phase[ph].v[i] * 1000.0);
+	for (i = 0; i < s->connect_lat.n; i++)
+		fprintf(f, "connect %.3f\n", s->connect_lat.v[i] * 1000.0);
+	return fclose(f) == 0 ? 0 : CF_ERROR;
 }
 
 static void
@@ -994,7 +1016,7 @@ sim_run(const sim_opts *o, int rotate)
 	memset(&s, 0, sizeof(s));
 	s.o = o;
 	s.rotate = rotate;
-	srandom(o->seed);
+	srandom(o->seed + (unsigned)o->shard_index);
 	if ((r = load_fleet(&s)) != 0 || (r = raise_nofile(s.n)) != 0)
 		goto out;
 	r = CF_ERROR;
@@ -1019,7 +1041,8 @@ sim_run(const sim_opts *o, int rotate)
 		d->idx = k;
 		d->fd = -1;
 		if ((r = cf_strfmt(d->name, sizeof(d->name), "%s%ld",
-		    cf_config_get_str(s.fleet, "prefix", "sim-"), k)) != 0 ||
+		    cf_config_get_str(s.fleet, "prefix", "sim-"),
+		    k * o->shard_count + o->shard_index)) != 0 ||
 		    (d->ev_wake = evtimer_new(s.base, on_wake, d)) == NULL ||
 		    (r = dev_start(d)) != 0)
 			goto out;
@@ -1066,7 +1089,11 @@ sim_run(const sim_opts *o, int rotate)
 	t0 = mono();
 	c0 = cpu_seconds();
 	deadline = t0 + (o->timeout_s > 0 ? o->timeout_s : 600);
-	if (job_create(&s) != 0) {
+	if (o->no_job) {
+		/* Another shard creates the job once every shard reported ready. */
+		printf("ready=1\n");
+		fflush(stdout);
+	} else if (job_create(&s) != 0) {
 		cf_error_set("cannot send the job to %s:%ld", s.api_host, s.api_port);
 		goto out;
 	}
@@ -1075,7 +1102,7 @@ sim_run(const sim_opts *o, int rotate)
 		event_base_dispatch(s.base);
 	}
 	/* Let the last SUCCEEDED updates land, then read the job's counts. */
-	for (i = 0; i < 30 && !s.job_failed; i++) {
+	for (i = 0; i < 30 && !s.job_failed && !o->no_job; i++) {
 		json_t *c = json_object_get(s.job_final, "counts");
 
 		if (c != NULL && json_integer_value(json_object_get(c, "IN_PROGRESS")) == 0 &&
@@ -1090,6 +1117,10 @@ sim_run(const sim_opts *o, int rotate)
 		double cpu = cpu_seconds() - c0;
 		int ph;
 
+		if (o->samples != NULL && write_samples(&s, o->samples) != 0)
+			fprintf(stderr, "certfleet-sim: cannot write %s\n", o->samples);
+		/* CLOCK_MONOTONIC is one clock for every process: shards merge on it. */
+		printf("t_start_mono=%.6f\nt_last_done_mono=%.6f\n", t0, s.t_last_done);
 		printf("job_id=%s\n", s.job_id);
 		printf("rotations_ok=%ld\nrotations_failed=%ld\nrotations_unfinished=%ld\n", s.rot_ok,
 		    s.rot_failed, s.n - s.rot_done);
