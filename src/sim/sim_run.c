@@ -1102,7 +1102,7 @@ sim_run(const sim_opts *o, int rotate)
 		event_base_dispatch(s.base);
 	}
 	/* Let the last SUCCEEDED updates land, then read the job's counts. */
-	for (i = 0; i < 30 && !s.job_failed && !o->no_job; i++) {
+	for (i = 0; i < 30 && !s.job_failed && !o->no_job && !s.stopping; i++) {
 		json_t *c = json_object_get(s.job_final, "counts");
 
 		if (c != NULL && json_integer_value(json_object_get(c, "IN_PROGRESS")) == 0 &&
