@@ -212,6 +212,20 @@ key_wrap(cf_key **out, EVP_PKEY *pkey)
 }
 
 int
+cf_key_dup(cf_key **out, const cf_key *key)
+{
+	if (!EVP_PKEY_up_ref(key->pkey)) {
+		cf_error_ssl("cannot reference the key");
+		return CF_ERROR;
+	}
+	if (key_wrap(out, key->pkey) != 0) {
+		EVP_PKEY_free(key->pkey);
+		return CF_ERROR;
+	}
+	return 0;
+}
+
+int
 cf_key_generate(cf_key **out, cf_key_alg alg)
 {
 	EVP_PKEY *pkey = NULL;

@@ -10,7 +10,7 @@
  *   certfleet-sim rotate  --dir FLEET [--count N] [--concurrency 32] [--key-algorithm ALG]
  *                         [--max-per-minute N] [--drop-rate P] [--kill-rate P]
  *                         [--reconnect-delay MS] [--response-timeout S] [--timeout S] [--seed N]
- *                         [--shard I/K [--no-job]] [--samples FILE]
+ *                         [--shard I/K [--no-job]] [--samples FILE] [--no-key-cache]
  *
  * Results are key=value lines on stdout. Exit 0 on success, 1 on failure, 2 on usage.
  */
@@ -25,7 +25,7 @@
 enum {
 	OPT_DATA = 256, OPT_DIR, OPT_COUNT, OPT_PREFIX, OPT_GROUP, OPT_KEYALG, OPT_CONC, OPT_HOLD,
 	OPT_TIMEOUT, OPT_MPM, OPT_DROP, OPT_KILL, OPT_RDELAY, OPT_RTIMEOUT, OPT_SEED, OPT_QUIET,
-	OPT_LOGLEVEL, OPT_SHARD, OPT_NOJOB, OPT_SAMPLES,
+	OPT_LOGLEVEL, OPT_SHARD, OPT_NOJOB, OPT_SAMPLES, OPT_NOCACHE,
 };
 
 static void
@@ -39,7 +39,7 @@ usage(FILE *f)
 	    "                     [--key-algorithm ALG] [--max-per-minute N] [--drop-rate P]\n"
 	    "                     [--kill-rate P] [--reconnect-delay MS] [--response-timeout S]\n"
 	    "                     [--timeout S] [--seed N] [--quiet]\n"
-	    "                     [--shard I/K [--no-job]] [--samples FILE]\n");
+	    "                     [--shard I/K [--no-job]] [--samples FILE] [--no-key-cache]\n");
 }
 
 static int
@@ -78,6 +78,7 @@ main(int argc, char **argv)
 		{ "shard", required_argument, NULL, OPT_SHARD },
 		{ "no-job", no_argument, NULL, OPT_NOJOB },
 		{ "samples", required_argument, NULL, OPT_SAMPLES },
+		{ "no-key-cache", no_argument, NULL, OPT_NOCACHE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -112,6 +113,7 @@ main(int argc, char **argv)
 		case OPT_KEYALG: o.key_alg = o.rotate_alg = optarg; break;
 		case OPT_QUIET: o.quiet = 1; break;
 		case OPT_NOJOB: o.no_job = 1; break;
+		case OPT_NOCACHE: o.no_key_cache = 1; break;
 		case OPT_SAMPLES: o.samples = optarg; break;
 		case OPT_SHARD:
 			if (sscanf(optarg, "%ld/%ld", &o.shard_index, &o.shard_count) != 2 ||

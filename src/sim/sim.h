@@ -48,6 +48,7 @@ typedef struct {
 	 */
 	long shard_index, shard_count;
 	int no_job;
+	int no_key_cache;      /* the agents use the plain file key store */
 	const char *samples;   /* rotate: write every phase sample here ("phase ms") */
 } sim_opts;
 

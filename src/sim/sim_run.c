@@ -689,6 +689,7 @@ dev_start(dev *d)
 	sim *s = d->s;
 	cf_agent_transport t;
 	cf_agent_opts ao;
+	cf_keystore *file = NULL;
 	char bundle[SIM_PATH_MAX], state[SIM_PATH_MAX];
 	int r, i;
 
@@ -706,13 +707,22 @@ dev_start(dev *d)
 	t.publish = t_publish;
 	t.reconnect = t_reconnect;
 	t.arg = d;
-	if ((r = cf_mkdir_p(state, 0700)) != 0 || (r = cf_keystore_file_open(&d->ks, bundle)) != 0 ||
-	    (r = cf_agent_start(&d->agent, &ao, d->ks, &t, cf_time_now())) != 0) {
-		cf_error_prefix("%s", d->name);
-		return r;
+	if ((r = cf_mkdir_p(state, 0700)) != 0 || (r = cf_keystore_file_open(&file, bundle)) != 0)
+		goto fail;
+	/* The key cache keeps N devices' PEM decodes off this one CPU (docs/sim.md). */
+	if (s->o->no_key_cache) {
+		d->ks = file;
+	} else if ((r = cf_keystore_cache_wrap(&d->ks, file)) != 0) {
+		cf_keystore_free(file);
+		goto fail;
 	}
+	if ((r = cf_agent_start(&d->agent, &ao, d->ks, &t, cf_time_now())) != 0)
+		goto fail;
 	d->last = cf_agent_state_get(d->agent);
 	return 0;
+fail:
+	cf_error_prefix("%s", d->name);
+	return r;
 }
 
 static void
