@@ -74,6 +74,7 @@ typedef struct {
 
 	/* runtime */
 	cf_keystore *ks;
+	void *tls_ctx;               /* pkcs11: the TLS context of the current handle (ours too) */
 	cf_agent *agent;
 	struct mosquitto *m;
 	int session_up;       /* CONNACK + SUBACK seen: cf_agent was told connected */
@@ -586,6 +587,8 @@ drop(agentd *g, int clean)
 			(void)mosquitto_loop_write(g->m, 1);
 		mosquitto_destroy(g->m);
 		g->m = NULL;
+		cf_p11_tls_ctx_free(g->tls_ctx);
+		g->tls_ctx = NULL;
 		g->dropping = 0;
 	}
 	g->session_up = 0;
@@ -634,23 +637,29 @@ attempt(agentd *g, int64_t now)
 	mosquitto_subscribe_v5_callback_set(g->m, on_subscribe);
 	mosquitto_message_v5_callback_set(g->m, on_message);
 	if (g->pkcs11) {
-		/* The token key through libp11's engine, by the active generation's URI. */
-		if (active_key_uri(g, key_uri, sizeof(key_uri)) != 0) {
-			cf_log(CF_LOG_WARN, "no active token key", "error=%s", cf_error_last());
+		/*
+		 * The token key through libp11's engine, by the active generation's
+		 * URI, in a TLS context made here: libmosquitto 2.0.11's own engine
+		 * route (MOSQ_OPT_TLS_ENGINE/KEYFORM) fails in mosquitto_tls_set(),
+		 * which fopen()s the key URI as a file (docs/pkcs11.md).
+		 */
+		if (active_key_uri(g, key_uri, sizeof(key_uri)) != 0 ||
+		    cf_p11_tls_ctx(&g->tls_ctx, cf_keystore_pkcs11_token(g->ks), key_uri, g->ca_file,
+		    g->cert_file, g->host) != 0) {
+			cf_log(CF_LOG_WARN, "mqtt tls setup with the token key failed", "error=%s",
+			    cf_error_last());
 			return CF_ERROR;
 		}
-		if ((rc = mosquitto_string_option(g->m, MOSQ_OPT_TLS_KEYFORM, "engine")) !=
+		/* Ours as it is: libmosquitto 2.0 would otherwise add its defaults (and want a cafile). */
+		if ((rc = mosquitto_int_option(g->m, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0)) !=
 		    MOSQ_ERR_SUCCESS ||
-		    (rc = mosquitto_string_option(g->m, MOSQ_OPT_TLS_ENGINE, "pkcs11")) !=
+		    (rc = mosquitto_void_option(g->m, MOSQ_OPT_SSL_CTX, g->tls_ctx)) !=
 		    MOSQ_ERR_SUCCESS) {
-			cf_log(CF_LOG_WARN, "mqtt tls engine setup failed", "error=%s",
-			    mosquitto_strerror(rc));
+			cf_log(CF_LOG_WARN, "mqtt tls setup failed", "error=%s", mosquitto_strerror(rc));
 			return CF_ERROR;
 		}
-	}
-	/* The bundle paths: after a switch they name the new pair; a new handle reloads them. */
-	if ((rc = mosquitto_tls_set(g->m, g->ca_file, NULL, g->cert_file,
-	    g->pkcs11 ? key_uri : g->key_file, NULL)) != MOSQ_ERR_SUCCESS ||
+	} else if ((rc = mosquitto_tls_set(g->m, g->ca_file, NULL, g->cert_file, g->key_file,
+	    NULL)) != MOSQ_ERR_SUCCESS ||
 	    (rc = mosquitto_tls_opts_set(g->m, 1 /* SSL_VERIFY_PEER */, NULL, NULL)) !=
 	    MOSQ_ERR_SUCCESS ||
 	    (rc = mosquitto_tls_insecure_set(g->m, false)) != MOSQ_ERR_SUCCESS) {

@@ -149,6 +149,10 @@ typedef struct {
 int cf_keystore_pkcs11_open(cf_keystore **out, const char *dir, const cf_keystore_pkcs11_opts *o)
     CF_MUST_CHECK;
 
+/* The token behind a PKCS#11 key store (borrowed), NULL for any other store. */
+struct cf_p11;
+struct cf_p11 *cf_keystore_pkcs11_token(cf_keystore *ks);
+
 static inline void
 cf_keystore_free(cf_keystore *ks)
 {

@@ -875,3 +875,11 @@ out:
 	ks_free(k);
 	return r;
 }
+
+cf_p11 *
+cf_keystore_pkcs11_token(cf_keystore *ks)
+{
+	if (ks == NULL || ks->ops != &pkcs11_ops)
+		return NULL;
+	return ((ks_p11 *)ks->st)->p11;
+}

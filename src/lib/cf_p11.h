@@ -85,6 +85,20 @@ int cf_p11_load_key(cf_key **out, cf_p11 *p, const char *uri) CF_MUST_CHECK;
 /* The public half of that key as a plain cf_key (no token handle). */
 int cf_p11_load_public(cf_key **out, cf_p11 *p, const char *uri) CF_MUST_CHECK;
 
+/*
+ * A TLS client context (an OpenSSL SSL_CTX, as void * so that OpenSSL
+ * stays behind cf_pki) for a connection with the token key uri and the
+ * certificate in cert_file, trusting ca_file, verifying the server's
+ * certificate and its name host (an IP address or a DNS name). For
+ * libmosquitto's MOSQ_OPT_SSL_CTX: its own engine route
+ * (MOSQ_OPT_TLS_ENGINE) cannot be used with 2.0.11, whose
+ * mosquitto_tls_set() insists on opening the key "file" (docs/pkcs11.md).
+ * Release with cf_p11_tls_ctx_free().
+ */
+int cf_p11_tls_ctx(void **out, cf_p11 *p, const char *uri, const char *ca_file,
+    const char *cert_file, const char *host) CF_MUST_CHECK;
+void cf_p11_tls_ctx_free(void *ctx);
+
 /* What the token says about a private key (for tests and `--check`). */
 typedef struct {
 	int found;             /* a private key with this label exists */

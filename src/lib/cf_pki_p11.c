@@ -31,6 +31,8 @@
 #include <openssl/engine.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <p11-kit/pkcs11.h>
 
 #include "cf_pki_int.h"
@@ -699,6 +701,58 @@ out:
 	free(k);
 	cf_key_free(priv);
 	return r;
+}
+
+int
+cf_p11_tls_ctx(void **out, cf_p11 *p, const char *uri, const char *ca_file, const char *cert_file,
+    const char *host)
+{
+	SSL_CTX *ctx = NULL;
+	cf_key *key = NULL;
+	X509_VERIFY_PARAM *vp;
+	int r;
+
+	if ((r = cf_p11_load_key(&key, p, uri)) != 0)
+		return r;
+	r = CF_ERROR;
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL ||
+	    !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
+		cf_error_ssl("TLS context");
+		goto out;
+	}
+	if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+		cf_error_ssl("TLS trust %s", ca_file);
+		goto out;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+		cf_error_ssl("TLS certificate %s", cert_file);
+		goto out;
+	}
+	if (SSL_CTX_use_PrivateKey(ctx, key->pkey) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+		cf_error_ssl("TLS key %s does not fit %s", uri, cert_file);
+		goto out;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	vp = SSL_CTX_get0_param(ctx);
+	if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1 &&
+	    X509_VERIFY_PARAM_set1_host(vp, host, 0) != 1) {
+		cf_error_ssl("TLS server name %s", host);
+		goto out;
+	}
+	ERR_clear_error();
+	*out = ctx;
+	ctx = NULL;
+	r = 0;
+out:
+	SSL_CTX_free(ctx);
+	cf_key_free(key);
+	return r;
+}
+
+void
+cf_p11_tls_ctx_free(void *ctx)
+{
+	SSL_CTX_free(ctx);
 }
 
 /* ---- inspection ------------------------------------------------------------ */
