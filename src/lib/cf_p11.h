@@ -99,6 +99,13 @@ int cf_p11_tls_ctx(void **out, cf_p11 *p, const char *uri, const char *ca_file,
     const char *cert_file, const char *host) CF_MUST_CHECK;
 void cf_p11_tls_ctx_free(void *ctx);
 
+/*
+ * The value of attribute attr ("token", "object" ...) of a pkcs11: URI,
+ * percent-decoded, into out. CF_ENOTFOUND if the URI has none, CF_EINVAL if
+ * it is not a pkcs11: URI.
+ */
+int cf_p11_uri_attr(char *out, size_t len, const char *uri, const char *attr) CF_MUST_CHECK;
+
 /* What the token says about a private key (for tests and `--check`). */
 typedef struct {
 	int found;             /* a private key with this label exists */

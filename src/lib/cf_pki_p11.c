@@ -303,6 +303,56 @@ make_uri(char *out, size_t len, const cf_p11 *p, const unsigned char *id, size_t
 	return cf_strfmt(out + pos, len - pos, ";type=private");
 }
 
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+cf_p11_uri_attr(char *out, size_t len, const char *uri, const char *attr)
+{
+	const char *q, *end;
+	size_t alen = strlen(attr), n = 0;
+	int hi, lo;
+
+	if (strncmp(uri, "pkcs11:", 7) != 0) {
+		cf_error_set("'%s' is not a pkcs11: URI", uri);
+		return CF_EINVAL;
+	}
+	/* The path part ends at '?' (query attributes such as pin-source are not looked at). */
+	for (q = uri + 7; *q != '\0' && *q != '?'; q = *end == ';' ? end + 1 : end) {
+		end = q + strcspn(q, ";?");
+		if ((size_t)(end - q) <= alen || strncmp(q, attr, alen) != 0 || q[alen] != '=')
+			continue;
+		for (q += alen + 1; q < end; q++) {
+			if (n + 1 >= len)
+				goto bad;
+			if (*q != '%') {
+				out[n++] = *q;
+				continue;
+			}
+			if (q + 2 >= end || (hi = hexval(q[1])) < 0 || (lo = hexval(q[2])) < 0)
+				goto bad;
+			out[n++] = (char)(hi * 16 + lo);
+			q += 2;
+		}
+		out[n] = '\0';
+		return 0;
+	}
+	cf_error_set("the pkcs11: URI has no '%s' attribute", attr);
+	return CF_ENOTFOUND;
+bad:
+	cf_error_set("the '%s' attribute of the pkcs11: URI is malformed or too long", attr);
+	return CF_EINVAL;
+}
+
 /* ---- objects --------------------------------------------------------------- */
 
 static int
