@@ -825,6 +825,67 @@ out:
 	return r;
 }
 
+/*
+ * A bundle provisioned in the token: a plain device.crt (no device.key)
+ * whose key pair the operator generated in the token, labelled
+ * "<object>-gen-1" (e.g. pkcs11-tool --keypairgen, then a CSR through the
+ * engine and `certfleet thing create --csr`). It becomes generation 1 as
+ * it is; for tokens that cannot import a key (tpm2-pkcs11) this is the way
+ * in. CF_ENOTFOUND if the token has no such key.
+ */
+static int
+adopt_provisioned(ks_p11 *k)
+{
+	char path[KS_PATH], uri[CF_P11_URI_MAX], label[128], *cert_pem = NULL, *chain_pem = NULL;
+	cf_p11_key_attrs a;
+	cf_key *key = NULL;
+	cf_cert *cert = NULL;
+	int r;
+
+	if ((r = gen_label(label, sizeof(label), k, 1)) != 0 ||
+	    (r = cf_p11_key_attrs_get(&a, k->p11, label)) != 0)
+		return r;
+	if (!a.found) {
+		cf_error_set("%s: no device.key, no key store, and no key '%s' in the token", k->dir,
+		    label);
+		return CF_ENOTFOUND;
+	}
+	if ((r = cf_p11_uri(uri, sizeof(uri), k->p11, label)) != 0 ||
+	    (r = cf_p11_load_key(&key, k->p11, uri)) != 0 ||
+	    (r = cf_strfmt(path, sizeof(path), "%s/%s", k->dir, CERT_NAME)) != 0 ||
+	    (r = cf_file_read(&cert_pem, NULL, path, KS_MAX_FILE)) != 0 ||
+	    (r = cf_cert_parse(&cert, cert_pem, strlen(cert_pem))) != 0)
+		goto out;
+	if (!cf_cert_matches_key(cert, key)) {
+		cf_error_set("%s: device.crt does not hold the public key of token key '%s'", k->dir,
+		    label);
+		r = CF_ECORRUPT;
+		goto out;
+	}
+	if (plain_file(k, CHAIN_NAME) == 1 &&
+	    ((r = cf_strfmt(path, sizeof(path), "%s/%s", k->dir, CHAIN_NAME)) != 0 ||
+	    (r = cf_file_read(&chain_pem, NULL, path, KS_MAX_FILE)) != 0))
+		goto out;
+	/*
+	 * Without `current` no generation is the record yet: a gen-1 left by an
+	 * interrupted adoption is rebuilt, other generations and token leftovers
+	 * go — but never the provisioned key pair itself (kept as generation 1).
+	 */
+	if ((r = gen_path(path, sizeof(path), k, 1, NULL)) != 0)
+		goto out;
+	(void)cf_rmtree(path);
+	if ((r = scan(k, 1, NULL, NULL, 0, 1)) != 0 || (r = build_gen(k, 1, uri, cert_pem, chain_pem)) != 0 ||
+	    (r = set_current(k, 1)) != 0 || (r = replace_link(k, CERT_NAME, "current/" CERT_NAME)) != 0 ||
+	    (chain_pem != NULL && (r = replace_link(k, CHAIN_NAME, "current/" CHAIN_NAME)) != 0))
+		goto out;
+out:
+	cf_cert_free(cert);
+	free(cert_pem);
+	free(chain_pem);
+	cf_key_free(key);
+	return r;
+}
+
 int
 cf_keystore_pkcs11_open(cf_keystore **out, const char *dir, const cf_keystore_pkcs11_opts *o)
 {
@@ -853,9 +914,10 @@ cf_keystore_pkcs11_open(cf_keystore **out, const char *dir, const cf_keystore_pk
 		if ((r = adopt(k)) != 0)
 			goto out;
 	} else if ((r = read_active(&active, k)) != 0) {
-		if (r == CF_ENOTFOUND)
-			cf_error_set("%s: no device.key and no PKCS#11 key store", dir);
-		goto out;
+		if (r == CF_ENOTFOUND && plain_file(k, CERT_NAME) != 1)
+			cf_error_set("%s: no device.key, no device.crt and no PKCS#11 key store", dir);
+		if (r != CF_ENOTFOUND || plain_file(k, CERT_NAME) != 1 || (r = adopt_provisioned(k)) != 0)
+			goto out;
 	} else {
 		/* A link lost (or an adoption cut short after `current`): redo it. */
 		c = plain_file(k, CERT_NAME);

@@ -11,9 +11,10 @@
  * issuing functions work unchanged, and libmosquitto's TLS reaches the same
  * key through the same engine by its RFC 7512 URI. docs/pkcs11.md has why.
  *
- * One module per process: the engine is process-wide and is configured
- * with the module path and PIN of the first cf_p11_open(). The module is
- * never finalized (C_Finalize would end the engine's sessions too).
+ * One module per process: the engine is process-wide, configured with the
+ * module path of the first cf_p11_open() (and the PIN of the latest), and
+ * neither it nor the module is ever finalized (C_Finalize would end every
+ * session of the process).
  * PINs are wiped after use and never logged.
  */
 #ifndef CF_P11_H
@@ -63,6 +64,9 @@ int cf_p11_generate(char *uri_out, size_t uri_len, cf_p11 *p, const char *label,
  */
 int cf_p11_import(char *uri_out, size_t uri_len, cf_p11 *p, const char *label,
     const cf_key *key) CF_MUST_CHECK;
+
+/* The RFC 7512 URI of the private key labelled label in this token (no id=). */
+int cf_p11_uri(char *out, size_t len, const cf_p11 *p, const char *label) CF_MUST_CHECK;
 
 /* Destroys every token object labelled label (none is not an error). */
 int cf_p11_destroy(cf_p11 *p, const char *label) CF_MUST_CHECK;

@@ -113,13 +113,31 @@ out:
 	return r;
 }
 
-/* The engine, configured with the module and PIN and initialised (functional reference). */
+/*
+ * The process's "pkcs11" engine, initialised once and never finished: when
+ * its last functional reference goes, libp11 unloads the module with
+ * C_Finalize, which ends every session of the process (ours included) and
+ * leaves tpm2-pkcs11 unable to find keys made afterwards. The one piece of
+ * process-wide state here, as the module itself is.
+ */
+static ENGINE *engine_held;
+
+/* The engine, configured with the module and PIN (a later open updates the PIN). */
 static int
 engine_open(cf_p11 *p, const char *module, const char *pin)
 {
 	ENGINE *e;
 	char path[1024];
 	const char *dir = OpenSSL_version(OPENSSL_ENGINES_DIR), *q;
+
+	if (engine_held != NULL) {
+		if (!ENGINE_ctrl_cmd_string(engine_held, "PIN", pin, 0)) {
+			cf_error_ssl("cannot give the pkcs11 engine the PIN");
+			return CF_ERROR;
+		}
+		p->e = engine_held;
+		return 0;
+	}
 
 	/*
 	 * Pin the engine's shared object (RTLD_NODELETE): OpenSSL unloads it at
@@ -141,7 +159,8 @@ engine_open(cf_p11 *p, const char *module, const char *pin)
 		ENGINE_free(e);
 		return CF_ERROR;
 	}
-	ENGINE_free(e); /* keep the functional reference ENGINE_init took */
+	ENGINE_free(e); /* keep the functional reference ENGINE_init took, for good */
+	engine_held = e;
 	p->e = e;
 	return 0;
 }
@@ -213,9 +232,7 @@ cf_p11_free(cf_p11 *p)
 		return;
 	if (p->have_session)
 		(void)p->f->C_CloseSession(p->s);
-	if (p->e != NULL)
-		ENGINE_finish(p->e);
-	/* Neither C_Finalize nor dlclose: the engine shares the module (see the top). */
+	/* Neither C_Finalize, dlclose nor ENGINE_finish: the engine shares the module (see the top). */
 	free(p);
 }
 
@@ -351,6 +368,24 @@ cf_p11_uri_attr(char *out, size_t len, const char *uri, const char *attr)
 bad:
 	cf_error_set("the '%s' attribute of the pkcs11: URI is malformed or too long", attr);
 	return CF_EINVAL;
+}
+
+int
+cf_p11_uri(char *out, size_t len, const cf_p11 *p, const char *label)
+{
+	size_t pos;
+	int r;
+
+	if ((r = cf_strfmt(out, len, "pkcs11:token=")) != 0)
+		return r;
+	pos = strlen(out);
+	if ((r = uri_put(out, len, &pos, (const unsigned char *)p->token, strlen(p->token))) != 0 ||
+	    (r = cf_strfmt(out + pos, len - pos, ";object=")) != 0)
+		return r;
+	pos = strlen(out);
+	if ((r = uri_put(out, len, &pos, (const unsigned char *)label, strlen(label))) != 0)
+		return r;
+	return cf_strfmt(out + pos, len - pos, ";type=private");
 }
 
 /* ---- objects --------------------------------------------------------------- */

@@ -32,9 +32,8 @@
 #include "cf_util.h"
 
 #define THING "hsm-device"
-#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
-#define PIN "4711-pin"
-#define N_TOKENS 8
+#define SOFTHSM "/usr/lib/softhsm/libsofthsm2.so"
+#define N_TOKENS 10
 
 static struct {
 	cf_key *root_key, *int_key;
@@ -45,7 +44,13 @@ static struct {
 	char pin_file[128];
 	char token[16];     /* the current test's token */
 	int next_token;
+	const char *module; /* SoftHSM2, or CF_P11_TEST_MODULE (docs/pkcs11.md, TPM 2.0) */
+	const char *pin;
+	int import;         /* the module imports a file key (SoftHSM2; tpm2-pkcs11 cannot) */
 } g;
+
+#define MODULE g.module
+#define PIN g.pin
 
 static void
 must(int r)
@@ -79,10 +84,40 @@ write_file(const char *dir, const char *name, const char *data, mode_t mode)
 	must(cf_file_write_atomic(path, data, strlen(data), mode));
 }
 
-/* A plain bundle as `certfleet thing create --bundle` writes it. */
+static cf_p11 *p11_open(void);
+
+/*
+ * A bundle provisioned in the token: the operator generated the key pair
+ * there ("certfleet-gen-1"), sent a CSR made through the engine and wrote
+ * only device.crt and ca-chain.crt.
+ */
+static void
+make_provisioned_bundle(cf_key_alg alg)
+{
+	cf_p11 *p = p11_open();
+	cf_key *key = NULL;
+	char uri[CF_P11_URI_MAX], *csr = NULL, *pem = NULL;
+
+	must(cf_p11_generate(uri, sizeof(uri), p, "certfleet-gen-1", alg));
+	must(cf_p11_load_key(&key, p, uri));
+	must(cf_csr_create(&csr, key, cf_sig_alg_default(alg), THING));
+	pem = issue_pem(csr);
+	write_file(g.dir, "device.crt", pem, 0644);
+	write_file(g.dir, "ca-chain.crt", g.chain_pem, 0644);
+	free(pem);
+	free(csr);
+	cf_key_free(key);
+	cf_p11_free(p);
+}
+
+/* A plain bundle as `certfleet thing create --bundle` writes it (provisioned where no import). */
 static void
 make_bundle(cf_key_alg alg)
 {
+	if (!g.import) {
+		make_provisioned_bundle(alg);
+		return;
+	}
 	cf_key *key = NULL;
 	char *csr = NULL, *pem = NULL, path[256];
 
@@ -216,7 +251,8 @@ assert_in_token(unsigned gen, int generated)
 	assert_int_equal(a.sensitive, 1);
 	assert_int_equal(a.extractable, 0);
 	assert_int_equal(a.value_readable, 0);
-	assert_int_equal(a.value_rv, 0x11); /* CKR_ATTRIBUTE_SENSITIVE */
+	/* CKR_ATTRIBUTE_SENSITIVE (SoftHSM2); tpm2-pkcs11 has no such attribute at all (TYPE_INVALID). */
+	assert_true(a.value_rv == 0x11 || (!g.import && a.value_rv == 0x12));
 	/* A key generated in the token never was anything else; an imported one was. */
 	assert_int_equal(a.always_sensitive, generated);
 	assert_int_equal(a.never_extractable, generated);
@@ -240,7 +276,18 @@ group_setup(void **state)
 	int i;
 
 	(void)state;
-	if (access(MODULE, R_OK) != 0 || run("command -v softhsm2-util >/dev/null") != 0) {
+	/*
+	 * CF_P11_TEST_MODULE / CF_P11_TEST_PIN: run against another module whose
+	 * tokens t0..t9 exist already with that user PIN (the TPM 2.0 run in
+	 * docs/pkcs11.md); the default is a fresh SoftHSM2 token directory.
+	 */
+	g.module = getenv("CF_P11_TEST_MODULE") ? getenv("CF_P11_TEST_MODULE") : SOFTHSM;
+	g.pin = getenv("CF_P11_TEST_PIN") ? getenv("CF_P11_TEST_PIN") : "4711-pin";
+	g.import = strcmp(g.module, SOFTHSM) == 0;
+	if (strcmp(g.module, SOFTHSM) != 0)
+		print_message("module %s (tokens t0..t9 made beforehand)\n", g.module);
+	if (access(MODULE, R_OK) != 0 ||
+	    (strcmp(g.module, SOFTHSM) == 0 && run("command -v softhsm2-util >/dev/null") != 0)) {
 		print_message("SoftHSM2 is not installed (scripts/install-deps): skipped\n");
 		exit(0);
 	}
@@ -270,14 +317,15 @@ group_setup(void **state)
 	write_file(g.base, "softhsm2.conf", conf, 0600);
 	snprintf(conf, sizeof(conf), "%s/softhsm2.conf", g.base);
 	setenv("SOFTHSM2_CONF", conf, 1);
-	for (i = 0; i < N_TOKENS; i++) {
+	for (i = 0; i < N_TOKENS && strcmp(g.module, SOFTHSM) == 0; i++) {
 		snprintf(cmd, sizeof(cmd), "softhsm2-util --init-token --free --label t%d --pin %s "
-		    "--so-pin 12345678 >/dev/null", i, PIN);
+		    "--so-pin 12345678 >/dev/null", i, g.pin);
 		if (run(cmd) != 0)
 			return -1;
 	}
 	snprintf(g.pin_file, sizeof(g.pin_file), "%s/pin", g.base);
-	write_file(g.base, "pin", PIN "\n", 0600);
+	snprintf(cmd, sizeof(cmd), "%s\n", g.pin);
+	write_file(g.base, "pin", cmd, 0600);
 	return 0;
 }
 
@@ -330,13 +378,36 @@ test_pkcs11__adopts_plain_bundle(void **state)
 	must(cf_file_read(&chain, NULL, path, 1 << 16)); /* the link through current */
 	assert_string_equal(chain, g.chain_pem);
 	free(chain);
-	assert_in_token(1, 0);
+	assert_in_token(1, !g.import);
 	assert_signs(ks, 1, CF_KEY_P256, 1);
 	assert_int_equal(count_objects("certfleet-gen-"), 2);
 	cf_keystore_free(ks);
 	/* Open again: nothing changes. */
 	must(ks_open(&ks));
 	assert_int_equal(count_objects("certfleet-gen-"), 2);
+	cf_keystore_free(ks);
+}
+
+static void
+test_pkcs11__adopts_key_provisioned_in_token(void **state)
+{
+	cf_keystore *ks = NULL;
+	cf_keystore_status s;
+	unsigned gen;
+
+	(void)state;
+	make_provisioned_bundle(CF_KEY_P384);
+	must(ks_open(&ks));
+	must(ks->ops->status(ks->st, &s));
+	assert_int_equal(s.active, 1);
+	assert_true(exists("gen-1/key.uri"));
+	assert_in_token(1, 1);
+	assert_signs(ks, 1, CF_KEY_P384, 1);
+	gen = ks_prepare(ks, CF_KEY_P256);
+	must(ks->ops->activate(ks->st, gen));
+	must(ks->ops->cleanup(ks->st));
+	assert_int_equal(count_objects("certfleet-gen-1"), 0);
+	assert_signs(ks, 2, CF_KEY_P256, 1);
 	cf_keystore_free(ks);
 }
 
@@ -426,13 +497,15 @@ static void
 test_pkcs11__refusals(void **state)
 {
 	cf_keystore *ks = NULL;
-	cf_keystore_pkcs11_opts o = { MODULE, NULL, NULL, NULL };
+	cf_keystore_pkcs11_opts o = { NULL, NULL, NULL, NULL };
 	char bad_pin[256], open_pin[256];
 
 	(void)state;
+	o.module = MODULE;
 	make_bundle(CF_KEY_P256);
 	snprintf(open_pin, sizeof(open_pin), "%s/pin-open", g.base);
-	write_file(g.base, "pin-open", PIN "\n", 0644);
+	snprintf(bad_pin, sizeof(bad_pin), "%s\n", g.pin);
+	write_file(g.base, "pin-open", bad_pin, 0644);
 	snprintf(bad_pin, sizeof(bad_pin), "%s/pin-bad", g.base);
 	write_file(g.base, "pin-bad", "0000-wrong\n", 0600);
 	o.token = g.token;
@@ -504,8 +577,10 @@ test_pkcs11__power_cuts(void **state)
 	(void)state;
 	make_bundle(CF_KEY_P256);
 	/* Adoption cut before device.key is removed: the next open finishes it. */
-	cut_at("keystore.pkcs11.before-key-removal", NULL);
-	assert_true(exists("device.key"));
+	if (g.import) {
+		cut_at("keystore.pkcs11.before-key-removal", NULL);
+		assert_true(exists("device.key"));
+	}
 	must(ks_open(&ks));
 	assert_false(exists("device.key"));
 	assert_int_equal(count_objects("certfleet-gen-"), 2);
@@ -545,6 +620,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_pkcs11__adopts_plain_bundle, setup),
+		cmocka_unit_test_setup(test_pkcs11__adopts_key_provisioned_in_token, setup),
 		cmocka_unit_test_setup(test_pkcs11__generates_in_token_for_every_algorithm, setup),
 		cmocka_unit_test_setup(test_pkcs11__switch_rollback_cleanup, setup),
 		cmocka_unit_test_setup(test_pkcs11__refusals, setup),
