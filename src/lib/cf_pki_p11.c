@@ -698,6 +698,12 @@ cf_p11_destroy(cf_p11 *p, const char *label)
 		if ((r = each_object(p, t, 2, destroy_one, &n)) != 0)
 			return r;
 	} while (n == 64);
+	/*
+	 * Not followed by the engine's RE_ENUMERATE, although libp11 then keeps
+	 * stale entries for modules that reuse handles (tpm2-pkcs11): it frees
+	 * the key objects that live EVP_PKEYs still point to (a crash under
+	 * tpm2-pkcs11, docs/pkcs11.md "TPM 2.0").
+	 */
 	return 0;
 }
 
