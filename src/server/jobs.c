@@ -25,6 +25,7 @@
 
 #include "certfleetd.h"
 #include "cf_job.h"
+#include "cf_jobspec.h"
 #include "cf_keyq.h"
 #include "cf_proto.h"
 #include "cf_util.h"
@@ -244,6 +245,26 @@ out:
 }
 
 /*
+ * Takes a certificate a rotation no longer needs out of use: INACTIVE. One
+ * an operator already revoked stays REVOKED — REVOKED is terminal, and the
+ * store refusing REVOKED -> INACTIVE must not fail (and roll back) the whole
+ * execution end, which would leave it IN_PROGRESS and the engine retrying
+ * its timeout every pass.
+ */
+static int
+retire_cert(cf_store *st, const char *cert_id)
+{
+	cf_cert_rec rec;
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	if ((r = cf_store_cert_get(st, &rec, cert_id)) == 0 && rec.status != CF_CERT_REVOKED)
+		r = cf_store_cert_set_status(st, cert_id, CF_CERT_INACTIVE, 0);
+	cf_cert_rec_clear(&rec);
+	return r;
+}
+
+/*
  * The CSR checks cf_ca_issue_csr makes, one by one, so that each failure
  * gets its own errorCode (cf_ca_issue_csr repeats them when it issues).
  * 0, or the code to reject with (message in cf_error).
@@ -351,6 +372,22 @@ details_json(const cf_proto_update *u)
 	return text;
 }
 
+/* A notification about execution e and its rotation (borrowed strings). */
+static void
+notice_of(cfd_notice *n, const char *kind, const cf_exec_rec *e, const cf_rotation_rec *rot,
+    const char *reason)
+{
+	memset(n, 0, sizeof(*n));
+	n->kind = kind;
+	n->thing = e->thing;
+	n->job_id = e->job_id;
+	n->status = cf_proto_status_name(e->status);
+	n->execution_number = e->execution_number;
+	n->reason = reason;
+	n->old_cert = rot->old_cert;
+	n->new_cert = rot->new_cert;
+}
+
 /*
  * What an execution's end means for its rotation (DESIGN §6), inside the
  * caller's transaction:
@@ -391,8 +428,7 @@ settle_rotation(cfd *d, const cf_exec_rec *e, const char *reason)
 		retire = rot.new_cert;
 		to = CF_ROTATION_FAILED;
 	}
-	if (retire != NULL && retire[0] != '\0' &&
-	    (r = cf_store_cert_set_status(st, retire, CF_CERT_INACTIVE, 0)) != 0)
+	if (retire != NULL && retire[0] != '\0' && (r = retire_cert(st, retire)) != 0)
 		return r;
 	if ((r = cf_store_rotation_set_state(st, e->job_id, e->thing, e->execution_number, to,
 	    reason)) != 0)
@@ -401,15 +437,7 @@ settle_rotation(cfd *d, const cf_exec_rec *e, const char *reason)
 	    e->job_id, cf_rotation_state_name(to), retire ? retire : "-");
 	if (to != CF_ROTATION_INDETERMINATE)
 		return 0;
-	memset(&n, 0, sizeof(n));
-	n.kind = "rotation.indeterminate";
-	n.thing = e->thing;
-	n.job_id = e->job_id;
-	n.status = cf_proto_status_name(e->status);
-	n.execution_number = e->execution_number;
-	n.reason = reason;
-	n.old_cert = rot.old_cert;
-	n.new_cert = rot.new_cert;
+	notice_of(&n, "rotation.indeterminate", e, &rot, reason);
 	return cfd_notify(d, &n);
 }
 
@@ -433,15 +461,7 @@ cfd_execution_ended(cfd *d, const cf_exec_rec *e, const char *reason)
 	if (cf_store_rotation_get(cf_ca_store(d->ca), &rot, e->job_id, e->thing,
 	    e->execution_number) != 0)
 		memset(&rot, 0, sizeof(rot));
-	memset(&n, 0, sizeof(n));
-	n.kind = kinds[e->status];
-	n.thing = e->thing;
-	n.job_id = e->job_id;
-	n.status = cf_proto_status_name(e->status);
-	n.execution_number = e->execution_number;
-	n.reason = reason;
-	n.old_cert = rot.old_cert;
-	n.new_cert = rot.new_cert;
+	notice_of(&n, kinds[e->status], e, &rot, reason);
 	return cfd_notify(d, &n);
 }
 
@@ -471,7 +491,7 @@ cfd_rotation_connected(cfd *d, const char *thing, const char *principal)
 		}
 		if ((r = cf_store_begin(st)) != 0)
 			goto out;
-		if ((r = cf_store_cert_set_status(st, retire, CF_CERT_INACTIVE, 0)) != 0 ||
+		if ((r = retire_cert(st, retire)) != 0 ||
 		    (r = cf_store_rotation_set_state(st, rots[i].job_id, thing,
 		    rots[i].execution_number, to, "the device connected with this certificate")) != 0 ||
 		    (r = cf_store_commit(st)) != 0) {
@@ -650,6 +670,7 @@ h_create(jreq *q)
 	cf_key *old_key = NULL, *new_pub = NULL, *prev_key = NULL;
 	char msg[CF_PROTO_CUSTODY_MAX], old_id[CF_ID_LEN + 1], *text = NULL;
 	cf_key_alg csr_alg;
+	int64_t t0;
 	int has_rot, r, began = 0, reuse = 0;
 
 	memset(&c, 0, sizeof(c));
@@ -716,10 +737,12 @@ h_create(jreq *q)
 		if ((r = cf_store_cert_get(q->st, &issued, rot.new_cert)) != 0)
 			goto fail;
 	} else {
-		if (has_rot && rot.new_cert[0] != '\0' &&
-		    (r = cf_store_cert_set_status(q->st, rot.new_cert, CF_CERT_INACTIVE, 0)) != 0)
+		if (has_rot && rot.new_cert[0] != '\0' && (r = retire_cert(q->st, rot.new_cert)) != 0)
 			goto fail;
-		if ((r = cf_ca_issue_csr(q->d->ca, &issued, c.csr, c.csr_len, q->topic.thing, 0)) != 0)
+		t0 = cfd_mono_us();
+		r = cf_ca_issue_csr(q->d->ca, &issued, c.csr, c.csr_len, q->topic.thing, 0);
+		cfd_metrics_issue(q->d, cfd_mono_us() - t0);
+		if (r != 0)
 			goto fail;
 		memset(&upd, 0, sizeof(upd));
 		snprintf(upd.job_id, sizeof(upd.job_id), "%s", c.job_id);
@@ -774,7 +797,7 @@ h_commit(jreq *q)
 	cf_rotation_rec rot;
 	cf_key *new_key = NULL;
 	char msg[CF_PROTO_CUSTODY_MAX], *text = NULL;
-	int r;
+	int r, again;
 
 	memset(&c, 0, sizeof(c));
 	memset(&acc, 0, sizeof(acc));
@@ -798,7 +821,14 @@ h_commit(jreq *q)
 		reject_rotation(q, "commit", c.job_id, CF_PROTO_INTERNAL_ERROR, "%s", cf_error_last());
 		goto out;
 	}
-	if (rot.state != CF_ROTATION_CREATED) {
+	/*
+	 * A repeated commit of the committed rotation (the device lost the
+	 * answer) passes the same checks below and gets the same answer, with
+	 * nothing changed; any other commit of a rotation that left created is
+	 * a Replay.
+	 */
+	again = rot.state == CF_ROTATION_COMMITTED && strcmp(c.certificate_id, rot.new_cert) == 0;
+	if (rot.state != CF_ROTATION_CREATED && !again) {
 		reject_rotation(q, "commit", c.job_id, CF_PROTO_REPLAY,
 		    "the rotation of job %s is already %s", c.job_id, cf_rotation_state_name(rot.state));
 		goto out;
@@ -823,14 +853,14 @@ h_commit(jreq *q)
 		    "the signature is not the new key's over %s", msg);
 		goto out;
 	}
-	if (cf_store_rotation_set_state(q->st, c.job_id, q->topic.thing, q->exec.execution_number,
-	    CF_ROTATION_COMMITTED, NULL) != 0) {
+	if (!again && cf_store_rotation_set_state(q->st, c.job_id, q->topic.thing,
+	    q->exec.execution_number, CF_ROTATION_COMMITTED, NULL) != 0) {
 		reject_rotation(q, "commit", c.job_id, CF_PROTO_INTERNAL_ERROR, "%s", cf_error_last());
 		goto out;
 	}
 	cf_failpoint("certfleetd.commit.before-answer");
-	cf_log(CF_LOG_INFO, "rotation committed", "thing=%s job=%s new=%s", q->topic.thing, c.job_id,
-	    rot.new_cert);
+	cf_log(CF_LOG_INFO, again ? "rotation commit repeated" : "rotation committed",
+	    "thing=%s job=%s new=%s", q->topic.thing, c.job_id, rot.new_cert);
 	memcpy(acc.certificate_id, c.certificate_id, sizeof(acc.certificate_id));
 	snprintf(acc.client_token, sizeof(acc.client_token), "%s", q->token);
 	if (cf_proto_encode_commit_accepted(&text, &acc) != 0) {
@@ -900,4 +930,131 @@ cfd_jobs_on_message(cfd *d, const char *topic, const void *payload, size_t len,
 	cf_log(CF_LOG_DEBUG, "ignored device message", "topic=%s", topic);
 out:
 	cf_exec_rec_clear(&q.exec);
+}
+
+/* ---- creating rotation jobs (the API and the mitigation rules) -------------------------- */
+
+int
+cfd_jobs_insert_rotation(cfd *d, char job_id_out[CF_PROTO_JOB_ID_MAX + 1],
+    const cfd_rotation_job *spec, const char *const *things, size_t n)
+{
+	cf_store *st = cf_ca_store(d->ca);
+	char gen_id[CF_PROTO_JOB_ID_MAX + 1];
+	unsigned char rnd[4];
+	int64_t now = cf_time_now();
+	json_t *doc = NULL;
+	cf_job_rec job;
+	size_t i;
+	int r = CF_ERROR, began = 0;
+
+	memset(&job, 0, sizeof(job));
+	if (spec->job_id == NULL) {
+		if ((r = cf_random_bytes(rnd, sizeof(rnd))) != 0)
+			goto out;
+		snprintf(gen_id, sizeof(gen_id), "%s-%jd-%02x%02x%02x%02x",
+		    spec->id_prefix ? spec->id_prefix : "rotate", (intmax_t)now, rnd[0], rnd[1], rnd[2],
+		    rnd[3]);
+	} else {
+		snprintf(gen_id, sizeof(gen_id), "%s", spec->job_id);
+	}
+	doc = json_pack("{s:s, s:s, s:s}", "operation", ROTATE_OPERATION, "keyAlgorithm",
+	    cf_key_alg_name(spec->key_alg), "signingAlgorithm", cf_sig_alg_name(spec->sig_alg));
+	snprintf(job.id, sizeof(job.id), "%s", gen_id);
+	snprintf(job.operation, sizeof(job.operation), ROTATE_OPERATION);
+	job.document = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	job.targets = (char *)spec->targets_json;
+	job.config = (char *)spec->config_json;
+	job.comment = (char *)spec->comment;
+	job.selection = spec->selection;
+	/* The engine starts a job whose schedule does not allow it yet. */
+	job.status = cf_job_schedule_may_start(&spec->config->schedule, now) ?
+	    CF_JOB_STATE_IN_PROGRESS : CF_JOB_STATE_SCHEDULED;
+	if (job.document == NULL) {
+		cf_error_set("out of memory");
+		r = CF_ERROR;
+		goto out;
+	}
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	began = 1;
+	if ((r = cf_store_job_insert(st, &job)) != 0)
+		goto out;
+	for (i = 0; i < n; i++)
+		if ((r = cf_store_job_target_add(st, NULL, job.id, things[i], now)) != 0)
+			goto out;
+	if ((r = cf_store_commit(st)) != 0)
+		goto out;
+	began = 0;
+	cf_log(CF_LOG_INFO, "rotation job created", "job=%s things=%zu selection=%s key_algorithm=%s "
+	    "status=%s source=%s", job.id, n,
+	    spec->selection == CF_JOB_SELECTION_CONTINUOUS ? "CONTINUOUS" : "SNAPSHOT",
+	    cf_key_alg_name(spec->key_alg), cf_job_state_name(job.status),
+	    spec->source ? spec->source : "api");
+	if (job_id_out != NULL)
+		memcpy(job_id_out, job.id, sizeof(job.id));
+	cfd_engine_pass(d);
+	r = 0;
+out:
+	if (began)
+		cf_store_rollback(st);
+	free(job.document);
+	json_decref(doc);
+	return r;
+}
+
+int
+cfd_jobs_create_rotation(cfd *d, char *job_id_out, const char *const *things, size_t n,
+    const char *key_alg, const char *config_json, const char *comment)
+{
+	cf_jobspec_targets tg;
+	cf_jobspec_config cfg;
+	cfd_rotation_job spec;
+	char *tg_in = NULL, *tg_text = NULL, *cfg_text = NULL;
+	json_t *names = NULL, *obj = NULL;
+	size_t i;
+	int r = CF_ERROR;
+
+	memset(&tg, 0, sizeof(tg));
+	memset(&spec, 0, sizeof(spec));
+	if (n == 0) {
+		cf_error_set("a rotation job needs at least one thing");
+		return CF_EINVAL;
+	}
+	if ((r = cf_alg_validate(&spec.key_alg, &spec.sig_alg, key_alg, NULL)) != 0)
+		return r;
+	r = CF_ERROR;
+	if ((names = json_array()) == NULL)
+		goto oom;
+	for (i = 0; i < n; i++)
+		if (json_array_append_new(names, json_string(things[i])) != 0)
+			goto oom;
+	if ((obj = json_pack("{s:O}", "things", names)) == NULL ||
+	    (tg_in = json_dumps(obj, JSON_COMPACT)) == NULL)
+		goto oom;
+	/* The same validation as POST /v1/jobs: names, duplicates, sizes. */
+	if ((r = cf_jobspec_targets_parse(&tg, tg_in)) != 0 ||
+	    (r = cf_jobspec_targets_dump(&tg_text, &tg)) != 0 ||
+	    (r = cf_jobspec_config_parse(&cfg, config_json)) != 0 ||
+	    (r = cf_jobspec_config_dump(&cfg_text, &cfg)) != 0)
+		goto out;
+	spec.targets_json = tg_text;
+	spec.config_json = cfg_text;
+	spec.config = &cfg;
+	spec.selection = CF_JOB_SELECTION_SNAPSHOT;
+	spec.comment = comment;
+	spec.id_prefix = "mitigate";
+	spec.source = "mitigation";
+	r = cfd_jobs_insert_rotation(d, job_id_out, &spec, (const char *const *)tg.things,
+	    tg.n_things);
+	goto out;
+oom:
+	cf_error_set("out of memory");
+out:
+	cf_jobspec_targets_clear(&tg);
+	free(tg_in);
+	free(tg_text);
+	free(cfg_text);
+	json_decref(names);
+	json_decref(obj);
+	return r;
 }
