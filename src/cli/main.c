@@ -18,14 +18,15 @@ static const cli_verb verbs[] = {
 	{ NULL, "init", cli_init,
 	  "--dir DIR [--passphrase-file F] [--intermediate-passphrase-file F] "
 	  "[--ca-key-algorithm A] [--root-cn CN] [--intermediate-name NAME] "
-	  "[--ca-validity-days N] [--device-validity-days N] [--mqtt-port N] [--api-port N]",
+	  "[--ca-validity-days N] [--device-validity-days N] [--mqtt-port N] [--api-port N] "
+	  "[--pkcs11-uri URI --pkcs11-module SO --pkcs11-pin-file F]",
 	  "Creates a data directory: an offline root (key encrypted with the passphrase), a first "
 	  "intermediate that issues device certificates, the registry and the configuration." },
 	{ "ca", "init", cli_init, "--dir DIR [...]", "Same as 'certfleet init'." },
 	{ "ca", "list", cli_ca_list, "[--json]", "Lists the CAs." },
 	{ "ca", "create-intermediate", cli_ca_create_intermediate,
 	  "NAME [--passphrase-file F] [--intermediate-passphrase-file F] [--key-algorithm A] "
-	  "[--validity-days N] [--set-issuer]",
+	  "[--validity-days N] [--set-issuer] [--pkcs11-uri URI]",
 	  "Creates an intermediate CA signed by the root (needs the root passphrase)." },
 	{ "ca", "set-issuer", cli_ca_set_issuer, "CA",
 	  "Makes an ACTIVE intermediate the CA that issues device certificates." },

@@ -33,6 +33,15 @@ typedef struct {
 	int device_validity_days;      /* default 365, written to certfleet.conf */
 	int mqtt_port;                 /* default 8883: the broker's TLS listener */
 	int api_port;                  /* default 8884: certfleetd's HTTP API */
+	/*
+	 * Optional (docs/pkcs11.md): the intermediate's key in a PKCS#11 token,
+	 * named by an RFC 7512 URI with token= and object= (generated there when
+	 * the token has no such key). module and pin_file go to certfleet.conf
+	 * as pkcs11_module / pkcs11_pin_file. NULL: an encrypted key file.
+	 */
+	const char *pkcs11_uri;
+	const char *pkcs11_module;
+	const char *pkcs11_pin_file;
 } cf_ca_init_opts;
 
 /* Defaults for every field. */
@@ -75,6 +84,15 @@ int cf_ca_load_issuer(cf_ca *ca) CF_MUST_CHECK;
 /* A new intermediate signed by the root (root_pass decrypts ca/root.key). */
 int cf_ca_create_intermediate(cf_ca *ca, cf_ca_rec *out, const char *name, cf_key_alg alg,
     int validity_days, const char *root_pass, const char *inter_pass, int set_issuer) CF_MUST_CHECK;
+
+/*
+ * The same with the new intermediate's key in a PKCS#11 token: uri names it
+ * (token= and object=; generated in the token with alg if it does not
+ * exist), the module and PIN file come from certfleet.conf (pkcs11_module,
+ * pkcs11_pin_file). The CA's key_ref is the key's URI.
+ */
+int cf_ca_create_intermediate_pkcs11(cf_ca *ca, cf_ca_rec *out, const char *name, cf_key_alg alg,
+    int validity_days, const char *root_pass, const char *uri, int set_issuer) CF_MUST_CHECK;
 
 /* Makes an ACTIVE intermediate the issuer and rewrites ca-chain.crt. A root is refused. */
 int cf_ca_set_issuer(cf_ca *ca, const char *ref) CF_MUST_CHECK;
