@@ -293,10 +293,13 @@ out:
 
 /* ---- authentication --------------------------------------------------- */
 
-/* Steps 3-7 of docs/broker.md, decided by the library. 0 to accept as a device. */
+/*
+ * Steps 3-7 of docs/broker.md, decided by the library. 0 to accept as a
+ * device, or as a claim (docs/provisioning.md): *kind says which.
+ */
 static int
-check_device(struct plugin *pl, char *reason, size_t reason_len, const char *id,
-    const char *client_id)
+check_device(struct plugin *pl, cf_acl_kind *kind, char *reason, size_t reason_len,
+    const char *id, const char *client_id)
 {
 	cf_store *st;
 	int r;
@@ -305,7 +308,7 @@ check_device(struct plugin *pl, char *reason, size_t reason_len, const char *id,
 		snprintf(reason, reason_len, "registry unavailable");
 		return CF_EREJECTED;
 	}
-	r = cf_acl_authenticate_device(st, id, client_id, cf_time_now(), reason, reason_len);
+	r = cf_acl_authenticate(st, kind, id, client_id, cf_time_now(), reason, reason_len);
 	if (r != 0 && r != CF_EREJECTED)
 		store_failed(pl, r);
 	return r;
@@ -353,7 +356,7 @@ on_basic_auth(int event, void *event_data, void *userdata)
 	}
 	if (strcmp(p.id, pl->service_id) == 0)
 		p.kind = CF_KIND_SERVICE;
-	else if (check_device(pl, reason, sizeof(reason), p.id, client_id) != 0)
+	else if (check_device(pl, &p.kind, reason, sizeof(reason), p.id, client_id) != 0)
 		goto refused;
 	if (cf_acl_principal_format(uname, sizeof(uname), &p) != 0 ||
 	    mosquitto_set_username(ev->client, uname) != MOSQ_ERR_SUCCESS) {
@@ -576,6 +579,7 @@ handle_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
 	cf_cert_rec c = { 0 };
 	cf_ca_rec ca = { 0 };
 	cf_ca_rec *all = NULL;
+	cf_claim_rec cl;
 	size_t n = 0, i;
 	int r = 0;
 
@@ -587,6 +591,13 @@ handle_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
 			    cf_cert_status_name(c.status));
 			kick_cert(pl, c.id);
 		}
+	} else if (strcmp(ev->type, "claim.status") == 0) {
+		/* A disabled claim (misuse, or an operator) is cut off at once. */
+		if ((r = cf_store_claim_get(st, &cl, ev->subject)) != 0 || cl.status == CF_CLAIM_ENABLED)
+			goto out;
+		plog(MOSQ_LOG_NOTICE, "claim certificate %s is %s: kicking its clients", cl.cert_id,
+		    cf_claim_status_name(cl.status));
+		kick(pl, CF_KIND_CLAIM, cl.cert_id);
 	} else if (strcmp(ev->type, "ca.status") == 0) {
 		if ((r = cf_store_ca_get(st, &ca, ev->subject)) != 0 || ca.status == CF_CERT_ACTIVE)
 			goto out;

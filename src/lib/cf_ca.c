@@ -715,6 +715,13 @@ int
 cf_ca_issue_csr(cf_ca *ca, cf_cert_rec *out, const void *csr_data, size_t csr_len,
     const char *thing, int validity_days)
 {
+	return cf_ca_issue_csr_ex(ca, out, csr_data, csr_len, thing, 1, CF_CERT_ACTIVE, validity_days);
+}
+
+int
+cf_ca_issue_csr_ex(cf_ca *ca, cf_cert_rec *out, const void *csr_data, size_t csr_len,
+    const char *thing, int attach, cf_cert_status status, int validity_days)
+{
 	int r = CF_ERROR;
 	cf_csr *csr = NULL;
 	cf_cert *cert = NULL;
@@ -755,8 +762,8 @@ cf_ca_issue_csr(cf_ca *ca, cf_cert_rec *out, const void *csr_data, size_t csr_le
 	memcpy(rec.id, info.id, sizeof(rec.id));
 	memcpy(rec.serial, info.serial, sizeof(rec.serial));
 	memcpy(rec.ca_id, issuer.id, sizeof(rec.ca_id));
-	snprintf(rec.thing, sizeof(rec.thing), "%s", thing);
-	rec.status = CF_CERT_ACTIVE;
+	snprintf(rec.thing, sizeof(rec.thing), "%s", attach ? thing : "");
+	rec.status = status;
 	rec.not_before = info.not_before;
 	rec.not_after = info.not_after;
 	if (cf_key_alg_of(&alg, pub) == 0)

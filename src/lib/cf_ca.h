@@ -98,6 +98,15 @@ int cf_ca_publish_crl(cf_ca *ca, char **out, const char *ref, const char *root_p
 int cf_ca_issue_csr(cf_ca *ca, cf_cert_rec *out, const void *csr, size_t csr_len,
     const char *thing, int validity_days) CF_MUST_CHECK;
 
+/*
+ * cf_ca_issue_csr with the record's status (ACTIVE, or PENDING_ACTIVATION
+ * for a provisioned device until it first connects) and, when attach is 0,
+ * attached to no thing (a provisioning claim certificate: its subject
+ * still names `thing`, e.g. "claim.<template>").
+ */
+int cf_ca_issue_csr_ex(cf_ca *ca, cf_cert_rec *out, const void *csr, size_t csr_len,
+    const char *thing, int attach, cf_cert_status status, int validity_days) CF_MUST_CHECK;
+
 /* Revokes a device certificate and rewrites its CA's CRL, as one step. Already revoked: a no-op. */
 int cf_ca_revoke_cert(cf_ca *ca, const char *ref, int reason) CF_MUST_CHECK;
 
