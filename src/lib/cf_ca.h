@@ -136,4 +136,23 @@ typedef struct {
  */
 int cf_ca_thing_create(cf_ca *ca, cf_cert_rec *out, const cf_ca_thing_opts *o) CF_MUST_CHECK;
 
+/*
+ * A provisioning claim (docs/provisioning.md): generates a key here, issues
+ * its certificate from the issuing CA (subject "claim.<template>", attached
+ * to no thing, ACTIVE), records it as an ENABLED claim of the template and
+ * writes the batch's bundle (device.key 0600, device.crt, ca-chain.crt and
+ * an agent.conf with provision_template and provision_name_pattern) to
+ * bundle_dir — all or nothing, as cf_ca_thing_create. out may be NULL.
+ * CF_ENOTFOUND for an unknown template; CF_EEXISTS for a non-empty bundle_dir.
+ */
+typedef struct {
+	const char *template_name;
+	const char *bundle_dir;
+	cf_key_alg key_alg;      /* the claim's key, and key_algorithm in agent.conf */
+	cf_sig_alg sig_alg;
+	int validity_days;       /* 0: the configured default */
+} cf_ca_claim_opts;
+
+int cf_ca_claim_create(cf_ca *ca, cf_cert_rec *out, const cf_ca_claim_opts *o) CF_MUST_CHECK;
+
 #endif
