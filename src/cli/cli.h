@@ -122,8 +122,17 @@ int cli_connections_list(cli *c, int argc, char **argv);
 int cli_job_create_rotation(cli *c, int argc, char **argv);
 int cli_job_list(cli *c, int argc, char **argv);
 int cli_job_describe(cli *c, int argc, char **argv);
+int cli_audit_run(cli *c, int argc, char **argv);
+int cli_audit_list(cli *c, int argc, char **argv);
+int cli_audit_findings(cli *c, int argc, char **argv);
+int cli_audit_suppress(cli *c, int argc, char **argv);
+int cli_audit_unsuppress(cli *c, int argc, char **argv);
+int cli_audit_export(cli *c, int argc, char **argv);
+int cli_mitigate(cli *c, int argc, char **argv);
 int cli_notify_test(cli *c, int argc, char **argv);
 int cli_notify_list(cli *c, int argc, char **argv);
+int cli_job_cancel(cli *c, int argc, char **argv);
+int cli_job_watch(cli *c, int argc, char **argv);
 
 /* cli_prov.c */
 int cli_prov_template_create(cli *c, int argc, char **argv);

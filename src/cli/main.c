@@ -67,12 +67,45 @@ static const cli_verb verbs[] = {
 	{ "connections", "list", cli_connections_list, "[--client-id X] [--open] [--json]",
 	  "Lists broker connections recorded by certfleetd, newest first (--open: only those still open)." },
 	{ "job", "create-rotation", cli_job_create_rotation,
-	  "--thing NAME... [--key-algorithm A] [--signing-algorithm S] [--job-id ID] [--json]",
-	  "Asks certfleetd to rotate the certificates of these things (one QUEUED execution each) and "
-	  "prints the job id." },
+	  "(--thing NAME | --group NAME | --issuer CA | --expiring-within DAYS | --weak-key)... "
+	  "[--continuous] [--key-algorithm A] [--signing-algorithm S] [--max-per-minute N] "
+	  "[--ramp-base N --ramp-factor F (--ramp-after-notified N | --ramp-after-succeeded N)] "
+	  "[--abort TYPE:PERCENT:MIN]... [--retry TYPE:N]... [--in-progress-timeout T] "
+	  "[--step-timeout T] [--start-at TIME] [--end-at TIME] "
+	  "[--end-behavior STOP_ROLLOUT|CANCEL|FORCE_CANCEL] [--window DAY@HH:MM+MIN]... "
+	  "[--job-id ID] [--comment TEXT] [--json]",
+	  "Asks certfleetd to rotate the certificates of the targets: things, groups, and the things "
+	  "of ACTIVE certificates matching a query (all its criteria). Every flag is checked here "
+	  "before anything is sent. Prints the job id and a summary (--json: the job)." },
 	{ "job", "list", cli_job_list, "[--json]", "Lists jobs with their counts per status (via certfleetd)." },
 	{ "job", "describe", cli_job_describe, "ID [--json]",
-	  "Shows a job: document, counts per status and each thing's execution (via certfleetd)." },
+	  "Shows a job: document, targets, configuration, counts per status and each thing's "
+	  "execution (via certfleetd)." },
+	{ "job", "cancel", cli_job_cancel, "ID [--force] [--comment TEXT] [--json]",
+	  "Cancels a job: its QUEUED executions become CANCELED (--force: the IN_PROGRESS ones too). "
+	  "A job that has already ended is exit 1." },
+	{ "job", "watch", cli_job_watch, "ID [--interval SECONDS] [--timeout T]",
+	  "Follows a job until it is CANCELED or COMPLETED: a progress bar on a terminal, else one "
+	  "line per change. Exit 0 if every execution SUCCEEDED, 1 otherwise (naming them) or on "
+	  "--timeout." },
+	{ "audit", "run", cli_audit_run, "[--checks A,B...] [--param CHECK=N]... [--json]",
+	  "Runs the audit checks (all, or those named) and stores the audit with its findings "
+	  "(docs/audit.md)." },
+	{ "audit", "list", cli_audit_list, "[--json]", "Lists audits, newest first." },
+	{ "audit", "findings", cli_audit_findings,
+	  "[--audit ID] [--severity S] [--check C] [--json]",
+	  "Lists the findings of an audit (default: the latest finished one)." },
+	{ "audit", "suppress", cli_audit_suppress,
+	  "--check C --resource R [--until TIME | --forever] [--comment T]",
+	  "Suppresses a check's findings for one resource, until TIME or forever (the default)." },
+	{ "audit", "unsuppress", cli_audit_unsuppress, "--check C --resource R",
+	  "Removes a suppression." },
+	{ "audit", "export", cli_audit_export, "--format json|csv|html [--audit ID] [--out FILE]",
+	  "Writes an audit's report (default: the latest finished audit) to FILE or stdout." },
+	{ NULL, "mitigate", cli_mitigate,
+	  "--finding ID... --action deactivate|revoke|deactivate-ca|quarantine|rotate|notify... [--json]",
+	  "Applies the actions in order to each finding (a failed action stops the rest for that "
+	  "finding); a suppressed finding is refused." },
 	{ "notify", "test", cli_notify_test, "[--json]",
 	  "Asks certfleetd to queue a notification.test for every configured sink (webhook, exec) "
 	  "and prints the outbox ids." },

@@ -794,8 +794,8 @@ reconnect_timeout(cf_agent *a)
 static cf_agent_state
 verify_timeout(cf_agent *a)
 {
-	set_reason(a, "no $next/get answer on the new connection in time");
-	return CF_AGENT_ROLLING_BACK;
+	/* Resent like create and commit: a broker restart can lose the first one. */
+	return resend_or(a, CF_AGENT_ROLLING_BACK, "no $next/get answer on the new connection in time");
 }
 
 static cf_agent_state
@@ -857,7 +857,7 @@ static const struct {
 	[CF_AGENT_RECONNECTING_NEW] = {.on_enter = reconnect_enter, .on_message = reconnect_message,
 	    .on_timeout = reconnect_timeout, .on_connect = reconnect_connect, .timeout_s = 60},
 	[CF_AGENT_VERIFYING] = {.on_enter = verify_enter, .on_message = verify_message,
-	    .on_timeout = verify_timeout, .on_connect = resend_connect, .timeout_s = 30},
+	    .on_timeout = verify_timeout, .on_connect = resend_connect, .timeout_s = 10},
 	[CF_AGENT_COMMIT_SENT] = {.on_enter = commit_enter, .on_message = commit_message,
 	    .on_timeout = commit_timeout, .on_connect = resend_connect, .timeout_s = 60},
 	[CF_AGENT_COMMITTED] = {.on_enter = committed_enter},

@@ -49,6 +49,7 @@ static const char *const cf_conf_keys[] = {
 	"key_allowed_curves", "key_blocklist", "issuer_key", "issuer_passphrase_file",
 	"mqtt_host", "mqtt_port", "api_host", "api_port", "topic_prefix", "log_level",
 	"service_cert", "service_key", "broker_cafile", "stamp_key_file",
+	"quarantine_group", "broker_config",
 	"notify_webhook_url", "notify_webhook_secret_file", "notify_webhook_timeout", "notify_exec",
 	"notify_exec_timeout", "notify_max_attempts", "notify_backoff", "provision_sweep_s", NULL,
 };

@@ -2683,6 +2683,337 @@ cf_store_notify_list(cf_store *st, cf_notify_rec **out, size_t *out_n, int state
 	return st->ops->notify_list(st->b, out, out_n, state, limit);
 }
 
+/* ---- audits, findings, suppressions, mitigation actions ---------------------------- */
+
+static const char *const severity_names[CF_SEV__COUNT] = {
+	[CF_SEV_LOW] = "LOW",
+	[CF_SEV_MEDIUM] = "MEDIUM",
+	[CF_SEV_HIGH] = "HIGH",
+	[CF_SEV_CRITICAL] = "CRITICAL",
+};
+
+const char *
+cf_severity_name(cf_severity s)
+{
+	return (unsigned)s < CF_SEV__COUNT ? severity_names[s] : "UNKNOWN";
+}
+
+int
+cf_severity_parse(cf_severity *out, const char *name)
+{
+	int i;
+
+	for (i = 0; name != NULL && i < CF_SEV__COUNT; i++) {
+		if (strcasecmp(name, severity_names[i]) == 0) {
+			*out = (cf_severity)i;
+			return 0;
+		}
+	}
+	cf_error_set("unknown severity '%s' (LOW, MEDIUM, HIGH or CRITICAL)", name ? name : "");
+	return CF_EINVAL;
+}
+
+void
+cf_audit_rec_clear(cf_audit_rec *r)
+{
+	if (r == NULL)
+		return;
+	free(r->checks);
+	free(r->counts);
+	memset(r, 0, sizeof(*r));
+}
+
+void
+cf_audit_recs_free(cf_audit_rec *r, size_t n)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		cf_audit_rec_clear(&r[i]);
+	free(r);
+}
+
+/* A check name: 1 to CF_AUDIT_CHECK_MAX characters of [A-Z0-9_]. */
+static int
+check_name_valid(const char *check)
+{
+	size_t i, len = check ? strlen(check) : 0;
+
+	if (len == 0 || len > CF_AUDIT_CHECK_MAX)
+		goto bad;
+	for (i = 0; i < len; i++)
+		if (!((check[i] >= 'A' && check[i] <= 'Z') || (check[i] >= '0' && check[i] <= '9') ||
+		    check[i] == '_'))
+			goto bad;
+	return 1;
+bad:
+	cf_error_set("check name '%s' must be 1 to %d characters of [A-Z0-9_]", check ? check : "",
+	    CF_AUDIT_CHECK_MAX);
+	return 0;
+}
+
+static int
+finding_valid(const cf_finding_rec *f)
+{
+	if (!check_name_valid(f->check) || !text_valid("finding resource", f->resource_id,
+	    CF_AUDIT_RESOURCE_MAX) || !text_valid("finding detail", f->detail, CF_AUDIT_DETAIL_MAX))
+		return 0;
+	if ((unsigned)f->severity >= CF_SEV__COUNT || f->resource_type[0] == '\0' ||
+	    f->reason_code[0] == '\0' || memchr(f->resource_type, '\0', sizeof(f->resource_type)) == NULL ||
+	    memchr(f->reason_code, '\0', sizeof(f->reason_code)) == NULL) {
+		cf_error_set("finding of %s: bad severity, resource type or reason code", f->check);
+		return 0;
+	}
+	return 1;
+}
+
+int
+cf_store_audit_start(cf_store *st, int64_t *out, const char *trigger, const char *checks_json)
+{
+	int r = CF_EINVAL;
+	int64_t id = 0;
+	cf_audit_rec a;
+	char subject[32];
+
+	memset(&a, 0, sizeof(a));
+	if (trigger == NULL || (strcmp(trigger, "on_demand") != 0 && strcmp(trigger, "scheduled") != 0)) {
+		cf_error_set("audit trigger '%s' must be on_demand or scheduled", trigger ? trigger : "");
+		goto out;
+	}
+	if ((r = json_column(&a.checks, "audit checks", checks_json ? checks_json : "[]", 2, 1)) != 0)
+		goto out;
+	memcpy(a.trigger, trigger, strlen(trigger) + 1);
+	a.started_at = cf_time_now();
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->audit_insert(st->b, &id, &a)) == 0) {
+		snprintf(subject, sizeof(subject), "audit:%lld", (long long)id);
+		r = event_add(st, "audit.started", subject,
+		    json_pack("{s:I,s:s,s:o}", "id", (json_int_t)id, "trigger", trigger, "checks",
+		    json_loads(a.checks, 0, NULL)));
+	}
+	if ((r = tx_end(st, r)) == 0)
+		*out = id;
+out:
+	cf_audit_rec_clear(&a);
+	return r;
+}
+
+int
+cf_store_audit_finish(cf_store *st, int64_t id, const cf_finding_rec *findings, size_t n,
+    const char *counts_json)
+{
+	int r = CF_EINVAL;
+	cf_audit_rec a;
+	cf_finding_rec f;
+	size_t i, suppressed = 0;
+	char subject[32];
+
+	memset(&a, 0, sizeof(a));
+	if (id <= 0) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no audit %lld", (long long)id);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (!finding_valid(&findings[i]))
+			goto out;
+		suppressed += findings[i].suppressed != 0;
+	}
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->audit_get(st->b, &a, id)) != 0)
+		goto end;
+	if (a.finished_at != 0) {
+		r = CF_ESTATE;
+		cf_error_set("audit %lld is already finished", (long long)id);
+		goto end;
+	}
+	free(a.counts);
+	a.counts = NULL;
+	if ((r = json_column(&a.counts, "audit counts", counts_json ? counts_json : "{}", 1, 0)) != 0)
+		goto end;
+	for (i = 0; i < n && r == 0; i++) {
+		f = findings[i];
+		f.audit_id = id;
+		r = st->ops->finding_insert(st->b, NULL, &f);
+	}
+	if (r != 0)
+		goto end;
+	a.finished_at = cf_time_now();
+	if ((r = st->ops->audit_update(st->b, &a)) != 0)
+		goto end;
+	snprintf(subject, sizeof(subject), "audit:%lld", (long long)id);
+	r = event_add(st, "audit.finished", subject, json_pack("{s:I,s:I,s:I}", "id", (json_int_t)id,
+	    "findings", (json_int_t)n, "suppressed", (json_int_t)suppressed));
+end:
+	r = tx_end(st, r);
+out:
+	cf_audit_rec_clear(&a);
+	return r;
+}
+
+int
+cf_store_audit_get(cf_store *st, cf_audit_rec *out, int64_t id)
+{
+	if (id < 0) {
+		cf_error_set("no audit %lld", (long long)id);
+		return CF_ENOTFOUND;
+	}
+	return st->ops->audit_get(st->b, out, id);
+}
+
+int
+cf_store_audit_list(cf_store *st, cf_audit_rec **out, size_t *out_n, size_t limit)
+{
+	*out = NULL;
+	*out_n = 0;
+	return st->ops->audit_list(st->b, out, out_n, limit);
+}
+
+int
+cf_store_finding_get(cf_store *st, cf_finding_rec *out, int64_t id)
+{
+	return st->ops->finding_get(st->b, out, id);
+}
+
+int
+cf_store_finding_list(cf_store *st, cf_finding_rec **out, size_t *out_n, const cf_finding_filter *f)
+{
+	cf_finding_filter any = { .severity = -1 };
+
+	*out = NULL;
+	*out_n = 0;
+	if (f == NULL)
+		f = &any;
+	if (f->severity >= CF_SEV__COUNT || f->severity < -1) {
+		cf_error_set("unknown severity %d in filter", f->severity);
+		return CF_EINVAL;
+	}
+	if (f->check != NULL && !check_name_valid(f->check))
+		return CF_EINVAL;
+	return st->ops->finding_list(st->b, out, out_n, f);
+}
+
+int
+cf_store_suppression_set(cf_store *st, const cf_suppression_rec *s)
+{
+	int r = CF_EINVAL, replaced = 0;
+	cf_suppression_rec x;
+
+	if (!check_name_valid(s->check) ||
+	    !text_valid("suppressed resource", s->resource_id, CF_AUDIT_RESOURCE_MAX) ||
+	    (s->comment[0] != '\0' && !text_valid("suppression comment", s->comment,
+	    CF_AUDIT_COMMENT_MAX)))
+		return CF_EINVAL;
+	x = *s;
+	if (x.created_at == 0)
+		x.created_at = cf_time_now();
+	if (x.until < 0 || (x.until > 0 && x.until <= x.created_at)) {
+		cf_error_set("suppression until must be in the future (or forever)");
+		return CF_EINVAL;
+	}
+	if ((r = cf_store_begin(st)) != 0)
+		return r;
+	if ((r = st->ops->supp_upsert(st->b, &x, &replaced)) == 0)
+		r = event_add(st, "suppression.created", x.resource_id,
+		    json_pack("{s:s,s:I,s:s,s:b}", "check", x.check, "until", (json_int_t)x.until,
+		    "comment", x.comment, "replaced", replaced));
+	return tx_end(st, r);
+}
+
+int
+cf_store_suppression_remove(cf_store *st, const char *check, const char *resource_id)
+{
+	int r;
+
+	if (!check_name_valid(check) ||
+	    !text_valid("suppressed resource", resource_id, CF_AUDIT_RESOURCE_MAX))
+		return CF_EINVAL;
+	if ((r = cf_store_begin(st)) != 0)
+		return r;
+	if ((r = st->ops->supp_delete(st->b, check, resource_id)) == 0)
+		r = event_add(st, "suppression.removed", resource_id, json_pack("{s:s}", "check", check));
+	return tx_end(st, r);
+}
+
+int
+cf_store_suppression_list(cf_store *st, cf_suppression_rec **out, size_t *out_n)
+{
+	*out = NULL;
+	*out_n = 0;
+	return st->ops->supp_list(st->b, out, out_n);
+}
+
+int
+cf_store_mitigation_record(cf_store *st, int64_t *id, const cf_mitigation_rec *m)
+{
+	int r;
+	int64_t nid = 0;
+	cf_mitigation_rec x = *m;
+	cf_finding_rec f;
+	char subject[32];
+
+	if (strcmp(x.status, "succeeded") != 0 && strcmp(x.status, "noop") != 0 &&
+	    strcmp(x.status, "failed") != 0) {
+		cf_error_set("mitigation status '%s' must be succeeded, noop or failed", x.status);
+		return CF_EINVAL;
+	}
+	if (x.action[0] == '\0' || memchr(x.action, '\0', sizeof(x.action)) == NULL ||
+	    (x.detail[0] != '\0' && !text_valid("mitigation detail", x.detail, CF_AUDIT_DETAIL_MAX))) {
+		cf_error_set("mitigation action or detail: %s", cf_error_last());
+		return CF_EINVAL;
+	}
+	if (x.created_at == 0)
+		x.created_at = cf_time_now();
+	if ((r = cf_store_begin(st)) != 0)
+		return r;
+	if ((r = st->ops->finding_get(st->b, &f, x.finding_id)) != 0 ||
+	    (r = st->ops->mitig_insert(st->b, &nid, &x)) != 0)
+		goto end;
+	snprintf(subject, sizeof(subject), "finding:%lld", (long long)x.finding_id);
+	r = event_add(st, "mitigation.action", subject, json_pack("{s:I,s:s,s:s,s:s,s:s}", "id",
+	    (json_int_t)nid, "action", x.action, "status", x.status, "check", f.check,
+	    "resource", f.resource_id));
+end:
+	r = tx_end(st, r);
+	if (r == 0 && id != NULL)
+		*id = nid;
+	return r;
+}
+
+int
+cf_store_mitigation_list(cf_store *st, cf_mitigation_rec **out, size_t *out_n, int64_t finding_id)
+{
+	*out = NULL;
+	*out_n = 0;
+	return st->ops->mitig_list(st->b, out, out_n, finding_id);
+}
+
+int
+cf_store_cert_foreach(cf_store *st, cf_store_cert_cb cb, void *arg)
+{
+	return st->ops->cert_foreach(st->b, cb, arg);
+}
+
+int
+cf_store_connection_window(cf_store *st, cf_conn_rec **out, size_t *out_n, int64_t since)
+{
+	*out = NULL;
+	*out_n = 0;
+	return st->ops->conn_window(st->b, out, out_n, since);
+}
+
+int
+cf_store_thing_list_without_active(cf_store *st, char ***out, size_t *out_n)
+{
+	*out = NULL;
+	*out_n = 0;
+	return st->ops->thing_without_active(st->b, out, out_n);
+}
+
 /* ---- provisioning by claim (schema v6) --------------------------------------------- */
 
 #define PROV_SPEC_MAX (4 << 20) /* a template's spec, allow-list included */

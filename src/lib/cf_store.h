@@ -566,6 +566,145 @@ int cf_store_notify_list(cf_store *st, cf_notify_rec **out, size_t *out_n, int s
 void cf_notify_rec_clear(cf_notify_rec *r);
 void cf_notify_recs_free(cf_notify_rec *r, size_t n);
 
+/* ---- audits, findings, suppressions, mitigation actions (schema v5) ----------- */
+
+/*
+ * What cf_audit (DESIGN §8) decides is kept here: one row per audit run,
+ * its findings (written in one transaction with the audit's finish), the
+ * suppressions per (check, resource) and the mitigation actions taken on
+ * findings. The rules (which checks exist, what a finding means) are
+ * cf_audit's; the store checks the shape of every record.
+ */
+#define CF_AUDIT_CHECK_MAX 63     /* [A-Z0-9_] */
+#define CF_AUDIT_RESOURCE_MAX 255 /* a certificate id, thing name, client id ... */
+#define CF_AUDIT_DETAIL_MAX 511
+#define CF_AUDIT_COMMENT_MAX 511
+
+typedef enum {
+	CF_SEV_LOW,
+	CF_SEV_MEDIUM,
+	CF_SEV_HIGH,
+	CF_SEV_CRITICAL,
+	CF_SEV__COUNT
+} cf_severity;
+
+/* "LOW" ... "CRITICAL"; "UNKNOWN" out of range. */
+const char *cf_severity_name(cf_severity s);
+int cf_severity_parse(cf_severity *out, const char *name) CF_MUST_CHECK; /* case-insensitive */
+
+typedef struct {
+	int64_t id;                 /* > 0, increasing */
+	int64_t started_at, finished_at; /* finished_at 0 while running (or if it died) */
+	char trigger[16];           /* "on_demand" or "scheduled" */
+	char *checks;               /* JSON array of check names */
+	char *counts;               /* JSON object ({} until finished) */
+} cf_audit_rec;
+
+typedef struct {
+	int64_t id, audit_id;
+	char check[CF_AUDIT_CHECK_MAX + 1];
+	cf_severity severity;
+	char resource_type[32];     /* DEVICE_CERTIFICATE, CA_CERTIFICATE, THING, CLIENT_ID, POLICY */
+	char resource_id[CF_AUDIT_RESOURCE_MAX + 1];
+	char reason_code[64];
+	char detail[CF_AUDIT_DETAIL_MAX + 1];
+	int suppressed;
+} cf_finding_rec;
+
+typedef struct {
+	int64_t audit_id;           /* 0: any */
+	int severity;               /* a cf_severity, or -1 for any */
+	const char *check;          /* NULL: any */
+} cf_finding_filter;
+
+typedef struct {
+	char check[CF_AUDIT_CHECK_MAX + 1];
+	char resource_id[CF_AUDIT_RESOURCE_MAX + 1];
+	int64_t until;              /* 0: forever; else suppressed while now < until */
+	char comment[CF_AUDIT_COMMENT_MAX + 1];
+	int64_t created_at;
+} cf_suppression_rec;
+
+typedef struct {
+	int64_t id, finding_id;
+	char action[32];            /* deactivate, revoke, deactivate-ca, quarantine, rotate, notify */
+	char status[16];            /* "succeeded", "noop" (already done) or "failed" */
+	char detail[CF_AUDIT_DETAIL_MAX + 1];
+	int64_t created_at;
+} cf_mitigation_rec;
+
+/*
+ * Starts an audit (finished_at 0): trigger "on_demand" or "scheduled",
+ * checks_json a JSON array of names. *out = its id. Event audit.started.
+ */
+int cf_store_audit_start(cf_store *st, int64_t *out, const char *trigger,
+    const char *checks_json) CF_MUST_CHECK;
+/*
+ * Finishes audit id in one transaction: inserts the n findings (their id
+ * and audit_id are assigned; text fields are checked: CF_EINVAL, nothing
+ * written), sets finished_at and counts (a JSON object). CF_ENOTFOUND for
+ * an unknown audit, CF_ESTATE if it is already finished. Event
+ * audit.finished {findings, suppressed}.
+ */
+int cf_store_audit_finish(cf_store *st, int64_t id, const cf_finding_rec *findings, size_t n,
+    const char *counts_json) CF_MUST_CHECK;
+/* id 0: the latest finished audit. CF_ENOTFOUND. */
+int cf_store_audit_get(cf_store *st, cf_audit_rec *out, int64_t id) CF_MUST_CHECK;
+/* Newest first; limit 0 = all. */
+int cf_store_audit_list(cf_store *st, cf_audit_rec **out, size_t *out_n, size_t limit) CF_MUST_CHECK;
+void cf_audit_rec_clear(cf_audit_rec *r);
+void cf_audit_recs_free(cf_audit_rec *r, size_t n);
+
+int cf_store_finding_get(cf_store *st, cf_finding_rec *out, int64_t id) CF_MUST_CHECK;
+/* By id (audit, then order of discovery). f may be NULL. Free with free(). */
+int cf_store_finding_list(cf_store *st, cf_finding_rec **out, size_t *out_n,
+    const cf_finding_filter *f) CF_MUST_CHECK;
+
+/*
+ * Creates or replaces the suppression of (check, resource_id); created_at
+ * 0 = now. CF_EINVAL for a bad check name, resource, comment or an until
+ * in the past. Event suppression.created {until, comment, replaced}.
+ */
+int cf_store_suppression_set(cf_store *st, const cf_suppression_rec *s) CF_MUST_CHECK;
+/* CF_ENOTFOUND if there is none. Event suppression.removed. */
+int cf_store_suppression_remove(cf_store *st, const char *check,
+    const char *resource_id) CF_MUST_CHECK;
+/* Sorted by check, resource; expired ones included (the caller compares until). Free with free(). */
+int cf_store_suppression_list(cf_store *st, cf_suppression_rec **out, size_t *out_n) CF_MUST_CHECK;
+
+/*
+ * Records one mitigation action on a finding (created_at 0 = now; *id may
+ * be NULL). CF_ENOTFOUND for an unknown finding. Event mitigation.action
+ * {finding, action, status}.
+ */
+int cf_store_mitigation_record(cf_store *st, int64_t *id, const cf_mitigation_rec *m) CF_MUST_CHECK;
+/* The actions on a finding (0: all), oldest first. Free with free(). */
+int cf_store_mitigation_list(cf_store *st, cf_mitigation_rec **out, size_t *out_n,
+    int64_t finding_id) CF_MUST_CHECK;
+
+/* ---- streaming reads for the audit ---------------------------------------------- */
+
+/*
+ * Called once per certificate in one read of the table (no order
+ * promised). The record and its pem are borrowed for the call only. A
+ * non-zero return stops the walk and is returned.
+ */
+typedef int (*cf_store_cert_cb)(const cf_cert_rec *cert, void *arg);
+int cf_store_cert_foreach(cf_store *st, cf_store_cert_cb cb, void *arg) CF_MUST_CHECK;
+
+/*
+ * Things holding no ACTIVE certificate, sorted: one anti-join on the
+ * (thing, status) index. Free with cf_strv_free.
+ */
+int cf_store_thing_list_without_active(cf_store *st, char ***out, size_t *out_n) CF_MUST_CHECK;
+
+/*
+ * Connections open now or that ended at or after since (a look-back
+ * window), ordered by connected_at then id: one indexed range plus the
+ * open ones.
+ */
+int cf_store_connection_window(cf_store *st, cf_conn_rec **out, size_t *out_n,
+    int64_t since) CF_MUST_CHECK;
 
 /* ---- provisioning by claim (schema v6, DESIGN §9, docs/provisioning.md) ---------- */
 
@@ -675,5 +814,6 @@ int cf_store_prov_attempt_add(cf_store *st, const cf_prov_attempt_rec *a) CF_MUS
  */
 int cf_store_prov_attempt_count(cf_store *st, int64_t *total, int64_t *denied,
     const char *claim_id, int64_t since) CF_MUST_CHECK;
+
 
 #endif

@@ -177,6 +177,31 @@ struct cf_store_ops {
 	/* By id descending; state -1 = any; limit 0 = all. */
 	int (*notify_list)(struct cf_store_backend *b, cf_notify_rec **out, size_t *out_n,
 	    int state, size_t limit);
+
+	/* audits (schema v5): audit_insert assigns the id; audit_update writes finished_at, counts */
+	int (*audit_insert)(struct cf_store_backend *b, int64_t *out_id, const cf_audit_rec *a);
+	int (*audit_get)(struct cf_store_backend *b, cf_audit_rec *out, int64_t id); /* 0: latest finished */
+	int (*audit_update)(struct cf_store_backend *b, const cf_audit_rec *a);
+	int (*audit_list)(struct cf_store_backend *b, cf_audit_rec **out, size_t *out_n, size_t limit);
+	/* findings: finding_insert assigns the id */
+	int (*finding_insert)(struct cf_store_backend *b, int64_t *out_id, const cf_finding_rec *f);
+	int (*finding_get)(struct cf_store_backend *b, cf_finding_rec *out, int64_t id);
+	int (*finding_list)(struct cf_store_backend *b, cf_finding_rec **out, size_t *out_n,
+	    const cf_finding_filter *f);
+	/* suppressions: upsert on (check, resource_id); *replaced = 1 if one existed */
+	int (*supp_upsert)(struct cf_store_backend *b, const cf_suppression_rec *s, int *replaced);
+	int (*supp_delete)(struct cf_store_backend *b, const char *check, const char *resource_id);
+	int (*supp_list)(struct cf_store_backend *b, cf_suppression_rec **out, size_t *out_n);
+	/* mitigation actions: mitig_insert assigns the id; list by id, finding 0 = all */
+	int (*mitig_insert)(struct cf_store_backend *b, int64_t *out_id, const cf_mitigation_rec *m);
+	int (*mitig_list)(struct cf_store_backend *b, cf_mitigation_rec **out, size_t *out_n,
+	    int64_t finding_id);
+	/* One read of every certificate; the record passed to cb is borrowed. */
+	int (*cert_foreach)(struct cf_store_backend *b, cf_store_cert_cb cb, void *arg);
+	/* Things with no ACTIVE certificate, sorted (cf_strv_free). */
+	int (*thing_without_active)(struct cf_store_backend *b, char ***out, size_t *out_n);
+	/* Open connections and those that ended at or after since, by connected_at then id. */
+	int (*conn_window)(struct cf_store_backend *b, cf_conn_rec **out, size_t *out_n, int64_t since);
 	/*
 	 * provisioning (schema v6): lists by name / created_at then id / at then
 	 * serial; pserial_get by (template, serial), or the newest row of key_id

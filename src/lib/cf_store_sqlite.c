@@ -199,9 +199,47 @@ static const struct migration {
 	    "  last_error TEXT NOT NULL DEFAULT '');\n"
 	    "CREATE INDEX notifications_due ON notifications(next_at) WHERE state = 'PENDING';\n" },
 	/*
-	 * 6: provisioning by claim (DESIGN §9). Version 5 is the audit schema
-	 * (branch audit), merged separately: the numbers leave its place.
+	 * 5: audits (DESIGN §8): runs, their findings, suppressions per (check,
+	 * resource) and the mitigation actions taken on findings.
 	 */
+	{ 5,
+	    "CREATE TABLE audits (\n"
+	    "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	    "  started_at INTEGER NOT NULL,\n"
+	    "  finished_at INTEGER NOT NULL DEFAULT 0,\n"
+	    "  checks TEXT NOT NULL,\n"
+	    "  counts TEXT NOT NULL DEFAULT '{}',\n"
+	    "  trigger TEXT NOT NULL CHECK (trigger IN ('on_demand', 'scheduled')));\n"
+	    "CREATE TABLE findings (\n"
+	    "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	    "  audit_id INTEGER NOT NULL REFERENCES audits(id),\n"
+	    "  check_name TEXT NOT NULL,\n"
+	    "  severity TEXT NOT NULL CHECK (severity IN ('LOW', 'MEDIUM', 'HIGH', 'CRITICAL')),\n"
+	    "  resource_type TEXT NOT NULL,\n"
+	    "  resource_id TEXT NOT NULL,\n"
+	    "  reason_code TEXT NOT NULL,\n"
+	    "  detail TEXT NOT NULL,\n"
+	    "  suppressed INTEGER NOT NULL DEFAULT 0 CHECK (suppressed IN (0, 1)));\n"
+	    "CREATE INDEX findings_audit ON findings(audit_id, id);\n"
+	    "CREATE INDEX findings_check ON findings(check_name, resource_id);\n"
+	    "CREATE TABLE suppressions (\n"
+	    "  check_name TEXT NOT NULL,\n"
+	    "  resource_id TEXT NOT NULL,\n"
+	    "  until INTEGER,\n" /* NULL: forever */
+	    "  comment TEXT NOT NULL DEFAULT '',\n"
+	    "  created_at INTEGER NOT NULL,\n"
+	    "  PRIMARY KEY (check_name, resource_id)) WITHOUT ROWID;\n"
+	    "CREATE TABLE mitigation_actions (\n"
+	    "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+	    "  finding_id INTEGER NOT NULL REFERENCES findings(id),\n"
+	    "  action TEXT NOT NULL,\n"
+	    "  status TEXT NOT NULL CHECK (status IN ('succeeded', 'noop', 'failed')),\n"
+	    "  detail TEXT NOT NULL DEFAULT '',\n"
+	    "  created_at INTEGER NOT NULL);\n"
+	    "CREATE INDEX mitigation_actions_finding ON mitigation_actions(finding_id, id);\n"
+	    /* The audit's look-back window: connections by when they ended. */
+	    "CREATE INDEX connections_ended ON connections(disconnected_at);\n" },
+	/* 6: provisioning by claim (DESIGN §9, docs/provisioning.md). */
 	{ 6,
 	    "CREATE TABLE prov_templates (\n"
 	    "  name TEXT PRIMARY KEY,\n"
@@ -323,6 +361,7 @@ enum stmt_id {
 	S_NOTIFY_GET,
 	S_NOTIFY_UPDATE,
 	S_NOTIFY_DUE,
+	S_FINDING_INSERT,
 	S__COUNT
 };
 
@@ -441,6 +480,8 @@ static const char *const stmt_sql[S__COUNT] = {
 	 */
 	[S_NOTIFY_DUE] = "SELECT " NOTIFY_COLS " FROM notifications WHERE state = 'PENDING' AND "
 	    "next_at <= ?1 ORDER BY next_at, id LIMIT ?2",
+	[S_FINDING_INSERT] = "INSERT INTO findings(audit_id, check_name, severity, resource_type, "
+	    "resource_id, reason_code, detail, suppressed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 };
 
 struct cf_store_backend {
@@ -2625,6 +2666,490 @@ out:
 	return r;
 }
 
+/* ---- audits, findings, suppressions, mitigation actions ------------------------------ */
+
+#define AUDIT_COLS "id, started_at, finished_at, trigger, checks, counts"
+#define FINDING_COLS "id, audit_id, check_name, severity, resource_type, resource_id, " \
+	"reason_code, detail, suppressed"
+#define SUPP_COLS "check_name, resource_id, until, comment, created_at"
+#define MITIG_COLS "id, finding_id, action, status, detail, created_at"
+
+/* A statement prepared for one call (rare queries: not worth a cache slot). */
+static int
+prep(struct cf_store_backend *b, sqlite3_stmt **out, const char *sql)
+{
+	int rc = sqlite3_prepare_v2(b->db, sql, -1, out, NULL);
+
+	return rc == SQLITE_OK ? 0 : sq_fail(b, rc, "prepare");
+}
+
+static int
+audit_row(struct cf_store_backend *b, cf_audit_rec *out, sqlite3_stmt *s)
+{
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	out->id = sqlite3_column_int64(s, 0);
+	out->started_at = sqlite3_column_int64(s, 1);
+	out->finished_at = sqlite3_column_int64(s, 2);
+	if ((r = col_copy(b, out->trigger, sizeof(out->trigger), s, 3)) != 0 ||
+	    (r = col_dup(&out->checks, s, 4, 0)) != 0 || (r = col_dup(&out->counts, s, 5, 0)) != 0)
+		return r;
+	return 0;
+}
+
+static int
+sq_audit_insert(struct cf_store_backend *b, int64_t *out_id, const cf_audit_rec *a)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = prep(b, &s, "INSERT INTO audits(started_at, finished_at, trigger, checks, counts) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5)")) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, a->started_at);
+	sqlite3_bind_int64(s, 2, a->finished_at);
+	bind_text(s, 3, a->trigger);
+	bind_text(s, 4, a->checks ? a->checks : "[]");
+	bind_text(s, 5, a->counts ? a->counts : "{}");
+	if ((r = step_done(b, s, "start audit")) == 0)
+		*out_id = sqlite3_last_insert_rowid(b->db);
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_audit_get(struct cf_store_backend *b, cf_audit_rec *out, int64_t id)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = prep(b, &s, id > 0 ? "SELECT " AUDIT_COLS " FROM audits WHERE id = ?1" :
+	    "SELECT " AUDIT_COLS " FROM audits WHERE finished_at != 0 ORDER BY id DESC LIMIT 1")) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, id);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = audit_row(b, out, s)) != 0)
+			cf_audit_rec_clear(out);
+	} else if (rc == SQLITE_DONE) {
+		r = CF_ENOTFOUND;
+		if (id > 0)
+			cf_error_set("no audit %lld", (long long)id);
+		else
+			cf_error_set("no finished audit yet (certfleet audit run makes one)");
+	} else {
+		r = sq_fail(b, rc, "get audit");
+	}
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_audit_update(struct cf_store_backend *b, const cf_audit_rec *a)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = prep(b, &s, "UPDATE audits SET finished_at = ?2, counts = ?3 WHERE id = ?1")) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, a->id);
+	sqlite3_bind_int64(s, 2, a->finished_at);
+	bind_text(s, 3, a->counts ? a->counts : "{}");
+	r = step_done(b, s, "finish audit");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_audit_list(struct cf_store_backend *b, cf_audit_rec **out, size_t *out_n, size_t limit)
+{
+	sqlite3_stmt *s = NULL;
+	cf_audit_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if ((r = prep(b, &s, "SELECT " AUDIT_COLS " FROM audits ORDER BY id DESC LIMIT ?1")) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, limit ? (sqlite3_int64)limit : -1);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = audit_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list audits");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+	n = 0;
+out:
+	if (v != NULL)
+		cf_audit_recs_free(v, n < cap ? n + 1 : n);
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+finding_row(struct cf_store_backend *b, cf_finding_rec *out, sqlite3_stmt *s)
+{
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	out->id = sqlite3_column_int64(s, 0);
+	out->audit_id = sqlite3_column_int64(s, 1);
+	if ((r = col_copy(b, out->check, sizeof(out->check), s, 2)) != 0 ||
+	    (r = col_copy(b, out->resource_type, sizeof(out->resource_type), s, 4)) != 0 ||
+	    (r = col_copy(b, out->resource_id, sizeof(out->resource_id), s, 5)) != 0 ||
+	    (r = col_copy(b, out->reason_code, sizeof(out->reason_code), s, 6)) != 0 ||
+	    (r = col_copy(b, out->detail, sizeof(out->detail), s, 7)) != 0)
+		return r;
+	if (cf_severity_parse(&out->severity, (const char *)sqlite3_column_text(s, 3)) != 0) {
+		cf_error_set("%s: finding %lld has an unknown severity", b->path, (long long)out->id);
+		return CF_ECORRUPT;
+	}
+	out->suppressed = sqlite3_column_int(s, 8) != 0;
+	return 0;
+}
+
+static int
+sq_finding_insert(struct cf_store_backend *b, int64_t *out_id, const cf_finding_rec *f)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	/* Cached: an audit inserts its findings in a burst. */
+	if ((r = stmt_get(b, &s, S_FINDING_INSERT)) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, f->audit_id);
+	bind_text(s, 2, f->check);
+	bind_text(s, 3, cf_severity_name(f->severity));
+	bind_text(s, 4, f->resource_type);
+	bind_text(s, 5, f->resource_id);
+	bind_text(s, 6, f->reason_code);
+	bind_text(s, 7, f->detail);
+	sqlite3_bind_int(s, 8, f->suppressed ? 1 : 0);
+	if ((r = step_done(b, s, "insert finding")) == 0 && out_id != NULL)
+		*out_id = sqlite3_last_insert_rowid(b->db);
+out:
+	stmt_done(s);
+	return r;
+}
+
+static int
+sq_finding_get(struct cf_store_backend *b, cf_finding_rec *out, int64_t id)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = prep(b, &s, "SELECT " FINDING_COLS " FROM findings WHERE id = ?1")) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, id);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		r = finding_row(b, out, s);
+	} else if (rc == SQLITE_DONE) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no finding %lld", (long long)id);
+	} else {
+		r = sq_fail(b, rc, "get finding");
+	}
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_finding_list(struct cf_store_backend *b, cf_finding_rec **out, size_t *out_n,
+    const cf_finding_filter *f)
+{
+	sqlite3_stmt *s = NULL;
+	cf_finding_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if ((r = prep(b, &s, "SELECT " FINDING_COLS " FROM findings WHERE (?1 = 0 OR audit_id = ?1) "
+	    "AND (?2 IS NULL OR severity = ?2) AND (?3 IS NULL OR check_name = ?3) ORDER BY id")) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, f->audit_id);
+	if (f->severity >= 0)
+		bind_text(s, 2, cf_severity_name((cf_severity)f->severity));
+	if (f->check != NULL)
+		bind_text(s, 3, f->check);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = finding_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list findings");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+out:
+	free(v);
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_supp_upsert(struct cf_store_backend *b, const cf_suppression_rec *x, int *replaced)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	*replaced = 0;
+	if ((r = prep(b, &s, "SELECT 1 FROM suppressions WHERE check_name = ?1 AND "
+	    "resource_id = ?2")) != 0)
+		goto out;
+	bind_text(s, 1, x->check);
+	bind_text(s, 2, x->resource_id);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		*replaced = 1;
+	else if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "find suppression");
+		goto out;
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	if ((r = prep(b, &s, "INSERT OR REPLACE INTO suppressions(" SUPP_COLS ") VALUES "
+	    "(?1, ?2, ?3, ?4, ?5)")) != 0)
+		goto out;
+	bind_text(s, 1, x->check);
+	bind_text(s, 2, x->resource_id);
+	if (x->until > 0)
+		sqlite3_bind_int64(s, 3, x->until);
+	bind_text(s, 4, x->comment);
+	sqlite3_bind_int64(s, 5, x->created_at);
+	r = step_done(b, s, "suppress");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_supp_delete(struct cf_store_backend *b, const char *check, const char *resource_id)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = prep(b, &s, "DELETE FROM suppressions WHERE check_name = ?1 AND "
+	    "resource_id = ?2")) != 0)
+		goto out;
+	bind_text(s, 1, check);
+	bind_text(s, 2, resource_id);
+	if ((r = step_done(b, s, "unsuppress")) == 0 && sqlite3_changes(b->db) == 0) {
+		r = CF_ENOTFOUND;
+		cf_error_set("no suppression of %s for '%s'", check, resource_id);
+	}
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_supp_list(struct cf_store_backend *b, cf_suppression_rec **out, size_t *out_n)
+{
+	sqlite3_stmt *s = NULL;
+	cf_suppression_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if ((r = prep(b, &s, "SELECT " SUPP_COLS " FROM suppressions ORDER BY check_name, "
+	    "resource_id")) != 0)
+		goto out;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0)
+			goto out;
+		memset(&v[n], 0, sizeof(v[n]));
+		if ((r = col_copy(b, v[n].check, sizeof(v[n].check), s, 0)) != 0 ||
+		    (r = col_copy(b, v[n].resource_id, sizeof(v[n].resource_id), s, 1)) != 0 ||
+		    (r = col_copy(b, v[n].comment, sizeof(v[n].comment), s, 3)) != 0)
+			goto out;
+		v[n].until = sqlite3_column_int64(s, 2); /* NULL reads as 0: forever */
+		v[n].created_at = sqlite3_column_int64(s, 4);
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list suppressions");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+out:
+	free(v);
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_mitig_insert(struct cf_store_backend *b, int64_t *out_id, const cf_mitigation_rec *m)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = prep(b, &s, "INSERT INTO mitigation_actions(finding_id, action, status, detail, "
+	    "created_at) VALUES (?1, ?2, ?3, ?4, ?5)")) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, m->finding_id);
+	bind_text(s, 2, m->action);
+	bind_text(s, 3, m->status);
+	bind_text(s, 4, m->detail);
+	sqlite3_bind_int64(s, 5, m->created_at);
+	if ((r = step_done(b, s, "record mitigation")) == 0)
+		*out_id = sqlite3_last_insert_rowid(b->db);
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_mitig_list(struct cf_store_backend *b, cf_mitigation_rec **out, size_t *out_n,
+    int64_t finding_id)
+{
+	sqlite3_stmt *s = NULL;
+	cf_mitigation_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if ((r = prep(b, &s, "SELECT " MITIG_COLS " FROM mitigation_actions WHERE (?1 = 0 OR "
+	    "finding_id = ?1) ORDER BY id")) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, finding_id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0)
+			goto out;
+		memset(&v[n], 0, sizeof(v[n]));
+		v[n].id = sqlite3_column_int64(s, 0);
+		v[n].finding_id = sqlite3_column_int64(s, 1);
+		if ((r = col_copy(b, v[n].action, sizeof(v[n].action), s, 2)) != 0 ||
+		    (r = col_copy(b, v[n].status, sizeof(v[n].status), s, 3)) != 0 ||
+		    (r = col_copy(b, v[n].detail, sizeof(v[n].detail), s, 4)) != 0)
+			goto out;
+		v[n].created_at = sqlite3_column_int64(s, 5);
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list mitigation actions");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+out:
+	free(v);
+	sqlite3_finalize(s);
+	return r;
+}
+
+/*
+ * One read of the certificates table for the audit: only the columns it
+ * uses, copied into a record on the stack, the PEM borrowed from SQLite.
+ */
+static int
+sq_cert_foreach(struct cf_store_backend *b, cf_store_cert_cb cb, void *arg)
+{
+	sqlite3_stmt *s = NULL;
+	cf_cert_rec c;
+	int r, rc;
+
+	if ((r = prep(b, &s, "SELECT id, serial, ca_id, thing, status, not_before, not_after, "
+	    "created_at, key_alg, key_bits, sig_alg, pem FROM certificates")) != 0)
+		goto out;
+	memset(&c, 0, sizeof(c));
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = col_copy(b, c.id, sizeof(c.id), s, 0)) != 0 ||
+		    (r = col_copy(b, c.serial, sizeof(c.serial), s, 1)) != 0 ||
+		    (r = col_copy(b, c.ca_id, sizeof(c.ca_id), s, 2)) != 0 ||
+		    (r = col_copy(b, c.thing, sizeof(c.thing), s, 3)) != 0 ||
+		    (r = col_status(b, &c.status, s, 4)) != 0 ||
+		    (r = col_copy(b, c.key_alg, sizeof(c.key_alg), s, 8)) != 0 ||
+		    (r = col_copy(b, c.sig_alg, sizeof(c.sig_alg), s, 10)) != 0)
+			goto out;
+		c.not_before = sqlite3_column_int64(s, 5);
+		c.not_after = sqlite3_column_int64(s, 6);
+		c.created_at = sqlite3_column_int64(s, 7);
+		c.key_bits = sqlite3_column_int(s, 9);
+		c.pem = (char *)sqlite3_column_text(s, 11);
+		r = cb(&c, arg);
+		c.pem = NULL;
+		if (r != 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		r = sq_fail(b, rc, "read certificates");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_thing_without_active(struct cf_store_backend *b, char ***out, size_t *out_n)
+{
+	sqlite3_stmt *s = NULL;
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if ((r = prep(b, &s, "SELECT name FROM things t WHERE NOT EXISTS (SELECT 1 FROM "
+	    "certificates c WHERE c.thing = t.name AND c.status = 'ACTIVE') ORDER BY name")) != 0)
+		goto out;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = col_dup(&v[n], s, 0, 0)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list things without an active certificate");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+out:
+	cf_strv_free(v, n);
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_conn_window(struct cf_store_backend *b, cf_conn_rec **out, size_t *out_n, int64_t since)
+{
+	sqlite3_stmt *s = NULL;
+	cf_conn_rec *v = NULL;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	/* Two indexed ranges (connections_open, connections_ended), not a scan. */
+	if ((r = prep(b, &s, "SELECT " CONN_COLS " FROM connections WHERE disconnected_at = 0 "
+	    "UNION SELECT " CONN_COLS " FROM connections WHERE disconnected_at >= ?1 "
+	    "ORDER BY 6, 1")) != 0)
+		goto out;
+	sqlite3_bind_int64(s, 1, since > 0 ? since : 1);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, sizeof(*v))) != 0 || (r = conn_row(b, &v[n], s)) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, "list connections");
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+out:
+	free(v);
+	sqlite3_finalize(s);
+	return r;
+}
+
 /* ---- provisioning (schema v6) ------------------------------------------------------ */
 
 /*
@@ -3100,6 +3625,21 @@ const struct cf_store_ops cf_store_sqlite_ops = {
 	.notify_update = sq_notify_update,
 	.notify_due = sq_notify_due,
 	.notify_list = sq_notify_list,
+	.audit_insert = sq_audit_insert,
+	.audit_get = sq_audit_get,
+	.audit_update = sq_audit_update,
+	.audit_list = sq_audit_list,
+	.finding_insert = sq_finding_insert,
+	.finding_get = sq_finding_get,
+	.finding_list = sq_finding_list,
+	.supp_upsert = sq_supp_upsert,
+	.supp_delete = sq_supp_delete,
+	.supp_list = sq_supp_list,
+	.mitig_insert = sq_mitig_insert,
+	.mitig_list = sq_mitig_list,
+	.cert_foreach = sq_cert_foreach,
+	.thing_without_active = sq_thing_without_active,
+	.conn_window = sq_conn_window,
 	/* provisioning (schema v6) */
 	.ptemplate_insert = sq_ptemplate_insert,
 	.ptemplate_get = sq_ptemplate_get,

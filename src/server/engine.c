@@ -42,7 +42,8 @@
 #include "cf_util.h"
 
 #define TICK_S 1
-#define RELEASE_BATCH 500   /* releases per job per pass: the reactor stays responsive */
+#define RELEASE_BATCH 1000  /* releases per job per pass: the reactor stays responsive; a full
+                              batch runs the next pass at once */
 #define FOLLOW_EVERY_S 5    /* CONTINUOUS jobs re-resolve their targets this often */
 
 struct cfd_engine {
@@ -73,16 +74,25 @@ wake_add(wake_list *w, const char *thing)
 		w->n++;
 }
 
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One notify-next per thing, however many of its executions changed. */
 static void
 wake_send(cfd *d, wake_list *w)
 {
 	size_t i;
 
-	for (i = 0; i < w->n; i++) {
+	if (w->n > 1)
+		qsort(w->v, w->n, sizeof(*w->v), name_cmp);
+	for (i = 0; i < w->n; i++)
 		if (i == 0 || strcmp(w->v[i], w->v[i - 1]) != 0)
 			cfd_jobs_notify_next(d, w->v[i]);
+	for (i = 0; i < w->n; i++) /* after the loop: it compares with the previous name */
 		free(w->v[i]);
-	}
 	free(w->v);
 	memset(w, 0, sizeof(*w));
 }
@@ -420,6 +430,8 @@ release(cfd *d, const cf_job_rec *job, const cf_jobspec_config *cfg,
 	if ((r = cf_store_commit(st)) != 0)
 		goto fail;
 	cf_log(CF_LOG_INFO, "executions released", "job=%s count=%zu", job->id, n);
+	if (n == RELEASE_BATCH)
+		cfd_engine_kick(d); /* more may be due now: after the reactor served what waits */
 	goto out;
 fail:
 	cf_store_rollback(st);

@@ -244,6 +244,26 @@ out:
 }
 
 /*
+ * Takes a certificate a rotation no longer needs out of use: INACTIVE. One
+ * an operator already revoked stays REVOKED — REVOKED is terminal, and the
+ * store refusing REVOKED -> INACTIVE must not fail (and roll back) the whole
+ * execution end, which would leave it IN_PROGRESS and the engine retrying
+ * its timeout every pass.
+ */
+static int
+retire_cert(cf_store *st, const char *cert_id)
+{
+	cf_cert_rec rec;
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	if ((r = cf_store_cert_get(st, &rec, cert_id)) == 0 && rec.status != CF_CERT_REVOKED)
+		r = cf_store_cert_set_status(st, cert_id, CF_CERT_INACTIVE, 0);
+	cf_cert_rec_clear(&rec);
+	return r;
+}
+
+/*
  * The CSR checks cf_ca_issue_csr makes, one by one, so that each failure
  * gets its own errorCode (cf_ca_issue_csr repeats them when it issues).
  * 0, or the code to reject with (message in cf_error).
@@ -351,6 +371,22 @@ details_json(const cf_proto_update *u)
 	return text;
 }
 
+/* A notification about execution e and its rotation (borrowed strings). */
+static void
+notice_of(cfd_notice *n, const char *kind, const cf_exec_rec *e, const cf_rotation_rec *rot,
+    const char *reason)
+{
+	memset(n, 0, sizeof(*n));
+	n->kind = kind;
+	n->thing = e->thing;
+	n->job_id = e->job_id;
+	n->status = cf_proto_status_name(e->status);
+	n->execution_number = e->execution_number;
+	n->reason = reason;
+	n->old_cert = rot->old_cert;
+	n->new_cert = rot->new_cert;
+}
+
 /*
  * What an execution's end means for its rotation (DESIGN §6), inside the
  * caller's transaction:
@@ -391,8 +427,7 @@ settle_rotation(cfd *d, const cf_exec_rec *e, const char *reason)
 		retire = rot.new_cert;
 		to = CF_ROTATION_FAILED;
 	}
-	if (retire != NULL && retire[0] != '\0' &&
-	    (r = cf_store_cert_set_status(st, retire, CF_CERT_INACTIVE, 0)) != 0)
+	if (retire != NULL && retire[0] != '\0' && (r = retire_cert(st, retire)) != 0)
 		return r;
 	if ((r = cf_store_rotation_set_state(st, e->job_id, e->thing, e->execution_number, to,
 	    reason)) != 0)
@@ -401,15 +436,7 @@ settle_rotation(cfd *d, const cf_exec_rec *e, const char *reason)
 	    e->job_id, cf_rotation_state_name(to), retire ? retire : "-");
 	if (to != CF_ROTATION_INDETERMINATE)
 		return 0;
-	memset(&n, 0, sizeof(n));
-	n.kind = "rotation.indeterminate";
-	n.thing = e->thing;
-	n.job_id = e->job_id;
-	n.status = cf_proto_status_name(e->status);
-	n.execution_number = e->execution_number;
-	n.reason = reason;
-	n.old_cert = rot.old_cert;
-	n.new_cert = rot.new_cert;
+	notice_of(&n, "rotation.indeterminate", e, &rot, reason);
 	return cfd_notify(d, &n);
 }
 
@@ -433,15 +460,7 @@ cfd_execution_ended(cfd *d, const cf_exec_rec *e, const char *reason)
 	if (cf_store_rotation_get(cf_ca_store(d->ca), &rot, e->job_id, e->thing,
 	    e->execution_number) != 0)
 		memset(&rot, 0, sizeof(rot));
-	memset(&n, 0, sizeof(n));
-	n.kind = kinds[e->status];
-	n.thing = e->thing;
-	n.job_id = e->job_id;
-	n.status = cf_proto_status_name(e->status);
-	n.execution_number = e->execution_number;
-	n.reason = reason;
-	n.old_cert = rot.old_cert;
-	n.new_cert = rot.new_cert;
+	notice_of(&n, kinds[e->status], e, &rot, reason);
 	return cfd_notify(d, &n);
 }
 
@@ -471,7 +490,7 @@ cfd_rotation_connected(cfd *d, const char *thing, const char *principal)
 		}
 		if ((r = cf_store_begin(st)) != 0)
 			goto out;
-		if ((r = cf_store_cert_set_status(st, retire, CF_CERT_INACTIVE, 0)) != 0 ||
+		if ((r = retire_cert(st, retire)) != 0 ||
 		    (r = cf_store_rotation_set_state(st, rots[i].job_id, thing,
 		    rots[i].execution_number, to, "the device connected with this certificate")) != 0 ||
 		    (r = cf_store_commit(st)) != 0) {
@@ -716,8 +735,7 @@ h_create(jreq *q)
 		if ((r = cf_store_cert_get(q->st, &issued, rot.new_cert)) != 0)
 			goto fail;
 	} else {
-		if (has_rot && rot.new_cert[0] != '\0' &&
-		    (r = cf_store_cert_set_status(q->st, rot.new_cert, CF_CERT_INACTIVE, 0)) != 0)
+		if (has_rot && rot.new_cert[0] != '\0' && (r = retire_cert(q->st, rot.new_cert)) != 0)
 			goto fail;
 		if ((r = cf_ca_issue_csr(q->d->ca, &issued, c.csr, c.csr_len, q->topic.thing, 0)) != 0)
 			goto fail;
@@ -774,7 +792,7 @@ h_commit(jreq *q)
 	cf_rotation_rec rot;
 	cf_key *new_key = NULL;
 	char msg[CF_PROTO_CUSTODY_MAX], *text = NULL;
-	int r;
+	int r, again;
 
 	memset(&c, 0, sizeof(c));
 	memset(&acc, 0, sizeof(acc));
@@ -798,7 +816,14 @@ h_commit(jreq *q)
 		reject_rotation(q, "commit", c.job_id, CF_PROTO_INTERNAL_ERROR, "%s", cf_error_last());
 		goto out;
 	}
-	if (rot.state != CF_ROTATION_CREATED) {
+	/*
+	 * A repeated commit of the committed rotation (the device lost the
+	 * answer) passes the same checks below and gets the same answer, with
+	 * nothing changed; any other commit of a rotation that left created is
+	 * a Replay.
+	 */
+	again = rot.state == CF_ROTATION_COMMITTED && strcmp(c.certificate_id, rot.new_cert) == 0;
+	if (rot.state != CF_ROTATION_CREATED && !again) {
 		reject_rotation(q, "commit", c.job_id, CF_PROTO_REPLAY,
 		    "the rotation of job %s is already %s", c.job_id, cf_rotation_state_name(rot.state));
 		goto out;
@@ -823,14 +848,14 @@ h_commit(jreq *q)
 		    "the signature is not the new key's over %s", msg);
 		goto out;
 	}
-	if (cf_store_rotation_set_state(q->st, c.job_id, q->topic.thing, q->exec.execution_number,
-	    CF_ROTATION_COMMITTED, NULL) != 0) {
+	if (!again && cf_store_rotation_set_state(q->st, c.job_id, q->topic.thing,
+	    q->exec.execution_number, CF_ROTATION_COMMITTED, NULL) != 0) {
 		reject_rotation(q, "commit", c.job_id, CF_PROTO_INTERNAL_ERROR, "%s", cf_error_last());
 		goto out;
 	}
 	cf_failpoint("certfleetd.commit.before-answer");
-	cf_log(CF_LOG_INFO, "rotation committed", "thing=%s job=%s new=%s", q->topic.thing, c.job_id,
-	    rot.new_cert);
+	cf_log(CF_LOG_INFO, again ? "rotation commit repeated" : "rotation committed",
+	    "thing=%s job=%s new=%s", q->topic.thing, c.job_id, rot.new_cert);
 	memcpy(acc.certificate_id, c.certificate_id, sizeof(acc.certificate_id));
 	snprintf(acc.client_token, sizeof(acc.client_token), "%s", q->token);
 	if (cf_proto_encode_commit_accepted(&text, &acc) != 0) {

@@ -11,7 +11,8 @@ Adversarial: each rejected with its code, no certificate issued, a rotation.reje
 create without IN_PROGRESS (NotInProgress), with the new key's or another thing's signature
 (BadSignature), a CSR naming another thing (CsrSubjectMismatch), an RSA-1024 CSR (WeakKey); commit
 over the old connection (PrincipalMismatch), signed with the old key (BadSignature), naming the old
-certificate (CertificateMismatch), repeated (Replay); create after commit (Replay) and after the
+certificate (CertificateMismatch), a repeat naming the old certificate after the commit (Replay;
+the identical commit repeated gets the same answer); create after commit (Replay) and after the
 job finished (NotInProgress). Not covered here: NotARotation (the API creates only rotation jobs)
 and ClientIdMismatch (the broker's ACL and mqtt.c's stamp check stop it first).
 """
@@ -210,9 +211,14 @@ def test_happy_path():
                     "CertificateMismatch", n, ev)
     v, p = dev2.commit(job, new_id, sign(key, "%s|rot-1|%s" % (job, new_id)))
     e.check(v == "accepted" and p.get("certificateId") == new_id, "commit accepted", p)
-    # the same commit again
+    # the same commit again (the device lost the answer): the same answer, nothing changes
     ev = rejected_events()
-    expect_rejected(dev2.commit(job, new_id, sign(key, "%s|rot-1|%s" % (job, new_id))), "Replay", n, ev)
+    v, p = dev2.commit(job, new_id, sign(key, "%s|rot-1|%s" % (job, new_id)))
+    e.check(v == "accepted" and p.get("certificateId") == new_id, "a repeated commit gets the same answer", p)
+    e.check(cert_count() == n and rejected_events() == ev, "nothing issued or rejected by the repeat")
+    # ... but a repeat naming the old certificate, or over the old connection, is still refused
+    expect_rejected(dev2.commit(job, th.cert_id, sign(key, "%s|rot-1|%s" % (job, th.cert_id))),
+                    "Replay", n, ev)
 
     # replayed create after commit (new connection, old signature): Replay
     ev = rejected_events()

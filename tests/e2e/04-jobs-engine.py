@@ -216,5 +216,18 @@ def test_schedule():
     e.check(j["counts"]["CANCELED"] == 1 and "schedule" in j.get("comment", ""), "its QUEUED execution too", j)
 
 
-e.run_tests([test_api_refusals, test_rollout_limit_and_cancel, test_timeout_retry_and_notification,
+def test_certificate_query_targets():
+    S.thing("short1", "--validity-days", "1")
+    S.thing("long1")
+    j = create({"jobId": "j-query", "targets": {"certificates": {"expiringWithinDays": 2, "issuer": e.INT}},
+                "keyAlgorithm": "ECDSA-P256"})
+    things = sorted(x["thing"] for x in j["executions"])
+    e.check(things == ["short1"], "the query selects exactly the thing whose certificate expires soon", things)
+    st, text = S.api_post("/v1/jobs", {"targets": {"certificates": {"issuer": "no-such-ca"}},
+                                       "keyAlgorithm": "ECDSA-P256"})
+    e.check(st == 404 and "no-such-ca" in text, "an unknown issuer is 404 naming it", text)
+    S.api_post("/v1/jobs/j-query/cancel", {})
+
+
+e.run_tests([test_api_refusals, test_certificate_query_targets, test_rollout_limit_and_cancel, test_timeout_retry_and_notification,
              test_continuous_follows_group, test_schedule], setup=setup, stacks=[S])

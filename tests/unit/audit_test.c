@@ -1,0 +1,453 @@
+/*
+ * audit_test — cf_audit checks (a positive and a negative fixture each,
+ * severity and reason code), suppression semantics, the one-pass property,
+ * and cf_mitigate's refusal of a suppressed finding.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cf_audit.h"
+#include "cf_mitigate.h"
+#include "cf_pki.h"
+#include "cf_store.h"
+#include "cf_util.h"
+
+#define DAY 86400
+
+struct fx {
+	char dir[64], path[128];
+	cf_store *st;
+	cf_key *key;
+	cf_cert *root;
+	char *pem;
+	char root_id[CF_ID_LEN + 1], int_id[CF_ID_LEN + 1];
+	int64_t now;
+};
+
+static void
+add_ca(struct fx *x, char id[CF_ID_LEN + 1], const char *name, const char *parent,
+    cf_cert_status status, int64_t not_after)
+{
+	cf_ca_rec ca;
+
+	memset(&ca, 0, sizeof(ca));
+	cf_sha256_hex(id, name, strlen(name));
+	memcpy(ca.id, id, CF_ID_LEN + 1);
+	snprintf(ca.name, sizeof(ca.name), "%s", name);
+	ca.role = parent ? CF_CA_INTERMEDIATE : CF_CA_ROOT;
+	if (parent)
+		memcpy(ca.parent_id, parent, CF_ID_LEN + 1);
+	ca.status = status;
+	snprintf(ca.serial, sizeof(ca.serial), "01");
+	ca.not_before = x->now - DAY;
+	ca.not_after = not_after;
+	ca.created_at = x->now;
+	snprintf(ca.key_alg, sizeof(ca.key_alg), "ECDSA-P256");
+	ca.key_bits = 256;
+	snprintf(ca.key_ref, sizeof(ca.key_ref), "k");
+	ca.pem = x->pem;
+	assert_int_equal(cf_store_ca_insert(x->st, &ca), 0);
+}
+
+static void
+add_cert(struct fx *x, char id[CF_ID_LEN + 1], const char *seed, const char *thing,
+    const char *ca_id, int64_t not_before, int64_t not_after)
+{
+	cf_cert_rec c;
+
+	memset(&c, 0, sizeof(c));
+	cf_sha256_hex(id, seed, strlen(seed));
+	memcpy(c.id, id, CF_ID_LEN + 1);
+	snprintf(c.serial, sizeof(c.serial), "%.16s", id);
+	memcpy(c.ca_id, ca_id, CF_ID_LEN + 1);
+	snprintf(c.thing, sizeof(c.thing), "%s", thing);
+	c.status = CF_CERT_ACTIVE;
+	c.not_before = not_before;
+	c.not_after = not_after;
+	snprintf(c.key_alg, sizeof(c.key_alg), "ECDSA-P256");
+	c.key_bits = 256;
+	snprintf(c.sig_alg, sizeof(c.sig_alg), "ecdsa-with-SHA256");
+	c.pem = x->pem;
+	assert_int_equal(cf_store_cert_insert(x->st, &c), 0);
+}
+
+static int
+setup(void **state)
+{
+	struct fx *x = calloc(1, sizeof(*x));
+
+	snprintf(x->dir, sizeof(x->dir), "/tmp/audit_test.XXXXXX");
+	assert_non_null(mkdtemp(x->dir));
+	snprintf(x->path, sizeof(x->path), "%s/db", x->dir);
+	assert_int_equal(cf_store_open(&x->st, x->path, CF_STORE_CREATE), 0);
+	assert_int_equal(cf_key_generate(&x->key, CF_KEY_P256), 0);
+	assert_int_equal(cf_pki_make_root(&x->root, x->key, "t", 3650), 0);
+	assert_int_equal(cf_cert_to_pem(&x->pem, x->root), 0);
+	x->now = cf_time_now();
+	add_ca(x, x->root_id, "root", NULL, CF_CERT_ACTIVE, x->now + 3000L * DAY);
+	add_ca(x, x->int_id, "int", x->root_id, CF_CERT_ACTIVE, x->now + 1000L * DAY);
+	*state = x;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *x = *state;
+	char cmd[200];
+
+	cf_store_close(x->st);
+	cf_cert_free(x->root);
+	cf_key_free(x->key);
+	free(x->pem);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", x->dir);
+	assert_int_equal(system(cmd), 0);
+	free(x);
+	return 0;
+}
+
+/* Runs the audit and returns its findings. */
+static cf_finding_rec *
+run(struct fx *x, size_t *n, cf_audit_result *res, const char *checks)
+{
+	cf_audit_opts o;
+	cf_audit_result r;
+	cf_finding_filter f = { .severity = -1 };
+	cf_finding_rec *v = NULL;
+
+	cf_audit_opts_init(&o);
+	if (checks)
+		assert_int_equal(cf_audit_opts_select(&o, checks), 0);
+	assert_int_equal(cf_audit_run(x->st, res ? res : &r, &o), 0);
+	f.audit_id = res ? res->audit_id : r.audit_id;
+	assert_int_equal(cf_store_finding_list(x->st, &v, n, &f), 0);
+	return v;
+}
+
+static const cf_finding_rec *
+find(const cf_finding_rec *v, size_t n, const char *check, const char *resource)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i].check, check) == 0 && strcmp(v[i].resource_id, resource) == 0)
+			return &v[i];
+	return NULL;
+}
+
+static void
+test_audit__table_is_complete(void **state)
+{
+	int i;
+
+	(void)state;
+	for (i = 0; i < CF_AUDIT__COUNT; i++) {
+		assert_non_null(cf_audit_checks[i].name);
+		assert_true(cf_audit_checks[i].on_cert != NULL || cf_audit_checks[i].run != NULL);
+		assert_int_equal(cf_audit_check_find(cf_audit_checks[i].name), i);
+	}
+	assert_int_equal(cf_audit_check_find("NOPE"), -1);
+}
+
+static void
+test_audit__expiring_expired_and_fresh(void **state)
+{
+	struct fx *x = *state;
+	char soon[CF_ID_LEN + 1], gone[CF_ID_LEN + 1], fresh[CF_ID_LEN + 1];
+	const cf_finding_rec *f;
+	cf_finding_rec *v;
+	size_t n;
+
+	assert_int_equal(cf_store_thing_create(x->st, "a", NULL), 0);
+	assert_int_equal(cf_store_thing_create(x->st, "b", NULL), 0);
+	assert_int_equal(cf_store_thing_create(x->st, "c", NULL), 0);
+	add_cert(x, soon, "soon", "a", x->int_id, x->now - DAY, x->now + 10 * DAY);
+	add_cert(x, gone, "gone", "b", x->int_id, x->now - 100 * DAY, x->now - DAY);
+	add_cert(x, fresh, "fresh", "c", x->int_id, x->now - DAY, x->now + 300 * DAY);
+	v = run(x, &n, NULL, "DEVICE_CERTIFICATE_EXPIRING_CHECK");
+	assert_non_null(f = find(v, n, "DEVICE_CERTIFICATE_EXPIRING_CHECK", soon));
+	assert_string_equal(f->reason_code, "CERTIFICATE_EXPIRING");
+	assert_int_equal(f->severity, CF_SEV_MEDIUM);
+	assert_non_null(f = find(v, n, "DEVICE_CERTIFICATE_EXPIRING_CHECK", gone));
+	assert_string_equal(f->reason_code, "CERTIFICATE_EXPIRED_BUT_ACTIVE");
+	assert_int_equal(f->severity, CF_SEV_CRITICAL);
+	assert_null(find(v, n, "DEVICE_CERTIFICATE_EXPIRING_CHECK", fresh));
+	assert_int_equal(n, 2);
+	free(v);
+}
+
+static void
+test_audit__age(void **state)
+{
+	struct fx *x = *state;
+	char old[CF_ID_LEN + 1], young[CF_ID_LEN + 1];
+	const cf_finding_rec *f;
+	cf_finding_rec *v;
+	size_t n;
+
+	assert_int_equal(cf_store_thing_create(x->st, "a", NULL), 0);
+	add_cert(x, old, "old", "a", x->int_id, x->now - 400 * DAY, x->now + 300 * DAY);
+	add_cert(x, young, "young", "a", x->int_id, x->now - 10 * DAY, x->now + 300 * DAY);
+	v = run(x, &n, NULL, "DEVICE_CERTIFICATE_AGE_CHECK");
+	assert_non_null(f = find(v, n, "DEVICE_CERTIFICATE_AGE_CHECK", old));
+	assert_string_equal(f->reason_code, "CERTIFICATE_PAST_MAX_AGE");
+	assert_int_equal(f->severity, CF_SEV_LOW);
+	assert_null(find(v, n, "DEVICE_CERTIFICATE_AGE_CHECK", young));
+	free(v);
+}
+
+static void
+test_audit__revoked_intermediate(void **state)
+{
+	struct fx *x = *state;
+	char bad_int[CF_ID_LEN + 1], under[CF_ID_LEN + 1], fine[CF_ID_LEN + 1], sub[CF_ID_LEN + 1];
+	const cf_finding_rec *f;
+	cf_finding_rec *v;
+	size_t n;
+
+	add_ca(x, bad_int, "int-bad", x->root_id, CF_CERT_ACTIVE, x->now + 900L * DAY);
+	add_ca(x, sub, "sub", bad_int, CF_CERT_ACTIVE, x->now + 900L * DAY);
+	assert_int_equal(cf_store_thing_create(x->st, "a", NULL), 0);
+	add_cert(x, under, "under", "a", bad_int, x->now - DAY, x->now + 300 * DAY);
+	add_cert(x, fine, "fine", "a", x->int_id, x->now - DAY, x->now + 300 * DAY);
+	assert_int_equal(cf_store_ca_set_status(x->st, bad_int, CF_CERT_REVOKED, 1), 0);
+	v = run(x, &n, NULL, "INTERMEDIATE_CA_REVOKED_FOR_ACTIVE_DEVICE_CERTIFICATES_CHECK,"
+	    "REVOKED_CA_CERTIFICATE_STILL_ACTIVE_CHECK");
+	assert_non_null(f = find(v, n, "INTERMEDIATE_CA_REVOKED_FOR_ACTIVE_DEVICE_CERTIFICATES_CHECK",
+	    under));
+	assert_string_equal(f->reason_code, "ISSUER_CA_REVOKED");
+	assert_int_equal(f->severity, CF_SEV_CRITICAL);
+	assert_null(find(v, n, "INTERMEDIATE_CA_REVOKED_FOR_ACTIVE_DEVICE_CERTIFICATES_CHECK", fine));
+	assert_non_null(f = find(v, n, "REVOKED_CA_CERTIFICATE_STILL_ACTIVE_CHECK", sub));
+	assert_string_equal(f->reason_code, "CA_ANCESTOR_REVOKED");
+	assert_null(find(v, n, "REVOKED_CA_CERTIFICATE_STILL_ACTIVE_CHECK", x->int_id));
+	free(v);
+}
+
+static void
+test_audit__ca_expiring(void **state)
+{
+	struct fx *x = *state;
+	char soon[CF_ID_LEN + 1];
+	const cf_finding_rec *f;
+	cf_finding_rec *v;
+	size_t n;
+
+	add_ca(x, soon, "int-soon", x->root_id, CF_CERT_ACTIVE, x->now + 60L * DAY);
+	v = run(x, &n, NULL, "CA_CERTIFICATE_EXPIRING_CHECK");
+	assert_non_null(f = find(v, n, "CA_CERTIFICATE_EXPIRING_CHECK", soon));
+	assert_string_equal(f->reason_code, "CA_CERTIFICATE_EXPIRING");
+	assert_null(find(v, n, "CA_CERTIFICATE_EXPIRING_CHECK", x->int_id));
+	free(v);
+}
+
+static void
+test_audit__things_unattached_and_one_pass(void **state)
+{
+	struct fx *x = *state;
+	char loose[CF_ID_LEN + 1], held[CF_ID_LEN + 1];
+	cf_audit_result res;
+	cf_finding_rec *v;
+	size_t n;
+
+	assert_int_equal(cf_store_thing_create(x->st, "empty", NULL), 0);
+	assert_int_equal(cf_store_thing_create(x->st, "full", NULL), 0);
+	add_cert(x, loose, "loose", "", x->int_id, x->now - DAY, x->now + 300 * DAY);
+	add_cert(x, held, "held", "full", x->int_id, x->now - DAY, x->now + 300 * DAY);
+	v = run(x, &n, &res, NULL);
+	assert_non_null(find(v, n, "THING_WITHOUT_ACTIVE_CERTIFICATE_CHECK", "empty"));
+	assert_null(find(v, n, "THING_WITHOUT_ACTIVE_CERTIFICATE_CHECK", "full"));
+	assert_non_null(find(v, n, "UNATTACHED_CERTIFICATE_CHECK", loose));
+	assert_null(find(v, n, "UNATTACHED_CERTIFICATE_CHECK", held));
+	/* Every certificate check, one read of the table; one PEM parsed for both rows. */
+	assert_int_equal(res.cert_passes, 1);
+	assert_int_equal(res.cert_rows, 2);
+	assert_int_equal(res.pem_parses, 1); /* the CAs and certificates share one PEM text here */
+	free(v);
+}
+
+static void
+conn(struct fx *x, const char *ref, const char *client, const char *principal, const char *peer,
+    int64_t at)
+{
+	cf_conn_rec c;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.ref, sizeof(c.ref), "%s", ref);
+	snprintf(c.client_id, sizeof(c.client_id), "%s", client);
+	snprintf(c.principal, sizeof(c.principal), "%s", principal);
+	snprintf(c.kind, sizeof(c.kind), "device");
+	snprintf(c.peer, sizeof(c.peer), "%s", peer);
+	c.connected_at = at;
+	assert_int_equal(cf_store_connection_open(x->st, &c), 0);
+}
+
+static void
+test_audit__connections(void **state)
+{
+	struct fx *x = *state;
+	char rev[CF_ID_LEN + 1], shared[CF_ID_LEN + 1], solo[CF_ID_LEN + 1];
+	const cf_finding_rec *f;
+	cf_finding_rec *v;
+	size_t n;
+
+	assert_int_equal(cf_store_thing_create(x->st, "a", NULL), 0);
+	assert_int_equal(cf_store_thing_create(x->st, "b", NULL), 0);
+	add_cert(x, rev, "rev", "a", x->int_id, x->now - DAY, x->now + 300 * DAY);
+	add_cert(x, shared, "shared", "b", x->int_id, x->now - DAY, x->now + 300 * DAY);
+	add_cert(x, solo, "solo", "b", x->int_id, x->now - DAY, x->now + 300 * DAY);
+	assert_int_equal(cf_store_cert_set_status(x->st, rev, CF_CERT_REVOKED, 1), 0);
+	conn(x, "r1", "a", rev, "10.0.0.1:1", x->now - 50);
+	conn(x, "r2", "b", shared, "10.0.0.2:1", x->now - 40);
+	conn(x, "r3", "b", shared, "10.0.0.3:1", x->now - 30); /* same certificate, overlapping */
+	conn(x, "r4", "x", solo, "10.0.0.4:1", x->now - 20);
+	conn(x, "r5", "x", shared, "10.0.0.5:1", x->now - 10); /* client id x: two principals */
+	v = run(x, &n, NULL, "REVOKED_DEVICE_CERTIFICATE_STILL_ACTIVE_CHECK,"
+	    "DEVICE_CERTIFICATE_SHARED_CHECK,CONFLICTING_CLIENT_IDS_CHECK");
+	assert_non_null(f = find(v, n, "REVOKED_DEVICE_CERTIFICATE_STILL_ACTIVE_CHECK", rev));
+	assert_string_equal(f->reason_code, "REVOKED_CERTIFICATE_CONNECTED");
+	assert_null(find(v, n, "REVOKED_DEVICE_CERTIFICATE_STILL_ACTIVE_CHECK", shared));
+	assert_non_null(f = find(v, n, "DEVICE_CERTIFICATE_SHARED_CHECK", shared));
+	assert_string_equal(f->reason_code, "CERTIFICATE_SHARED_BY_CLIENT_IDS");
+	assert_null(find(v, n, "DEVICE_CERTIFICATE_SHARED_CHECK", solo));
+	assert_non_null(f = find(v, n, "CONFLICTING_CLIENT_IDS_CHECK", "x"));
+	assert_string_equal(f->reason_code, "CLIENT_ID_CONCURRENT_PRINCIPALS");
+	assert_null(find(v, n, "CONFLICTING_CLIENT_IDS_CHECK", "a"));
+	free(v);
+}
+
+static void
+test_audit__policy_file(void **state)
+{
+	struct fx *x = *state;
+	char conf[128], acl[128];
+	FILE *f;
+	cf_audit_opts o;
+	cf_audit_result res;
+	cf_finding_rec *v = NULL;
+	cf_finding_filter flt = { .severity = -1 };
+	size_t n, i, wild = 0, anon = 0, noplug = 0;
+
+	snprintf(conf, sizeof(conf), "%s/m.conf", x->dir);
+	snprintf(acl, sizeof(acl), "%s/acl", x->dir);
+	assert_non_null(f = fopen(acl, "w"));
+	fputs("topic readwrite #\ntopic deny #\ntopic read cf/things/%c/#\n", f);
+	fclose(f);
+	assert_non_null(f = fopen(conf, "w"));
+	fprintf(f, "allow_anonymous true\nacl_file %s\n", acl);
+	fclose(f);
+	cf_audit_opts_init(&o);
+	assert_int_equal(cf_audit_opts_select(&o, "IOT_POLICY_OVERLY_PERMISSIVE_CHECK"), 0);
+	o.broker_config = conf;
+	o.topic_prefix = "cf/";
+	assert_int_equal(cf_audit_run(x->st, &res, &o), 0);
+	flt.audit_id = res.audit_id;
+	assert_int_equal(cf_store_finding_list(x->st, &v, &n, &flt), 0);
+	for (i = 0; i < n; i++) {
+		wild += strcmp(v[i].reason_code, "WILDCARD_TOPIC_RULE") == 0;
+		anon += strcmp(v[i].reason_code, "ANONYMOUS_ACCESS_ALLOWED") == 0;
+		noplug += strcmp(v[i].reason_code, "ACL_PLUGIN_NOT_LOADED") == 0;
+	}
+	assert_int_equal(wild, 1); /* deny # and the per-thing pattern are fine */
+	assert_int_equal(anon, 1);
+	assert_int_equal(noplug, 1);
+	free(v);
+}
+
+static void
+test_audit__suppression_semantics(void **state)
+{
+	struct fx *x = *state;
+	char gone[CF_ID_LEN + 1];
+	cf_suppression_rec s;
+	cf_audit_result res;
+	cf_finding_rec *v, f;
+	size_t n;
+
+	assert_int_equal(cf_store_thing_create(x->st, "a", NULL), 0);
+	add_cert(x, gone, "gone", "a", x->int_id, x->now - 100 * DAY, x->now - DAY);
+	memset(&s, 0, sizeof(s));
+	snprintf(s.check, sizeof(s.check), "DEVICE_CERTIFICATE_EXPIRING_CHECK");
+	memcpy(s.resource_id, gone, CF_ID_LEN + 1);
+	s.until = x->now - 10; /* in the past: refused */
+	assert_int_equal(cf_store_suppression_set(x->st, &s), CF_EINVAL);
+	s.until = 0;           /* forever */
+	assert_int_equal(cf_store_suppression_set(x->st, &s), 0);
+	v = run(x, &n, &res, "DEVICE_CERTIFICATE_EXPIRING_CHECK");
+	assert_int_equal(n, 1);
+	assert_true(v[0].suppressed);
+	assert_int_equal(res.suppressed, 1);
+	assert_int_equal(res.by_severity[CF_SEV_CRITICAL], 0);
+	/* A suppressed finding is never mitigated, and the refusal is not recorded. */
+	assert_int_equal(cf_mitigate_finding(x->st, &f, v[0].id), CF_ESTATE);
+	free(v);
+	/* Expired suppressions do not apply. */
+	assert_int_equal(cf_audit_is_suppressed(&s, 1, s.check, gone, x->now), 1);
+	s.until = x->now + 5;
+	assert_int_equal(cf_audit_is_suppressed(&s, 1, s.check, gone, x->now + 10), 0);
+	assert_int_equal(cf_audit_is_suppressed(&s, 1, "OTHER_CHECK", gone, x->now), 0);
+	assert_int_equal(cf_store_suppression_remove(x->st, s.check, gone), 0);
+	assert_int_equal(cf_store_suppression_remove(x->st, s.check, gone), CF_ENOTFOUND);
+	v = run(x, &n, &res, "DEVICE_CERTIFICATE_EXPIRING_CHECK");
+	assert_false(v[0].suppressed);
+	free(v);
+}
+
+static void
+test_audit__export_escapes(void **state)
+{
+	struct fx *x = *state;
+	cf_audit_rec a;
+	cf_finding_rec f;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m;
+
+	(void)x;
+	memset(&a, 0, sizeof(a));
+	memset(&f, 0, sizeof(f));
+	snprintf(a.trigger, sizeof(a.trigger), "on_demand");
+	snprintf(f.check, sizeof(f.check), "CONFLICTING_CLIENT_IDS_CHECK");
+	snprintf(f.resource_type, sizeof(f.resource_type), "CLIENT_ID");
+	snprintf(f.resource_id, sizeof(f.resource_id), "<script>\"x\"&'");
+	snprintf(f.reason_code, sizeof(f.reason_code), "CLIENT_ID_TAKEOVER");
+	assert_non_null(m = open_memstream(&buf, &len));
+	assert_int_equal(cf_audit_export(m, CF_AUDIT_EXPORT_HTML, &a, &f, 1), 0);
+	fclose(m);
+	assert_null(strstr(buf, "<script>"));
+	assert_non_null(strstr(buf, "&lt;script&gt;&quot;x&quot;&amp;&#39;"));
+	free(buf);
+	assert_non_null(m = open_memstream(&buf, &len));
+	assert_int_equal(cf_audit_export(m, CF_AUDIT_EXPORT_CSV, &a, &f, 1), 0);
+	fclose(m);
+	assert_non_null(strstr(buf, "\"<script>\"\"x\"\"&'\""));
+	free(buf);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_audit__table_is_complete),
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+		T(test_audit__expiring_expired_and_fresh),
+		T(test_audit__age),
+		T(test_audit__revoked_intermediate),
+		T(test_audit__ca_expiring),
+		T(test_audit__things_unattached_and_one_pass),
+		T(test_audit__connections),
+		T(test_audit__policy_file),
+		T(test_audit__suppression_semantics),
+		T(test_audit__export_escapes),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
