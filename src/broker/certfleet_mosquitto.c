@@ -545,6 +545,42 @@ kick(struct plugin *pl, cf_acl_kind kind, const char *id)
 	mosquitto_kick_client_by_username(k->username, false);
 }
 
+/*
+ * A disabled claim: every live connection holding it, by client id. A
+ * leaked claim is typically connected from several clients at once, and
+ * kicking by username was seen to leave all but one connected (2.0.11), so
+ * the live table names them; ids are copied first because each kick runs
+ * on_disconnect, which changes the table.
+ */
+static void
+kick_claim(struct plugin *pl, const char *id)
+{
+	char want[CF_ACL_USERNAME_MAX], **ids = NULL;
+	cf_principal p = { .kind = CF_KIND_CLAIM };
+	const char *u, *cid;
+	size_t i, n = 0;
+
+	kick(pl, CF_KIND_CLAIM, id);
+	snprintf(p.id, sizeof(p.id), "%s", id);
+	if (cf_acl_principal_format(want, sizeof(want), &p) != 0 || pl->live_n == 0 ||
+	    (ids = calloc(pl->live_n, sizeof(*ids))) == NULL)
+		return;
+	for (i = 0; i < pl->live_cap; i++) {
+		if (pl->live[i].client == NULL)
+			continue;
+		u = mosquitto_client_username(pl->live[i].client);
+		cid = mosquitto_client_id(pl->live[i].client);
+		if (n < pl->live_n && u != NULL && cid != NULL && strcmp(u, want) == 0 &&
+		    (ids[n] = strdup(cid)) != NULL)
+			n++;
+	}
+	for (i = 0; i < n; i++) {
+		(void)mosquitto_kick_client_by_clientid(ids[i], false);
+		free(ids[i]);
+	}
+	free(ids);
+}
+
 static void
 kick_cert(struct plugin *pl, const char *id)
 {
@@ -597,7 +633,7 @@ handle_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
 			goto out;
 		plog(MOSQ_LOG_NOTICE, "claim certificate %s is %s: kicking its clients", cl.cert_id,
 		    cf_claim_status_name(cl.status));
-		kick(pl, CF_KIND_CLAIM, cl.cert_id);
+		kick_claim(pl, cl.cert_id);
 	} else if (strcmp(ev->type, "ca.status") == 0) {
 		if ((r = cf_store_ca_get(st, &ca, ev->subject)) != 0 || ca.status == CF_CERT_ACTIVE)
 			goto out;

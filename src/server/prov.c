@@ -41,10 +41,22 @@
 #include "cf_util.h"
 
 #define RATE_WINDOW_S 60
-#define SWEEP_BATCH 1000
+#define DISABLE_DELAY_MS 250 /* the rejection reaches the client before the broker kicks it */
+#define PENDING_MAX 64
+
+/* A claim to disable once its rejection has left (reject()). */
+struct pending_disable {
+	char claim[CF_ID_LEN + 1];
+	char tmpl[CF_NAME_MAX + 1];
+	char why[48];
+	char message[CF_PROTO_MESSAGE_MAX + 1];
+};
 
 struct cfd_prov {
 	struct event *tick;
+	struct event *later;    /* runs the pending disables */
+	struct pending_disable pending[PENDING_MAX];
+	size_t n_pending;
 };
 
 /* One request being handled. */
@@ -143,6 +155,63 @@ out:
 	}
 }
 
+/* 1 if claim_id waits to be disabled: certfleetd already treats it as disabled. */
+static int
+disable_pending(const cfd *d, const char *claim_id)
+{
+	size_t i;
+
+	for (i = 0; d->prov != NULL && i < d->prov->n_pending; i++)
+		if (strcmp(d->prov->pending[i].claim, claim_id) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+on_later(evutil_socket_t fd, short what, void *arg)
+{
+	cfd *d = arg;
+	cfd_prov *p = d->prov;
+	size_t i, n = p->n_pending;
+
+	(void)fd;
+	(void)what;
+	p->n_pending = 0;
+	for (i = 0; i < n; i++)
+		disable_claim(d, p->pending[i].claim, p->pending[i].tmpl, p->pending[i].why,
+		    p->pending[i].message);
+}
+
+/*
+ * Disables the claim DISABLE_DELAY_MS from now: the reply just published
+ * leaves certfleetd (libmosquitto writes it from the reactor) and reaches
+ * the client before the claim.status event makes the broker kick it.
+ * Meanwhile certfleetd answers the claim's requests with ClaimDisabled.
+ */
+static void
+disable_soon(cfd *d, const char *claim_id, const char *tmpl, const char *why, const char *message)
+{
+	cfd_prov *p = d->prov;
+	struct pending_disable *x;
+	struct timeval tv = { 0, DISABLE_DELAY_MS * 1000 };
+
+	if (p == NULL || p->later == NULL || p->n_pending == PENDING_MAX) {
+		disable_claim(d, claim_id, tmpl, why, message);
+		return;
+	}
+	if (disable_pending(d, claim_id))
+		return;
+	x = &p->pending[p->n_pending++];
+	snprintf(x->claim, sizeof(x->claim), "%s", claim_id);
+	snprintf(x->tmpl, sizeof(x->tmpl), "%s", tmpl);
+	snprintf(x->why, sizeof(x->why), "%s", why);
+	snprintf(x->message, sizeof(x->message), "%s", message);
+	if (event_add(p->later, &tv) != 0) {
+		p->n_pending--;
+		disable_claim(d, claim_id, tmpl, why, message);
+	}
+}
+
 /*
  * Rejects q with code: the attempt is recorded, the rejection published to
  * the client's own reply topic, then (misuse, or denials above the
@@ -176,7 +245,7 @@ reject(preq *q, cf_prov_code code, const char *fmt, ...)
 	if (!q->has_claim || q->claim.status != CF_CLAIM_ENABLED)
 		return;
 	if (cf_prov_code_is_misuse(code)) {
-		disable_claim(q->d, q->principal, q->tmpl_name, cf_prov_code_name(code), rej.message);
+		disable_soon(q->d, q->principal, q->tmpl_name, cf_prov_code_name(code), rej.message);
 		return;
 	}
 	if (q->t.max_denials > 0 && code != CF_PROV_INTERNAL_ERROR &&
@@ -186,7 +255,7 @@ reject(preq *q, cf_prov_code code, const char *fmt, ...)
 
 		snprintf(msg, sizeof(msg), "%lld requests denied (threshold %d)", (long long)denied,
 		    q->t.max_denials);
-		disable_claim(q->d, q->principal, q->tmpl_name, "DenialsExceeded", msg);
+		disable_soon(q->d, q->principal, q->tmpl_name, "DenialsExceeded", msg);
 	}
 }
 
@@ -367,9 +436,10 @@ provision(preq *q)
 		goto out;
 	}
 	q->has_claim = 1;
-	if (q->claim.status != CF_CLAIM_ENABLED) {
+	if (q->claim.status != CF_CLAIM_ENABLED || disable_pending(q->d, q->principal)) {
+		q->claim.status = CF_CLAIM_DISABLED; /* nothing more to act on */
 		reject(q, CF_PROV_CLAIM_DISABLED, "the claim certificate is DISABLED (%s)",
-		    q->claim.reason);
+		    q->claim.reason[0] ? q->claim.reason : "misuse");
 		goto out;
 	}
 	if ((r = cf_store_prov_template_get(q->st, &trec, q->tmpl_name)) != 0) {
@@ -712,7 +782,7 @@ cfd_prov_start(cfd *d)
 	tv.tv_sec = period;
 	tv.tv_usec = 0;
 	if ((p->tick = event_new(d->base, -1, EV_PERSIST, on_tick, d)) == NULL ||
-	    event_add(p->tick, &tv) != 0) {
+	    (p->later = evtimer_new(d->base, on_later, d)) == NULL || event_add(p->tick, &tv) != 0) {
 		cfd_prov_stop(d);
 		cf_error_set("cannot start the provisioning sweep's timer");
 		return CF_ERROR;
@@ -727,6 +797,12 @@ cfd_prov_stop(cfd *d)
 		return;
 	if (d->prov->tick != NULL)
 		event_free(d->prov->tick);
+	/* Disables not yet done are done now: misuse is never forgotten by a stop. */
+	if (d->prov->later != NULL) {
+		event_free(d->prov->later);
+		d->prov->later = NULL;
+		on_later(-1, 0, d);
+	}
 	free(d->prov);
 	d->prov = NULL;
 }

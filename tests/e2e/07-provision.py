@@ -304,7 +304,7 @@ def test_concurrent_clients_disable():
     b, _ = CLAIMS["m-conc"]
     second = e.connect(S, "cc-2", os.path.join(b, "device.crt"), os.path.join(b, "device.key"))
     expect_disabled("m-conc", "ConcurrentUse", [a])
-    e.check(second.c.wait_closed(5) or second.refused, "the second client is kicked too", second.describe())
+    e.check(second.wait_closed(5) or second.refused, "the second client is kicked too", second.describe())
 
 
 def test_denials_above_threshold_disable():
