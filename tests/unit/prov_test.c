@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "cf_prov.h"
+#include "cf_prov_agent.h"
 #include "cf_store.h"
 
 /* ---- the name pattern and parameters ------------------------------------------------ */
@@ -524,6 +525,211 @@ test_prov__store_rollback(void **state)
 	assert_int_equal(head, head2);
 }
 
+/* ---- the device side (cf_prov_agent) ---------------------------------------------------- */
+
+struct dev {
+	char dir[256], bundle[300], state[300];
+	cf_key *ca_key;
+	cf_cert *ca;
+	char *ca_pem;
+	cf_keystore *ks;
+	cf_prov_params params;
+	cf_prov_agent_opts o;
+};
+
+/* A claim bundle (key + self-signed "claim" certificate, adopted as gen-1) and a CA to answer with. */
+static void
+dev_setup(struct dev *d)
+{
+	cf_key *claim_key = NULL;
+	cf_cert *claim = NULL;
+	char path[400], *pem = NULL;
+
+	memset(d, 0, sizeof(*d));
+	snprintf(d->dir, sizeof(d->dir), "/tmp/prov_agent_test.XXXXXX");
+	assert_non_null(mkdtemp(d->dir));
+	snprintf(d->bundle, sizeof(d->bundle), "%s/bundle", d->dir);
+	snprintf(d->state, sizeof(d->state), "%s/state", d->dir);
+	assert_int_equal(cf_mkdir_p(d->bundle, 0700), 0);
+	assert_int_equal(cf_mkdir_p(d->state, 0700), 0);
+	assert_int_equal(cf_key_generate(&d->ca_key, CF_KEY_P256), 0);
+	assert_int_equal(cf_pki_make_root(&d->ca, d->ca_key, "test CA", 30), 0);
+	assert_int_equal(cf_cert_to_pem(&d->ca_pem, d->ca), 0);
+	assert_int_equal(cf_key_generate(&claim_key, CF_KEY_P256), 0);
+	assert_int_equal(cf_pki_make_root(&claim, claim_key, "claim.t", 30), 0);
+	snprintf(path, sizeof(path), "%s/device.key", d->bundle);
+	assert_int_equal(cf_key_save(path, claim_key, NULL), 0);
+	assert_int_equal(cf_cert_to_pem(&pem, claim), 0);
+	snprintf(path, sizeof(path), "%s/device.crt", d->bundle);
+	assert_int_equal(cf_file_write_atomic(path, pem, strlen(pem), 0644), 0);
+	snprintf(path, sizeof(path), "%s/ca-chain.crt", d->bundle);
+	assert_int_equal(cf_file_write_atomic(path, d->ca_pem, strlen(d->ca_pem), 0644), 0);
+	assert_int_equal(cf_keystore_file_open(&d->ks, d->bundle), 0);
+	assert_int_equal(cf_prov_params_set(&d->params, "S", "42"), 0);
+	d->o.template_name = "t";
+	d->o.pattern = "s-{S}";
+	d->o.state_dir = d->state;
+	d->o.params = &d->params;
+	d->o.key_alg = CF_KEY_P256;
+	d->o.sig_alg = CF_SIG_ECDSA_SHA256;
+	free(pem);
+	cf_cert_free(claim);
+	cf_key_free(claim_key);
+}
+
+static void
+dev_teardown(struct dev *d)
+{
+	char cmd[300];
+
+	cf_keystore_free(d->ks);
+	cf_cert_free(d->ca);
+	cf_key_free(d->ca_key);
+	free(d->ca_pem);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* certfleetd's accepted answer for the request payload: a certificate for its CSR. */
+static char *
+answer_for(struct dev *d, const char *payload, const char *thing)
+{
+	cf_prov_request rq;
+	cf_prov_accepted a;
+	cf_csr *csr = NULL;
+	cf_cert *cert = NULL;
+	char *text = NULL;
+
+	assert_int_equal(cf_prov_decode_request(&rq, payload, strlen(payload)), 0);
+	assert_int_equal(cf_csr_parse(&csr, rq.csr, rq.csr_len), 0);
+	assert_int_equal(cf_pki_issue_device(&cert, csr, thing, 30, 0, d->ca, d->ca_key), 0);
+	memset(&a, 0, sizeof(a));
+	snprintf(a.thing, sizeof(a.thing), "%s", thing);
+	assert_int_equal(cf_cert_fingerprint(a.certificate_id, cert), 0);
+	assert_int_equal(cf_cert_to_pem(&a.certificate_pem, cert), 0);
+	a.chain_pem = d->ca_pem;
+	snprintf(a.client_token, sizeof(a.client_token), "%s", rq.client_token);
+	assert_int_equal(cf_prov_encode_accepted(&text, &a), 0);
+	free(a.certificate_pem);
+	cf_cert_free(cert);
+	cf_csr_free(csr);
+	cf_prov_request_clear(&rq);
+	return text;
+}
+
+static void
+test_prov__agent_provisions_and_switches(void **state)
+{
+	struct dev d;
+	cf_prov_agent *a = NULL;
+	cf_keystore_status ks;
+	cf_prov_code code;
+	char *topic = NULL, *payload = NULL, *topic2 = NULL, *payload2 = NULL, *ans = NULL;
+	char *acc = NULL, *rej = NULL, *other, thing[CF_NAME_MAX + 1];
+	const char *bad = "{\"errorCode\":\"SerialAlreadyProvisioned\",\"errorMessage\":\"no\"}";
+
+	(void)state;
+	dev_setup(&d);
+	assert_int_equal(cf_prov_agent_start(&a, &d.o, d.ks), 0);
+	assert_int_equal(cf_prov_agent_state_get(a), CF_PROV_AGENT_NONE);
+	assert_string_equal(cf_prov_agent_thing(a), "s-42");
+	assert_int_equal(cf_prov_agent_done_thing(thing, d.state), CF_ENOTFOUND);
+	assert_int_equal(cf_prov_agent_request(a, &topic, &payload), 0);
+	assert_string_equal(topic, "cf/provisioning/t/provision");
+	assert_int_equal(cf_prov_agent_state_get(a), CF_PROV_AGENT_REQUESTED);
+	assert_int_equal(d.ks->ops->status(d.ks->st, &ks), 0);
+	assert_int_equal(ks.active, 1);
+	assert_int_equal(ks.pending, 2);
+
+	/* a restart asks again with the same key */
+	cf_prov_agent_free(a);
+	assert_int_equal(cf_prov_agent_start(&a, &d.o, d.ks), 0);
+	assert_int_equal(cf_prov_agent_state_get(a), CF_PROV_AGENT_REQUESTED);
+	assert_int_equal(cf_prov_agent_request(a, &topic2, &payload2), 0);
+	assert_int_equal(d.ks->ops->status(d.ks->st, &ks), 0);
+	assert_int_equal(ks.pending, 2);
+
+	/* replies: another topic is not ours; a rejection changes nothing */
+	assert_int_equal(cf_prov_agent_reply_topics(a, &acc, &rej), 0);
+	assert_string_equal(acc, "cf/provisioning/t/provision/s-42/accepted");
+	assert_int_equal(cf_prov_agent_reply(a, &code, "cf/provisioning/t/provision/x/accepted", "{}", 2),
+	    CF_ENOTFOUND);
+	assert_int_equal(cf_prov_agent_reply(a, &code, rej, bad, strlen(bad)), CF_EREJECTED);
+	assert_int_equal(code, CF_PROV_SERIAL_ALREADY_PROVISIONED);
+	assert_int_equal(cf_prov_agent_state_get(a), CF_PROV_AGENT_REQUESTED);
+
+	/* a certificate for another name is refused; the right one switches the pair */
+	ans = answer_for(&d, payload2, "s-42");
+	other = strdup(ans);
+	memcpy(strstr(other, "\"thingName\":\"s-42\"") + 16, "3", 1);
+	assert_int_equal(cf_prov_agent_reply(a, &code, acc, other, strlen(other)), CF_EINVAL);
+	free(other);
+	assert_int_equal(cf_prov_agent_reply(a, &code, acc, ans, strlen(ans)), 0);
+	assert_int_equal(cf_prov_agent_state_get(a), CF_PROV_AGENT_DONE);
+	assert_int_equal(d.ks->ops->status(d.ks->st, &ks), 0);
+	assert_int_equal(ks.active, 2);
+	assert_int_equal(ks.backup, 0); /* the claim's key is gone */
+	assert_int_equal(cf_prov_agent_done_thing(thing, d.state), 0);
+	assert_string_equal(thing, "s-42");
+	free(topic);
+	free(payload);
+	assert_int_equal(cf_prov_agent_request(a, &topic, &payload), CF_ESTATE);
+	cf_prov_agent_free(a);
+	/* done stays done */
+	assert_int_equal(cf_prov_agent_start(&a, &d.o, d.ks), 0);
+	assert_int_equal(cf_prov_agent_state_get(a), CF_PROV_AGENT_DONE);
+	cf_prov_agent_free(a);
+	free(ans);
+	free(acc);
+	free(rej);
+	free(topic);
+	free(payload);
+	free(topic2);
+	free(payload2);
+	dev_teardown(&d);
+}
+
+/* A power cut after the certificate was installed: the next start finishes the switch; keep_claim keeps the claim. */
+static void
+test_prov__agent_resumes_installed(void **state)
+{
+	struct dev d;
+	cf_prov_agent *a = NULL;
+	cf_keystore_status ks;
+	char *topic = NULL, *payload = NULL, *ans = NULL, path[400];
+	cf_prov_accepted acc;
+	const char *journal;
+
+	(void)state;
+	dev_setup(&d);
+	d.o.keep_claim = 1;
+	assert_int_equal(cf_prov_agent_start(&a, &d.o, d.ks), 0);
+	assert_int_equal(cf_prov_agent_request(a, &topic, &payload), 0);
+	cf_prov_agent_free(a);
+	ans = answer_for(&d, payload, "s-42");
+	assert_int_equal(cf_prov_decode_accepted(&acc, ans, strlen(ans)), 0);
+	/* what the agent had done before the cut: certificate installed, journal says so */
+	assert_int_equal(d.ks->ops->install_cert(d.ks->st, 2, acc.certificate_pem,
+	    strlen(acc.certificate_pem)), 0);
+	journal = "{\"clientToken\":\"x\",\"generation\":2,\"state\":\"installed\",\"thing\":\"s-42\"}";
+	snprintf(path, sizeof(path), "%s/provision.json", d.state);
+	assert_int_equal(cf_file_write_atomic(path, journal, strlen(journal), 0600), 0);
+	assert_int_equal(cf_prov_agent_start(&a, &d.o, d.ks), 0);
+	assert_int_equal(cf_prov_agent_state_get(a), CF_PROV_AGENT_DONE);
+	assert_int_equal(d.ks->ops->status(d.ks->st, &ks), 0);
+	assert_int_equal(ks.active, 2);
+	assert_int_equal(ks.backup, 1); /* keep_claim */
+	cf_prov_agent_free(a);
+	/* a damaged journal is refused, not guessed at */
+	assert_int_equal(cf_file_write_atomic(path, "{", 1, 0600), 0);
+	assert_int_equal(cf_prov_agent_start(&a, &d.o, d.ks), CF_ECORRUPT);
+	cf_prov_accepted_clear(&acc);
+	free(ans);
+	free(topic);
+	free(payload);
+	dev_teardown(&d);
+}
+
 int
 main(void)
 {
@@ -543,6 +749,8 @@ main(void)
 		S(test_prov__store_claims),
 		S(test_prov__store_serials_and_attempts),
 		S(test_prov__store_rollback),
+		T(test_prov__agent_provisions_and_switches),
+		T(test_prov__agent_resumes_installed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
