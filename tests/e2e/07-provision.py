@@ -37,6 +37,7 @@ def setup():
     with open(S.path("certfleet.conf"), "a") as f:
         f.write("notify_exec = %s\n" % hook)
         f.write("notify_backoff = 1\n")
+        f.write("provision_sweep_s = 1\n")
     template("batch", "--group", "sensors", "--attr", "model=x1", "--max-concurrent", "8",
              "--rate-per-minute", "100")
     template("m-rate", "--rate-per-minute", "2")
@@ -47,6 +48,7 @@ def setup():
     with open(allow, "w") as f:
         f.write("# the only serial allowed\n1\n")
     template("m-deny", "--allow-file", allow, "--max-denials", "2")
+    template("m-op")
     S.up()
 
 
@@ -319,6 +321,42 @@ def test_denials_above_threshold_disable():
     expect_disabled("m-deny", "DenialsExceeded", [c])
 
 
+def test_operator_disable_and_enable():
+    c = Claim("m-op", "op-1")
+    S.cf_ok("provision", "claim-disable", CLAIMS["m-op"][1][:16], "--reason", "batch recalled")
+    e.check(c.c.wait_closed(5), "claim-disable kicks the live claim connection", c.c.describe())
+    st, reason = claim_status("m-op")
+    e.check(st == "DISABLED" and reason == "batch recalled", "the claim is DISABLED with the reason",
+            (st, reason))
+    b = CLAIMS["m-op"][0]
+    again = e.connect(S, "op-2", os.path.join(b, "device.crt"), os.path.join(b, "device.key"))
+    e.check(again.refused, "a disabled claim is refused at CONNECT", again.describe())
+    S.cf_ok("provision", "claim-enable", CLAIMS["m-op"][1], "--reason", "cleared")
+    c = Claim("m-op", "op-3")
+    verdict, a = c.request("1")
+    e.check(verdict == "accepted", "enabled again, the claim provisions", a)
+    c.close()
+
+
+def test_unused_certificate_swept():
+    end = int(time.time()) + 6
+    S.cf_ok("provision", "template-create", "m-sweep", "--name-pattern", "m-sweep-{SerialNumber}",
+            "--window-end", str(end))
+    b = S.scratch("claim-m-sweep")
+    CLAIMS["m-sweep"] = (b, S.cf_json("provision", "claim-create", "m-sweep", "--bundle", b,
+                                      "--json")["certificateId"])
+    c = Claim("m-sweep", "sw-1")
+    verdict, a = c.request("1")
+    c.close()
+    e.check(verdict == "accepted", "a device is provisioned before the window closes", a)
+    ev = S.wait_event(lambda ev: ev.get("type") == "prov.serial_released"
+                      and ev.get("subject") == "m-sweep", timeout=20)
+    e.check(ev is not None, "the never-used certificate is swept once the window closed")
+    e.check(S.cert_status(a["certificateId"]) == "INACTIVE", "its certificate is INACTIVE")
+    r = S.cf("thing", "describe", "m-sweep-1")
+    e.check(r.rc != 0, "its thing is deleted", r)
+
+
 def test_agents_clean():
     for p, log, _ in AGENTS:
         e.check(p.poll() is None, "the agent is still running", log)
@@ -340,5 +378,7 @@ e.run_tests([
     test_outside_window_disables,
     test_concurrent_clients_disable,
     test_denials_above_threshold_disable,
+    test_operator_disable_and_enable,
+    test_unused_certificate_swept,
     test_agents_clean,
 ], setup=setup, stacks=[S])
