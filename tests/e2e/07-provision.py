@@ -49,6 +49,8 @@ def setup():
         f.write("# the only serial allowed\n1\n")
     template("m-deny", "--allow-file", allow, "--max-denials", "2")
     template("m-op")
+    template("m-hook", "--allow-hook", 'test "$CF_PARAM_SerialNumber" = 5')
+    template("m-slow", "--allow-hook", "sleep 30", "--hook-timeout", "1")
     S.up()
 
 
@@ -321,6 +323,23 @@ def test_denials_above_threshold_disable():
     expect_disabled("m-deny", "DenialsExceeded", [c])
 
 
+def test_hook_allows_denies_and_times_out():
+    c = Claim("m-hook", "h-1")
+    verdict, a = c.request("5")
+    e.check(verdict == "accepted", "the hook allows serial 5", a)
+    verdict, r = c.request("6")
+    e.check(verdict == "rejected" and r.get("errorCode") == "ParameterNotAllowed"
+            and "hook" in r.get("errorMessage", ""), "the hook denies serial 6", r)
+    c.close()
+    c = Claim("m-slow", "h-2")
+    t0 = time.monotonic()
+    verdict, r = c.request("1")
+    e.check(verdict == "rejected" and "within 1 s" in r.get("errorMessage", ""),
+            "a hook that does not answer in time denies", r)
+    e.check(time.monotonic() - t0 < 8, "and is killed at its timeout")
+    c.close()
+
+
 def test_operator_disable_and_enable():
     c = Claim("m-op", "op-1")
     S.cf_ok("provision", "claim-disable", CLAIMS["m-op"][1][:16], "--reason", "batch recalled")
@@ -378,6 +397,7 @@ e.run_tests([
     test_outside_window_disables,
     test_concurrent_clients_disable,
     test_denials_above_threshold_disable,
+    test_hook_allows_denies_and_times_out,
     test_operator_disable_and_enable,
     test_unused_certificate_swept,
     test_agents_clean,
