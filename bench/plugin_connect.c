@@ -14,6 +14,12 @@
  * (0..N-1): the plugin only accepts a certificate with its own thing's client
  * id, and two threads sharing a client id would take each other's sessions
  * over. Exit 0 if at least one connect succeeded, 1 otherwise, 2 on usage.
+ *
+ * --publishes N: after each CONNACK, N QoS 1 publishes to
+ * <prefix>things/<client id>/telemetry (--prefix, default "cf/"), each
+ * waiting for its PUBACK, before the disconnect: the plugin's ACL and
+ * stamping path on top of the handshake. Adds publishes, publish_failures
+ * and publishes_per_s.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -31,8 +37,8 @@
 #define MAX_SAMPLES 1000000
 
 struct opts {
-	const char *host, *cafile, *cert, *key, *client_id;
-	int port, threads;
+	const char *host, *cafile, *cert, *key, *client_id, *prefix;
+	int port, threads, publishes;
 	double seconds;
 };
 
@@ -40,8 +46,10 @@ struct worker {
 	const struct opts *o;
 	int index;
 	char cert[4096], key[4096], client_id[256];
-	long connects, failures;
+	long connects, failures, publishes, publish_failures;
 	int connack; /* -1 while waiting */
+	int puback;  /* -1 while waiting: the PUBACK reason code */
+	char topic[512];
 	double *lat;  /* connect latencies (s) */
 	size_t nlat;
 	char last_error[160];
@@ -92,11 +100,57 @@ on_connect(struct mosquitto *m, void *obj, int rc, int flags, const mosquitto_pr
 }
 
 static void
+on_publish(struct mosquitto *m, void *obj, int mid, int reason, const mosquitto_property *props)
+{
+	struct worker *w = obj;
+
+	(void)m;
+	(void)mid;
+	(void)props;
+	w->puback = reason;
+}
+
+static void
 fail(struct worker *w, const char *what, int rc)
 {
 	w->failures++;
 	snprintf(w->last_error, sizeof(w->last_error), "%s: %s", what,
 	    rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+}
+
+/* --publishes: QoS 1 publishes on the live connection, one PUBACK at a time. */
+static int
+publish_some(struct worker *w, struct mosquitto *m)
+{
+	double deadline;
+	int i, rc;
+
+	for (i = 0; i < w->o->publishes; i++) {
+		w->puback = -1;
+		rc = mosquitto_publish_v5(m, NULL, w->topic, 8, "{\"t\":21}", 1, false, NULL);
+		if (rc != MOSQ_ERR_SUCCESS) {
+			w->publish_failures++;
+			snprintf(w->last_error, sizeof(w->last_error), "publish: %s", mosquitto_strerror(rc));
+			return -1;
+		}
+		deadline = now() + CONNACK_TIMEOUT_MS / 1000.0;
+		while (w->puback < 0 && now() < deadline) {
+			if ((rc = mosquitto_loop(m, 100, 1)) != MOSQ_ERR_SUCCESS && w->puback < 0) {
+				w->publish_failures++;
+				snprintf(w->last_error, sizeof(w->last_error), "waiting for PUBACK: %s",
+				    mosquitto_strerror(rc));
+				return -1;
+			}
+		}
+		/* Any reason below 0x80 is a success (16: no matching subscribers). */
+		if (w->puback < 0 || w->puback >= 0x80) {
+			w->publish_failures++;
+			snprintf(w->last_error, sizeof(w->last_error), "PUBACK %d", w->puback);
+			continue;
+		}
+		w->publishes++;
+	}
+	return 0;
 }
 
 /* One connect → CONNACK → disconnect; 0 if CONNACK 0 arrived. */
@@ -137,6 +191,10 @@ one_connect(struct worker *w, struct mosquitto *m, int first)
 	if (w->nlat < MAX_SAMPLES)
 		w->lat[w->nlat++] = now() - t0;
 	w->connects++;
+	if (publish_some(w, m) != 0) {
+		mosquitto_disconnect(m);
+		return -1;
+	}
 	mosquitto_disconnect_v5(m, MQTT_RC_NORMAL_DISCONNECTION, NULL);
 	return 0;
 }
@@ -154,6 +212,7 @@ new_client(struct worker *w)
 	mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
 	mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
 	mosquitto_connect_v5_callback_set(m, on_connect);
+	mosquitto_publish_v5_callback_set(m, on_publish);
 	rc = mosquitto_tls_set(m, w->o->cafile, NULL, w->cert, w->key, NULL);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		snprintf(w->last_error, sizeof(w->last_error), "mosquitto_tls_set: %s", mosquitto_strerror(rc));
@@ -204,7 +263,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: plugin_connect --port N --cafile F --cert F --key F --client-id ID "
-			"[--host H] [--threads N] [--seconds S]\n");
+			"[--host H] [--threads N] [--seconds S] [--publishes N] [--prefix P]\n");
 	exit(2);
 }
 
@@ -220,12 +279,15 @@ main(int argc, char **argv)
 		{ "client-id", required_argument, NULL, 'i' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "seconds", required_argument, NULL, 's' },
+		{ "publishes", required_argument, NULL, 'n' },
+		{ "prefix", required_argument, NULL, 'x' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { .host = "127.0.0.1", .threads = 2, .seconds = 5.0 };
+	struct opts o = { .host = "127.0.0.1", .threads = 2, .seconds = 5.0, .prefix = "cf/" };
 	static struct worker w[MAX_THREADS];
 	pthread_t th[MAX_THREADS];
-	long connects = 0, failures = 0;
+	long connects = 0, failures = 0, publishes = 0, publish_failures = 0;
+	char cid[sizeof(w[0].client_id)];
 	double t0, elapsed, *all;
 	size_t nall = 0, j;
 	int ch, i;
@@ -240,11 +302,14 @@ main(int argc, char **argv)
 		case 'i': o.client_id = optarg; break;
 		case 't': o.threads = atoi(optarg); break;
 		case 's': o.seconds = atof(optarg); break;
+		case 'n': o.publishes = atoi(optarg); break;
+		case 'x': o.prefix = optarg; break;
 		default: usage();
 		}
 	}
 	if (optind != argc || o.port <= 0 || o.port > 65535 || !o.cafile || !o.cert || !o.key ||
-	    !o.client_id || o.threads < 1 || o.threads > MAX_THREADS || !(o.seconds > 0))
+	    !o.client_id || o.threads < 1 || o.threads > MAX_THREADS || !(o.seconds > 0) ||
+	    o.publishes < 0)
 		usage();
 
 	mosquitto_lib_init();
@@ -254,6 +319,10 @@ main(int argc, char **argv)
 		if (subst(w[i].cert, sizeof(w[i].cert), o.cert, i) != 0 ||
 		    subst(w[i].key, sizeof(w[i].key), o.key, i) != 0 ||
 		    subst(w[i].client_id, sizeof(w[i].client_id), o.client_id, i) != 0)
+			usage();
+		memcpy(cid, w[i].client_id, sizeof(cid)); /* a copy: GCC sees w[i] on both sides */
+		if ((size_t)snprintf(w[i].topic, sizeof(w[i].topic), "%sthings/%s/telemetry", o.prefix,
+		    cid) >= sizeof(w[i].topic))
 			usage();
 		if ((w[i].lat = calloc(MAX_SAMPLES, sizeof(double))) == NULL) {
 			perror("calloc");
@@ -274,6 +343,8 @@ main(int argc, char **argv)
 	for (i = 0; i < o.threads; i++) {
 		connects += w[i].connects;
 		failures += w[i].failures;
+		publishes += w[i].publishes;
+		publish_failures += w[i].publish_failures;
 		nall += w[i].nlat;
 	}
 	if ((all = calloc(nall ? nall : 1, sizeof(double))) == NULL) {
@@ -291,6 +362,11 @@ main(int argc, char **argv)
 	printf("connects=%ld\n", connects);
 	printf("failures=%ld\n", failures);
 	printf("connects_per_s=%.1f\n", connects / elapsed);
+	if (o.publishes > 0) {
+		printf("publishes=%ld\n", publishes);
+		printf("publish_failures=%ld\n", publish_failures);
+		printf("publishes_per_s=%.1f\n", publishes / elapsed);
+	}
 	if (nall > 0) {
 		printf("latency_p50_ms=%.3f\n", all[nall / 2] * 1e3);
 		printf("latency_p99_ms=%.3f\n", all[(nall * 99) / 100] * 1e3);

@@ -395,6 +395,13 @@ hook_wait(agentd *g)
 	}
 }
 
+static int64_t
+t_now(void *arg)
+{
+	(void)arg;
+	return cf_time_now();
+}
+
 static void
 t_switched(void *arg, unsigned generation)
 {
@@ -806,6 +813,7 @@ main(int argc, char **argv)
 	t.publish = t_publish;
 	t.reconnect = t_reconnect;
 	t.switched = t_switched;
+	t.now = t_now;
 	t.arg = &g;
 	if ((r = cf_agent_start(&g.agent, &o, ks, &t, cf_time_now())) != 0) {
 		cf_error_prefix("agent start (journal in %s)", g.state_dir);

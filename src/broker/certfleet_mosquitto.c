@@ -3,13 +3,16 @@
  * connect (the registry's view of the TLS client certificate), which topics
  * a client may use (cf_acl), stamps device messages with the proven
  * identity (cf_stamp), reports connections on $cf/broker/connection and
- * kicks clients whose certificate or CA stops being ACTIVE
- * (docs/broker.md; broker facts in MOSQUITTO-NOTES.md).
+ * kicks clients whose certificate or CA stops being ACTIVE, or whose thing
+ * enters or leaves the quarantine group (docs/broker.md; broker facts in
+ * MOSQUITTO-NOTES.md).
  *
  * An adapter: the rules live in the library. It owns one read-only registry
- * handle (reopened lazily after an error), the stamp key and a few
- * counters. It keeps no per-client table: a client's kind and certificate
- * id travel in its username, "<kind>:<certificate id>". Callbacks never
+ * handle (reopened lazily after an error), the stamp key, a few counters
+ * and the set of quarantined things (cf_acl_names: loaded at start, kept
+ * current from the event tail, so an ACL check never queries the store).
+ * It keeps no per-client table: a client's kind and certificate id travel
+ * in its username, "<kind>:<certificate id>". Callbacks never
  * block: the registry is opened read-only with a 100 ms lock limit and
  * queried by primary key or index only.
  */
@@ -32,6 +35,7 @@
 
 #include "cf_acl.h"
 #include "cf_error.h"
+#include "cf_mitigate.h"
 #include "cf_pki.h"
 #include "cf_stamp.h"
 #include "cf_store.h"
@@ -73,6 +77,8 @@ struct plugin {
 	char *service_cert_path;
 	char *stamp_key_path;
 	char *prefix;
+	char *quarantine_group;
+	cf_acl_names *quarantined; /* the group's members */
 	char service_id[CF_ID_LEN + 1];
 	cf_stamp_key key;
 	cf_store *st;              /* NULL after an error: reopened on next use */
@@ -377,6 +383,33 @@ refused:
 	return MOSQ_ERR_AUTH;
 }
 
+/* ---- quarantine ---------------------------------------------------------- */
+
+/* The cf_acl principal flags of an authenticated client (a device's thing is its client id). */
+static unsigned
+principal_flags(const struct plugin *pl, const cf_principal *p, const char *client_id)
+{
+	if (p->kind == CF_KIND_DEVICE && cf_acl_names_has(pl->quarantined, client_id))
+		return CF_ACL_QUARANTINED;
+	return 0;
+}
+
+/* The quarantine group's members as a set; a group that does not exist yet has none. */
+static int
+quarantine_read(cf_store *st, const char *group, cf_acl_names **out)
+{
+	char **v = NULL;
+	size_t n = 0;
+	int r;
+
+	if ((r = cf_store_group_members(st, &v, &n, group)) == CF_ENOTFOUND)
+		r = 0;
+	if (r == 0)
+		r = cf_acl_names_new(out, v, n);
+	cf_strv_free(v, n);
+	return r;
+}
+
 /* ---- authorization ---------------------------------------------------- */
 
 static int
@@ -384,6 +417,7 @@ on_acl_check(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_acl_check *ev = event_data;
 	struct plugin *pl = userdata;
+	const char *client_id;
 	cf_principal p;
 	cf_acl_access access;
 
@@ -404,7 +438,9 @@ on_acl_check(int event, void *event_data, void *userdata)
 	default:
 		return MOSQ_ERR_ACL_DENIED;
 	}
-	if (cf_acl_check(p.kind, mosquitto_client_id(ev->client), pl->prefix, ev->topic, access) != 0)
+	client_id = mosquitto_client_id(ev->client);
+	if (cf_acl_check_flags(p.kind, principal_flags(pl, &p, client_id), client_id, pl->prefix,
+	    ev->topic, access) != 0)
 		return MOSQ_ERR_ACL_DENIED;
 	return MOSQ_ERR_SUCCESS;
 }
@@ -608,6 +644,71 @@ out:
 	return r;
 }
 
+/* Kicks the clients of every ACTIVE certificate of thing (indexed by (thing, status)). */
+static int
+kick_thing(struct plugin *pl, cf_store *st, const char *thing)
+{
+	cf_cert_filter f = { .status = CF_CERT_ACTIVE, .thing = thing };
+	cf_cert_rec *certs = NULL;
+	size_t n = 0, i;
+	int r;
+
+	if ((r = cf_store_cert_list(st, &certs, &n, &f)) != 0)
+		goto out;
+	for (i = 0; i < n; i++)
+		kick(pl, CF_KIND_DEVICE, certs[i].id);
+out:
+	cf_cert_recs_free(certs, n);
+	return r;
+}
+
+/*
+ * A change of the quarantine group (group.* about it) or the deletion of a
+ * member (which leaves every group without a group event): re-reads the
+ * members, and kicks every thing that entered or left so that it
+ * reconnects under its new rule with fresh subscriptions. (Mosquitto 2.0
+ * checks MOSQ_ACL_READ on every delivery too, so the new rule holds for
+ * existing subscriptions even before the kick lands.) On an error the set
+ * is unchanged and the event is retried.
+ */
+static int
+quarantine_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
+{
+	cf_acl_names *next = NULL;
+	size_t n_old = cf_acl_names_count(pl->quarantined), n_new, i = 0, j = 0;
+	const char *thing;
+	int c, r = 0;
+
+	if (!(strncmp(ev->type, "group.", 6) == 0 && strcmp(ev->subject, pl->quarantine_group) == 0) &&
+	    !(strcmp(ev->type, "thing.deleted") == 0 && cf_acl_names_has(pl->quarantined, ev->subject)))
+		return 0;
+	if ((r = quarantine_read(st, pl->quarantine_group, &next)) != 0)
+		goto out;
+	n_new = cf_acl_names_count(next);
+	/* Both in strcmp order: one merge walk finds the things that entered or left. */
+	while (r == 0 && (i < n_old || j < n_new)) {
+		c = i == n_old ? 1 : j == n_new ? -1 :
+		    strcmp(cf_acl_names_at(pl->quarantined, i), cf_acl_names_at(next, j));
+		if (c == 0) {
+			i++;
+			j++;
+			continue;
+		}
+		thing = c < 0 ? cf_acl_names_at(pl->quarantined, i++) : cf_acl_names_at(next, j++);
+		plog(MOSQ_LOG_NOTICE, "thing %s %s quarantine group %s: kicking its clients", thing,
+		    c < 0 ? "left" : "entered", pl->quarantine_group);
+		r = kick_thing(pl, st, thing);
+	}
+	if (r != 0)
+		goto out;
+	cf_acl_names_free(pl->quarantined);
+	pl->quarantined = next;
+	next = NULL;
+out:
+	cf_acl_names_free(next);
+	return r;
+}
+
 /* Acts on one event; CF_ENOTFOUND (the subject is gone) is not an error. */
 static int
 handle_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
@@ -646,6 +747,8 @@ handle_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
 			if (strcmp(all[i].parent_id, ca.id) == 0)
 				r = kick_issued_by(pl, st, all[i].id);
 		}
+	} else {
+		r = quarantine_event(pl, st, ev);
 	}
 out:
 	cf_ca_recs_free(all, n);
@@ -763,6 +866,8 @@ plugin_free(struct plugin *pl)
 	free(pl->service_cert_path);
 	free(pl->stamp_key_path);
 	free(pl->prefix);
+	free(pl->quarantine_group);
+	cf_acl_names_free(pl->quarantined);
 	free(pl);
 }
 
@@ -777,6 +882,7 @@ options_read(struct plugin *pl, const struct mosquitto_opt *opts, int n)
 		{ "service_cert", &pl->service_cert_path },
 		{ "stamp_key", &pl->stamp_key_path },
 		{ "topic_prefix", &pl->prefix },
+		{ "quarantine_group", &pl->quarantine_group },
 	};
 	size_t k;
 	int i, r = CF_EINVAL;
@@ -804,6 +910,13 @@ options_read(struct plugin *pl, const struct mosquitto_opt *opts, int n)
 	}
 	if (cf_acl_prefix_check(pl->prefix) != 0) {
 		plog(MOSQ_LOG_ERR, "option plugin_opt_topic_prefix: %s", cf_error_last());
+		goto out;
+	}
+	if (pl->quarantine_group == NULL &&
+	    (pl->quarantine_group = strdup(CF_MITIGATE_QUARANTINE_GROUP)) == NULL)
+		goto out;
+	if (!cf_name_valid("group", pl->quarantine_group)) {
+		plog(MOSQ_LOG_ERR, "option plugin_opt_quarantine_group: %s", cf_error_last());
 		goto out;
 	}
 	r = 0;
@@ -858,6 +971,12 @@ mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		plog(MOSQ_LOG_ERR, "cannot read the event log of %s: %s", pl->db_path, cf_error_last());
 		goto out;
 	}
+	/* After the head: a change in between is replayed from the tail (a re-read). */
+	if (quarantine_read(pl->st, pl->quarantine_group, &pl->quarantined) != 0) {
+		plog(MOSQ_LOG_ERR, "cannot read quarantine group %s: %s", pl->quarantine_group,
+		    cf_error_last());
+		goto out;
+	}
 	if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, pl) ||
 	    mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, pl) ||
 	    mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, pl) ||
@@ -866,8 +985,9 @@ mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		plog(MOSQ_LOG_ERR, "cannot register callbacks");
 		goto out;
 	}
-	plog(MOSQ_LOG_NOTICE, "registry %s, service certificate %s, topic prefix '%s', events after %lld",
-	    pl->db_path, pl->service_id, pl->prefix, (long long)pl->cursor);
+	plog(MOSQ_LOG_NOTICE, "registry %s, service certificate %s, topic prefix '%s', events after %lld, "
+	    "quarantine group %s (%zu things)", pl->db_path, pl->service_id, pl->prefix,
+	    (long long)pl->cursor, pl->quarantine_group, cf_acl_names_count(pl->quarantined));
 	*userdata = pl;
 	pl = NULL;
 	r = MOSQ_ERR_SUCCESS;

@@ -1,17 +1,30 @@
 /*
  * cf_acl — principal usernames and the per-kind topic rules the broker
- * plugin enforces. Pure functions over byte strings: no broker, no store.
+ * plugin enforces, and the name set that feeds its principal flags. Pure
+ * functions over byte strings: no broker, no store.
  * Every comparison is a bounded literal prefix match; wildcards in a
  * filter are only ever allowed after the part that names the client.
  */
 #include "cf_acl.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cf_util.h"
 
 #define PREFIX_MAX 256
+
+/*
+ * What a quarantined device keeps, below <prefix>things/<client id>/: the
+ * job and certificate topics a rotation needs (docs/protocol.md), so a
+ * rotation can still heal it.
+ */
+static const char *const quarantine_subtrees[] = {
+	"jobs/",
+	"certificate/",
+};
 
 static const char *const kind_names[CF_KIND__COUNT] = {
 	[CF_KIND_DEVICE] = "device",
@@ -142,17 +155,30 @@ level_len(const char *s, size_t n)
 	return slash ? (size_t)(slash - s) : n;
 }
 
-/* A device: <prefix>things/<client id>/ followed by anything (wildcards included). */
+/*
+ * A device: <prefix>things/<client id>/ followed by anything (wildcards
+ * included); quarantined, only followed by one of quarantine_subtrees and
+ * then anything.
+ */
 static int
-device_allows(const char *client_id, const char *prefix, const char *t, size_t n)
+device_allows(const char *client_id, const char *prefix, const char *t, size_t n,
+    unsigned flags)
 {
-	size_t idlen = strlen(client_id);
+	size_t idlen = strlen(client_id), i;
 
 	if (!eat(&t, &n, prefix) || !eat(&t, &n, "things/"))
 		return 0;
 	if (n < idlen + 1 || memcmp(t, client_id, idlen) != 0 || t[idlen] != '/')
 		return 0;
-	return 1;
+	if (!(flags & CF_ACL_QUARANTINED))
+		return 1;
+	t += idlen + 1;
+	n -= idlen + 1;
+	for (i = 0; i < sizeof(quarantine_subtrees) / sizeof(quarantine_subtrees[0]); i++) {
+		if (eat(&t, &n, quarantine_subtrees[i]))
+			return 1;
+	}
+	return 0;
 }
 
 /*
@@ -187,6 +213,13 @@ int
 cf_acl_check_n(cf_acl_kind kind, const char *client_id, const char *prefix,
     const char *topic, size_t topic_len, cf_acl_access access)
 {
+	return cf_acl_check_flags_n(kind, 0, client_id, prefix, topic, topic_len, access);
+}
+
+int
+cf_acl_check_flags_n(cf_acl_kind kind, unsigned flags, const char *client_id,
+    const char *prefix, const char *topic, size_t topic_len, cf_acl_access access)
+{
 	int r = CF_EREJECTED;
 
 	if (topic == NULL || topic_len == 0) {
@@ -205,6 +238,10 @@ cf_acl_check_n(cf_acl_kind kind, const char *client_id, const char *prefix,
 		cf_error_set("unknown access");
 		goto out;
 	}
+	if ((flags & ~CF_ACL_QUARANTINED) != 0) {
+		cf_error_set("unknown principal flags 0x%x", flags);
+		goto out;
+	}
 	switch (kind) {
 	case CF_KIND_SERVICE:
 		r = 0;
@@ -215,8 +252,11 @@ cf_acl_check_n(cf_acl_kind kind, const char *client_id, const char *prefix,
 			cf_error_set("client id cannot name a thing");
 			break;
 		}
-		if (device_allows(client_id, prefix, topic, topic_len))
+		if (device_allows(client_id, prefix, topic, topic_len, flags))
 			r = 0;
+		else if (flags & CF_ACL_QUARANTINED)
+			cf_error_set("quarantined device '%s' may only use %sthings/%s/jobs/... and "
+			    ".../certificate/...", client_id, prefix, client_id);
 		else
 			cf_error_set("device '%s' may only use %sthings/%s/...", client_id, prefix,
 			    client_id);
@@ -245,12 +285,124 @@ int
 cf_acl_check(cf_acl_kind kind, const char *client_id, const char *prefix, const char *topic,
     cf_acl_access access)
 {
+	return cf_acl_check_flags(kind, 0, client_id, prefix, topic, access);
+}
+
+int
+cf_acl_check_flags(cf_acl_kind kind, unsigned flags, const char *client_id, const char *prefix,
+    const char *topic, cf_acl_access access)
+{
 	if (topic == NULL) {
 		cf_error_set("no topic");
 		return CF_EREJECTED;
 	}
-	return cf_acl_check_n(kind, client_id, prefix, topic, strnlen(topic, CF_ACL_TOPIC_MAX + 1),
-	    access);
+	return cf_acl_check_flags_n(kind, flags, client_id, prefix, topic,
+	    strnlen(topic, CF_ACL_TOPIC_MAX + 1), access);
+}
+
+/* ---- name sets --------------------------------------------------------------- */
+
+struct cf_acl_names {
+	char **sorted;   /* owned copies, strcmp order */
+	size_t n;
+	size_t *slots;   /* open addressing: index into sorted + 1, 0 = empty */
+	size_t mask;     /* slots has mask + 1 entries, a power of two >= 2n */
+};
+
+/* FNV-1a, 64 bits. */
+static size_t
+name_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+	return (size_t)(h ^ (h >> 32));
+}
+
+static int
+strcmp_p(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int
+cf_acl_names_new(cf_acl_names **out, char *const *names, size_t n)
+{
+	cf_acl_names *set = NULL;
+	size_t cap = 16, i, j;
+	int r = CF_ERROR;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	if ((set = calloc(1, sizeof(*set))) == NULL ||
+	    (n > 0 && (set->sorted = calloc(n, sizeof(*set->sorted))) == NULL) ||
+	    (set->slots = calloc(cap, sizeof(*set->slots))) == NULL) {
+		cf_error_set("out of memory");
+		goto out;
+	}
+	set->mask = cap - 1;
+	for (i = 0; i < n; i++) {
+		if ((set->sorted[i] = strdup(names[i])) == NULL) {
+			cf_error_set("out of memory");
+			goto out;
+		}
+		set->n++;
+	}
+	if (n > 1)
+		qsort(set->sorted, n, sizeof(*set->sorted), strcmp_p);
+	for (i = 0; i < n; i++) {
+		for (j = name_hash(set->sorted[i]) & set->mask; set->slots[j] != 0;
+		    j = (j + 1) & set->mask)
+			;
+		set->slots[j] = i + 1;
+	}
+	*out = set;
+	set = NULL;
+	r = 0;
+out:
+	cf_acl_names_free(set);
+	return r;
+}
+
+int
+cf_acl_names_has(const cf_acl_names *set, const char *name)
+{
+	size_t j;
+
+	if (set == NULL || set->n == 0 || name == NULL)
+		return 0;
+	for (j = name_hash(name) & set->mask; set->slots[j] != 0; j = (j + 1) & set->mask) {
+		if (strcmp(set->sorted[set->slots[j] - 1], name) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+size_t
+cf_acl_names_count(const cf_acl_names *set)
+{
+	return set ? set->n : 0;
+}
+
+const char *
+cf_acl_names_at(const cf_acl_names *set, size_t i)
+{
+	return set->sorted[i];
+}
+
+void
+cf_acl_names_free(cf_acl_names *set)
+{
+	size_t i;
+
+	if (set == NULL)
+		return;
+	for (i = 0; i < set->n; i++)
+		free(set->sorted[i]);
+	free(set->sorted);
+	free(set->slots);
+	free(set);
 }
 
 /* ---- authentication -------------------------------------------------------- */

@@ -14,6 +14,12 @@
  *            and /rejected (subscribe, receive)
  *   service  certfleetd: everything
  *
+ * Facts about a principal that are not in its certificate travel as flags
+ * beside the kind (cf_acl_check_flags): CF_ACL_QUARANTINED narrows a device
+ * to its rotation topics, <prefix>things/<client id>/jobs/... and
+ * .../certificate/... (docs/audit.md, "Mitigation"). The plugin decides the
+ * flag (group membership); the rule itself is data here.
+ *
  * Topics and filters are compared literally: MQTT gives "..", "." or empty
  * levels no meaning, so "cf/things/a/../b" is simply a topic under
  * "cf/things/a/" and is allowed for client a (it cannot reach thing b's
@@ -37,6 +43,9 @@ typedef enum {
 	CF_KIND_SERVICE,
 	CF_KIND__COUNT
 } cf_acl_kind;
+
+/* Principal flags (a bit set). */
+#define CF_ACL_QUARANTINED 0x1u /* a device in the quarantine group: rotation topics only */
 
 typedef enum {
 	CF_ACL_READ,      /* receive a message published on a topic */
@@ -80,6 +89,25 @@ int cf_acl_prefix_check(const char *prefix) CF_MUST_CHECK;
 int cf_acl_check_n(cf_acl_kind kind, const char *client_id, const char *prefix,
     const char *topic, size_t topic_len, cf_acl_access access) CF_MUST_CHECK;
 
+/*
+ * A set of thing names (the quarantine group's members) that an ACL check
+ * can ask without a query: a hash index over a sorted copy. Built once per
+ * change, read on every check (one hash and at most a few compares; an
+ * empty set costs one test).
+ */
+typedef struct cf_acl_names cf_acl_names;
+
+/* A set of copies of names[0..n) (NULL with n == 0: empty). *out is the caller's; CF_ERROR out of memory. */
+int cf_acl_names_new(cf_acl_names **out, char *const *names, size_t n) CF_MUST_CHECK;
+/* 1 if name is in set; 0 for a NULL set or name. */
+int cf_acl_names_has(const cf_acl_names *set, const char *name);
+/* How many names; 0 for NULL. */
+size_t cf_acl_names_count(const cf_acl_names *set);
+/* The i-th name in strcmp order (borrowed from set), i < count. */
+const char *cf_acl_names_at(const cf_acl_names *set, size_t i);
+/* Accepts NULL. */
+void cf_acl_names_free(cf_acl_names *set);
+
 /* A client-chosen string made safe for one log line: printable ASCII, at most 128 characters + "...". */
 #define CF_ACL_PRINTABLE_MAX (128 + 4)
 const char *cf_acl_printable(char out[CF_ACL_PRINTABLE_MAX], const char *s);
@@ -110,5 +138,19 @@ int cf_acl_authenticate(cf_store *st, cf_acl_kind *out, const char *cert_id,
 /* cf_acl_check_n for a NUL-terminated topic (NULL is denied). */
 int cf_acl_check(cf_acl_kind kind, const char *client_id, const char *prefix,
     const char *topic, cf_acl_access access) CF_MUST_CHECK;
+
+/*
+ * cf_acl_check_n with principal flags (CF_ACL_*; 0 is cf_acl_check_n).
+ * CF_ACL_QUARANTINED: a device may use only topics and filters below
+ * <prefix>things/<client id>/jobs/ and <prefix>things/<client id>/certificate/
+ * (wildcards only after those levels); it changes nothing for the other
+ * kinds (they are not things). Unknown flag bits are denied.
+ */
+int cf_acl_check_flags_n(cf_acl_kind kind, unsigned flags, const char *client_id,
+    const char *prefix, const char *topic, size_t topic_len, cf_acl_access access) CF_MUST_CHECK;
+
+/* cf_acl_check_flags_n for a NUL-terminated topic (NULL is denied). */
+int cf_acl_check_flags(cf_acl_kind kind, unsigned flags, const char *client_id,
+    const char *prefix, const char *topic, cf_acl_access access) CF_MUST_CHECK;
 
 #endif

@@ -1033,6 +1033,8 @@ go(cf_agent *a, cf_agent_state next)
 			    cf_agent_state_name(next));
 			return CF_ESTATE;
 		}
+		if (a->t.now != NULL)
+			a->now = a->t.now(a->t.arg);
 		a->deadline = timeout_of(a, next) > 0 ? a->now + timeout_of(a, next) : 0;
 		next = states[next].on_enter != NULL ? states[next].on_enter(a) : STAY;
 	}

@@ -58,6 +58,14 @@ typedef struct {
 	int (*reconnect)(void *arg);
 	/* Optional: runs after the active pair changed (switch or rollback) — the hook command. */
 	void (*switched)(void *arg, unsigned generation);
+	/*
+	 * Optional: the current time (epoch seconds). A state's deadline is
+	 * then counted from when it is entered, not from the event that began
+	 * a chain of moves, so a slow step on the way (a hook that blocks, a
+	 * slow key generation) does not eat the next state's timeout. NULL:
+	 * the event's time.
+	 */
+	int64_t (*now)(void *arg);
 	void *arg;
 } cf_agent_transport;
 

@@ -73,46 +73,6 @@ def create_msg(job, thing, csr):
     return "%s|%s|%s" % (job, thing, hashlib.sha256(csr.encode()).hexdigest())
 
 
-class Device:
-    def __init__(self, thing, crt=None, key=None):
-        self.name = thing.name
-        self.crt = crt or thing.crt
-        self.key = key or thing.key
-        self.c = e.connect(S, self.name, self.crt, self.key)
-        e.check(self.c.ok, "%s connects" % self.name, self.c.describe())
-        rc = self.c.subscribe("cf/things/%s/#" % self.name)
-        e.check(rc == 1, "%s subscribes" % self.name, "SUBACK %s" % rc)
-
-    def t(self, rest):
-        return "cf/things/%s/%s" % (self.name, rest)
-
-    def request(self, rest, body, timeout=10):
-        """Publishes a request and returns (verdict, payload) of its answer."""
-        token = "tok-%d-%d" % (os.getpid(), int(time.monotonic() * 1000))
-        body = dict(body, clientToken=token)
-        self.c.drain()
-        rc = self.c.publish(self.t(rest), json.dumps(body))
-        e.check(rc == 0, "PUBACK for %s" % rest, "rc %s" % rc)
-        m = self.c.wait_message(lambda m: m.topic in (self.t(rest + "/accepted"), self.t(rest + "/rejected")),
-                                timeout)
-        e.check(m is not None, "an answer to %s" % rest)
-        p = json.loads(m.payload)
-        e.check(p.get("clientToken") == token, "clientToken echoed on %s" % m.topic, p)
-        return m.topic.rsplit("/", 1)[1], p
-
-    def update(self, job, status, **kw):
-        return self.request("jobs/%s/update" % job, dict(status=status, **kw))
-
-    def create(self, job, csr, sig):
-        return self.request("certificate/create", {"jobId": job, "csr": csr, "signature": sig})
-
-    def commit(self, job, cert_id, sig):
-        return self.request("certificate/commit", {"jobId": job, "certificateId": cert_id, "signature": sig})
-
-    def close(self):
-        self.c.close()
-
-
 def expect_rejected(answer, code, certs_before, events_before):
     verdict, p = answer
     e.check(verdict == "rejected" and p.get("errorCode") == code, "rejected with %s" % code, p)
@@ -152,7 +112,7 @@ def test_bad_jobs_refused_by_api():
 
 def test_happy_path():
     th = S.thing("rot-1")
-    dev = Device(th)
+    dev = e.Device.of(S, th)
     C["dev"] = dev
     job = create_job("rot-1")
     m = dev.c.wait_message(lambda m: m.topic == dev.t("jobs/notify-next"), 10)
@@ -197,7 +157,7 @@ def test_happy_path():
     expect_rejected(v_p, "PrincipalMismatch", n, ev)
 
     dev.close()
-    dev2 = Device(th, crt=crt, key=key)
+    dev2 = e.Device(S, th.name, crt, key)
     C["dev2"] = dev2
     v, p = dev2.request("jobs/$next/get", {})
     e.check(v == "accepted" and p["execution"]["status"] == "IN_PROGRESS", "$next/get over the new pair", p)
@@ -248,7 +208,7 @@ def test_happy_path():
 
 def start_rotation(name, in_progress=True):
     th = S.thing(name)
-    dev = Device(th)
+    dev = e.Device.of(S, th)
     job = create_job(name)
     m = dev.c.wait_message(lambda m: m.topic == dev.t("jobs/notify-next"), 10)
     e.check(m is not None, "notify-next for %s" % name)

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """04-jobs-engine — certfleetd's jobs engine against the real stack (docs/certfleetd.md "The jobs engine").
 
-Devices are paho clients speaking the jobs API (as in 03-rotate-server.py), so each step of the engine is
+Devices are paho clients speaking the jobs API (cfe2e.Device), so each step of the engine is
 driven exactly: the rollout's per-minute limit and cancel, in-progress timeout then a retry as attempt 2
 and completion, the execution.timed_out notification through the exec hook, a CONTINUOUS job following a
 static group (a newcomer joins, a leaver's QUEUED execution is REMOVED), a schedule that starts later and
@@ -46,47 +46,6 @@ def notes():
             return [json.loads(l) for l in f if l.strip()]
     except FileNotFoundError:
         return []
-
-
-class Device:
-    def __init__(self, thing, crt=None, key=None):
-        self.name = thing.name
-        self.crt = crt or thing.crt
-        self.key = key or thing.key
-        self.c = e.connect(S, self.name, self.crt, self.key)
-        e.check(self.c.ok, "%s connects" % self.name, self.c.describe())
-        rc = self.c.subscribe("cf/things/%s/#" % self.name)
-        e.check(rc == 1, "%s subscribes" % self.name, "SUBACK %s" % rc)
-
-    def t(self, rest):
-        return "cf/things/%s/%s" % (self.name, rest)
-
-    def request(self, rest, body, timeout=10):
-        """Publishes a request and returns (verdict, payload) of its answer."""
-        token = "tok-%d-%d" % (os.getpid(), int(time.monotonic() * 1000))
-        body = dict(body, clientToken=token)
-        self.c.drain()
-        rc = self.c.publish(self.t(rest), json.dumps(body))
-        e.check(rc == 0, "PUBACK for %s" % rest, "rc %s" % rc)
-        m = self.c.wait_message(lambda m: m.topic in (self.t(rest + "/accepted"), self.t(rest + "/rejected")),
-                                timeout)
-        e.check(m is not None, "an answer to %s" % rest)
-        p = json.loads(m.payload)
-        e.check(p.get("clientToken") == token, "clientToken echoed on %s" % m.topic, p)
-        return m.topic.rsplit("/", 1)[1], p
-
-    def update(self, job, status, **kw):
-        return self.request("jobs/%s/update" % job, dict(status=status, **kw))
-
-    def create(self, job, csr, sig):
-        return self.request("certificate/create", {"jobId": job, "csr": csr, "signature": sig})
-
-    def commit(self, job, cert_id, sig):
-        return self.request("certificate/commit", {"jobId": job, "certificateId": cert_id, "signature": sig})
-
-    def close(self):
-        self.c.close()
-
 
 
 def test_api_refusals():
@@ -142,7 +101,7 @@ def test_rollout_limit_and_cancel():
 
 
 def test_timeout_retry_and_notification():
-    d = Device(S.thing("tt"))
+    d = e.Device.of(S, S.thing("tt"))
     create({"jobId": "j-timeout", "things": ["tt"], "keyAlgorithm": "ECDSA-P256",
             "config": {"timeouts": {"inProgressSeconds": 2},
                        "retry": [{"failureType": "TIMED_OUT", "numberOfRetries": 1}]}})

@@ -12,6 +12,12 @@ Not a scenario itself (CTest registers only tests/e2e/[0-9]*.py). A scenario doe
         e.check(c.connack == 0, "CONNACK 0", c.describe())
     e.run([test_something], setup=setup)
 
+Rotation scenarios (tests/e2e/03-*, 04-*) also use: Stack.up(env=...) and
+Stack.restart_daemon(env=...) (certfleetd alone, e.g. with CERTFLEET_FAILPOINTS), the job API
+(job_create, job, job_cancel, execution, wait_execution, wait_job), Agent (a certfleet-agent
+process for a bundle, stopped by PID) and Device (a paho client playing a device, with openssl
+custody signatures: new_key, csr_of, custody_sign, create_msg, commit_msg).
+
 Environment (CTest sets all three; defaults for a manual run from the repository):
     CF_SOURCE_DIR  the repository root
     CF_BIN_DIR     certfleet, certfleetd (may be an ASan build)
@@ -309,15 +315,40 @@ class Stack:
                                and client_id in json.dumps(ev), timeout)
 
     # stack
-    def up(self, timeout=90):
+    def up(self, timeout=90, env=None):
+        """scripts/stack up. env: extra environment for the processes it starts (whichever of
+        mosquitto and certfleetd is not running), e.g. {"CERTFLEET_FAILPOINTS": "..."}."""
         if not self._down_registered:
             on_exit(self._down_at_exit)
             self._down_registered = True
         self.started = True
-        r = run([STACK, "up", self.dir], timeout=timeout)
+        r = run([STACK, "up", self.dir], timeout=timeout, env=env)
         if r.rc != 0:
             raise Fail("scripts/stack up failed: %s\n%s" % (r, self.tail_logs()))
         return r
+
+    def stop_daemon(self, timeout=10):
+        """Stops certfleetd alone, by the PID scripts/stack recorded (SIGTERM, then SIGKILL);
+        the broker keeps running. Its sanitizer logs stay in run/ for `down` to report."""
+        pid = self.pid("certfleetd")
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        if not wait_for(lambda: not _pid_alive(pid), timeout, interval=0.1):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            wait_for(lambda: not _pid_alive(pid), 5, interval=0.1)
+
+    def restart_daemon(self, env=None, timeout=90):
+        """certfleetd alone stopped and started again (with extra env, e.g. failpoints: the
+        daemon keeps the environment it started with, so this is how failpoints change)."""
+        self.stop_daemon()
+        return self.up(timeout=timeout, env=env)
 
     def down(self, timeout=60):
         return run([STACK, "down", self.dir], timeout=timeout)
@@ -436,6 +467,84 @@ class Stack:
             q.append("open=1")
         return self.api_json("/v1/connections" + ("?" + "&".join(q) if q else ""))
 
+    def open_principal(self, client_id):
+        """The certificate id of client_id's open connection, or None."""
+        rows = [r for r in self.connections(client_id=client_id) if "disconnectedAt" not in r]
+        return rows[0].get("principal") if rows else None
+
+    def certs_of(self, thing):
+        """The thing's certificates (cert list --thing --json)."""
+        return self.cf_json("cert", "list", "--thing", thing, "--json")
+
+    def events_of(self, etype, thing=None):
+        """Event-log entries of type etype; of one thing if given (subject THING or JOB/THING,
+        or detail.thing)."""
+        def about(ev):
+            if thing is None:
+                return True
+            subj = ev.get("subject") or ""
+            det = ev.get("detail")
+            if isinstance(det, str):
+                try:
+                    det = json.loads(det)
+                except ValueError:
+                    det = {}
+            return subj == thing or subj.endswith("/" + thing) or \
+                (isinstance(det, dict) and det.get("thing") == thing)
+        return [ev for ev in self.events() if ev.get("type") == etype and about(ev)]
+
+    # jobs (certfleetd's HTTP API, docs/certfleetd.md)
+    def job_create(self, body, expect=201):
+        """POST /v1/jobs; the job object. Fails unless the status is expect."""
+        st, text = self.api_post("/v1/jobs", body)
+        check(st == expect, "POST /v1/jobs answers %d" % expect, "got %s: %s" % (st, text[:400]))
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise Fail("POST /v1/jobs: not JSON: %r" % text[:300])
+
+    def job(self, job_id):
+        return self.api_json("/v1/jobs/" + job_id)
+
+    def job_cancel(self, job_id, force=False, comment=None):
+        """POST /v1/jobs/{id}/cancel → (status, parsed body or text)."""
+        body = {"force": force}
+        if comment is not None:
+            body["comment"] = comment
+        st, text = self.api_post("/v1/jobs/%s/cancel" % job_id, body)
+        try:
+            return st, json.loads(text)
+        except ValueError:
+            return st, text
+
+    def executions(self, job_id, thing=None, job=None):
+        """The job's executions (every attempt), of one thing if given, by executionNumber."""
+        ex = (job or self.job(job_id)).get("executions", [])
+        if thing is not None:
+            ex = [x for x in ex if x.get("thing") == thing]
+        return sorted(ex, key=lambda x: x.get("executionNumber", 0))
+
+    def execution(self, job_id, thing, number=None):
+        """The latest attempt (or attempt number) of thing in the job, or None."""
+        ex = self.executions(job_id, thing)
+        if number is not None:
+            ex = [x for x in ex if x.get("executionNumber") == number]
+        return ex[-1] if ex else None
+
+    def wait_execution(self, job_id, thing, statuses, timeout, number=None):
+        """Waits until the execution's status is one of statuses; it, or None."""
+        def get():
+            x = self.execution(job_id, thing, number)
+            return x if x and x.get("status") in statuses else None
+        return wait_for(get, timeout, interval=0.3)
+
+    def wait_job(self, job_id, statuses, timeout):
+        """Waits until the job's status is one of statuses; the job, or None."""
+        def get():
+            j = self.job(job_id)
+            return j if j.get("status") in statuses else None
+        return wait_for(get, timeout, interval=0.3)
+
     # certificates the registry never saw
     def int_files(self):
         return (self.path("ca", INT + ".crt"), self.path("ca", INT + ".key"),
@@ -499,6 +608,229 @@ def _sign_expired(csr_path, ca_crt, ca_key, ca_pass, out):
     with open(out, "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
     return True
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours counts as gone
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# ---- certfleet-agent processes --------------------------------------------------------
+
+AGENT = os.path.join(BIN_DIR, "certfleet-agent")
+TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "REJECTED", "REMOVED", "CANCELED")
+
+
+class Agent:
+    """A certfleet-agent process for a Thing's bundle, started and stopped by its PID.
+
+    conf: extra agent.conf keys appended once (e.g. {"response_timeout_s": 5}); env: extra
+    environment (e.g. {"CERTFLEET_FAILPOINTS": "agent.cert_received:sleep=8"}). The old pair's
+    bytes are copied at construction (the bundle paths become links once the agent adopts them):
+    old_crt, old_key, old_id.
+    """
+
+    def __init__(self, stack, thing, conf=None, env=None):
+        self.stack, self.thing, self.env = stack, thing, dict(env or {})
+        self.conf = os.path.join(thing.dir, "agent.conf")
+        if conf:
+            with open(self.conf) as f:
+                have = {l.split("=", 1)[0].strip() for l in f if "=" in l and not l.startswith("#")}
+            with open(self.conf, "a") as f:
+                for k, v in conf.items():
+                    if k not in have:
+                        f.write("%s = %s\n" % (k, v))
+        d = stack.scratch("old-" + thing.name)
+        os.makedirs(d)
+        self.old_crt, self.old_key = os.path.join(d, "device.crt"), os.path.join(d, "device.key")
+        shutil.copy(thing.crt, self.old_crt)
+        shutil.copy(thing.key, self.old_key)
+        os.chmod(self.old_key, 0o600)
+        self.old_id = thing.cert_id
+        self.log_path = stack.scratch("agent-%s.log" % thing.name)
+        self.p = None
+        _all_agents.append(self)
+
+    def start(self):
+        e = dict(os.environ)
+        e.update(self.env)
+        with open(self.log_path, "ab") as f:
+            self.p = subprocess.Popen([AGENT, "--config", self.conf, "--log-level", "debug"],
+                                      stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                      start_new_session=True, env=e)
+        return self
+
+    @property
+    def running(self):
+        return self.p is not None and self.p.poll() is None
+
+    def stop(self, timeout=10):
+        """SIGTERM by PID; the exit status (SIGKILL and None if it ignored SIGTERM)."""
+        if not self.running:
+            return None if self.p is None else self.p.returncode
+        os.kill(self.p.pid, signal.SIGTERM)
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.p.pid, signal.SIGKILL)
+            self.p.wait(10)
+            return None
+
+    def kill(self):
+        if self.running:
+            os.kill(self.p.pid, signal.SIGKILL)
+            self.p.wait(10)
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def wait_log(self, pattern, timeout):
+        rx = re.compile(pattern)
+        return wait_for(lambda: rx.search(self.log()), timeout, interval=0.1)
+
+    def current_id(self):
+        """The certificate id device.crt names now."""
+        return cert_id_of(self.thing.crt)
+
+    def pair_matches(self):
+        k = run(["openssl", "pkey", "-in", self.thing.key, "-pubout"])
+        c = run(["openssl", "x509", "-in", self.thing.crt, "-noout", "-pubkey"])
+        return k.rc == 0 and c.rc == 0 and k.out == c.out
+
+    def wait_connected_with(self, cert_id, timeout):
+        return wait_for(lambda: self.stack.open_principal(self.thing.name) == cert_id, timeout,
+                        interval=0.3)
+
+    def check_clean(self):
+        """Stops it (SIGTERM → exit 0) and checks its log for sanitizer reports and key material."""
+        check(self.running, "%s's agent still runs" % self.thing.name, self.log()[-1500:])
+        rc = self.stop()
+        check(rc == 0, "%s's agent exits 0 on SIGTERM" % self.thing.name, "rc %s" % rc)
+        text = self.log()
+        check(not SANITIZER_RE.search(text), "no sanitizer report in %s" % self.log_path, text[-3000:])
+        check("PRIVATE KEY" not in text, "no key material in %s" % self.log_path)
+
+
+_all_agents = []
+
+
+@on_exit
+def _stop_all_agents():
+    for a in _all_agents:
+        try:
+            a.kill()
+        except Exception:
+            pass
+
+
+# ---- a paho client playing a device (for devices that misbehave on purpose) ----------
+
+class Device:
+    """A thing's MQTT connection with a given pair, subscribed to cf/things/<thing>/#, and the
+    device's side of the protocol: updates, create and commit with custody signatures made by the
+    openssl CLI (`openssl dgst -sha256 -sign`: right for P-256 and RSA keys)."""
+
+    def __init__(self, stack, name, crt, key):
+        self.stack, self.name, self.crt, self.key = stack, name, crt, key
+        self.c = connect(stack, name, crt, key)
+        check(self.c.ok, "%s connects" % name, self.c.describe())
+        rc = self.c.subscribe("cf/things/%s/#" % name)
+        check(rc == 1, "%s subscribes" % name, "SUBACK %s" % rc)
+        self._n = 0
+
+    @classmethod
+    def of(cls, stack, thing):
+        return cls(stack, thing.name, thing.crt, thing.key)
+
+    def t(self, rest):
+        return "cf/things/%s/%s" % (self.name, rest)
+
+    def request(self, rest, body, timeout=15):
+        """Publishes a request; (verdict "accepted"/"rejected", payload) of its answer."""
+        self._n += 1
+        token = "tok-%d-%d" % (os.getpid(), self._n)
+        body = dict(body, clientToken=token)
+        rc = self.c.publish(self.t(rest), json.dumps(body))
+        check(rc == 0, "PUBACK for %s/%s" % (self.name, rest), "rc %s" % rc)
+
+        def mine(m):
+            if m.topic not in (self.t(rest + "/accepted"), self.t(rest + "/rejected")):
+                return False
+            try:
+                return json.loads(m.payload).get("clientToken") == token
+            except ValueError:
+                return False
+        m = self.c.wait_message(mine, timeout)
+        check(m is not None, "an answer to %s/%s" % (self.name, rest))
+        return m.topic.rsplit("/", 1)[1], json.loads(m.payload)
+
+    def update(self, job, status, **kw):
+        return self.request("jobs/%s/update" % job, dict(status=status, **kw))
+
+    def update_ok(self, job, status, **kw):
+        v, p = self.update(job, status, **kw)
+        check(v == "accepted", "%s: update %s accepted" % (self.name, status), p)
+        return p
+
+    def create(self, job, csr, sig):
+        return self.request("certificate/create", {"jobId": job, "csr": csr, "signature": sig})
+
+    def commit(self, job, cert_id, sig):
+        return self.request("certificate/commit", {"jobId": job, "certificateId": cert_id,
+                                                   "signature": sig})
+
+    def close(self):
+        self.c.close()
+
+
+def new_key(stack, kind="P-256"):
+    """A new private key file: "P-256", "P-384" (EC) or an RSA size."""
+    path = stack.scratch("key.pem")
+    if isinstance(kind, str):
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:" + kind, "-out", path)
+    else:
+        openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:%d" % kind, "-out", path)
+    return path
+
+
+def csr_of(stack, key, cn):
+    path = stack.scratch("csr-%s.pem" % cn)
+    openssl("req", "-new", "-key", key, "-subj", "/CN=%s" % cn, "-out", path)
+    with open(path) as f:
+        return f.read()
+
+
+def custody_sign(stack, key, msg):
+    """base64 of `openssl dgst -sha256 -sign key` over msg."""
+    import base64
+    path = stack.scratch("msg")
+    with open(path, "w") as f:
+        f.write(msg)
+    openssl("dgst", "-sha256", "-sign", key, "-out", path + ".sig", path)
+    with open(path + ".sig", "rb") as f:
+        return base64.b64encode(f.read()).decode()
+
+
+def create_msg(job, thing, csr):
+    return "%s|%s|%s" % (job, thing, hashlib.sha256(csr.encode()).hexdigest())
+
+
+def commit_msg(job, thing, cert_id):
+    return "%s|%s|%s" % (job, thing, cert_id)
 
 
 # ---- stamps -------------------------------------------------------------------------

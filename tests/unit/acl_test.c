@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -15,6 +16,12 @@ static int
 dev(const char *client, const char *topic, cf_acl_access a)
 {
 	return cf_acl_check(CF_KIND_DEVICE, client, "cf/", topic, a);
+}
+
+static int
+quar(const char *client, const char *topic, cf_acl_access a)
+{
+	return cf_acl_check_flags(CF_KIND_DEVICE, CF_ACL_QUARANTINED, client, "cf/", topic, a);
 }
 
 static void
@@ -202,6 +209,143 @@ test_acl__service_may_do_anything(void **state)
 }
 
 static void
+test_acl__quarantined_device_keeps_rotation_topics(void **state)
+{
+	static const cf_acl_access all[] = { CF_ACL_READ, CF_ACL_PUBLISH, CF_ACL_SUBSCRIBE };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		assert_int_equal(quar("a", "cf/things/a/jobs/$next/get", all[i]), 0);
+		assert_int_equal(quar("a", "cf/things/a/jobs/$next/get/accepted", all[i]), 0);
+		assert_int_equal(quar("a", "cf/things/a/jobs/notify-next", all[i]), 0);
+		assert_int_equal(quar("a", "cf/things/a/jobs/j1/update", all[i]), 0);
+		assert_int_equal(quar("a", "cf/things/a/certificate/create/json", all[i]), 0);
+		assert_int_equal(quar("a", "cf/things/a/jobs/", all[i]), 0); /* empty last level */
+	}
+	assert_int_equal(quar("a", "cf/things/a/jobs/#", CF_ACL_SUBSCRIBE), 0);
+	assert_int_equal(quar("a", "cf/things/a/jobs/$next/get/+", CF_ACL_SUBSCRIBE), 0);
+	assert_int_equal(quar("a", "cf/things/a/certificate/+/+", CF_ACL_SUBSCRIBE), 0);
+	assert_int_equal(cf_acl_check_flags(CF_KIND_DEVICE, CF_ACL_QUARANTINED, "a", "fleet/",
+	    "fleet/things/a/jobs/x", CF_ACL_PUBLISH), 0);
+}
+
+static void
+test_acl__quarantined_device_loses_other_own_topics(void **state)
+{
+	static const char *const denied[] = {
+		"cf/things/a/telemetry",
+		"cf/things/a/cmd",
+		"cf/things/a/",
+		"cf/things/a/jobs",            /* the level itself, not below it */
+		"cf/things/a/certificate",
+		"cf/things/a/jobsx/y",         /* "jobs" is a prefix of the level */
+		"cf/things/a/certificates/y",
+		"cf/things/a/JOBS/x",          /* case matters */
+		"cf/things/a/x/jobs/y",        /* not directly below the thing */
+		"cf/things/a//jobs/y",
+		"cf/things/b/jobs/x",          /* another thing's rotation topics */
+		"cf/things/ab/jobs/x",
+		"cf/things/a/../a/jobs/x",     /* literal: a level named ".." */
+		"$cf/broker/connection",
+		"cf/provisioning/t/provision",
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(denied) / sizeof(denied[0]); i++) {
+		if (quar("a", denied[i], CF_ACL_PUBLISH) != CF_EREJECTED ||
+		    quar("a", denied[i], CF_ACL_READ) != CF_EREJECTED ||
+		    quar("a", denied[i], CF_ACL_SUBSCRIBE) != CF_EREJECTED)
+			fail_msg("quarantined device a was allowed '%s'", denied[i]);
+	}
+	/* Wildcards that would reach past the rotation topics. */
+	assert_int_equal(quar("a", "cf/things/a/#", CF_ACL_SUBSCRIBE), CF_EREJECTED);
+	assert_int_equal(quar("a", "cf/things/a/+", CF_ACL_SUBSCRIBE), CF_EREJECTED);
+	assert_int_equal(quar("a", "cf/things/a/+/#", CF_ACL_SUBSCRIBE), CF_EREJECTED);
+	assert_int_equal(quar("a", "cf/things/a/+/accepted", CF_ACL_SUBSCRIBE), CF_EREJECTED);
+	assert_int_equal(quar("a", "cf/things/a/jobs#", CF_ACL_SUBSCRIBE), CF_EREJECTED);
+	assert_int_equal(quar("a", "cf/things/+/jobs/#", CF_ACL_SUBSCRIBE), CF_EREJECTED);
+	assert_int_equal(quar("a", "#", CF_ACL_SUBSCRIBE), CF_EREJECTED);
+	/* Unchanged without the flag. */
+	assert_int_equal(dev("a", "cf/things/a/telemetry", CF_ACL_PUBLISH), 0);
+	assert_int_equal(dev("a", "cf/things/a/#", CF_ACL_SUBSCRIBE), 0);
+	assert_int_equal(cf_acl_check_flags(CF_KIND_DEVICE, 0, "a", "cf/", "cf/things/a/cmd",
+	    CF_ACL_SUBSCRIBE), 0);
+}
+
+static void
+test_acl__quarantine_flag_only_narrows_devices(void **state)
+{
+	(void)state;
+	/* Not things: the flag changes nothing for the service or a claim. */
+	assert_int_equal(cf_acl_check_flags(CF_KIND_SERVICE, CF_ACL_QUARANTINED, "certfleetd", "cf/",
+	    "#", CF_ACL_SUBSCRIBE), 0);
+	assert_int_equal(cf_acl_check_flags(CF_KIND_CLAIM, CF_ACL_QUARANTINED, "x", "cf/",
+	    "cf/provisioning/t1/provision", CF_ACL_PUBLISH), 0);
+	assert_int_equal(cf_acl_check_flags(CF_KIND_CLAIM, CF_ACL_QUARANTINED, "x", "cf/",
+	    "cf/things/x/jobs/y", CF_ACL_PUBLISH), CF_EREJECTED);
+	/* Bad topics and hostile client ids stay denied. */
+	assert_int_equal(quar("a", "", CF_ACL_PUBLISH), CF_EREJECTED);
+	assert_int_equal(quar("a", NULL, CF_ACL_PUBLISH), CF_EREJECTED);
+	assert_int_equal(cf_acl_check_flags_n(CF_KIND_DEVICE, CF_ACL_QUARANTINED, "a", "cf/",
+	    "cf/things/a/jobs/x\0y", 19, CF_ACL_PUBLISH), CF_EREJECTED);
+	assert_int_equal(quar("", "cf/things//jobs/x", CF_ACL_PUBLISH), CF_EREJECTED);
+	assert_int_equal(quar("+", "cf/things/+/jobs/x", CF_ACL_SUBSCRIBE), CF_EREJECTED);
+	/* Unknown flag bits are denied rather than ignored. */
+	assert_int_equal(cf_acl_check_flags(CF_KIND_DEVICE, 0x2u, "a", "cf/", "cf/things/a/x",
+	    CF_ACL_PUBLISH), CF_EREJECTED);
+	assert_int_equal(cf_acl_check_flags(CF_KIND_SERVICE, 0x80u, "a", "cf/", "x", CF_ACL_PUBLISH),
+	    CF_EREJECTED);
+}
+
+static void
+test_acl__name_set_lookup(void **state)
+{
+	char *names[] = { "zeta", "a", "ab", "sensor-1", "B" };
+	char *many[2000], buf[2000][16];
+	cf_acl_names *set = NULL, *empty = NULL, *big = NULL;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(cf_acl_names_new(&set, names, 5), 0);
+	assert_int_equal(cf_acl_names_count(set), 5);
+	assert_true(cf_acl_names_has(set, "a"));
+	assert_true(cf_acl_names_has(set, "ab"));
+	assert_true(cf_acl_names_has(set, "zeta"));
+	assert_true(cf_acl_names_has(set, "B"));
+	assert_false(cf_acl_names_has(set, "b"));    /* case matters */
+	assert_false(cf_acl_names_has(set, "a "));
+	assert_false(cf_acl_names_has(set, "abc"));  /* a member's prefix or extension is not it */
+	assert_false(cf_acl_names_has(set, "sensor-"));
+	assert_false(cf_acl_names_has(set, ""));
+	assert_false(cf_acl_names_has(set, NULL));
+	/* strcmp order, for diffing two sets */
+	assert_string_equal(cf_acl_names_at(set, 0), "B");
+	assert_string_equal(cf_acl_names_at(set, 1), "a");
+	assert_string_equal(cf_acl_names_at(set, 2), "ab");
+	assert_string_equal(cf_acl_names_at(set, 4), "zeta");
+	assert_int_equal(cf_acl_names_new(&empty, NULL, 0), 0);
+	assert_int_equal(cf_acl_names_count(empty), 0);
+	assert_false(cf_acl_names_has(empty, "a"));
+	assert_false(cf_acl_names_has(NULL, "a"));
+	assert_int_equal(cf_acl_names_count(NULL), 0);
+	for (i = 0; i < 2000; i++) {
+		snprintf(buf[i], sizeof(buf[i]), "t-%zu", i * 7);
+		many[i] = buf[i];
+	}
+	assert_int_equal(cf_acl_names_new(&big, many, 2000), 0);
+	for (i = 0; i < 2000 * 7; i++) {
+		if (cf_acl_names_has(big, (snprintf(buf[0], 16, "t-%zu", i), buf[0])) != (i % 7 == 0))
+			fail_msg("t-%zu: wrong answer", i);
+	}
+	cf_acl_names_free(big);
+	cf_acl_names_free(empty);
+	cf_acl_names_free(set);
+	cf_acl_names_free(NULL);
+}
+
+static void
 test_acl__username_round_trip(void **state)
 {
 	cf_principal p = { .kind = CF_KIND_DEVICE, .id = ID }, q;
@@ -270,6 +414,10 @@ main(void)
 		cmocka_unit_test(test_acl__other_prefixes),
 		cmocka_unit_test(test_acl__claim_only_provisioning),
 		cmocka_unit_test(test_acl__service_may_do_anything),
+		cmocka_unit_test(test_acl__quarantined_device_keeps_rotation_topics),
+		cmocka_unit_test(test_acl__quarantined_device_loses_other_own_topics),
+		cmocka_unit_test(test_acl__quarantine_flag_only_narrows_devices),
+		cmocka_unit_test(test_acl__name_set_lookup),
 		cmocka_unit_test(test_acl__username_round_trip),
 		cmocka_unit_test(test_acl__garbage_usernames_refused),
 	};
