@@ -20,6 +20,7 @@ static const char *const code_names[CF_PROV__CODE_COUNT] = {
 	[CF_PROV_PARAMETER_MISSING] = "ParameterMissing",
 	[CF_PROV_PARAMETER_NOT_ALLOWED] = "ParameterNotAllowed",
 	[CF_PROV_SERIAL_ALREADY_PROVISIONED] = "SerialAlreadyProvisioned",
+	[CF_PROV_THING_EXISTS] = "ThingExists",
 	[CF_PROV_LIMIT_REACHED] = "LimitReached",
 	[CF_PROV_RATE_EXCEEDED] = "RateExceeded",
 	[CF_PROV_OUTSIDE_WINDOW] = "OutsideWindow",

@@ -35,6 +35,7 @@ typedef enum {
 	CF_PROV_PARAMETER_MISSING,        /* a parameter the name pattern needs is absent */
 	CF_PROV_PARAMETER_NOT_ALLOWED,    /* unknown parameter, not on the allow-list, hook said no */
 	CF_PROV_SERIAL_ALREADY_PROVISIONED,
+	CF_PROV_THING_EXISTS,             /* the name is a thing this serial was not provisioned as */
 	CF_PROV_LIMIT_REACHED,            /* the template's maximum count */
 	CF_PROV_RATE_EXCEEDED,            /* more requests per minute than the template allows */
 	CF_PROV_OUTSIDE_WINDOW,           /* before windowStart or after windowEnd */

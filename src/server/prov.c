@@ -420,6 +420,7 @@ provision(preq *q)
 {
 	cf_prov_template_rec trec;
 	cf_prov_serial_rec prev, rec;
+	cf_thing_rec th;
 	cf_cert_rec cert, old;
 	cf_prov_code code;
 	int64_t total = 0, denied = 0, count = 0;
@@ -531,6 +532,21 @@ provision(preq *q)
 		goto out;
 	}
 	reprovision = r == 0;
+	/*
+	 * The name must be free, or be this serial's own thing: a claim never
+	 * gets a certificate for a thing an operator (or another serial) owns.
+	 */
+	memset(&th, 0, sizeof(th));
+	r = cf_store_thing_get(q->st, &th, q->thing);
+	cf_thing_rec_clear(&th);
+	if (r == 0 && !(reprovision && strcmp(prev.thing, q->thing) == 0)) {
+		reject(q, CF_PROV_THING_EXISTS, "thing %s exists and was not provisioned as %s %s",
+		    q->thing, q->t.serial_param, q->serial);
+		goto out;
+	} else if (r != 0 && r != CF_ENOTFOUND) {
+		reject(q, CF_PROV_INTERNAL_ERROR, "%s", cf_error_last());
+		goto out;
+	}
 	if (!reprovision && q->t.max_count > 0 &&
 	    (cf_store_prov_serial_count(q->st, &count, q->tmpl_name) != 0 || count >= q->t.max_count)) {
 		reject(q, CF_PROV_LIMIT_REACHED, "template %s has provisioned its maximum of %d",

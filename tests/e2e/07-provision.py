@@ -340,6 +340,17 @@ def test_hook_allows_denies_and_times_out():
     c.close()
 
 
+def test_existing_thing_not_taken():
+    S.cf_ok("thing", "create", "batch-900")
+    c = Claim("batch", "batch-900")
+    verdict, r = c.request("900")
+    e.check(verdict == "rejected" and r.get("errorCode") == "ThingExists",
+            "a claim gets no certificate for a thing it did not provision", r)
+    c.close()
+    st, _ = claim_status("batch")
+    e.check(st == "ENABLED", "ThingExists is not misuse")
+
+
 def test_operator_disable_and_enable():
     c = Claim("m-op", "op-1")
     S.cf_ok("provision", "claim-disable", CLAIMS["m-op"][1][:16], "--reason", "batch recalled")
@@ -398,6 +409,7 @@ e.run_tests([
     test_concurrent_clients_disable,
     test_denials_above_threshold_disable,
     test_hook_allows_denies_and_times_out,
+    test_existing_thing_not_taken,
     test_operator_disable_and_enable,
     test_unused_certificate_swept,
     test_agents_clean,
