@@ -303,6 +303,10 @@ main(int argc, char **argv)
 		fail(&d, "cannot start the jobs engine");
 		goto out;
 	}
+	if (cfd_audit_start(&d) != 0) {
+		fail(&d, "bad audit settings");
+		goto out;
+	}
 	if (cfd_prov_start(&d) != 0) {
 		fail(&d, "cannot start provisioning");
 		goto out;
@@ -319,6 +323,7 @@ main(int argc, char **argv)
 	cf_log_msg(CF_LOG_INFO, "certfleetd stopped");
 out:
 	cfd_prov_stop(&d);
+	cfd_audit_stop(&d);
 	cfd_engine_stop(&d);
 	cfd_mqtt_stop(&d);
 	cfd_api_stop(&d);
