@@ -25,6 +25,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+#include "agent.h"
 #include "cf_acl.h"
 #include "cf_agent.h"
 #include "cf_config.h"
@@ -47,7 +48,8 @@ static const char *const known_keys[] = {
 	"key_algorithm", "signing_algorithm", "state_dir", "topic_prefix", "hook",
 	"hook_timeout_s", "connect_timeout_s", "response_timeout_s", "max_attempts",
 	"reconnect_max_s", "key_store", "pkcs11_module", "pkcs11_token", "pkcs11_pin_file",
-	"pkcs11_object", NULL,
+	"pkcs11_object", "provision_template", "provision_name_pattern", "provision_params",
+	"keep_claim", NULL,
 };
 
 typedef struct {
@@ -87,6 +89,16 @@ typedef struct {
 	long backoff_s;
 	pid_t hook_pid;
 	int64_t hook_deadline;
+
+	/* provisioning by claim (docs/provisioning.md): set when agent.conf names a template */
+	const char *prov_template;
+	cf_prov_params prov_params;
+	char prov_thing[CF_NAME_MAX + 1];
+	const char *prov_pattern;
+	cf_key_alg key_alg;
+	cf_sig_alg sig_alg;
+	int keep_claim;
+	long response_s;
 } agentd;
 
 static void
@@ -98,7 +110,8 @@ on_signal(int sig)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: certfleet-agent --config FILE [--check] [--log-level LEVEL] [--log-file FILE]\n");
+	fprintf(f, "usage: certfleet-agent --config FILE [--param NAME=VALUE]... [--check] "
+	    "[--log-level LEVEL] [--log-file FILE]\n");
 }
 
 /* path resolved against dir when relative. */
@@ -247,6 +260,74 @@ check_pkcs11(const agentd *g)
 	return 0;
 }
 
+/*
+ * A claim bundle's agent.conf names provision_template and
+ * provision_name_pattern instead of thing: the thing is the name the
+ * pattern gives from the parameters (provision_params = N=V,... and
+ * --param, which wins), or the one a finished provisioning recorded.
+ */
+static int
+load_provisioning(agentd *g, const cf_config *cfg)
+{
+	const char *pattern, *list, *keep;
+	char item[CF_PROV_PARAM_NAME_MAX + CF_PROV_VALUE_MAX + 2], dir[AG_PATH_MAX];
+	const char *state = cf_config_get(cfg, "state_dir");
+	size_t i, n;
+	cf_prov_params cli = g->prov_params;
+	int r;
+
+	g->prov_template = cf_config_get(cfg, "provision_template");
+	if (g->prov_template == NULL || g->prov_template[0] == '\0') {
+		g->prov_template = NULL;
+		return 0;
+	}
+	if (cf_config_get(cfg, "thing") != NULL) {
+		cf_error_set("%s: thing and provision_template exclude each other", cf_config_path(cfg));
+		return CF_EINVAL;
+	}
+	if ((r = require(&pattern, cfg, "provision_name_pattern")) != 0)
+		return r;
+	g->prov_pattern = pattern;
+	memset(&g->prov_params, 0, sizeof(g->prov_params));
+	list = cf_config_get_str(cfg, "provision_params", "");
+	while (*list != '\0') {
+		n = strcspn(list, ",");
+		if (n >= sizeof(item)) {
+			cf_error_set("%s: provision_params: an entry is too long", cf_config_path(cfg));
+			return CF_EINVAL;
+		}
+		memcpy(item, list, n);
+		item[n] = '\0';
+		if (n > 0 && (r = cf_prov_params_set_kv(&g->prov_params, item)) != 0)
+			return r;
+		list += n + (list[n] == ',');
+	}
+	for (i = 0; i < cli.n; i++)
+		if ((r = cf_prov_params_set(&g->prov_params, cli.name[i], cli.value[i])) != 0)
+			return r;
+	keep = cf_config_get_str(cfg, "keep_claim", "no");
+	g->keep_claim = strcmp(keep, "yes") == 0;
+	if (!g->keep_claim && strcmp(keep, "no") != 0) {
+		cf_error_set("%s: keep_claim is yes or no", cf_config_path(cfg));
+		return CF_EINVAL;
+	}
+	/* Provisioned already: the recorded name (the parameters are no longer needed). */
+	if (state != NULL && dir_of(dir, sizeof(dir), cf_config_path(cfg)) == 0 &&
+	    resolve(item, sizeof(item), dir, state) == 0 &&
+	    cf_prov_agent_done_thing(g->prov_thing, item) == 0) {
+		g->thing = g->prov_thing;
+		return 0;
+	}
+	if ((r = cf_prov_name_expand(g->prov_thing, sizeof(g->prov_thing), pattern,
+	    &g->prov_params)) != 0) {
+		cf_error_prefix("%s: provision_name_pattern (give --param NAME=VALUE)",
+		    cf_config_path(cfg));
+		return CF_EINVAL;
+	}
+	g->thing = g->prov_thing;
+	return 0;
+}
+
 static int
 load_config(agentd *g, cf_agent_opts *o, const cf_config *cfg)
 {
@@ -262,7 +343,9 @@ load_config(agentd *g, cf_agent_opts *o, const cf_config *cfg)
 	if ((r = load_key_store(g, cfg)) != 0)
 		return r;
 	key = cf_config_get(cfg, "key_file");
-	if ((r = require(&g->thing, cfg, "thing")) != 0 ||
+	if ((r = load_provisioning(g, cfg)) != 0)
+		return r;
+	if ((g->thing == NULL && (r = require(&g->thing, cfg, "thing")) != 0) ||
 	    (r = require(&g->host, cfg, "broker_host")) != 0 ||
 	    (r = require(&ca, cfg, "ca_file")) != 0 ||
 	    (r = require(&cert, cfg, "cert_file")) != 0 ||
@@ -275,6 +358,8 @@ load_config(agentd *g, cf_agent_opts *o, const cf_config *cfg)
 		cf_error_prefix("%s", cf_config_path(cfg));
 		return r;
 	}
+	g->key_alg = ka;
+	g->sig_alg = sa;
 	if (!cf_name_valid("thing", g->thing))
 		return CF_EINVAL;
 	g->prefix = cf_config_get_str(cfg, "topic_prefix", "cf/");
@@ -288,6 +373,7 @@ load_config(agentd *g, cf_agent_opts *o, const cf_config *cfg)
 	    (r = cf_config_get_int(&g->connect_timeout_s, cfg, "connect_timeout_s", 1, 3600, 30)) != 0 ||
 	    (r = cf_config_get_int(&g->reconnect_max_s, cfg, "reconnect_max_s", 1, 3600, 60)) != 0 ||
 	    (r = cf_config_get_int(&response_s, cfg, "response_timeout_s", 0, 86400, 0)) != 0 ||
+	    (r = cf_config_get_int(&g->response_s, cfg, "response_timeout_s", 0, 86400, 0)) != 0 ||
 	    (r = cf_config_get_int(&max_attempts, cfg, "max_attempts", 0, 100, 0)) != 0)
 		return r;
 
@@ -727,6 +813,30 @@ run(agentd *g)
 	return g->fatal ? CF_ERROR : 0;
 }
 
+/* ---- provisioning ----------------------------------------------------------- */
+
+static int
+run_provisioning(agentd *g, cf_keystore *ks, cf_key_alg ka, cf_sig_alg sa)
+{
+	agent_prov_conn c = {
+		.host = g->host, .port = g->port, .ca_file = g->ca_file, .cert_file = g->cert_file,
+		.key_file = g->key_file, .connect_timeout_s = g->connect_timeout_s,
+		.response_timeout_s = g->response_s > 0 ? g->response_s : 10, .max_attempts = 5,
+	};
+	cf_prov_agent_opts po;
+
+	memset(&po, 0, sizeof(po));
+	po.template_name = g->prov_template;
+	po.prefix = g->prefix;
+	po.state_dir = g->state_dir;
+	po.params = &g->prov_params;
+	po.key_alg = ka;
+	po.sig_alg = sa;
+	po.keep_claim = g->keep_claim;
+	po.pattern = g->prov_pattern;
+	return agent_provision(&c, ks, &po, &stop_signal);
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 int
@@ -754,6 +864,13 @@ main(int argc, char **argv)
 			log_file = argv[++i];
 		else if (strcmp(argv[i], "--check") == 0)
 			check = 1;
+		else if (strcmp(argv[i], "--param") == 0 && i + 1 < argc) {
+			if (cf_prov_params_set_kv(&g.prov_params, argv[++i]) != 0) {
+				fprintf(stderr, "certfleet-agent: --param: %s\n", cf_error_last());
+				ret = 2;
+				goto out;
+			}
+		}
 		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
 			ret = 0;
@@ -833,6 +950,13 @@ main(int argc, char **argv)
 	(void)sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* First boot with a claim bundle: become the thing, then carry on as it. */
+	if (g.prov_template != NULL) {
+		mosquitto_lib_init();
+		mosq_init = 1;
+		if ((r = run_provisioning(&g, ks, g.key_alg, g.sig_alg)) != 0)
+			goto out;
+	}
 	memset(&t, 0, sizeof(t));
 	t.publish = t_publish;
 	t.reconnect = t_reconnect;
@@ -845,7 +969,8 @@ main(int argc, char **argv)
 	}
 	cf_log(CF_LOG_INFO, "certfleet-agent started", "thing=%s state=%s bundle=%s", g.thing,
 	    cf_agent_state_name(cf_agent_state_get(g.agent)), g.bundle_dir);
-	mosquitto_lib_init();
+	if (!mosq_init)
+		mosquitto_lib_init();
 	mosq_init = 1;
 	if ((r = run(&g)) != 0)
 		goto out;

@@ -114,6 +114,29 @@ static const cli_verb verbs[] = {
 	{ "notify", "list", cli_notify_list, "[--state PENDING|DELIVERED|GAVE_UP] [--limit N] [--json]",
 	  "Lists the notification outbox, newest first: sink, kind, state, attempts, last error "
 	  "(via certfleetd)." },
+	{ "provision", "template-create", cli_prov_template_create,
+	  "NAME --name-pattern P [--group G]... [--attr k=v]... [--allow-file F] "
+	  "[--allow-hook CMD [--hook-timeout S]] [--rate-per-minute N] [--window-start T] "
+	  "[--window-end T] [--max-count N] [--allow-reprovision] [--max-denials N] "
+	  "[--max-concurrent N] [--pending-seconds N] [--json]",
+	  "Creates a provisioning template: how a device claiming with it is named (e.g. "
+	  "sensor-{SerialNumber}), its groups and attributes, which parameters are allowed and the "
+	  "limits whose breach disables the claim (docs/provisioning.md)." },
+	{ "provision", "template-list", cli_prov_template_list, "[--json]",
+	  "Lists provisioning templates." },
+	{ "provision", "template-describe", cli_prov_template_describe, "NAME [--json]",
+	  "Shows a template's spec, its claims and how many serials it provisioned." },
+	{ "provision", "claim-create", cli_prov_claim_create,
+	  "TEMPLATE --bundle OUTDIR [--key-algorithm A] [--signing-algorithm S] [--validity-days N] "
+	  "[--json]",
+	  "Issues a claim certificate for a batch of devices (from the issuing CA) and writes its "
+	  "bundle: device.key, device.crt, ca-chain.crt and agent.conf for certfleet-agent." },
+	{ "provision", "claim-list", cli_prov_claim_list, "[--template T] [--json]",
+	  "Lists claim certificates with their status and the reason of the last change." },
+	{ "provision", "claim-disable", cli_prov_claim_disable, "ID [--reason R]",
+	  "Disables a claim: refused at CONNECT from now on and its live connections kicked." },
+	{ "provision", "claim-enable", cli_prov_claim_enable, "ID [--reason R]",
+	  "Enables a disabled claim again (its denial count starts over)." },
 };
 
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))

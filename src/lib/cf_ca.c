@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cf_prov.h"
 #include "cf_stamp.h"
 #include "cf_util.h"
 
@@ -55,7 +56,7 @@ static const char *const cf_conf_keys[] = {
 	"notify_exec_timeout", "notify_max_attempts", "notify_backoff",
 	"audit_schedule", "audit_interval", "audit_checks", "audit_params", "mitigation_rule.*",
 	"mitigation_rotate_key_algorithm", "mitigation_rotate_config", "pkcs11_module",
-	"pkcs11_pin_file", NULL,
+	"pkcs11_pin_file", "provision_sweep_s", NULL,
 };
 
 void
@@ -820,6 +821,13 @@ int
 cf_ca_issue_csr(cf_ca *ca, cf_cert_rec *out, const void *csr_data, size_t csr_len,
     const char *thing, int validity_days)
 {
+	return cf_ca_issue_csr_ex(ca, out, csr_data, csr_len, thing, 1, CF_CERT_ACTIVE, validity_days);
+}
+
+int
+cf_ca_issue_csr_ex(cf_ca *ca, cf_cert_rec *out, const void *csr_data, size_t csr_len,
+    const char *thing, int attach, cf_cert_status status, int validity_days)
+{
 	int r = CF_ERROR;
 	cf_csr *csr = NULL;
 	cf_cert *cert = NULL;
@@ -860,8 +868,8 @@ cf_ca_issue_csr(cf_ca *ca, cf_cert_rec *out, const void *csr_data, size_t csr_le
 	memcpy(rec.id, info.id, sizeof(rec.id));
 	memcpy(rec.serial, info.serial, sizeof(rec.serial));
 	memcpy(rec.ca_id, issuer.id, sizeof(rec.ca_id));
-	snprintf(rec.thing, sizeof(rec.thing), "%s", thing);
-	rec.status = CF_CERT_ACTIVE;
+	snprintf(rec.thing, sizeof(rec.thing), "%s", attach ? thing : "");
+	rec.status = status;
 	rec.not_before = info.not_before;
 	rec.not_after = info.not_after;
 	if (cf_key_alg_of(&alg, pub) == 0)
@@ -1275,5 +1283,101 @@ out:
 	if (staging[0] != '\0')
 		cf_rmtree(staging);
 	cf_cert_rec_clear(&rec);
+	return r;
+}
+
+/* ---- provisioning claims (docs/provisioning.md) ---------------------------------------- */
+
+static int
+write_claim_conf(const char *bundle, const char *template_name, const char *pattern,
+    const cf_ca_claim_opts *o, const cf_config *cfg)
+{
+	char text[2048];
+	int r;
+
+	if ((r = cf_strfmt(text, sizeof(text),
+	    "# certfleet-agent configuration for a batch provisioned by claim with template %s\n"
+	    "# (docs/provisioning.md). Start the agent with --param NAME=VALUE for each {NAME}\n"
+	    "# of the name pattern, or set provision_params = NAME=VALUE,... here.\n"
+	    "# Relative paths are relative to this file's directory.\n"
+	    "provision_template = %s\n"
+	    "provision_name_pattern = %s\n"
+	    "keep_claim = no\n"
+	    "broker_host = %s\n"
+	    "broker_port = %s\n"
+	    "ca_file = ca-chain.crt\n"
+	    "cert_file = device.crt\n"
+	    "key_file = device.key\n"
+	    "key_algorithm = %s\n"
+	    "signing_algorithm = %s\n"
+	    "state_dir = state\n",
+	    template_name, template_name, pattern, cf_config_get_str(cfg, "mqtt_host", "127.0.0.1"),
+	    cf_config_get_str(cfg, "mqtt_port", "8883"), cf_key_alg_name(o->key_alg),
+	    cf_sig_alg_name(o->sig_alg))) != 0)
+		return r;
+	return write_pem_file(bundle, "agent.conf", text, 0644);
+}
+
+int
+cf_ca_claim_create(cf_ca *ca, cf_cert_rec *out, const cf_ca_claim_opts *o)
+{
+	cf_prov_template_rec trec;
+	cf_prov_template t;
+	cf_cert_rec rec;
+	cf_key *key = NULL;
+	char staging[CF_PATH_MAX] = "", subject[CF_NAME_MAX + 1], *csr = NULL, *chain = NULL;
+	char path[CF_PATH_MAX];
+	int r;
+
+	memset(&trec, 0, sizeof(trec));
+	memset(&t, 0, sizeof(t));
+	memset(&rec, 0, sizeof(rec));
+	if ((r = cf_store_prov_template_get(ca->st, &trec, o->template_name)) != 0 ||
+	    (r = cf_prov_template_parse(&t, trec.name, trec.spec)) != 0 ||
+	    (r = cf_strfmt(subject, sizeof(subject), "claim.%s", o->template_name)) != 0)
+		goto out;
+	if (!cf_dir_missing_or_empty(o->bundle_dir)) {
+		r = CF_EEXISTS;
+		goto out;
+	}
+	if ((r = cf_staging_dir(staging, sizeof(staging), o->bundle_dir)) != 0)
+		goto out;
+	if ((r = cf_store_begin(ca->st)) != 0)
+		goto out;
+	if ((r = cf_key_generate(&key, o->key_alg)) != 0 ||
+	    (r = cf_csr_create(&csr, key, o->sig_alg, subject)) != 0 ||
+	    (r = cf_ca_issue_csr_ex(ca, &rec, csr, strlen(csr), subject, 0, CF_CERT_ACTIVE,
+	    o->validity_days)) != 0 ||
+	    (r = cf_store_claim_create(ca->st, rec.id, o->template_name)) != 0 ||
+	    (r = dpath(path, sizeof(path), staging, "device.key")) != 0 ||
+	    (r = cf_key_save(path, key, NULL)) != 0 ||
+	    (r = write_pem_file(staging, "device.crt", rec.pem, 0644)) != 0 ||
+	    (r = cf_ca_chain_pem(ca, &chain)) != 0 ||
+	    (r = write_pem_file(staging, "ca-chain.crt", chain, 0644)) != 0 ||
+	    (r = write_claim_conf(staging, o->template_name, t.pattern, o, ca->cfg)) != 0 ||
+	    (r = cf_store_commit(ca->st)) != 0) {
+		cf_store_rollback(ca->st);
+		goto out;
+	}
+	if ((r = cf_staging_commit(staging, o->bundle_dir)) != 0) {
+		cf_error_prefix("claim %.16s was registered but its bundle was not written (disable it "
+		    "and create another)", rec.id);
+		goto out;
+	}
+	staging[0] = '\0';
+	if (out != NULL) {
+		*out = rec;
+		memset(&rec, 0, sizeof(rec));
+	}
+	r = 0;
+out:
+	if (staging[0] != '\0')
+		cf_rmtree(staging);
+	cf_cert_rec_clear(&rec);
+	cf_prov_template_clear(&t);
+	cf_prov_template_rec_clear(&trec);
+	cf_key_free(key);
+	free(csr);
+	free(chain);
 	return r;
 }

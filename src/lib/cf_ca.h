@@ -116,6 +116,15 @@ int cf_ca_publish_crl(cf_ca *ca, char **out, const char *ref, const char *root_p
 int cf_ca_issue_csr(cf_ca *ca, cf_cert_rec *out, const void *csr, size_t csr_len,
     const char *thing, int validity_days) CF_MUST_CHECK;
 
+/*
+ * cf_ca_issue_csr with the record's status (ACTIVE, or PENDING_ACTIVATION
+ * for a provisioned device until it first connects) and, when attach is 0,
+ * attached to no thing (a provisioning claim certificate: its subject
+ * still names `thing`, e.g. "claim.<template>").
+ */
+int cf_ca_issue_csr_ex(cf_ca *ca, cf_cert_rec *out, const void *csr, size_t csr_len,
+    const char *thing, int attach, cf_cert_status status, int validity_days) CF_MUST_CHECK;
+
 /* Revokes a device certificate and rewrites its CA's CRL, as one step. Already revoked: a no-op. */
 int cf_ca_revoke_cert(cf_ca *ca, const char *ref, int reason) CF_MUST_CHECK;
 
@@ -144,5 +153,24 @@ typedef struct {
  * otherwise it receives the certificate (zeroed when none was issued).
  */
 int cf_ca_thing_create(cf_ca *ca, cf_cert_rec *out, const cf_ca_thing_opts *o) CF_MUST_CHECK;
+
+/*
+ * A provisioning claim (docs/provisioning.md): generates a key here, issues
+ * its certificate from the issuing CA (subject "claim.<template>", attached
+ * to no thing, ACTIVE), records it as an ENABLED claim of the template and
+ * writes the batch's bundle (device.key 0600, device.crt, ca-chain.crt and
+ * an agent.conf with provision_template and provision_name_pattern) to
+ * bundle_dir — all or nothing, as cf_ca_thing_create. out may be NULL.
+ * CF_ENOTFOUND for an unknown template; CF_EEXISTS for a non-empty bundle_dir.
+ */
+typedef struct {
+	const char *template_name;
+	const char *bundle_dir;
+	cf_key_alg key_alg;      /* the claim's key, and key_algorithm in agent.conf */
+	cf_sig_alg sig_alg;
+	int validity_days;       /* 0: the configured default */
+} cf_ca_claim_opts;
+
+int cf_ca_claim_create(cf_ca *ca, cf_cert_rec *out, const cf_ca_claim_opts *o) CF_MUST_CHECK;
 
 #endif

@@ -118,6 +118,16 @@ typedef struct cf_keystore {
  */
 int cf_keystore_file_open(cf_keystore **out, const char *dir) CF_MUST_CHECK;
 
+/*
+ * A key store over inner (taken: freed with it, also on success only) that
+ * keeps each generation's private key in memory once read, and answers csr,
+ * sign and public_key from there; everything else, every write included, is
+ * inner's. inner must implement locate (the key's file path). For embedders
+ * that run many devices on one CPU (the simulator, docs/sim.md): a device
+ * keeps using the plain file store. CF_EINVAL if inner cannot locate keys.
+ */
+int cf_keystore_cache_wrap(cf_keystore **out, cf_keystore *inner) CF_MUST_CHECK;
+
 /* Where the PKCS#11 key store finds its token (docs/pkcs11.md). */
 typedef struct {
 	const char *module;   /* the PKCS#11 module (.so) */
