@@ -459,17 +459,22 @@ registry_error(int r, char *reason, size_t reason_len, const char *what, const c
 }
 
 int
-cf_acl_ca_retired(const cf_ca_rec *ca)
+cf_acl_reason_retires(int reason)
 {
 	size_t i;
 
-	if (ca->role != CF_CA_INTERMEDIATE || ca->status != CF_CERT_REVOKED)
-		return 0;
 	for (i = 0; i < sizeof(retiring_reasons) / sizeof(retiring_reasons[0]); i++) {
-		if (ca->revoke_reason == retiring_reasons[i])
+		if (reason == retiring_reasons[i])
 			return 1;
 	}
 	return 0;
+}
+
+int
+cf_acl_ca_retired(const cf_ca_rec *ca)
+{
+	return ca->role == CF_CA_INTERMEDIATE && ca->status == CF_CERT_REVOKED &&
+	    cf_acl_reason_retires(ca->revoke_reason);
 }
 
 int

@@ -135,6 +135,9 @@ const char *cf_acl_printable(char out[CF_ACL_PRINTABLE_MAX], const char *s);
  */
 int cf_acl_ca_retired(const cf_ca_rec *ca);
 
+/* 1 if an intermediate revoked for this RFC 5280 reason code is retired (3, 4, 5), else 0. */
+int cf_acl_reason_retires(int reason);
+
 /*
  * Decides whether a TLS client certificate (by id) may connect as a device
  * with this client id, at time now (docs/broker.md, CONNECT steps 3-7): it

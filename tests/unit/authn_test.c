@@ -267,6 +267,10 @@ test_authn__what_counts_as_retired(void **state)
 	assert_int_equal(cf_acl_ca_retired(&r), 0);
 	r.revoke_reason = 6; /* certificateHold: not a retirement */
 	assert_int_equal(cf_acl_ca_retired(&r), 0);
+	assert_int_equal(cf_acl_reason_retires(3) + cf_acl_reason_retires(4) + cf_acl_reason_retires(5), 3);
+	assert_int_equal(cf_acl_reason_retires(0) + cf_acl_reason_retires(1) + cf_acl_reason_retires(2) +
+	    cf_acl_reason_retires(6) + cf_acl_reason_retires(9) + cf_acl_reason_retires(10) +
+	    cf_acl_reason_retires(-1), 0);
 }
 
 /* After the roll-over a certificate of the new issuer has full access. */
