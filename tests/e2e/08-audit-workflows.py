@@ -324,6 +324,14 @@ def test_intermediate_rollover_rotation_job():
     e.check(rc == 1, "its jobs topics are allowed (SUBACK 1)", rc)
     c.close()
     closed_everywhere(ROLL)
+    log = S.read("run", "certfleetd.log")
+    e.check(re.search(r'client connected.*client_id="?%s"? .*principal="?%s"? .*access="?rotation-only'
+                      % (ROLL, old[ROLL]), log),
+            "certfleetd recorded the connection as rotation-only (the event's \"restricted\")",
+            log[-1500:])
+    m = S.metrics()
+    e.check(not m.get('certfleet_mqtt_messages_dropped_total{reason="malformed"}'),
+            "no connection event was dropped as malformed", m)
     start_agent(ROLL)
 
     def new_jobs():
