@@ -715,10 +715,15 @@ handle_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
 		if ((r = cf_store_ca_get(st, &ca, ev->subject)) != 0 || ca.status == CF_CERT_ACTIVE)
 			goto out;
 		/* Under a retired CA they reconnect rotation-only, with fresh subscriptions. */
-		plog(MOSQ_LOG_NOTICE, "CA %s is %s (%s)%s: kicking its clients", ca.name,
-		    cf_acl_ca_retired(&ca) ? "retired" : cf_cert_status_name(ca.status),
-		    ca.status == CF_CERT_REVOKED ? cf_pki_reason_name(ca.revoke_reason) : "-",
-		    cf_acl_ca_retired(&ca) ? ", they may reconnect rotation-only" : "");
+		if (cf_acl_ca_retired(&ca))
+			plog(MOSQ_LOG_NOTICE, "CA %s is retired (%s), they may reconnect rotation-only: "
+			    "kicking its clients", ca.name, cf_pki_reason_name(ca.revoke_reason));
+		else if (ca.status == CF_CERT_REVOKED)
+			plog(MOSQ_LOG_NOTICE, "CA %s is REVOKED (%s): kicking its clients", ca.name,
+			    cf_pki_reason_name(ca.revoke_reason));
+		else
+			plog(MOSQ_LOG_NOTICE, "CA %s is %s: kicking its clients", ca.name,
+			    cf_cert_status_name(ca.status));
 		if ((r = kick_issued_by(pl, st, ca.id)) != 0)
 			goto out;
 		/* A root's intermediates (the CA table is small). */

@@ -243,6 +243,27 @@ test_authn__retired_ca_does_not_excuse_the_certificate(void **state)
 	assert_int_equal(flags, 0);
 }
 
+/* A root is never retired: superseded or not, a revoked root refuses (the trust anchor is gone). */
+static void
+test_authn__revoked_root_refuses_even_superseded(void **state)
+{
+	cf_ca_rec issuing;
+	char reason[512];
+
+	(void)state;
+	memset(&issuing, 0, sizeof(issuing));
+	assert_int_equal(cf_store_ca_get(cf_ca_store(ca), &issuing, cert.ca_id), 0);
+	assert_int_equal(cf_ca_revoke_ca(ca, "issuing-1", 4, ROOT_PASS), 0);
+	/* cf_ca_revoke_ca refuses roots; the store is the only way to get here. */
+	assert_int_equal(cf_store_ca_set_status(cf_ca_store(ca), issuing.parent_id, CF_CERT_REVOKED, 4),
+	    0);
+	assert_int_equal(authn(cert.id, "sensor-1", cf_time_now(), reason), CF_EREJECTED);
+	assert_non_null(strstr(reason, "parent CA "));
+	assert_non_null(strstr(reason, " is REVOKED (superseded)"));
+	assert_int_equal(flags, 0);
+	cf_ca_rec_clear(&issuing);
+}
+
 /* Only a revoked intermediate retires: not a root, not an ACTIVE or INACTIVE CA. */
 static void
 test_authn__what_counts_as_retired(void **state)
@@ -348,6 +369,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_authn__other_reasons_are_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_authn__deactivated_issuing_ca_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_authn__retired_ca_does_not_excuse_the_certificate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_authn__revoked_root_refuses_even_superseded, setup, teardown),
 		cmocka_unit_test(test_authn__what_counts_as_retired),
 		cmocka_unit_test_setup_teardown(test_authn__new_issuer_certificate_is_full_access, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_authn__client_id_must_be_the_thing, setup, teardown),
