@@ -306,12 +306,13 @@ out:
 
 /*
  * Steps 3-7 of docs/broker.md, decided by the library. 0 to accept as a
- * device, with *out its principal flags (CF_ACL_ROTATION_ONLY under a
- * retired CA, reason saying why).
+ * device, or as a claim (docs/provisioning.md): out's kind says which, its
+ * flags whether a device is rotation-only (under a retired CA, reason
+ * saying why).
  */
 static int
-check_device(unsigned *out, struct plugin *pl, char *reason, size_t reason_len, const char *id,
-    const char *client_id)
+check_device(cf_principal *out, struct plugin *pl, char *reason, size_t reason_len,
+    const char *id, const char *client_id)
 {
 	cf_store *st;
 	int r;
@@ -320,7 +321,7 @@ check_device(unsigned *out, struct plugin *pl, char *reason, size_t reason_len, 
 		snprintf(reason, reason_len, "registry unavailable");
 		return CF_EREJECTED;
 	}
-	r = cf_acl_authenticate_device(out, st, id, client_id, cf_time_now(), reason, reason_len);
+	r = cf_acl_authenticate(out, st, id, client_id, cf_time_now(), reason, reason_len);
 	if (r != 0 && r != CF_EREJECTED)
 		store_failed(pl, r);
 	return r;
@@ -368,7 +369,7 @@ on_basic_auth(int event, void *event_data, void *userdata)
 	}
 	if (strcmp(p.id, pl->service_id) == 0)
 		p.kind = CF_KIND_SERVICE;
-	else if (check_device(&p.flags, pl, reason, sizeof(reason), p.id, client_id) != 0)
+	else if (check_device(&p, pl, reason, sizeof(reason), p.id, client_id) != 0)
 		goto refused;
 	if (cf_acl_principal_format(uname, sizeof(uname), &p) != 0 ||
 	    mosquitto_set_username(ev->client, uname) != MOSQ_ERR_SUCCESS) {
@@ -601,6 +602,42 @@ kick_device(struct plugin *pl, const char *id)
 	kick(pl, CF_KIND_DEVICE, CF_ACL_ROTATION_ONLY, id);
 }
 
+/*
+ * A disabled claim: every live connection holding it, by client id. A
+ * leaked claim is typically connected from several clients at once, and
+ * kicking by username was seen to leave all but one connected (2.0.11), so
+ * the live table names them; ids are copied first because each kick runs
+ * on_disconnect, which changes the table.
+ */
+static void
+kick_claim(struct plugin *pl, const char *id)
+{
+	char want[CF_ACL_USERNAME_MAX], **ids = NULL;
+	cf_principal p = { .kind = CF_KIND_CLAIM, .flags = 0 };
+	const char *u, *cid;
+	size_t i, n = 0;
+
+	kick(pl, CF_KIND_CLAIM, 0, id);
+	snprintf(p.id, sizeof(p.id), "%s", id);
+	if (cf_acl_principal_format(want, sizeof(want), &p) != 0 || pl->live_n == 0 ||
+	    (ids = calloc(pl->live_n, sizeof(*ids))) == NULL)
+		return;
+	for (i = 0; i < pl->live_cap; i++) {
+		if (pl->live[i].client == NULL)
+			continue;
+		u = mosquitto_client_username(pl->live[i].client);
+		cid = mosquitto_client_id(pl->live[i].client);
+		if (n < pl->live_n && u != NULL && cid != NULL && strcmp(u, want) == 0 &&
+		    (ids[n] = strdup(cid)) != NULL)
+			n++;
+	}
+	for (i = 0; i < n; i++) {
+		(void)mosquitto_kick_client_by_clientid(ids[i], false);
+		free(ids[i]);
+	}
+	free(ids);
+}
+
 static void
 kick_cert(struct plugin *pl, const char *id)
 {
@@ -700,6 +737,7 @@ handle_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
 	cf_cert_rec c = { 0 };
 	cf_ca_rec ca = { 0 };
 	cf_ca_rec *all = NULL;
+	cf_claim_rec cl;
 	size_t n = 0, i;
 	int r = 0;
 
@@ -711,6 +749,13 @@ handle_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
 			    cf_cert_status_name(c.status));
 			kick_cert(pl, c.id);
 		}
+	} else if (strcmp(ev->type, "claim.status") == 0) {
+		/* A disabled claim (misuse, or an operator) is cut off at once. */
+		if ((r = cf_store_claim_get(st, &cl, ev->subject)) != 0 || cl.status == CF_CLAIM_ENABLED)
+			goto out;
+		plog(MOSQ_LOG_NOTICE, "claim certificate %s is %s: kicking its clients", cl.cert_id,
+		    cf_claim_status_name(cl.status));
+		kick_claim(pl, cl.cert_id);
 	} else if (strcmp(ev->type, "ca.status") == 0) {
 		if ((r = cf_store_ca_get(st, &ca, ev->subject)) != 0 || ca.status == CF_CERT_ACTIVE)
 			goto out;

@@ -209,11 +209,15 @@ device_allows(const char *client_id, const char *prefix, const char *t, size_t n
 
 /*
  * A claim: publish <prefix>provisioning/<template>/provision; subscribe to
- * and receive its /accepted and /rejected replies. <template> is one
- * non-empty level without wildcards; nothing else, no wildcards anywhere.
+ * and receive only its own replies,
+ * <prefix>provisioning/<template>/provision/<client id>/accepted|rejected,
+ * so that one device of a batch never reads another's certificate or
+ * rejection. <template> is one non-empty level without wildcards; no
+ * wildcards anywhere.
  */
 static int
-claim_allows(const char *prefix, const char *t, size_t n, cf_acl_access access)
+claim_allows(const char *client_id, const char *prefix, const char *t, size_t n,
+    cf_acl_access access)
 {
 	size_t tl;
 
@@ -226,7 +230,9 @@ claim_allows(const char *prefix, const char *t, size_t n, cf_acl_access access)
 	n -= tl + 1;
 	if (access == CF_ACL_PUBLISH)
 		return equals(t, n, "provision");
-	return equals(t, n, "provision/accepted") || equals(t, n, "provision/rejected");
+	if (!eat(&t, &n, "provision/") || !eat(&t, &n, client_id) || !eat(&t, &n, "/"))
+		return 0;
+	return equals(t, n, "accepted") || equals(t, n, "rejected");
 }
 
 int
@@ -283,15 +289,16 @@ cf_acl_check_flags_n(cf_acl_kind kind, unsigned flags, const char *client_id,
 			    client_id);
 		break;
 	case CF_KIND_CLAIM:
-		if (prefix == NULL) {
-			cf_error_set("no topic prefix");
+		if (client_id == NULL || client_id[0] == '\0' || strpbrk(client_id, "/+#") != NULL ||
+		    prefix == NULL) {
+			cf_error_set("client id cannot be a topic level");
 			break;
 		}
-		if (claim_allows(prefix, topic, topic_len, access))
+		if (claim_allows(client_id, prefix, topic, topic_len, access))
 			r = 0;
 		else
-			cf_error_set("a claim certificate may only use %sprovisioning/<template>/provision",
-			    prefix);
+			cf_error_set("a claim certificate may only use %sprovisioning/<template>/provision "
+			    "and its replies to client '%s'", prefix, client_id);
 		break;
 	default:
 		cf_error_set("unknown principal kind");
@@ -477,17 +484,26 @@ cf_acl_ca_retired(const cf_ca_rec *ca)
 	    cf_acl_reason_retires(ca->revoke_reason);
 }
 
-int
-cf_acl_authenticate_device(unsigned *out, cf_store *st, const char *cert_id,
-    const char *client_id, int64_t now, char *reason, size_t reason_len)
+/*
+ * The CONNECT decision: out's kind and flags (CF_ACL_ROTATION_ONLY under a
+ * retired CA). provisioning: also accept a PENDING_ACTIVATION certificate
+ * of its thing (a provisioned device's first connection) and an ACTIVE
+ * certificate attached to no thing that is an ENABLED claim
+ * (CF_KIND_CLAIM; never under a retired CA: a claim cannot rotate).
+ */
+static int
+authenticate(cf_principal *out, cf_store *st, const char *cert_id, const char *client_id,
+    int64_t now, char *reason, size_t reason_len, int provisioning)
 {
+	cf_claim_rec cl;
 	cf_cert_rec c;
 	cf_ca_rec ca;
 	char ref[CF_ID_LEN + 1], cid[CF_ACL_PRINTABLE_MAX], thing[CF_ACL_PRINTABLE_MAX];
 	char retired[CF_NAME_MAX + 64] = "";
 	int depth, r;
 
-	*out = 0;
+	out->kind = CF_KIND_DEVICE;
+	out->flags = 0;
 	if (reason_len > 0)
 		reason[0] = '\0';
 	memset(&c, 0, sizeof(c));
@@ -501,7 +517,8 @@ cf_acl_authenticate_device(unsigned *out, cf_store *st, const char *cert_id,
 		snprintf(reason, reason_len, "certificate %s is not registered", cert_id);
 		goto out;
 	}
-	if (c.status != CF_CERT_ACTIVE) {
+	if (c.status != CF_CERT_ACTIVE &&
+	    !(provisioning && c.status == CF_CERT_PENDING_ACTIVATION && c.thing[0] != '\0')) {
 		snprintf(reason, reason_len, "certificate %s is %s", cert_id,
 		    cf_cert_status_name(c.status));
 		goto out;
@@ -544,6 +561,29 @@ cf_acl_authenticate_device(unsigned *out, cf_store *st, const char *cert_id,
 		}
 		snprintf(ref, sizeof(ref), "%s", ca.parent_id);
 	}
+	if (provisioning && c.thing[0] == '\0') {
+		if ((r = cf_store_claim_get(st, &cl, c.id)) != 0) {
+			r = registry_error(r, reason, reason_len, "claim certificate", cert_id);
+			if (r == CF_EREJECTED)
+				snprintf(reason, reason_len, "certificate %s is attached to no thing and is "
+				    "not a claim", cert_id);
+			goto out;
+		}
+		r = CF_EREJECTED;
+		if (cl.status != CF_CLAIM_ENABLED) {
+			snprintf(reason, reason_len, "claim certificate %s is %s", cert_id,
+			    cf_claim_status_name(cl.status));
+			goto out;
+		}
+		if (retired[0] != '\0') {
+			snprintf(reason, reason_len, "claim certificate %s: %s, and a claim cannot rotate",
+			    cert_id, retired);
+			goto out;
+		}
+		out->kind = CF_KIND_CLAIM;
+		r = 0;
+		goto out;
+	}
 	if (c.thing[0] == '\0' || client_id == NULL || strcmp(c.thing, client_id) != 0) {
 		snprintf(reason, reason_len, "client id '%s' is not the certificate's thing '%s'",
 		    cf_acl_printable(cid, client_id), cf_acl_printable(thing, c.thing));
@@ -551,11 +591,37 @@ cf_acl_authenticate_device(unsigned *out, cf_store *st, const char *cert_id,
 	}
 	if (retired[0] != '\0') {
 		snprintf(reason, reason_len, "%s: rotation topics only", retired);
-		*out = CF_ACL_ROTATION_ONLY;
+		out->flags = CF_ACL_ROTATION_ONLY;
 	}
 	r = 0;
 out:
 	cf_ca_rec_clear(&ca);
 	cf_cert_rec_clear(&c);
+	return r;
+}
+
+int
+cf_acl_authenticate_device(unsigned *out, cf_store *st, const char *cert_id,
+    const char *client_id, int64_t now, char *reason, size_t reason_len)
+{
+	cf_principal p;
+	int r;
+
+	r = authenticate(&p, st, cert_id, client_id, now, reason, reason_len, 0);
+	*out = r == 0 ? p.flags : 0;
+	return r;
+}
+
+int
+cf_acl_authenticate(cf_principal *out, cf_store *st, const char *cert_id, const char *client_id,
+    int64_t now, char *reason, size_t reason_len)
+{
+	int r;
+
+	r = authenticate(out, st, cert_id, client_id, now, reason, reason_len, 1);
+	if (r != 0)
+		out->flags = 0;
+	else
+		memmove(out->id, cert_id, CF_ID_LEN + 1); /* matched exactly; may be out->id itself */
 	return r;
 }

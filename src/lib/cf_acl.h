@@ -11,7 +11,8 @@
  *   device   a thing's certificate: only <prefix>things/<client id>/...
  *   claim    a provisioning claim certificate: only
  *            <prefix>provisioning/<template>/provision (publish) and its
- *            /accepted and /rejected replies (subscribe, receive)
+ *            replies to its own client id, .../provision/<client id>/accepted
+ *            and /rejected (subscribe, receive)
  *   service  certfleetd: everything
  *
  * Facts about a principal that are not in its certificate travel as flags
@@ -153,6 +154,20 @@ int cf_acl_reason_retires(int reason);
  * returned.
  */
 int cf_acl_authenticate_device(unsigned *out, cf_store *st, const char *cert_id,
+    const char *client_id, int64_t now, char *reason, size_t reason_len) CF_MUST_CHECK;
+
+/*
+ * The broker's CONNECT decision (docs/broker.md): cf_acl_authenticate_device,
+ * and also (docs/provisioning.md) a PENDING_ACTIVATION certificate of the
+ * client id's thing (a provisioned device connecting for the first time:
+ * certfleetd activates it) as a device, and an ACTIVE certificate attached
+ * to no thing that is an ENABLED claim as a claim (a DISABLED one is
+ * refused: "claim certificate <id> is DISABLED"; one under a retired CA
+ * too: a claim cannot rotate). On 0, *out is the principal to connect as:
+ * its kind, its flags (CF_ACL_ROTATION_ONLY for a device under a retired
+ * CA, reason then saying why) and cert_id; on an error its flags are 0.
+ */
+int cf_acl_authenticate(cf_principal *out, cf_store *st, const char *cert_id,
     const char *client_id, int64_t now, char *reason, size_t reason_len) CF_MUST_CHECK;
 
 /* cf_acl_check_n for a NUL-terminated topic (NULL is denied). */

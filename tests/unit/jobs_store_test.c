@@ -977,7 +977,8 @@ test_jobs_store__migration_from_version_2(void **state)
 	assert_true(v >= 3);
 	cf_store_close(fx->st);
 	fx->st = NULL;
-	raw_sql(fx->db, "DROP TABLE mitigation_actions; DROP TABLE suppressions; DROP TABLE findings; DROP TABLE audits; DROP INDEX connections_ended; "
+	raw_sql(fx->db, "DROP TABLE prov_attempts; DROP TABLE prov_serials; DROP TABLE prov_claims; DROP TABLE prov_templates; "
+	    "DROP TABLE mitigation_actions; DROP TABLE suppressions; DROP TABLE findings; DROP TABLE audits; DROP INDEX connections_ended; "
 	    "DROP TABLE notifications; DROP TABLE job_targets; DROP TABLE rotations; "
 	    "DROP TABLE job_executions; DROP TABLE jobs; PRAGMA user_version = 2");
 	assert_int_equal(cf_store_open(&st, fx->db, 0), 0);
@@ -1461,7 +1462,7 @@ test_jobs_store__migration_from_version_3(void **state)
 	int64_t id = 0, head = 0, count = 0;
 	int v = cf_store_schema_version(fx->st);
 
-	assert_true(v >= 4); /* schema 5 (audits) drops its own tables below too */
+	assert_true(v >= 4); /* schemas 5 (audits) and 6 (provisioning) drop their own tables below too */
 	schema_text(fresh, sizeof(fresh), fx->db);
 	assert_non_null(strstr(fresh, "table job_targets"));
 	assert_non_null(strstr(fresh, "table notifications"));
@@ -1474,7 +1475,8 @@ test_jobs_store__migration_from_version_3(void **state)
 	fx->st = NULL;
 
 	/* what version 3 had: no targets, no outbox, no rotations_state index */
-	raw_sql(fx->db, "DROP TABLE mitigation_actions; DROP TABLE suppressions; DROP TABLE findings; DROP TABLE audits; DROP INDEX connections_ended; "
+	raw_sql(fx->db, "DROP TABLE prov_attempts; DROP TABLE prov_serials; DROP TABLE prov_claims; DROP TABLE prov_templates; "
+	    "DROP TABLE mitigation_actions; DROP TABLE suppressions; DROP TABLE findings; DROP TABLE audits; DROP INDEX connections_ended; "
 	    "DROP TABLE notifications; DROP TABLE job_targets; "
 	    "DROP INDEX rotations_state; PRAGMA user_version = 3");
 	schema_text(migrated, sizeof(migrated), fx->db);
