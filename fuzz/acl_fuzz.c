@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *copy, *client, *topic, prefix[300], jobs[320], certs[320];
+	char *copy, *client, *topic, prefix[300], jobs[320], certs[320], uname[CF_ACL_USERNAME_MAX];
 	const char *nul;
 	size_t topic_len;
 	cf_principal p;
@@ -29,13 +29,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 2)
 		return 0;
-	kind = (cf_acl_kind)((data[0] & 0x7f) % CF_KIND__COUNT);
-	flags = (data[0] & 0x80) ? CF_ACL_QUARANTINED : 0;
+	kind = (cf_acl_kind)((data[0] & 0x3f) % CF_KIND__COUNT);
+	flags = ((data[0] & 0x80) ? CF_ACL_QUARANTINED : 0) | ((data[0] & 0x40) ? CF_ACL_ROTATION_ONLY : 0);
 	if ((copy = malloc(size)) == NULL)
 		return 0;
 	memcpy(copy, data + 1, size - 1);
 	copy[size - 1] = '\0';
-	if (cf_acl_principal_parse(&p, copy) == 0 && p.kind >= CF_KIND__COUNT)
+	/* A username that parses formats back to itself (the plugin kicks by the formatted one). */
+	if (cf_acl_principal_parse(&p, copy) == 0 && (p.kind >= CF_KIND__COUNT ||
+	    cf_acl_principal_format(uname, sizeof(uname), &p) != 0 || strcmp(uname, copy) != 0))
 		abort();
 	client = copy;
 	nul = memchr(data + 1, '\0', size - 1);
@@ -57,7 +59,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (flags == 0)
 			continue;
-		/* Quarantined: only below its jobs/ or certificate/ level. */
+		/* Quarantined or rotation-only: only below its jobs/ or certificate/ level. */
 		snprintf(jobs, sizeof(jobs), "%sjobs/", prefix);
 		snprintf(certs, sizeof(certs), "%scertificate/", prefix);
 		if (!(topic_len >= strlen(jobs) && memcmp(topic, jobs, strlen(jobs)) == 0) &&

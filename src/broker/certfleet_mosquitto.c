@@ -5,14 +5,17 @@
  * identity (cf_stamp), reports connections on $cf/broker/connection and
  * kicks clients whose certificate or CA stops being ACTIVE, or whose thing
  * enters or leaves the quarantine group (docs/broker.md; broker facts in
- * MOSQUITTO-NOTES.md).
+ * MOSQUITTO-NOTES.md). A device under a retired CA (revoked as superseded
+ * and the like: cf_acl_ca_retired) is accepted rotation-only.
  *
  * An adapter: the rules live in the library. It owns one read-only registry
  * handle (reopened lazily after an error), the stamp key, a few counters
  * and the set of quarantined things (cf_acl_names: loaded at start, kept
  * current from the event tail, so an ACL check never queries the store).
- * It keeps no per-client table: a client's kind and certificate id travel
- * in its username, "<kind>:<certificate id>". Callbacks never
+ * It keeps no per-client table of rules: a client's kind, certificate id and
+ * CONNECT-time flags travel in its username, "<kind>:<certificate id>"
+ * (":rotation-only" appended under a retired CA), which Mosquitto keeps with
+ * the session, offline too. Callbacks never
  * block: the registry is opened read-only with a 100 ms lock limit and
  * queried by primary key or index only.
  */
@@ -269,9 +272,10 @@ conn_ref(char out[CF_CONN_REF_MAX + 1], const struct plugin *pl, uint64_t n)
 
 /* ---- connection events -------------------------------------------------- */
 
+/* restricted: the connection's access is rotation-only (on "connected" only; "restricted": true). */
 static void
 publish_connection(const char *event, struct mosquitto *client, const char *ref,
-    const char *principal, const char *kind, const char *reason)
+    const char *principal, const char *kind, const char *reason, int restricted)
 {
 	json_t *o = json_object();
 	char *text = NULL;
@@ -284,6 +288,7 @@ publish_connection(const char *event, struct mosquitto *client, const char *ref,
 	    json_set_str(o, "peer", mosquitto_client_address(client)) != 0 ||
 	    json_object_set_new(o, "time", json_integer(cf_time_now())) != 0 ||
 	    json_set_str(o, "reason", reason) != 0 ||
+	    (restricted && json_object_set_new(o, "restricted", json_true()) != 0) ||
 	    (text = json_dumps(o, JSON_COMPACT)) == NULL) {
 		plog(MOSQ_LOG_WARNING, "cannot build a %s event", event);
 		goto out;
@@ -301,10 +306,12 @@ out:
 
 /*
  * Steps 3-7 of docs/broker.md, decided by the library. 0 to accept as a
- * device, or as a claim (docs/provisioning.md): *kind says which.
+ * device, or as a claim (docs/provisioning.md): out's kind says which, its
+ * flags whether a device is rotation-only (under a retired CA, reason
+ * saying why).
  */
 static int
-check_device(struct plugin *pl, cf_acl_kind *kind, char *reason, size_t reason_len,
+check_device(cf_principal *out, struct plugin *pl, char *reason, size_t reason_len,
     const char *id, const char *client_id)
 {
 	cf_store *st;
@@ -314,7 +321,7 @@ check_device(struct plugin *pl, cf_acl_kind *kind, char *reason, size_t reason_l
 		snprintf(reason, reason_len, "registry unavailable");
 		return CF_EREJECTED;
 	}
-	r = cf_acl_authenticate(st, kind, id, client_id, cf_time_now(), reason, reason_len);
+	r = cf_acl_authenticate(out, st, id, client_id, cf_time_now(), reason, reason_len);
 	if (r != 0 && r != CF_EREJECTED)
 		store_failed(pl, r);
 	return r;
@@ -339,7 +346,7 @@ refuse(struct plugin *pl, struct mosquitto *client, const char *id, const char *
 		pl->refused_in_window = 0;
 	}
 	if (pl->refused_in_window++ < REFUSED_EVENTS_PER_S)
-		publish_connection("refused", client, NULL, id, "unknown", reason);
+		publish_connection("refused", client, NULL, id, "unknown", reason, 0);
 }
 
 static int
@@ -350,7 +357,7 @@ on_basic_auth(int event, void *event_data, void *userdata)
 	const char *client_id = mosquitto_client_id(ev->client);
 	char reason[512] = "", uname[CF_ACL_USERNAME_MAX], cid[CF_ACL_PRINTABLE_MAX];
 	char ref[CF_CONN_REF_MAX + 1];
-	cf_principal p = { .kind = CF_KIND_DEVICE, .id = "" };
+	cf_principal p = { .kind = CF_KIND_DEVICE, .flags = 0, .id = "" };
 	uint64_t n;
 	int r;
 
@@ -362,21 +369,23 @@ on_basic_auth(int event, void *event_data, void *userdata)
 	}
 	if (strcmp(p.id, pl->service_id) == 0)
 		p.kind = CF_KIND_SERVICE;
-	else if (check_device(pl, &p.kind, reason, sizeof(reason), p.id, client_id) != 0)
+	else if (check_device(&p, pl, reason, sizeof(reason), p.id, client_id) != 0)
 		goto refused;
 	if (cf_acl_principal_format(uname, sizeof(uname), &p) != 0 ||
 	    mosquitto_set_username(ev->client, uname) != MOSQ_ERR_SUCCESS) {
 		snprintf(reason, sizeof(reason), "cannot set the username");
 		goto refused;
 	}
-	plog(MOSQ_LOG_INFO, "accepted %s from %s as %s", cf_acl_printable(cid, client_id),
-	    mosquitto_client_address(ev->client), uname);
+	plog(p.flags ? MOSQ_LOG_NOTICE : MOSQ_LOG_INFO, "accepted %s from %s as %s%s%s",
+	    cf_acl_printable(cid, client_id), mosquitto_client_address(ev->client), uname,
+	    p.flags ? ": " : "", p.flags ? reason : "");
 	if (live_put(pl, ev->client, &n) != 0) {
 		snprintf(reason, sizeof(reason), "out of memory");
 		goto refused;
 	}
 	conn_ref(ref, pl, n);
-	publish_connection("connected", ev->client, ref, p.id, cf_acl_kind_name(p.kind), "");
+	publish_connection("connected", ev->client, ref, p.id, cf_acl_kind_name(p.kind),
+	    p.flags ? reason : "", p.flags != 0);
 	return MOSQ_ERR_SUCCESS;
 refused:
 	refuse(pl, ev->client, p.id, reason);
@@ -385,13 +394,17 @@ refused:
 
 /* ---- quarantine ---------------------------------------------------------- */
 
-/* The cf_acl principal flags of an authenticated client (a device's thing is its client id). */
+/*
+ * The cf_acl principal flags of an authenticated client: those its username
+ * carries (decided at CONNECT), and quarantine (a device's thing is its
+ * client id).
+ */
 static unsigned
 principal_flags(const struct plugin *pl, const cf_principal *p, const char *client_id)
 {
 	if (p->kind == CF_KIND_DEVICE && cf_acl_names_has(pl->quarantined, client_id))
-		return CF_ACL_QUARANTINED;
-	return 0;
+		return p->flags | CF_ACL_QUARANTINED;
+	return p->flags;
 }
 
 /* The quarantine group's members as a set; a group that does not exist yet has none. */
@@ -567,9 +580,9 @@ out:
 /* ---- kicking ------------------------------------------------------------- */
 
 static void
-kick(struct plugin *pl, cf_acl_kind kind, const char *id)
+kick(struct plugin *pl, cf_acl_kind kind, unsigned flags, const char *id)
 {
-	cf_principal p = { .kind = kind };
+	cf_principal p = { .kind = kind, .flags = flags };
 	struct kick *k = &pl->kicks[pl->kick_next];
 
 	snprintf(p.id, sizeof(p.id), "%s", id);
@@ -579,6 +592,14 @@ kick(struct plugin *pl, cf_acl_kind kind, const char *id)
 	pl->kick_next = (pl->kick_next + 1) % KICK_SLOTS;
 	/* No will: a revoked client's last words are not delivered. */
 	mosquitto_kick_client_by_username(k->username, false);
+}
+
+/* A device is connected under one of two usernames: full access or rotation-only. */
+static void
+kick_device(struct plugin *pl, const char *id)
+{
+	kick(pl, CF_KIND_DEVICE, 0, id);
+	kick(pl, CF_KIND_DEVICE, CF_ACL_ROTATION_ONLY, id);
 }
 
 /*
@@ -592,11 +613,11 @@ static void
 kick_claim(struct plugin *pl, const char *id)
 {
 	char want[CF_ACL_USERNAME_MAX], **ids = NULL;
-	cf_principal p = { .kind = CF_KIND_CLAIM };
+	cf_principal p = { .kind = CF_KIND_CLAIM, .flags = 0 };
 	const char *u, *cid;
 	size_t i, n = 0;
 
-	kick(pl, CF_KIND_CLAIM, id);
+	kick(pl, CF_KIND_CLAIM, 0, id);
 	snprintf(p.id, sizeof(p.id), "%s", id);
 	if (cf_acl_principal_format(want, sizeof(want), &p) != 0 || pl->live_n == 0 ||
 	    (ids = calloc(pl->live_n, sizeof(*ids))) == NULL)
@@ -620,8 +641,8 @@ kick_claim(struct plugin *pl, const char *id)
 static void
 kick_cert(struct plugin *pl, const char *id)
 {
-	kick(pl, CF_KIND_DEVICE, id);
-	kick(pl, CF_KIND_CLAIM, id);
+	kick_device(pl, id);
+	kick(pl, CF_KIND_CLAIM, 0, id);
 }
 
 /* Kicks every ACTIVE certificate issued by ca_id (indexed by (ca_id, status)). */
@@ -656,7 +677,7 @@ kick_thing(struct plugin *pl, cf_store *st, const char *thing)
 	if ((r = cf_store_cert_list(st, &certs, &n, &f)) != 0)
 		goto out;
 	for (i = 0; i < n; i++)
-		kick(pl, CF_KIND_DEVICE, certs[i].id);
+		kick_device(pl, certs[i].id);
 out:
 	cf_cert_recs_free(certs, n);
 	return r;
@@ -738,6 +759,16 @@ handle_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
 	} else if (strcmp(ev->type, "ca.status") == 0) {
 		if ((r = cf_store_ca_get(st, &ca, ev->subject)) != 0 || ca.status == CF_CERT_ACTIVE)
 			goto out;
+		/* Under a retired CA they reconnect rotation-only, with fresh subscriptions. */
+		if (cf_acl_ca_retired(&ca))
+			plog(MOSQ_LOG_NOTICE, "CA %s is retired (%s), they may reconnect rotation-only: "
+			    "kicking its clients", ca.name, cf_pki_reason_name(ca.revoke_reason));
+		else if (ca.status == CF_CERT_REVOKED)
+			plog(MOSQ_LOG_NOTICE, "CA %s is REVOKED (%s): kicking its clients", ca.name,
+			    cf_pki_reason_name(ca.revoke_reason));
+		else
+			plog(MOSQ_LOG_NOTICE, "CA %s is %s: kicking its clients", ca.name,
+			    cf_cert_status_name(ca.status));
 		if ((r = kick_issued_by(pl, st, ca.id)) != 0)
 			goto out;
 		/* A root's intermediates (the CA table is small). */
@@ -848,7 +879,7 @@ on_disconnect(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;
 	conn_ref(ref, pl, n);
 	publish_connection("disconnected", ev->client, ref, p.id, cf_acl_kind_name(p.kind),
-	    disconnect_reason(pl, username, ev->reason));
+	    disconnect_reason(pl, username, ev->reason), 0);
 	return MOSQ_ERR_SUCCESS;
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cf_acl.h"
 #include "cli.h"
 
 enum {
@@ -318,6 +319,13 @@ cli_ca_revoke(cli *c, int argc, char **argv)
 	}
 	printf("Revoked CA %s (%s); the root's CRL is in crl/root.crl.pem\n", argv[optind],
 	    cf_pki_reason_name(reason));
+	/* docs/broker.md "Retired CAs": what the broker now does with its devices. */
+	if (cf_acl_reason_retires(reason))
+		printf("Retired: its devices may still connect, rotation-only, until a rotation moves "
+		    "them onto the issuer\n");
+	else
+		printf("Its devices' certificates are refused by the broker (use --reason superseded "
+		    "for a planned roll-over)\n");
 out:
 	cf_secret_free(pass, 0);
 	cf_ca_close(ca);

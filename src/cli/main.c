@@ -31,7 +31,11 @@ static const cli_verb verbs[] = {
 	{ "ca", "set-issuer", cli_ca_set_issuer, "CA",
 	  "Makes an ACTIVE intermediate the CA that issues device certificates." },
 	{ "ca", "revoke", cli_ca_revoke, "CA [--reason R] [--passphrase-file F]",
-	  "The root revokes an intermediate (needs the root passphrase) and rewrites its CRL." },
+	  "The root revokes an intermediate (needs the root passphrase) and rewrites its CRL.\n"
+	  "R is an RFC 5280 reason, default unspecified. superseded, cessationOfOperation or\n"
+	  "affiliationChanged retire the CA: its devices may still connect, rotation-only, so a\n"
+	  "rotation moves them onto the issuer (a planned roll-over). Any other reason\n"
+	  "(unspecified, keyCompromise, cACompromise ...) has the broker refuse them." },
 	{ "ca", "crl", cli_ca_crl, "[CA] [--out FILE] [--passphrase-file F]",
 	  "Regenerates a CA's CRL (default: the issuing CA) into crl/NAME.crl.pem and --out." },
 	{ "thing", "create", cli_thing_create,

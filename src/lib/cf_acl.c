@@ -26,6 +26,21 @@ static const char *const quarantine_subtrees[] = {
 	"certificate/",
 };
 
+/*
+ * RFC 5280 CRLReason codes that retire a CA rather than condemn it: the key
+ * is not compromised, the CA is only being replaced or shut down, so its
+ * certificates may still authenticate a rotation onto the current issuer.
+ * Everything else (unspecified, keyCompromise, cACompromise, ...) refuses.
+ */
+static const int retiring_reasons[] = {
+	3, /* affiliationChanged */
+	4, /* superseded */
+	5, /* cessationOfOperation */
+};
+
+/* The username suffix of CF_ACL_ROTATION_ONLY. */
+#define ROTATION_ONLY_SUFFIX ":rotation-only"
+
 static const char *const kind_names[CF_KIND__COUNT] = {
 	[CF_KIND_DEVICE] = "device",
 	[CF_KIND_CLAIM] = "claim",
@@ -57,6 +72,7 @@ cf_acl_principal_parse(cf_principal *out, const char *username)
 {
 	const char *colon;
 	size_t klen;
+	unsigned flags = 0;
 	int k, r = CF_EINVAL;
 
 	if (username == NULL) {
@@ -76,11 +92,19 @@ cf_acl_principal_parse(cf_principal *out, const char *username)
 		cf_error_set("username has an unknown principal kind");
 		goto out;
 	}
-	if (strlen(colon + 1) != CF_ID_LEN || !is_lower_hex(colon + 1, CF_ID_LEN)) {
+	if (k == CF_KIND_DEVICE && strlen(colon + 1) == CF_ID_LEN + strlen(ROTATION_ONLY_SUFFIX) &&
+	    strcmp(colon + 1 + CF_ID_LEN, ROTATION_ONLY_SUFFIX) == 0)
+		flags = CF_ACL_ROTATION_ONLY;
+	else if (strlen(colon + 1) != CF_ID_LEN) {
+		cf_error_set("username does not end in a %d-character certificate id", CF_ID_LEN);
+		goto out;
+	}
+	if (!is_lower_hex(colon + 1, CF_ID_LEN)) {
 		cf_error_set("username does not end in a %d-character certificate id", CF_ID_LEN);
 		goto out;
 	}
 	out->kind = (cf_acl_kind)k;
+	out->flags = flags;
 	memcpy(out->id, colon + 1, CF_ID_LEN);
 	out->id[CF_ID_LEN] = '\0';
 	r = 0;
@@ -94,11 +118,13 @@ cf_acl_principal_format(char *out, size_t out_len, const cf_principal *p)
 	int r = CF_EINVAL;
 
 	if ((unsigned)p->kind >= CF_KIND__COUNT || strnlen(p->id, CF_ID_LEN + 1) != CF_ID_LEN ||
-	    !is_lower_hex(p->id, CF_ID_LEN)) {
+	    !is_lower_hex(p->id, CF_ID_LEN) ||
+	    (p->flags != 0 && !(p->kind == CF_KIND_DEVICE && p->flags == CF_ACL_ROTATION_ONLY))) {
 		cf_error_set("not a valid principal");
 		goto out;
 	}
-	r = cf_strfmt(out, out_len, "%s:%s", kind_names[p->kind], p->id);
+	r = cf_strfmt(out, out_len, "%s:%s%s", kind_names[p->kind], p->id,
+	    p->flags == CF_ACL_ROTATION_ONLY ? ROTATION_ONLY_SUFFIX : "");
 out:
 	return r;
 }
@@ -157,8 +183,8 @@ level_len(const char *s, size_t n)
 
 /*
  * A device: <prefix>things/<client id>/ followed by anything (wildcards
- * included); quarantined, only followed by one of quarantine_subtrees and
- * then anything.
+ * included); quarantined or rotation-only, only followed by one of
+ * quarantine_subtrees and then anything.
  */
 static int
 device_allows(const char *client_id, const char *prefix, const char *t, size_t n,
@@ -170,7 +196,7 @@ device_allows(const char *client_id, const char *prefix, const char *t, size_t n
 		return 0;
 	if (n < idlen + 1 || memcmp(t, client_id, idlen) != 0 || t[idlen] != '/')
 		return 0;
-	if (!(flags & CF_ACL_QUARANTINED))
+	if (!(flags & (CF_ACL_QUARANTINED | CF_ACL_ROTATION_ONLY)))
 		return 1;
 	t += idlen + 1;
 	n -= idlen + 1;
@@ -238,7 +264,7 @@ cf_acl_check_flags_n(cf_acl_kind kind, unsigned flags, const char *client_id,
 		cf_error_set("unknown access");
 		goto out;
 	}
-	if ((flags & ~CF_ACL_QUARANTINED) != 0) {
+	if ((flags & ~CF_ACL_FLAGS_ALL) != 0) {
 		cf_error_set("unknown principal flags 0x%x", flags);
 		goto out;
 	}
@@ -254,9 +280,10 @@ cf_acl_check_flags_n(cf_acl_kind kind, unsigned flags, const char *client_id,
 		}
 		if (device_allows(client_id, prefix, topic, topic_len, flags))
 			r = 0;
-		else if (flags & CF_ACL_QUARANTINED)
-			cf_error_set("quarantined device '%s' may only use %sthings/%s/jobs/... and "
-			    ".../certificate/...", client_id, prefix, client_id);
+		else if (flags & (CF_ACL_QUARANTINED | CF_ACL_ROTATION_ONLY))
+			cf_error_set("%s device '%s' may only use %sthings/%s/jobs/... and "
+			    ".../certificate/...", (flags & CF_ACL_QUARANTINED) ? "quarantined" :
+			    "rotation-only", client_id, prefix, client_id);
 		else
 			cf_error_set("device '%s' may only use %sthings/%s/...", client_id, prefix,
 			    client_id);
@@ -438,23 +465,47 @@ registry_error(int r, char *reason, size_t reason_len, const char *what, const c
 	return r;
 }
 
+int
+cf_acl_reason_retires(int reason)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(retiring_reasons) / sizeof(retiring_reasons[0]); i++) {
+		if (reason == retiring_reasons[i])
+			return 1;
+	}
+	return 0;
+}
+
+int
+cf_acl_ca_retired(const cf_ca_rec *ca)
+{
+	return ca->role == CF_CA_INTERMEDIATE && ca->status == CF_CERT_REVOKED &&
+	    cf_acl_reason_retires(ca->revoke_reason);
+}
+
 /*
- * The CONNECT decision. provisioning: also accept a PENDING_ACTIVATION
- * certificate of its thing (a provisioned device's first connection) and
- * an ACTIVE certificate attached to no thing that is an ENABLED claim
- * (*kind = CF_KIND_CLAIM).
+ * The CONNECT decision: out's kind and flags (CF_ACL_ROTATION_ONLY under a
+ * retired CA). provisioning: also accept a PENDING_ACTIVATION certificate
+ * of its thing (a provisioned device's first connection) and an ACTIVE
+ * certificate attached to no thing that is an ENABLED claim
+ * (CF_KIND_CLAIM; never under a retired CA: a claim cannot rotate).
  */
 static int
-authenticate(cf_store *st, cf_acl_kind *kind, const char *cert_id, const char *client_id,
+authenticate(cf_principal *out, cf_store *st, const char *cert_id, const char *client_id,
     int64_t now, char *reason, size_t reason_len, int provisioning)
 {
 	cf_claim_rec cl;
 	cf_cert_rec c;
 	cf_ca_rec ca;
 	char ref[CF_ID_LEN + 1], cid[CF_ACL_PRINTABLE_MAX], thing[CF_ACL_PRINTABLE_MAX];
+	char retired[CF_NAME_MAX + 64] = "";
 	int depth, r;
 
-	*kind = CF_KIND_DEVICE;
+	out->kind = CF_KIND_DEVICE;
+	out->flags = 0;
+	if (reason_len > 0)
+		reason[0] = '\0';
 	memset(&c, 0, sizeof(c));
 	memset(&ca, 0, sizeof(ca));
 	if ((r = cf_store_cert_get(st, &c, cert_id)) != 0) {
@@ -466,7 +517,6 @@ authenticate(cf_store *st, cf_acl_kind *kind, const char *cert_id, const char *c
 		snprintf(reason, reason_len, "certificate %s is not registered", cert_id);
 		goto out;
 	}
-	*kind = CF_KIND_DEVICE;
 	if (c.status != CF_CERT_ACTIVE &&
 	    !(provisioning && c.status == CF_CERT_PENDING_ACTIVATION && c.thing[0] != '\0')) {
 		snprintf(reason, reason_len, "certificate %s is %s", cert_id,
@@ -478,7 +528,10 @@ authenticate(cf_store *st, cf_acl_kind *kind, const char *cert_id, const char *c
 		    now > c.not_after ? "expired" : "is not valid yet");
 		goto out;
 	}
-	/* The issuing CA and every CA above it must be ACTIVE in the registry. */
+	/*
+	 * The issuing CA and every CA above it must be ACTIVE in the registry,
+	 * or retired: then the device may connect to rotate, and no more.
+	 */
 	snprintf(ref, sizeof(ref), "%s", c.ca_id);
 	for (depth = 0; ref[0] != '\0'; depth++) {
 		if (depth == CA_DEPTH_MAX) {
@@ -491,7 +544,17 @@ authenticate(cf_store *st, cf_acl_kind *kind, const char *cert_id, const char *c
 			goto out;
 		}
 		r = CF_EREJECTED;
-		if (ca.status != CF_CERT_ACTIVE) {
+		if (cf_acl_ca_retired(&ca)) {
+			if (retired[0] == '\0')
+				snprintf(retired, sizeof(retired), "%s CA %s is retired (REVOKED, %s)",
+				    depth == 0 ? "issuing" : "parent", ca.name,
+				    cf_pki_reason_name(ca.revoke_reason));
+		} else if (ca.status == CF_CERT_REVOKED) {
+			snprintf(reason, reason_len, "%s CA %s is REVOKED (%s)",
+			    depth == 0 ? "issuing" : "parent", ca.name,
+			    cf_pki_reason_name(ca.revoke_reason));
+			goto out;
+		} else if (ca.status != CF_CERT_ACTIVE) {
 			snprintf(reason, reason_len, "%s CA %s is %s", depth == 0 ? "issuing" : "parent",
 			    ca.name, cf_cert_status_name(ca.status));
 			goto out;
@@ -512,7 +575,12 @@ authenticate(cf_store *st, cf_acl_kind *kind, const char *cert_id, const char *c
 			    cf_claim_status_name(cl.status));
 			goto out;
 		}
-		*kind = CF_KIND_CLAIM;
+		if (retired[0] != '\0') {
+			snprintf(reason, reason_len, "claim certificate %s: %s, and a claim cannot rotate",
+			    cert_id, retired);
+			goto out;
+		}
+		out->kind = CF_KIND_CLAIM;
 		r = 0;
 		goto out;
 	}
@@ -520,6 +588,10 @@ authenticate(cf_store *st, cf_acl_kind *kind, const char *cert_id, const char *c
 		snprintf(reason, reason_len, "client id '%s' is not the certificate's thing '%s'",
 		    cf_acl_printable(cid, client_id), cf_acl_printable(thing, c.thing));
 		goto out;
+	}
+	if (retired[0] != '\0') {
+		snprintf(reason, reason_len, "%s: rotation topics only", retired);
+		out->flags = CF_ACL_ROTATION_ONLY;
 	}
 	r = 0;
 out:
@@ -529,17 +601,27 @@ out:
 }
 
 int
-cf_acl_authenticate_device(cf_store *st, const char *cert_id, const char *client_id, int64_t now,
-    char *reason, size_t reason_len)
+cf_acl_authenticate_device(unsigned *out, cf_store *st, const char *cert_id,
+    const char *client_id, int64_t now, char *reason, size_t reason_len)
 {
-	cf_acl_kind kind;
+	cf_principal p;
+	int r;
 
-	return authenticate(st, &kind, cert_id, client_id, now, reason, reason_len, 0);
+	r = authenticate(&p, st, cert_id, client_id, now, reason, reason_len, 0);
+	*out = r == 0 ? p.flags : 0;
+	return r;
 }
 
 int
-cf_acl_authenticate(cf_store *st, cf_acl_kind *out, const char *cert_id, const char *client_id,
+cf_acl_authenticate(cf_principal *out, cf_store *st, const char *cert_id, const char *client_id,
     int64_t now, char *reason, size_t reason_len)
 {
-	return authenticate(st, out, cert_id, client_id, now, reason, reason_len, 1);
+	int r;
+
+	r = authenticate(out, st, cert_id, client_id, now, reason, reason_len, 1);
+	if (r != 0)
+		out->flags = 0;
+	else
+		memmove(out->id, cert_id, CF_ID_LEN + 1); /* matched exactly; may be out->id itself */
+	return r;
 }

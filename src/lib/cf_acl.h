@@ -3,9 +3,10 @@
  * functions (the Mosquitto plugin is only the adapter; docs/broker.md).
  *
  * After authentication the plugin sets the client's username to
- * "<kind>:<certificate id>" (cf_acl_principal_format); every later decision
+ * "<kind>:<certificate id>" (cf_acl_principal_format), with ":rotation-only"
+ * after it for a device accepted under a retired CA; every later decision
  * (ACL, stamping, kicking) parses it back (cf_acl_principal_parse), so the
- * plugin keeps no per-client table. Kinds:
+ * plugin keeps no per-client table of rules. Kinds:
  *
  *   device   a thing's certificate: only <prefix>things/<client id>/...
  *   claim    a provisioning claim certificate: only
@@ -18,7 +19,11 @@
  * beside the kind (cf_acl_check_flags): CF_ACL_QUARANTINED narrows a device
  * to its rotation topics, <prefix>things/<client id>/jobs/... and
  * .../certificate/... (docs/audit.md, "Mitigation"). The plugin decides the
- * flag (group membership); the rule itself is data here.
+ * flag (group membership); the rule itself is data here. CF_ACL_ROTATION_ONLY
+ * is the same rule for another reason: the device's certificate chains
+ * through a *retired* CA (revoked for a reason that says its key is not
+ * compromised, cf_acl_ca_retired), decided at CONNECT by
+ * cf_acl_authenticate_device and carried in the username.
  *
  * Topics and filters are compared literally: MQTT gives "..", "." or empty
  * levels no meaning, so "cf/things/a/../b" is simply a topic under
@@ -35,7 +40,7 @@
 #include "cf_store.h"
 
 #define CF_ACL_TOPIC_MAX 1024 /* longer topics and filters are always denied */
-#define CF_ACL_USERNAME_MAX (16 + CF_ID_LEN) /* "service:" + id, with room to spare */
+#define CF_ACL_USERNAME_MAX (32 + CF_ID_LEN) /* "device:" + id + ":rotation-only", with room to spare */
 
 typedef enum {
 	CF_KIND_DEVICE,
@@ -45,7 +50,9 @@ typedef enum {
 } cf_acl_kind;
 
 /* Principal flags (a bit set). */
-#define CF_ACL_QUARANTINED 0x1u /* a device in the quarantine group: rotation topics only */
+#define CF_ACL_QUARANTINED 0x1u   /* a device in the quarantine group: rotation topics only */
+#define CF_ACL_ROTATION_ONLY 0x2u /* a device under a retired CA: rotation topics only */
+#define CF_ACL_FLAGS_ALL (CF_ACL_QUARANTINED | CF_ACL_ROTATION_ONLY)
 
 typedef enum {
 	CF_ACL_READ,      /* receive a message published on a topic */
@@ -55,6 +62,7 @@ typedef enum {
 
 typedef struct {
 	cf_acl_kind kind;
+	unsigned flags;         /* 0, or CF_ACL_ROTATION_ONLY for a device (decided at CONNECT) */
 	char id[CF_ID_LEN + 1]; /* certificate id: 64 lowercase hex characters */
 } cf_principal;
 
@@ -62,13 +70,19 @@ typedef struct {
 const char *cf_acl_kind_name(cf_acl_kind kind);
 
 /*
- * Parses a username "<kind>:<64 lowercase hex>" into out. CF_EINVAL (with
- * a message) for anything else: NULL, an unknown kind, a wrong-length or
- * non-hex id, trailing bytes.
+ * Parses a username "<kind>:<64 lowercase hex>", or
+ * "device:<64 lowercase hex>:rotation-only" (flags CF_ACL_ROTATION_ONLY),
+ * into out. CF_EINVAL (with a message) for anything else: NULL, an unknown
+ * kind, a wrong-length or non-hex id, any other trailing bytes, the suffix
+ * on another kind.
  */
 int cf_acl_principal_parse(cf_principal *out, const char *username) CF_MUST_CHECK;
 
-/* Formats p as "<kind>:<id>" into out. CF_EINVAL if p is not valid or out is too small. */
+/*
+ * Formats p as "<kind>:<id>" (":rotation-only" appended for a device with
+ * CF_ACL_ROTATION_ONLY) into out. CF_EINVAL if p is not valid (other flags,
+ * or the flag on another kind) or out is too small.
+ */
 int cf_acl_principal_format(char *out, size_t out_len, const cf_principal *p) CF_MUST_CHECK;
 
 /*
@@ -113,16 +127,34 @@ void cf_acl_names_free(cf_acl_names *set);
 const char *cf_acl_printable(char out[CF_ACL_PRINTABLE_MAX], const char *s);
 
 /*
+ * 1 if ca is *retired*: an intermediate REVOKED for a reason that says its
+ * key is not compromised (RFC 5280 affiliationChanged (3), superseded (4),
+ * cessationOfOperation (5)). Its certificates may still authenticate a
+ * rotation onto the current issuer (docs/broker.md, "Retired CAs"). 0 for
+ * anything else: ACTIVE, INACTIVE, a root, any other reason
+ * (unspecified, keyCompromise, cACompromise ...).
+ */
+int cf_acl_ca_retired(const cf_ca_rec *ca);
+
+/* 1 if an intermediate revoked for this RFC 5280 reason code is retired (3, 4, 5), else 0. */
+int cf_acl_reason_retires(int reason);
+
+/*
  * Decides whether a TLS client certificate (by id) may connect as a device
  * with this client id, at time now (docs/broker.md, CONNECT steps 3-7): it
  * is registered, ACTIVE, within its validity, its issuing CA and every CA
- * above it are ACTIVE, and it is attached to the thing named client_id.
- * 0 if accepted; CF_EREJECTED with the reason in reason (client-chosen
- * strings sanitised); another negative code when the registry failed
- * (reason says so; the caller may reopen the store).
+ * above it are ACTIVE or retired (cf_acl_ca_retired), and it is attached to
+ * the thing named client_id.
+ * 0 if accepted, with *out the principal flags the connection gets: 0 for
+ * full device access, CF_ACL_ROTATION_ONLY when a CA of the chain is
+ * retired (reason then says which; "" otherwise). CF_EREJECTED with the
+ * reason in reason (client-chosen strings sanitised; a revoked CA's
+ * revocation reason named); another negative code when the registry failed
+ * (reason says so; the caller may reopen the store). *out is 0 unless 0 is
+ * returned.
  */
-int cf_acl_authenticate_device(cf_store *st, const char *cert_id, const char *client_id,
-    int64_t now, char *reason, size_t reason_len) CF_MUST_CHECK;
+int cf_acl_authenticate_device(unsigned *out, cf_store *st, const char *cert_id,
+    const char *client_id, int64_t now, char *reason, size_t reason_len) CF_MUST_CHECK;
 
 /*
  * The broker's CONNECT decision (docs/broker.md): cf_acl_authenticate_device,
@@ -130,9 +162,12 @@ int cf_acl_authenticate_device(cf_store *st, const char *cert_id, const char *cl
  * client id's thing (a provisioned device connecting for the first time:
  * certfleetd activates it) as a device, and an ACTIVE certificate attached
  * to no thing that is an ENABLED claim as a claim (a DISABLED one is
- * refused: "claim certificate <id> is DISABLED"). *out is the kind.
+ * refused: "claim certificate <id> is DISABLED"; one under a retired CA
+ * too: a claim cannot rotate). On 0, *out is the principal to connect as:
+ * its kind, its flags (CF_ACL_ROTATION_ONLY for a device under a retired
+ * CA, reason then saying why) and cert_id; on an error its flags are 0.
  */
-int cf_acl_authenticate(cf_store *st, cf_acl_kind *out, const char *cert_id,
+int cf_acl_authenticate(cf_principal *out, cf_store *st, const char *cert_id,
     const char *client_id, int64_t now, char *reason, size_t reason_len) CF_MUST_CHECK;
 
 /* cf_acl_check_n for a NUL-terminated topic (NULL is denied). */
@@ -141,10 +176,11 @@ int cf_acl_check(cf_acl_kind kind, const char *client_id, const char *prefix,
 
 /*
  * cf_acl_check_n with principal flags (CF_ACL_*; 0 is cf_acl_check_n).
- * CF_ACL_QUARANTINED: a device may use only topics and filters below
- * <prefix>things/<client id>/jobs/ and <prefix>things/<client id>/certificate/
- * (wildcards only after those levels); it changes nothing for the other
- * kinds (they are not things). Unknown flag bits are denied.
+ * CF_ACL_QUARANTINED or CF_ACL_ROTATION_ONLY (the same rule): a device may
+ * use only topics and filters below <prefix>things/<client id>/jobs/ and
+ * <prefix>things/<client id>/certificate/ (wildcards only after those
+ * levels); they change nothing for the other kinds (they are not things).
+ * Unknown flag bits are denied.
  */
 int cf_acl_check_flags_n(cf_acl_kind kind, unsigned flags, const char *client_id,
     const char *prefix, const char *topic, size_t topic_len, cf_acl_access access) CF_MUST_CHECK;

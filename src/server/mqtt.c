@@ -387,7 +387,7 @@ on_connection_event(cfd_mqtt *q, const struct mosquitto_message *msg)
 	static const char *const kinds[] = { "device", "service", "claim", "unknown", NULL };
 	cfd *d = q->d;
 	cf_store *st = cf_ca_store(d->ca);
-	json_t *o = NULL, *t, *detail = NULL;
+	json_t *o = NULL, *t, *restricted, *detail = NULL;
 	json_error_t jerr;
 	const char *event, *client_id, *principal, *kind, *peer, *reason, *ref;
 	char *detail_text = NULL;
@@ -423,6 +423,11 @@ on_connection_event(cfd_mqtt *q, const struct mosquitto_message *msg)
 		goto out;
 	}
 	when = t ? (int64_t)json_integer_value(t) : cf_time_now();
+	restricted = json_object_get(o, "restricted");
+	if (restricted != NULL && !json_is_boolean(restricted)) {
+		drop_malformed(q, msg->topic, "'restricted' is not a boolean");
+		goto out;
+	}
 	if (strcmp(event, "refused") != 0 && (client_id[0] == '\0' || ref[0] == '\0')) {
 		drop_malformed(q, msg->topic, "empty clientId or connection");
 		goto out;
@@ -441,8 +446,9 @@ on_connection_event(cfd_mqtt *q, const struct mosquitto_message *msg)
 			cf_log(CF_LOG_ERROR, "cannot record connection", "client_id=%s error=%s", client_id,
 			    cf_error_last());
 		else
-			cf_log(CF_LOG_INFO, "client connected", "client_id=%s kind=%s principal=%s peer=%s",
-			    client_id, kind, principal, peer);
+			cf_log(CF_LOG_INFO, "client connected",
+			    "client_id=%s kind=%s principal=%s peer=%s access=%s", client_id, kind,
+			    principal, peer, json_is_true(restricted) ? "rotation-only" : "full");
 		if (strcmp(kind, "device") == 0 && cfd_rotation_connected(d, client_id, principal) < 0)
 			cf_log(CF_LOG_ERROR, "cannot settle indeterminate rotations", "client_id=%s error=%s",
 			    client_id, cf_error_last());

@@ -89,6 +89,7 @@ expect_eq "  ... and int2 stays ACTIVE" "$(ca_field int2 status)" '["ACTIVE"]'
 
 cfrun ca revoke int2 --reason keyCompromise --passphrase-file "$PASS_FILE"
 expect_rc "ca revoke int2 --reason keyCompromise exits 0" 0
+expect_match "  ... saying the broker refuses its devices" "$OUT" "refused by the broker"
 expect_eq "int2 is REVOKED" "$(ca_field int2 status)" '["REVOKED"]'
 check "crl/root.crl.pem written" test -s "$D/crl/root.crl.pem"
 check "the root CRL is signed by the root" \
@@ -167,6 +168,16 @@ check_not "  ... and writes no bundle" test -e "$T/after-revoke/device.crt"
 cfrun thing describe after-revoke
 expect_rc "  ... and leaves no thing" 1
 expect_match "the root CRL now lists $INT too" "$(crl_serials "$D/crl/root.crl.pem")" "^$(serial_of "$D/ca/$INT.crt")\$"
+
+# ---- a planned roll-over retires an intermediate (docs/broker.md "Retired CAs")
+cfrun ca revoke int3 --reason superseded --passphrase-file "$PASS_FILE"
+expect_rc "ca revoke int3 --reason superseded exits 0" 0
+expect_match "  ... saying its devices may still connect, rotation-only" "$OUT" "^Retired: .*rotation-only"
+expect_eq "  ... int3 is REVOKED" "$(ca_field int3 status)" '["REVOKED"]'
+check "  ... with reason superseded in the root CRL" bash -c \
+	"openssl crl -in '$D/crl/root.crl.pem' -noout -text | quiet_grep Superseded"
+cfrun ca revoke int3 --reason nonsense --passphrase-file "$PASS_FILE"
+expect_rc "ca revoke --reason with an unknown reason is a usage error" 2
 
 # the root passphrase appeared in no command output and in no file of DIR
 ROOT_PASS=$(head -n1 "$PASS_FILE")

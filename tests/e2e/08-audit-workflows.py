@@ -14,15 +14,19 @@ expiring → rotate, intermediate revoked → rotate, shared → deactivate,quar
   DEVICE_CERTIFICATE_SHARED_CHECK; the rule deactivates it and quarantines the thing.
 - Metrics: /metrics against the registry (certificates by status and CA, expiring, findings of
   the latest audit by check and severity, rotations, job executions, issuance histogram).
-- Intermediate roll-over: a new intermediate becomes the issuer and the old one is revoked; the
+- Intermediate roll-over: a new intermediate becomes the issuer and the old one is revoked as
+  *superseded* (retired, docs/broker.md "Retired CAs"); the plugin kicks the devices under it and
+  they reconnect rotation-only (a publish outside their jobs/certificate topics is denied); the
   audit finds every ACTIVE device certificate under it and the rule puts their things in ONE
-  rotation job (then only "noop" for them in later audits). The devices cannot complete it: the
-  plugin (and broker/ca.crt) refuse every certificate under a revoked CA, so they cannot reach
-  the jobs topics — see docs/audit.md "Intermediate roll-over".
+  rotation job, which the agents complete: afterwards no ACTIVE certificate chains to the old
+  intermediate and the devices connect with full access under the new one.
+- A compromised intermediate (`ca revoke … --reason keyCompromise`): its devices are kicked and
+  refused outright.
 """
 import datetime
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -34,6 +38,8 @@ S = e.Stack("data")
 AGENT = os.path.join(e.BIN_DIR, "certfleet-agent")
 RENEW = ["renew-1", "renew-2"]
 SHARED = "shared-1"
+ROLL = "roll-1"       # a device under int1 that first connects during the roll-over
+COMP = "comp-1"       # a device under an intermediate whose key is compromised
 T = {}
 OLD = {}      # thing -> (old cert id, old notAfter)
 AGENTS = []   # (Popen, log path)
@@ -113,6 +119,7 @@ def setup():
         c = S.cf_json("cert", "describe", T[name].cert_id, "--json")
         OLD[name] = (T[name].cert_id, parse_time(c["notAfter"]))
     T[SHARED] = S.thing(SHARED)
+    T[ROLL] = S.thing(ROLL)
     S.up()
 
 
@@ -270,35 +277,126 @@ def test_metrics_match_registry():
     e.check(m.get("certfleet_audits_total", 0) >= 2, "certfleet_audits_total counts the audits")
 
 
+def ca_id(name):
+    return [c for c in S.cf_json("ca", "list", "--json") if c["name"] == name][0]["id"]
+
+
+def accepted_as(name, cert_id, start):
+    """The broker log's accept line for name with cert_id after byte start: the username suffix
+    (":rotation-only" or "") if there is one, else None."""
+    rx = re.compile(r"accepted %s from \S+ as device:%s(:rotation-only)?" % (re.escape(name), cert_id))
+    m = rx.search(S.read("run", "mosquitto.log")[start:])
+    return None if m is None else (m.group(1) or "")
+
+
 def test_intermediate_rollover_rotation_job():
-    things = [n for n in RENEW]
+    things = RENEW + [ROLL]
+    int1 = ca_id(e.INT)
+    old = {n: e.cert_id_of(T[n].crt) for n in things}
+    for n in things:
+        e.check(S.cf_json("cert", "describe", old[n], "--json")["caId"] == int1,
+                "%s's certificate is issued by %s" % (n, e.INT))
     before = {j["jobId"] for j in rotation_jobs()}
+    start = S.log_size()
     S.cf_ok("ca", "create-intermediate", "int2", "--passphrase-file", S.passfile)
     S.cf_ok("ca", "set-issuer", "int2")
-    S.cf_ok("ca", "revoke", e.INT, "--passphrase-file", S.passfile)
+    r = S.cf_ok("ca", "revoke", e.INT, "--reason", "superseded", "--passphrase-file", S.passfile)
+    e.check("superseded" in r.out, "ca revoke --reason superseded", r)
+    e.check(S.wait_log(r"CA %s is retired \(superseded\).*kicking" % e.INT, 10, start),
+            "the plugin kicks the clients of the retired intermediate")
+
+    # The agents reconnect under the retired CA with rotation-only access.
+    for n in RENEW:
+        ok = e.wait_for(lambda: accepted_as(n, old[n], start) == ":rotation-only", 20, 0.2)
+        e.check(ok, "%s's agent reconnects rotation-only under the retired %s" % (n, e.INT),
+                S.tail_logs())
+
+    # A device under it that was not connected: accepted, restricted to its rotation topics.
+    c = e.connect_thing(S, T[ROLL], ca=T[ROLL].chain)
+    e.check(c.connack == 0, "%s (under the retired %s) connects" % (ROLL, e.INT), c.describe())
+    e.check(accepted_as(ROLL, old[ROLL], start) == ":rotation-only", "as device:<id>:rotation-only")
+    rc = c.publish("cf/things/%s/telemetry" % ROLL, b'{"t":1}', qos=1)
+    e.check(rc is not None and rc >= 0x80, "its publish to cf/things/%s/telemetry is denied" % ROLL,
+            "PUBACK reason %s" % rc)
+    rc = c.subscribe("cf/things/%s/#" % ROLL)
+    e.check(rc is None or rc >= 0x80, "its subscription to its whole subtree is denied", rc)
+    rc = c.subscribe("cf/things/%s/jobs/notify-next" % ROLL)
+    e.check(rc == 1, "its jobs topics are allowed (SUBACK 1)", rc)
+    c.close()
+    closed_everywhere(ROLL)
+    log = S.read("run", "certfleetd.log")
+    e.check(re.search(r'client connected.*client_id="?%s"? .*principal="?%s"? .*access="?rotation-only'
+                      % (ROLL, old[ROLL]), log),
+            "certfleetd recorded the connection as rotation-only (the event's \"restricted\")",
+            log[-1500:])
+    m = S.metrics()
+    e.check(not m.get('certfleet_mqtt_messages_dropped_total{reason="malformed"}'),
+            "no connection event was dropped as malformed", m)
+    start_agent(ROLL)
 
     def new_jobs():
         return [j for j in rotation_jobs() if j["jobId"] not in before]
 
     ok = e.wait_for(lambda: any(set(things) <= set(job_things(j["jobId"])) for j in new_jobs()),
                     30, interval=0.5)
-    e.check(ok, "the audit's rule put the things under the revoked intermediate in a rotation job",
+    e.check(ok, "the audit's rule put the things under the retired intermediate in a rotation job",
             (new_jobs(), mitigations(action="rotate")[-5:], S.tail_logs()))
     jobs = [j for j in new_jobs() if set(things) & set(job_things(j["jobId"]))]
     e.check(len(jobs) == 1, "ONE job for them", jobs)
     e.check(INT_REVOKED in (jobs[0].get("comment") or ""), "the job names the check", jobs[0])
+    job_id = jobs[0]["jobId"]
+    ok = e.wait_for(lambda: S.api_json("/v1/jobs/" + job_id).get("status") == "COMPLETED", 120, 1)
+    e.check(ok, "the rotation job runs to COMPLETED",
+            (S.api_json("/v1/jobs/" + job_id), S.tail_logs()))
+
+    int2 = ca_id("int2")
+    active = S.api_json("/v1/certificates?status=ACTIVE")
+    under = [c["id"] for c in active if c["caId"] == int1]
+    e.check(not under, "afterwards no ACTIVE certificate chains to %s" % e.INT, under)
+    for n in things:
+        new_id = e.cert_id_of(T[n].crt)
+        d = S.cf_json("cert", "describe", new_id, "--json")
+        e.check(new_id != old[n] and d.get("status") == "ACTIVE" and d.get("caId") == int2,
+                "%s holds a new ACTIVE certificate issued by int2" % n, d)
+        e.check(S.cert_status(old[n]) == "INACTIVE", "%s's old certificate is INACTIVE" % n)
+        ok = e.wait_for(lambda: accepted_as(n, new_id, start) == "", 20, 0.2)
+        e.check(ok, "%s's agent connects with full access under int2" % n)
+
+    # Full access again: the device's own topics beyond the rotation ones.
+    for p, _ in AGENTS[-1:]:
+        os.kill(p.pid, signal.SIGTERM)
+        p.wait(10)
+    closed_everywhere(ROLL)
+    c = e.connect_thing(S, T[ROLL], ca=T[ROLL].chain)
+    e.check(c.connack == 0, "%s connects with its int2 certificate" % ROLL, c.describe())
+    rc = c.publish("cf/things/%s/telemetry" % ROLL, b'{"t":2}', qos=1)
+    e.check(rc == 0, "its publish to cf/things/%s/telemetry is allowed again (PUBACK 0)" % ROLL, rc)
+    c.close()
+    closed_everywhere(ROLL)
+
     n_audits = len(S.cf_json("audit", "list", "--json"))
     e.wait_for(lambda: len(S.cf_json("audit", "list", "--json")) >= n_audits + 2, 20, 0.5)
     jobs = [j for j in new_jobs() if set(things) & set(job_things(j["jobId"]))]
     e.check(len(jobs) == 1, "later audits start no second rotation", jobs)
-    noops = [m for m in mitigations(action="rotate") if m["check"] == INT_REVOKED
-             and m["status"] == "noop"]
-    e.check(noops, "later audits record the rotate as a noop (a live rotation exists)",
-            mitigations(action="rotate")[-5:])
-    # What blocks the rest: the plugin refuses certificates under a revoked CA.
-    refused = [r for r in S.connections(client_id=things[0])]
-    e.check(open_principal(things[0]) is None, "the device is refused under the revoked CA",
-            refused[:3])
+
+
+def test_compromised_intermediate_refuses():
+    """Revoked for keyCompromise, an intermediate's certificates authenticate nothing, not even a
+    rotation: the live client is kicked and its reconnect refused."""
+    S.cf_ok("ca", "create-intermediate", "int3", "--passphrase-file", S.passfile)
+    S.cf_ok("ca", "set-issuer", "int3")
+    T[COMP] = S.thing(COMP)
+    S.cf_ok("ca", "set-issuer", "int2")
+    c = e.connect_thing(S, T[COMP], ca=T[COMP].chain)
+    e.check(c.connack == 0, "%s (under int3, its chain sent) connects" % COMP, c.describe())
+    start = S.log_size()
+    S.cf_ok("ca", "revoke", "int3", "--reason", "keyCompromise", "--passphrase-file", S.passfile)
+    e.check(c.wait_closed(10), "the client under int3 is kicked", c.describe())
+    c = e.connect_thing(S, T[COMP], ca=T[COMP].chain)
+    e.check(c.connack not in (None, 0), "its reconnect is refused", c.describe())
+    e.check(S.wait_log(r"refused %s from \S+: issuing CA int3 is REVOKED \(keyCompromise\)" % COMP,
+                       5, start), "the broker log names the compromised CA and the reason")
+    c.close()
 
 
 def leaf_only(t):
@@ -369,6 +467,7 @@ e.run_tests([
     test_shared_certificate_deactivated_and_quarantined,
     test_metrics_match_registry,
     test_intermediate_rollover_rotation_job,
+    test_compromised_intermediate_refuses,
     test_broker_trusts_the_new_intermediate,
     test_agents_clean,
 ], setup=setup, stacks=[S])

@@ -274,6 +274,52 @@ test_acl__quarantined_device_loses_other_own_topics(void **state)
 	    CF_ACL_SUBSCRIBE), 0);
 }
 
+/* A device under a retired CA: the quarantine rule, under its own name. */
+static void
+test_acl__rotation_only_device_is_quarantine_rule(void **state)
+{
+	static const char *const topics[] = {
+		"cf/things/a/jobs/$next/get",
+		"cf/things/a/jobs/j1/update",
+		"cf/things/a/certificate/create/json",
+		"cf/things/a/jobs/#",
+		"cf/things/a/telemetry",
+		"cf/things/a/#",
+		"cf/things/a/+/accepted",
+		"cf/things/a/jobs",
+		"cf/things/b/jobs/x",
+		"#",
+	};
+	static const cf_acl_access all[] = { CF_ACL_READ, CF_ACL_PUBLISH, CF_ACL_SUBSCRIBE };
+	size_t i, j;
+	int q, r, both;
+
+	(void)state;
+	for (i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+		for (j = 0; j < sizeof(all) / sizeof(all[0]); j++) {
+			q = quar("a", topics[i], all[j]);
+			r = cf_acl_check_flags(CF_KIND_DEVICE, CF_ACL_ROTATION_ONLY, "a", "cf/", topics[i],
+			    all[j]);
+			both = cf_acl_check_flags(CF_KIND_DEVICE, CF_ACL_QUARANTINED | CF_ACL_ROTATION_ONLY,
+			    "a", "cf/", topics[i], all[j]);
+			if (q != r || q != both)
+				fail_msg("'%s': quarantined %d, rotation-only %d, both %d", topics[i], q, r, both);
+		}
+	}
+	assert_int_equal(cf_acl_check_flags(CF_KIND_DEVICE, CF_ACL_ROTATION_ONLY, "a", "cf/",
+	    "cf/things/a/jobs/x", CF_ACL_PUBLISH), 0);
+	assert_int_equal(cf_acl_check_flags(CF_KIND_DEVICE, CF_ACL_ROTATION_ONLY, "a", "cf/",
+	    "cf/things/a/telemetry", CF_ACL_PUBLISH), CF_EREJECTED);
+	assert_non_null(strstr(cf_error_last(), "rotation-only device 'a' may only use"));
+	assert_int_equal(quar("a", "cf/things/a/telemetry", CF_ACL_PUBLISH), CF_EREJECTED);
+	assert_non_null(strstr(cf_error_last(), "quarantined device 'a'"));
+	/* Not things: nothing changes for the service or a claim. */
+	assert_int_equal(cf_acl_check_flags(CF_KIND_SERVICE, CF_ACL_ROTATION_ONLY, "certfleetd", "cf/",
+	    "#", CF_ACL_SUBSCRIBE), 0);
+	assert_int_equal(cf_acl_check_flags(CF_KIND_CLAIM, CF_ACL_ROTATION_ONLY, "x", "cf/",
+	    "cf/provisioning/t1/provision", CF_ACL_PUBLISH), 0);
+}
+
 static void
 test_acl__quarantine_flag_only_narrows_devices(void **state)
 {
@@ -293,7 +339,7 @@ test_acl__quarantine_flag_only_narrows_devices(void **state)
 	assert_int_equal(quar("", "cf/things//jobs/x", CF_ACL_PUBLISH), CF_EREJECTED);
 	assert_int_equal(quar("+", "cf/things/+/jobs/x", CF_ACL_SUBSCRIBE), CF_EREJECTED);
 	/* Unknown flag bits are denied rather than ignored. */
-	assert_int_equal(cf_acl_check_flags(CF_KIND_DEVICE, 0x2u, "a", "cf/", "cf/things/a/x",
+	assert_int_equal(cf_acl_check_flags(CF_KIND_DEVICE, 0x4u, "a", "cf/", "cf/things/a/jobs/x",
 	    CF_ACL_PUBLISH), CF_EREJECTED);
 	assert_int_equal(cf_acl_check_flags(CF_KIND_SERVICE, 0x80u, "a", "cf/", "x", CF_ACL_PUBLISH),
 	    CF_EREJECTED);
@@ -364,6 +410,25 @@ test_acl__username_round_trip(void **state)
 	assert_string_equal(cf_acl_kind_name(CF_KIND_CLAIM), "claim");
 	assert_string_equal(cf_acl_kind_name(CF_KIND__COUNT), "unknown");
 	assert_int_equal(cf_acl_principal_format(buf, 20, &p), CF_EINVAL); /* too small */
+	assert_int_equal(q.flags, 0);
+	/* Under a retired CA: the flag travels as a suffix, and back. */
+	p.flags = CF_ACL_ROTATION_ONLY;
+	assert_int_equal(cf_acl_principal_format(buf, sizeof(buf), &p), 0);
+	assert_string_equal(buf, "device:" ID ":rotation-only");
+	assert_int_equal(cf_acl_principal_parse(&q, buf), 0);
+	assert_int_equal(q.kind, CF_KIND_DEVICE);
+	assert_int_equal(q.flags, CF_ACL_ROTATION_ONLY);
+	assert_string_equal(q.id, ID);
+	assert_int_equal(cf_acl_principal_format(buf, sizeof(buf) - 20, &p), CF_EINVAL);
+	/* Only a device carries it; quarantine is never in a username (it is per thing, live). */
+	p.kind = CF_KIND_SERVICE;
+	assert_int_equal(cf_acl_principal_format(buf, sizeof(buf), &p), CF_EINVAL);
+	p.kind = CF_KIND_CLAIM;
+	assert_int_equal(cf_acl_principal_format(buf, sizeof(buf), &p), CF_EINVAL);
+	p.kind = CF_KIND_DEVICE;
+	p.flags = CF_ACL_QUARANTINED;
+	assert_int_equal(cf_acl_principal_format(buf, sizeof(buf), &p), CF_EINVAL);
+	p.flags = 0;
 	p.id[3] = 'G';
 	assert_int_equal(cf_acl_principal_format(buf, sizeof(buf), &p), CF_EINVAL);
 }
@@ -388,6 +453,16 @@ test_acl__garbage_usernames_refused(void **state)
 		"device:" ID "\n",
 		"device::" ID,
 		"sensor-1",
+		"service:" ID ":rotation-only",
+		"claim:" ID ":rotation-only",
+		"device:" ID ":rotation",
+		"device:" ID "rotation-only",
+		"device:" ID ":ROTATION-ONLY",
+		"device:" ID ":rotation-only\n",
+		"device:" ID ":rotation-only:rotation-only",
+		"device:" ID ":quarantined",
+		"device::rotation-only",
+		"device:0123456789abcdeg0123456789abcdef0123456789abcdef0123456789abcdef:rotation-only",
 	};
 	cf_principal q;
 	size_t i;
@@ -417,6 +492,7 @@ main(void)
 		cmocka_unit_test(test_acl__quarantined_device_keeps_rotation_topics),
 		cmocka_unit_test(test_acl__quarantined_device_loses_other_own_topics),
 		cmocka_unit_test(test_acl__quarantine_flag_only_narrows_devices),
+		cmocka_unit_test(test_acl__rotation_only_device_is_quarantine_rule),
 		cmocka_unit_test(test_acl__name_set_lookup),
 		cmocka_unit_test(test_acl__username_round_trip),
 		cmocka_unit_test(test_acl__garbage_usernames_refused),
