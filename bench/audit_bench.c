@@ -2,22 +2,37 @@
  * audit_bench — the full certificate audit against a raw SQLite scan of the
  * same certificates table, in one run (bench/audit-bench drives it).
  *
- *   audit_bench DB ROWS    builds DB with ROWS certificates (and things),
+ *   audit_bench DB ROWS [DISTINCT CACHE]
+ *                          builds DB with ROWS certificates (and things),
  *                          then times the raw scan and cf_audit_run, and
  *                          prints raw_s, audit_s and ratio=audit/raw.
  *
- * Rows reuse 4 real certificate PEMs (ECDSA P-256 and RSA-2048 keys) with
- * distinct ids, serials, things and dates; 1% expire within 30 days. The
- * bulk insert uses SQLite directly: one transaction, prepared statements.
+ * Without DISTINCT, rows reuse 4 real certificate PEMs (ECDSA P-256/P-384
+ * and RSA-2048 keys). With DISTINCT (> 0), rows cycle through DISTINCT
+ * different certificates signed by one test root: 7 in 8 with their own
+ * P-256 key, 1 in 8 RSA-2048 (distinct certificates over a pool of 64 RSA
+ * keys: generating a fresh RSA key per row would take hours; the audit's
+ * cost per certificate is the same). The set is generated once into CACHE
+ * (root PEM first, then the device PEMs) and read back on later runs;
+ * generation is outside the timed region. Every row has distinct ids,
+ * serials, things and dates; 1% expire within 30 days. The bulk insert
+ * uses SQLite directly: one transaction, prepared statements.
  */
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
 #include "cf_audit.h"
 #include "cf_pki.h"
+#include "cf_pki_int.h"
 #include "cf_store.h"
 
 static double
@@ -45,13 +60,159 @@ sq(sqlite3 *db, int rc, const char *what)
 	}
 }
 
+#define CACHE_MAGIC "certfleet-audit-bench-1\n"
+#define RSA_POOL 64
+
+/* Writes one length-prefixed record. */
+static void
+put_rec(FILE *f, const char *s)
+{
+	uint32_t len = (uint32_t)strlen(s);
+
+	if (fwrite(&len, sizeof(len), 1, f) != 1 || fwrite(s, 1, len, f) != len) {
+		fprintf(stderr, "audit_bench: cannot write the cache\n");
+		exit(1);
+	}
+}
+
+/* Reads one length-prefixed record (malloc()ed), or NULL at the end. */
+static char *
+get_rec(FILE *f)
+{
+	uint32_t len;
+	char *s;
+
+	if (fread(&len, sizeof(len), 1, f) != 1 || len > (1u << 20) || (s = malloc(len + 1)) == NULL)
+		return NULL;
+	if (fread(s, 1, len, f) != len) {
+		free(s);
+		return NULL;
+	}
+	s[len] = '\0';
+	return s;
+}
+
+/*
+ * A minimal client certificate for pub, signed by the root (OpenSSL
+ * directly: cf_pki_issue_tls does checks a bulk generator need not repeat).
+ */
+static char *
+quick_cert(EVP_PKEY *pub, const char *cn, const cf_cert *root, const cf_key *rk)
+{
+	X509 *x = X509_new();
+	X509_NAME *nm = X509_NAME_new();
+	BIO *bio = BIO_new(BIO_s_mem());
+	unsigned char sn[16];
+	BIGNUM *bn = NULL;
+	char *pem = NULL;
+	long len;
+
+	if (x == NULL || nm == NULL || bio == NULL || RAND_bytes(sn, sizeof(sn)) != 1)
+		die("certificate");
+	sn[0] &= 0x7f;
+	if ((bn = BN_bin2bn(sn, sizeof(sn), NULL)) == NULL ||
+	    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL || X509_set_version(x, 2) != 1 ||
+	    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1,
+	    0) != 1 || X509_set_subject_name(x, nm) != 1 ||
+	    X509_set_issuer_name(x, X509_get_subject_name(root->x509)) != 1 ||
+	    X509_gmtime_adj(X509_getm_notBefore(x), -300) == NULL ||
+	    X509_gmtime_adj(X509_getm_notAfter(x), 365L * 86400) == NULL ||
+	    X509_set_pubkey(x, pub) != 1 || X509_sign(x, rk->pkey, EVP_sha256()) <= 0 ||
+	    PEM_write_bio_X509(bio, x) != 1)
+		die("certificate");
+	len = BIO_get_mem_data(bio, &pem);
+	pem = strndup(pem, (size_t)len);
+	BN_free(bn);
+	BIO_free(bio);
+	X509_NAME_free(nm);
+	X509_free(x);
+	return pem;
+}
+
+/*
+ * The distinct set: *root_pem and n device PEMs, from cache if it holds
+ * exactly n, else generated (and the cache written atomically).
+ */
+static char **
+distinct_set(char **root_pem, long n, const char *cache)
+{
+	char **v = calloc((size_t)n, sizeof(*v)), tmp[4096], magic[sizeof(CACHE_MAGIC)];
+	cf_key *rk = NULL, *pool[RSA_POOL] = { NULL }, *k = NULL;
+	cf_cert *root = NULL;
+	FILE *f;
+	long i, got = 0;
+	double a = now_s();
+
+	if (v == NULL)
+		exit(1);
+	if ((f = fopen(cache, "rb")) != NULL) {
+		if (fread(magic, 1, strlen(CACHE_MAGIC), f) == strlen(CACHE_MAGIC) &&
+		    memcmp(magic, CACHE_MAGIC, strlen(CACHE_MAGIC)) == 0 &&
+		    (*root_pem = get_rec(f)) != NULL)
+			for (got = 0; got < n && (v[got] = get_rec(f)) != NULL; got++)
+				;
+		fclose(f);
+		if (got == n) {
+			fprintf(stderr, "audit_bench: %ld distinct certificates from %s\n", n, cache);
+			return v;
+		}
+		for (i = 0; i < got; i++)
+			free(v[i]);
+		free(*root_pem);
+		*root_pem = NULL;
+	}
+	fprintf(stderr, "audit_bench: generating %ld distinct certificates into %s ...\n", n, cache);
+	if (cf_key_generate(&rk, CF_KEY_P256) != 0 ||
+	    cf_pki_make_root(&root, rk, "bench root", 3650) != 0 || cf_cert_to_pem(root_pem, root) != 0)
+		die("root");
+	for (i = 0; i < n; i++) {
+		int rsa = i % 8 == 2;
+
+		if (rsa && pool[(i / 8) % RSA_POOL] == NULL &&
+		    cf_key_generate(&pool[(i / 8) % RSA_POOL], CF_KEY_RSA2048) != 0)
+			die("RSA key");
+		if (!rsa && cf_key_generate(&k, CF_KEY_P256) != 0)
+			die("key");
+		snprintf(tmp, sizeof(tmp), "device-%ld", i);
+		if ((v[i] = quick_cert(rsa ? pool[(i / 8) % RSA_POOL]->pkey : k->pkey, tmp, root,
+		    rk)) == NULL)
+			die("device certificate");
+		cf_key_free(k);
+		k = NULL;
+		if (i > 0 && i % 100000 == 0)
+			fprintf(stderr, "audit_bench: %ld generated (%.0f s)\n", i, now_s() - a);
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", cache);
+	if ((f = fopen(tmp, "wb")) == NULL || fwrite(CACHE_MAGIC, 1, strlen(CACHE_MAGIC), f) !=
+	    strlen(CACHE_MAGIC)) {
+		fprintf(stderr, "audit_bench: cannot write %s\n", tmp);
+		exit(1);
+	}
+	put_rec(f, *root_pem);
+	for (i = 0; i < n; i++)
+		put_rec(f, v[i]);
+	if (fclose(f) != 0 || rename(tmp, cache) != 0) {
+		fprintf(stderr, "audit_bench: cannot write %s\n", cache);
+		exit(1);
+	}
+	fprintf(stderr, "audit_bench: generated in %.1f s\n", now_s() - a);
+	for (i = 0; i < RSA_POOL; i++)
+		cf_key_free(pool[i]);
+	cf_cert_free(root);
+	cf_key_free(rk);
+	return v;
+}
+
 int
 main(int argc, char **argv)
 {
 	cf_store *st = NULL;
 	cf_key *rk = NULL, *dk[4] = { NULL };
 	cf_cert *root = NULL, *dev[4] = { NULL };
-	char *root_pem = NULL, *pem[4] = { NULL }, id[CF_ID_LEN + 1], thing[32], serial[41];
+	char *root_pem = NULL, *pem4[4] = { NULL }, **pem = pem4, id[CF_ID_LEN + 1], thing[32],
+	    serial[41];
+	long distinct = 0, npem = 4;
+	int rsa;
 	cf_ca_rec ca;
 	sqlite3 *db;
 	sqlite3_stmt *ti, *ci, *scan;
@@ -62,15 +223,21 @@ main(int argc, char **argv)
 	cf_audit_result res;
 	static const cf_key_alg algs[4] = { CF_KEY_P256, CF_KEY_P256, CF_KEY_RSA2048, CF_KEY_P384 };
 
-	if (argc != 3 || (rows = atol(argv[2])) <= 0) {
-		fprintf(stderr, "usage: audit_bench DB ROWS\n");
+	if ((argc != 3 && argc != 5) || (rows = atol(argv[2])) <= 0 ||
+	    (argc == 5 && (distinct = atol(argv[3])) <= 0)) {
+		fprintf(stderr, "usage: audit_bench DB ROWS [DISTINCT CACHE]\n");
 		return 2;
 	}
 	/* The store (schema, a root CA) through the library. */
 	if (cf_store_open(&st, argv[1], CF_STORE_CREATE) != 0)
 		die("open");
-	if (cf_key_generate(&rk, CF_KEY_P256) != 0 || cf_pki_make_root(&root, rk, "bench root", 3650) != 0 ||
-	    cf_cert_to_pem(&root_pem, root) != 0)
+	if (distinct > 0) {
+		pem = distinct_set(&root_pem, distinct, argv[4]);
+		npem = distinct;
+		if (cf_cert_parse(&root, root_pem, strlen(root_pem)) != 0)
+			die("root");
+	} else if (cf_key_generate(&rk, CF_KEY_P256) != 0 ||
+	    cf_pki_make_root(&root, rk, "bench root", 3650) != 0 || cf_cert_to_pem(&root_pem, root) != 0)
 		die("root");
 	memset(&ca, 0, sizeof(ca));
 	if (cf_cert_fingerprint(ca.id, root) != 0)
@@ -88,7 +255,7 @@ main(int argc, char **argv)
 	ca.pem = root_pem;
 	if (cf_store_ca_insert(st, &ca) != 0)
 		die("insert CA");
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 4 && distinct == 0; i++)
 		if (cf_key_generate(&dk[i], algs[i]) != 0 ||
 		    cf_pki_issue_tls(&dev[i], dk[i], "device", NULL, 0, 365, root, rk) != 0 ||
 		    cf_cert_to_pem(&pem[i], dev[i]) != 0)
@@ -119,11 +286,13 @@ main(int argc, char **argv)
 		sqlite3_bind_int64(ci, 5, t0 - 86400 * (i % 300));
 		/* 1 in 100 expires within 30 days: some findings to write. */
 		sqlite3_bind_int64(ci, 6, t0 + 86400 * (i % 100 == 0 ? 10 : 200 + i % 100));
-		sqlite3_bind_text(ci, 7, i % 4 == 2 ? "RSA-2048" : "ECDSA-P256", -1, SQLITE_STATIC);
-		sqlite3_bind_int(ci, 8, i % 4 == 2 ? 2048 : 256);
-		sqlite3_bind_text(ci, 9, i % 4 == 2 ? "sha256WithRSAEncryption" : "ecdsa-with-SHA256", -1,
+		/* The RSA ones: 1 in 4 of the reused PEMs, 1 in 8 of a distinct set. */
+		rsa = distinct > 0 ? (i % npem) % 8 == 2 : i % 4 == 2;
+		sqlite3_bind_text(ci, 7, rsa ? "RSA-2048" : "ECDSA-P256", -1, SQLITE_STATIC);
+		sqlite3_bind_int(ci, 8, rsa ? 2048 : 256);
+		sqlite3_bind_text(ci, 9, rsa ? "sha256WithRSAEncryption" : "ecdsa-with-SHA256", -1,
 		    SQLITE_STATIC);
-		sqlite3_bind_text(ci, 10, pem[i % 4], -1, SQLITE_STATIC);
+		sqlite3_bind_text(ci, 10, pem[i % npem], -1, SQLITE_STATIC);
 		sq(db, sqlite3_step(ci), "insert certificate");
 		sqlite3_reset(ci);
 	}
@@ -158,15 +327,18 @@ main(int argc, char **argv)
 	if (cf_audit_run(st, &res, NULL) != 0)
 		die("audit");
 	audit_s = now_s() - a;
-	printf("rows=%ld raw_bytes=%zu findings=%zu cert_passes=%zu pem_parses=%zu\n", rows, bytes,
-	    res.findings, res.cert_passes, res.pem_parses);
+	printf("rows=%ld distinct_pems=%ld raw_bytes=%zu findings=%zu cert_passes=%zu "
+	    "pem_parses=%zu\n", rows, npem, bytes, res.findings, res.cert_passes, res.pem_parses);
 	printf("raw_s=%.3f audit_s=%.3f ratio=%.2f\n", raw_s, audit_s, audit_s / raw_s);
 	cf_store_close(st);
 	for (i = 0; i < 4; i++) {
 		cf_cert_free(dev[i]);
 		cf_key_free(dk[i]);
-		free(pem[i]);
 	}
+	for (i = 0; i < npem; i++)
+		free(pem[i]);
+	if (pem != pem4)
+		free(pem);
 	cf_cert_free(root);
 	cf_key_free(rk);
 	free(root_pem);
