@@ -16,7 +16,15 @@
  * (root PEM first, then the device PEMs) and read back on later runs;
  * generation is outside the timed region. Every row has distinct ids,
  * serials, things and dates; 1% expire within 30 days. The bulk insert
- * uses SQLite directly: one transaction, prepared statements.
+ * uses SQLite directly: one transaction, prepared statements, each row
+ * with the key facts cf_store_cert_insert would store (computed once per
+ * distinct PEM, outside the timed region, and cached next to CACHE under
+ * the default policy's fingerprint).
+ *
+ * CF_BENCH_REEVAL=1 also times an audit under a changed key policy (one
+ * blocklisted fingerprint that matches nothing: every row's stored facts
+ * are stale, so every PEM is parsed again and its facts rewritten), then
+ * one more under that policy (current again).
  */
 #include <sqlite3.h>
 #include <stdint.h>
@@ -203,6 +211,71 @@ distinct_set(char **root_pem, long n, const char *cache)
 	return v;
 }
 
+struct facts {
+	char spki[CF_ID_LEN + 1];
+	unsigned flags;
+	char *detail;
+};
+
+/* The key facts of each PEM under the default policy (fp), from cache if there. */
+static struct facts *
+facts_set(char **pem, long n, const char *cache, const char *fp)
+{
+	struct facts *v = calloc((size_t)n, sizeof(*v));
+	char path[4096], tmp[4200], *spki = NULL;
+	cf_cert_rec c;
+	uint32_t fl;
+	FILE *f;
+	long i, got = 0;
+	double a = now_s();
+
+	if (v == NULL)
+		exit(1);
+	snprintf(path, sizeof(path), "%s.facts-%s", cache ? cache : "", fp);
+	if (cache != NULL && (f = fopen(path, "rb")) != NULL) {
+		for (got = 0; got < n && (spki = get_rec(f)) != NULL && strlen(spki) == CF_ID_LEN &&
+		    fread(&fl, sizeof(fl), 1, f) == 1 && (v[got].detail = get_rec(f)) != NULL; got++) {
+			memcpy(v[got].spki, spki, CF_ID_LEN + 1);
+			v[got].flags = fl;
+			free(spki);
+			spki = NULL;
+		}
+		free(spki);
+		fclose(f);
+		if (got == n)
+			return v;
+		for (i = 0; i < n; i++)
+			free(v[i].detail);
+		memset(v, 0, (size_t)n * sizeof(*v));
+	}
+	for (i = 0; i < n; i++) {
+		memset(&c, 0, sizeof(c));
+		c.pem = pem[i];
+		if (cf_cert_rec_keyq_compute(&c, NULL, fp) != 0)
+			die("key facts");
+		memcpy(v[i].spki, c.spki_sha256, sizeof(v[i].spki));
+		v[i].flags = c.keyq_flags;
+		if ((v[i].detail = strdup(c.keyq_detail)) == NULL)
+			exit(1);
+	}
+	if (cache == NULL)
+		return v;
+	fprintf(stderr, "audit_bench: key facts of %ld PEMs computed in %.1f s\n", n, now_s() - a);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((f = fopen(tmp, "wb")) == NULL)
+		exit(1);
+	for (i = 0; i < n; i++) {
+		fl = v[i].flags;
+		put_rec(f, v[i].spki);
+		if (fwrite(&fl, sizeof(fl), 1, f) != 1)
+			exit(1);
+		put_rec(f, v[i].detail);
+	}
+	if (fclose(f) != 0 || rename(tmp, path) != 0)
+		exit(1);
+	return v;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -213,6 +286,12 @@ main(int argc, char **argv)
 	    serial[41];
 	long distinct = 0, npem = 4;
 	int rsa;
+	struct facts *kf;
+	char fp[CF_KEYQ_POLICY_FP_LEN + 1];
+	cf_keyq_policy *changed = NULL;
+	cf_audit_opts o;
+	double reeval_s = 0, again_s = 0;
+	size_t reeval_parses = 0, reeval_updated = 0, again_parses = 0;
 	cf_ca_rec ca;
 	sqlite3 *db;
 	sqlite3_stmt *ti, *ci, *scan;
@@ -261,6 +340,9 @@ main(int argc, char **argv)
 		    cf_cert_to_pem(&pem[i], dev[i]) != 0)
 			die("device certificate");
 	cf_store_close(st);
+	if (cf_keyq_policy_fingerprint(fp, NULL) != 0)
+		die("policy fingerprint");
+	kf = facts_set(pem, npem, distinct > 0 ? argv[4] : NULL, fp);
 
 	/* The bulk rows: SQLite directly, one transaction. */
 	if (sqlite3_open(argv[1], &db) != SQLITE_OK)
@@ -269,8 +351,10 @@ main(int argc, char **argv)
 	sq(db, sqlite3_prepare_v2(db, "INSERT INTO things(name, attributes, created_at) VALUES (?1, '{}', ?2)",
 	    -1, &ti, NULL), "prepare");
 	sq(db, sqlite3_prepare_v2(db, "INSERT INTO certificates(id, serial, ca_id, thing, status, "
-	    "not_before, not_after, created_at, updated_at, key_alg, key_bits, sig_alg, pem) VALUES "
-	    "(?1, ?2, ?3, ?4, 'ACTIVE', ?5, ?6, ?5, ?5, ?7, ?8, ?9, ?10)", -1, &ci, NULL), "prepare");
+	    "not_before, not_after, created_at, updated_at, key_alg, key_bits, sig_alg, pem, "
+	    "spki_sha256, keyq_flags, keyq_policy, keyq_detail) VALUES "
+	    "(?1, ?2, ?3, ?4, 'ACTIVE', ?5, ?6, ?5, ?5, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)", -1, &ci,
+	    NULL), "prepare");
 	for (i = 0; i < rows; i++) {
 		snprintf(thing, sizeof(thing), "dev-%08ld", i);
 		snprintf(serial, sizeof(serial), "%040lx", i + 1);
@@ -293,6 +377,10 @@ main(int argc, char **argv)
 		sqlite3_bind_text(ci, 9, rsa ? "sha256WithRSAEncryption" : "ecdsa-with-SHA256", -1,
 		    SQLITE_STATIC);
 		sqlite3_bind_text(ci, 10, pem[i % npem], -1, SQLITE_STATIC);
+		sqlite3_bind_text(ci, 11, kf[i % npem].spki, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ci, 12, kf[i % npem].flags);
+		sqlite3_bind_text(ci, 13, fp, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ci, 14, kf[i % npem].detail, -1, SQLITE_STATIC);
 		sq(db, sqlite3_step(ci), "insert certificate");
 		sqlite3_reset(ci);
 	}
@@ -300,16 +388,16 @@ main(int argc, char **argv)
 	sqlite3_finalize(ci);
 	sq(db, sqlite3_exec(db, "COMMIT; ANALYZE", NULL, NULL, NULL), "commit");
 
-	/* Warm the page cache equally for both: one untimed scan. */
+	/* Every column the audit reads. Warm the page cache equally for both: one untimed scan. */
 	sq(db, sqlite3_prepare_v2(db, "SELECT id, serial, ca_id, thing, status, not_before, "
-	    "not_after, created_at, key_alg, key_bits, sig_alg, pem FROM certificates", -1, &scan,
-	    NULL), "prepare scan");
+	    "not_after, created_at, key_alg, key_bits, sig_alg, pem, keyq_flags, keyq_policy, "
+	    "keyq_detail FROM certificates", -1, &scan, NULL), "prepare scan");
 	for (int pass = 0; pass < 2; pass++) {
 		a = now_s();
 		bytes = 0;
 		while (sqlite3_step(scan) == SQLITE_ROW) {
-			for (int c = 0; c < 12; c++) {
-				if (c == 5 || c == 6 || c == 7 || c == 9)
+			for (int c = 0; c < 15; c++) {
+				if (c == 5 || c == 6 || c == 7 || c == 9 || c == 12)
 					bytes += (size_t)sqlite3_column_int64(scan, c) & 1;
 				else if (sqlite3_column_text(scan, c) != NULL)
 					bytes += (size_t)sqlite3_column_bytes(scan, c);
@@ -328,15 +416,41 @@ main(int argc, char **argv)
 		die("audit");
 	audit_s = now_s() - a;
 	printf("rows=%ld distinct_pems=%ld raw_bytes=%zu findings=%zu cert_passes=%zu "
-	    "pem_parses=%zu\n", rows, npem, bytes, res.findings, res.cert_passes, res.pem_parses);
+	    "pem_parses=%zu keyq_stored=%zu\n", rows, npem, bytes, res.findings, res.cert_passes,
+	    res.pem_parses, res.keyq_stored);
+	if (getenv("CF_BENCH_REEVAL") != NULL) {
+		cf_audit_opts_init(&o);
+		if (cf_keyq_policy_new(&changed) != 0 ||
+		    cf_keyq_policy_block(changed, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa") != 0)
+			die("policy");
+		o.keyq = changed;
+		a = now_s();
+		if (cf_audit_run(st, &res, &o) != 0)
+			die("audit (changed policy)");
+		reeval_s = now_s() - a;
+		reeval_parses = res.pem_parses;
+		reeval_updated = res.keyq_updated;
+		a = now_s();
+		if (cf_audit_run(st, &res, &o) != 0)
+			die("audit (changed policy, again)");
+		again_s = now_s() - a;
+		again_parses = res.pem_parses;
+		cf_keyq_policy_free(changed);
+		printf("policy_changed: reeval_s=%.3f pem_parses=%zu keyq_updated=%zu reeval_ratio=%.2f; "
+		    "next audit: audit_s=%.3f pem_parses=%zu ratio=%.2f\n", reeval_s, reeval_parses,
+		    reeval_updated, reeval_s / raw_s, again_s, again_parses, again_s / raw_s);
+	}
 	printf("raw_s=%.3f audit_s=%.3f ratio=%.2f\n", raw_s, audit_s, audit_s / raw_s);
 	cf_store_close(st);
 	for (i = 0; i < 4; i++) {
 		cf_cert_free(dev[i]);
 		cf_key_free(dk[i]);
 	}
-	for (i = 0; i < npem; i++)
+	for (i = 0; i < npem; i++) {
 		free(pem[i]);
+		free(kf[i].detail);
+	}
+	free(kf);
 	if (pem != pem4)
 		free(pem);
 	cf_cert_free(root);

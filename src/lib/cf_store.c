@@ -39,6 +39,8 @@ struct cf_store {
 	const struct cf_store_ops *ops;
 	struct cf_store_backend *b;
 	int depth; /* open transactions, outermost included */
+	const cf_keyq_policy *keyq;                     /* NULL: the default */
+	char keyq_fp[CF_KEYQ_POLICY_FP_LEN + 1];        /* its fingerprint, "" until needed */
 };
 
 /* ---- status ------------------------------------------------------------- */
@@ -1428,6 +1430,38 @@ out:
 }
 
 int
+cf_store_set_keyq_policy(cf_store *st, const cf_keyq_policy *p)
+{
+	char fp[CF_KEYQ_POLICY_FP_LEN + 1];
+	int r;
+
+	if ((r = cf_keyq_policy_fingerprint(fp, p)) != 0)
+		return r;
+	st->keyq = p;
+	memcpy(st->keyq_fp, fp, sizeof(fp));
+	return 0;
+}
+
+int
+cf_cert_rec_keyq_compute(cf_cert_rec *c, const cf_keyq_policy *p,
+    const char policy_fp[CF_KEYQ_POLICY_FP_LEN + 1])
+{
+	cf_keyq_result res;
+	int r;
+
+	c->spki_sha256[0] = c->keyq_policy[0] = c->keyq_detail[0] = '\0';
+	c->keyq_flags = 0;
+	if (c->pem == NULL)
+		return CF_EINVAL;
+	if ((r = cf_keyq_check_cert_pem(&res, c->spki_sha256, p, c->pem, strlen(c->pem))) != 0)
+		return r;
+	c->keyq_flags = res.flags;
+	snprintf(c->keyq_policy, sizeof(c->keyq_policy), "%s", policy_fp);
+	snprintf(c->keyq_detail, sizeof(c->keyq_detail), "%s", res.detail);
+	return 0;
+}
+
+int
 cf_store_cert_insert(cf_store *st, const cf_cert_rec *cert)
 {
 	int r = CF_EINVAL;
@@ -1464,6 +1498,11 @@ cf_store_cert_insert(cf_store *st, const cf_cert_rec *cert)
 		rec.created_at = cf_time_now();
 	if (rec.updated_at == 0)
 		rec.updated_at = rec.created_at;
+	/* The key facts, once, here (one place): a PEM that does not parse keeps none. */
+	if (st->keyq_fp[0] == '\0' && (r = cf_store_set_keyq_policy(st, st->keyq)) != 0)
+		goto out;
+	if (cf_cert_rec_keyq_compute(&rec, st->keyq, st->keyq_fp) != 0)
+		cf_error_clear();
 	if ((r = cf_store_begin(st)) != 0)
 		goto out;
 	if ((r = st->ops->ca_get(st->b, &ca, rec.ca_id)) != 0) {
@@ -2996,6 +3035,26 @@ int
 cf_store_cert_foreach(cf_store *st, cf_store_cert_cb cb, void *arg)
 {
 	return st->ops->cert_foreach(st->b, cb, arg);
+}
+
+int
+cf_store_cert_keyq_update(cf_store *st, const cf_cert_keyq *v, size_t n)
+{
+	size_t i;
+	int r;
+
+	if (n == 0)
+		return 0;
+	if ((r = cf_store_begin(st)) != 0)
+		return r;
+	for (i = 0; i < n && r == 0; i++) {
+		if (!id_valid("certificate", v[i].id)) {
+			r = CF_EINVAL;
+			break;
+		}
+		r = st->ops->cert_keyq_update(st->b, &v[i]);
+	}
+	return tx_end(st, r);
 }
 
 int
