@@ -20,6 +20,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/x509.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -444,8 +445,9 @@ curve_allowed(const cf_keyq_policy *p, const char *curve)
 	return 0;
 }
 
+/* spki: the key's fingerprint if the caller has it, else NULL (computed if needed). */
 static int
-check_pkey(cf_keyq_result *res, const cf_keyq_policy *p, EVP_PKEY *pkey)
+check_pkey(cf_keyq_result *res, const cf_keyq_policy *p, EVP_PKEY *pkey, const char *spki)
 {
 	cf_key key = { pkey };
 	cf_key_info ki;
@@ -484,7 +486,9 @@ check_pkey(cf_keyq_result *res, const cf_keyq_policy *p, EVP_PKEY *pkey)
 		break;
 	}
 	if (p->n_blocked > 0) {
-		if ((r = cf_key_fingerprint(fp_hex, &key)) != 0)
+		if (spki != NULL)
+			snprintf(fp_hex, sizeof(fp_hex), "%s", spki);
+		else if ((r = cf_key_fingerprint(fp_hex, &key)) != 0)
 			goto out;
 		if (fp_parse(fp, fp_hex, CF_ID_LEN) == 0)
 			(void)blocked_find(p, fp, &found);
@@ -523,7 +527,7 @@ int
 cf_keyq_check_key(cf_keyq_result *out, const cf_keyq_policy *p, const cf_key *key)
 {
 	memset(out, 0, sizeof(*out));
-	return check_pkey(out, p, key->pkey);
+	return check_pkey(out, p, key->pkey, NULL);
 }
 
 int
@@ -538,7 +542,7 @@ cf_keyq_check_cert(cf_keyq_result *out, const cf_keyq_policy *p, const cf_cert *
 		cf_error_ssl("certificate public key cannot be decoded");
 		return CF_EINVAL;
 	}
-	r = check_pkey(out, p, pkey);
+	r = check_pkey(out, p, pkey, NULL);
 	EVP_PKEY_free(pkey);
 	if (r != 0)
 		return r;
@@ -554,8 +558,8 @@ cf_keyq_check_cert_pem(cf_keyq_result *out, char spki[CF_ID_LEN + 1], const cf_k
 	cf_cert *cert = NULL;
 	EVP_PKEY *pkey;
 	const X509_ALGOR *alg = NULL;
-	cf_key key;
-	int r;
+	unsigned char *der = NULL;
+	int r, n;
 
 	memset(out, 0, sizeof(*out));
 	spki[0] = '\0';
@@ -568,8 +572,15 @@ cf_keyq_check_cert_pem(cf_keyq_result *out, char spki[CF_ID_LEN + 1], const cf_k
 		cf_cert_free(cert);
 		return CF_EINVAL;
 	}
-	key.pkey = pkey;
-	if ((r = cf_key_fingerprint(spki, &key)) == 0 && (r = check_pkey(out, p, pkey)) == 0) {
+	/* The SPKI as the certificate holds it (what cf_key_fingerprint hashes), without an encoder. */
+	if ((n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert->x509), &der)) <= 0) {
+		cf_error_ssl("certificate public key cannot be encoded");
+		r = CF_EINVAL;
+	} else {
+		cf_sha256_hex(spki, der, (size_t)n);
+		OPENSSL_free(der);
+	}
+	if (r == 0 && (r = check_pkey(out, p, pkey, spki)) == 0) {
 		X509_get0_signature(NULL, &alg, cert->x509);
 		check_sig(out, alg);
 	}
@@ -592,7 +603,7 @@ cf_keyq_check_csr(cf_keyq_result *out, const cf_keyq_policy *p, const cf_csr *cs
 		cf_error_ssl("CSR public key cannot be decoded");
 		return CF_EINVAL;
 	}
-	if ((r = check_pkey(out, p, pkey)) != 0)
+	if ((r = check_pkey(out, p, pkey, NULL)) != 0)
 		return r;
 	X509_REQ_get0_signature(csr->req, NULL, &alg);
 	check_sig(out, alg);
