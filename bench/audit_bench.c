@@ -223,7 +223,7 @@ facts_set(char **pem, long n, const char *cache, const char *fp)
 {
 	struct facts *v = calloc((size_t)n, sizeof(*v));
 	char path[4096], tmp[4200], *spki = NULL;
-	cf_cert_rec c;
+	cf_cert_keyq c;
 	uint32_t fl;
 	FILE *f;
 	long i, got = 0;
@@ -249,14 +249,13 @@ facts_set(char **pem, long n, const char *cache, const char *fp)
 		memset(v, 0, (size_t)n * sizeof(*v));
 	}
 	for (i = 0; i < n; i++) {
-		memset(&c, 0, sizeof(c));
-		c.pem = pem[i];
-		if (cf_cert_rec_keyq_compute(&c, NULL, fp) != 0)
+		if (cf_cert_keyq_compute(&c, pem[i], NULL, fp) != 0)
 			die("key facts");
 		memcpy(v[i].spki, c.spki_sha256, sizeof(v[i].spki));
 		v[i].flags = c.keyq_flags;
-		if ((v[i].detail = strdup(c.keyq_detail)) == NULL)
+		if ((v[i].detail = strdup(c.keyq_detail ? c.keyq_detail : "")) == NULL)
 			exit(1);
+		free(c.keyq_detail);
 	}
 	if (cache == NULL)
 		return v;

@@ -281,7 +281,6 @@ key_quality(cf_audit_ctx *x, cf_audit_check check, const char *resource, const c
 static int
 device_key_quality(cf_audit_ctx *x, const cf_cert_rec *c)
 {
-	cf_keyq_result res;
 	cf_cert_keyq *k, *nv;
 	size_t ncap;
 	int r;
@@ -289,7 +288,7 @@ device_key_quality(cf_audit_ctx *x, const cf_cert_rec *c)
 	if (strcmp(c->keyq_policy, x->keyq_fp) == 0) {
 		x->res->keyq_stored++;
 		key_findings(x, CF_AUDIT_DEVICE_CERTIFICATE_KEY_QUALITY, c->id, c->keyq_flags,
-		    c->keyq_detail);
+		    c->keyq_detail ? c->keyq_detail : "");
 		return 0;
 	}
 	if (x->n_stale == x->cap_stale) {
@@ -304,20 +303,14 @@ device_key_quality(cf_audit_ctx *x, const cf_cert_rec *c)
 	k = &x->stale[x->n_stale];
 	memset(k, 0, sizeof(*k));
 	x->res->pem_parses++;
-	if ((r = cf_keyq_check_cert_pem(&res, k->spki_sha256, x->keyq, c->pem ? c->pem : "",
-	    c->pem ? strlen(c->pem) : 0)) != 0) {
+	if ((r = cf_cert_keyq_compute(k, c->pem, x->keyq, x->keyq_fp)) != 0) {
 		cf_error_prefix("DEVICE_CERTIFICATE %.16s...", c->id);
 		return r;
 	}
 	memcpy(k->id, c->id, sizeof(k->id));
-	k->keyq_flags = res.flags;
-	memcpy(k->keyq_policy, x->keyq_fp, sizeof(k->keyq_policy));
-	if (res.detail[0] != '\0' && (k->keyq_detail = strdup(res.detail)) == NULL) {
-		cf_error_set("out of memory");
-		return CF_ERROR;
-	}
 	x->n_stale++;
-	key_findings(x, CF_AUDIT_DEVICE_CERTIFICATE_KEY_QUALITY, c->id, res.flags, res.detail);
+	key_findings(x, CF_AUDIT_DEVICE_CERTIFICATE_KEY_QUALITY, c->id, k->keyq_flags,
+	    k->keyq_detail ? k->keyq_detail : "");
 	return 0;
 }
 

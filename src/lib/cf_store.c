@@ -354,6 +354,7 @@ cf_cert_rec_clear(cf_cert_rec *r)
 	if (r == NULL)
 		return;
 	free(r->pem);
+	free(r->keyq_detail);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -1443,21 +1444,28 @@ cf_store_set_keyq_policy(cf_store *st, const cf_keyq_policy *p)
 }
 
 int
-cf_cert_rec_keyq_compute(cf_cert_rec *c, const cf_keyq_policy *p,
+cf_cert_keyq_compute(cf_cert_keyq *out, const char *pem, const cf_keyq_policy *p,
     const char policy_fp[CF_KEYQ_POLICY_FP_LEN + 1])
 {
 	cf_keyq_result res;
 	int r;
 
-	c->spki_sha256[0] = c->keyq_policy[0] = c->keyq_detail[0] = '\0';
-	c->keyq_flags = 0;
-	if (c->pem == NULL)
+	out->spki_sha256[0] = out->keyq_policy[0] = '\0';
+	out->keyq_flags = 0;
+	out->keyq_detail = NULL;
+	if (pem == NULL) {
+		cf_error_set("no PEM");
 		return CF_EINVAL;
-	if ((r = cf_keyq_check_cert_pem(&res, c->spki_sha256, p, c->pem, strlen(c->pem))) != 0)
+	}
+	if ((r = cf_keyq_check_cert_pem(&res, out->spki_sha256, p, pem, strlen(pem))) != 0)
 		return r;
-	c->keyq_flags = res.flags;
-	snprintf(c->keyq_policy, sizeof(c->keyq_policy), "%s", policy_fp);
-	snprintf(c->keyq_detail, sizeof(c->keyq_detail), "%s", res.detail);
+	if (res.detail[0] != '\0' && (out->keyq_detail = strdup(res.detail)) == NULL) {
+		out->spki_sha256[0] = '\0';
+		cf_error_set("out of memory");
+		return CF_ERROR;
+	}
+	out->keyq_flags = res.flags;
+	snprintf(out->keyq_policy, sizeof(out->keyq_policy), "%s", policy_fp);
 	return 0;
 }
 
@@ -1466,12 +1474,15 @@ cf_store_cert_insert(cf_store *st, const cf_cert_rec *cert)
 {
 	int r = CF_EINVAL;
 	cf_cert_rec rec;
+	cf_cert_keyq kq;
 	cf_ca_rec ca;
 	cf_thing_rec t;
 
 	memset(&ca, 0, sizeof(ca));
 	memset(&t, 0, sizeof(t));
+	memset(&kq, 0, sizeof(kq));
 	rec = *cert;
+	rec.keyq_detail = NULL; /* computed below, never the caller's */
 	if (!id_valid("certificate", cert->id) || !id_valid("CA", cert->ca_id))
 		goto out;
 	if (cert->thing[0] != '\0' && !cf_name_valid("thing", cert->thing))
@@ -1501,8 +1512,12 @@ cf_store_cert_insert(cf_store *st, const cf_cert_rec *cert)
 	/* The key facts, once, here (one place): a PEM that does not parse keeps none. */
 	if (st->keyq_fp[0] == '\0' && (r = cf_store_set_keyq_policy(st, st->keyq)) != 0)
 		goto out;
-	if (cf_cert_rec_keyq_compute(&rec, st->keyq, st->keyq_fp) != 0)
+	if (cf_cert_keyq_compute(&kq, cert->pem, st->keyq, st->keyq_fp) != 0)
 		cf_error_clear();
+	memcpy(rec.spki_sha256, kq.spki_sha256, sizeof(rec.spki_sha256));
+	rec.keyq_flags = kq.keyq_flags;
+	memcpy(rec.keyq_policy, kq.keyq_policy, sizeof(rec.keyq_policy));
+	rec.keyq_detail = kq.keyq_detail;
 	if ((r = cf_store_begin(st)) != 0)
 		goto out;
 	if ((r = st->ops->ca_get(st->b, &ca, rec.ca_id)) != 0) {
@@ -1526,6 +1541,7 @@ cf_store_cert_insert(cf_store *st, const cf_cert_rec *cert)
 end:
 	r = tx_end(st, r);
 out:
+	free(kq.keyq_detail);
 	cf_ca_rec_clear(&ca);
 	cf_thing_rec_clear(&t);
 	return r;

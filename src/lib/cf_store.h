@@ -187,8 +187,17 @@ typedef struct {
 	char spki_sha256[CF_ID_LEN + 1];
 	unsigned keyq_flags;
 	char keyq_policy[CF_KEYQ_POLICY_FP_LEN + 1];
-	char keyq_detail[512];
+	char *keyq_detail;              /* NULL when clean; owned like pem */
 } cf_cert_rec;
+
+/* A certificate's key facts alone (computing them, or updating them by id). */
+typedef struct {
+	char id[CF_ID_LEN + 1];
+	char spki_sha256[CF_ID_LEN + 1];
+	unsigned keyq_flags;
+	char keyq_policy[CF_KEYQ_POLICY_FP_LEN + 1];
+	char *keyq_detail; /* owned by whoever filled it; NULL means "" */
+} cf_cert_keyq;
 
 typedef struct {
 	int status;              /* a cf_cert_status, or -1 for any */
@@ -204,11 +213,13 @@ typedef struct {
  */
 int cf_store_set_keyq_policy(cf_store *st, const cf_keyq_policy *p) CF_MUST_CHECK;
 /*
- * Fills c's key facts from c->pem under p (NULL: the default policy),
- * whose fingerprint is policy_fp: exactly what cf_store_cert_insert
- * stores. CF_EINVAL with the facts cleared if the PEM does not parse.
+ * The key facts of pem under p (NULL: the default policy), whose
+ * fingerprint is policy_fp: exactly what cf_store_cert_insert stores.
+ * out->id is left as it is; out->keyq_detail is malloc()ed (NULL when
+ * clean: free() it). CF_EINVAL with the facts cleared if the PEM does not
+ * parse.
  */
-int cf_cert_rec_keyq_compute(cf_cert_rec *c, const cf_keyq_policy *p,
+int cf_cert_keyq_compute(cf_cert_keyq *out, const char *pem, const cf_keyq_policy *p,
     const char policy_fp[CF_KEYQ_POLICY_FP_LEN + 1]) CF_MUST_CHECK;
 /*
  * CF_EEXISTS for a duplicate id; CF_ENOTFOUND for an unknown thing or CA;
@@ -721,15 +732,6 @@ int cf_store_mitigation_list(cf_store *st, cf_mitigation_rec **out, size_t *out_
  */
 typedef int (*cf_store_cert_cb)(const cf_cert_rec *cert, void *arg);
 int cf_store_cert_foreach(cf_store *st, cf_store_cert_cb cb, void *arg) CF_MUST_CHECK;
-
-/* Key facts recomputed for one certificate (the audit, after a key policy change). */
-typedef struct {
-	char id[CF_ID_LEN + 1];
-	char spki_sha256[CF_ID_LEN + 1];
-	unsigned keyq_flags;
-	char keyq_policy[CF_KEYQ_POLICY_FP_LEN + 1];
-	char *keyq_detail; /* owned by the caller; NULL means "" */
-} cf_cert_keyq;
 
 /*
  * Writes the key facts of n certificates (by id) in one transaction; an id

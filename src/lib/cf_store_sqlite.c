@@ -1349,8 +1349,10 @@ cert_row(struct cf_store_backend *b, cf_cert_rec *out, sqlite3_stmt *s)
 	    (r = col_copy(b, out->sig_alg, sizeof(out->sig_alg), s, 13)) != 0 ||
 	    (r = col_dup(&out->pem, s, 14, 0)) != 0 ||
 	    (r = col_copy(b, out->spki_sha256, sizeof(out->spki_sha256), s, 15)) != 0 ||
-	    (r = col_copy(b, out->keyq_policy, sizeof(out->keyq_policy), s, 17)) != 0 ||
-	    (r = col_copy(b, out->keyq_detail, sizeof(out->keyq_detail), s, 18)) != 0)
+	    (r = col_copy(b, out->keyq_policy, sizeof(out->keyq_policy), s, 17)) != 0)
+		return r;
+	/* Clean keys (most) have no detail: NULL, no allocation. */
+	if (sqlite3_column_bytes(s, 18) > 0 && (r = col_dup(&out->keyq_detail, s, 18, 0)) != 0)
 		return r;
 	out->keyq_flags = (unsigned)sqlite3_column_int64(s, 16);
 	out->not_before = sqlite3_column_int64(s, 5);
@@ -1389,7 +1391,7 @@ sq_cert_insert(struct cf_store_backend *b, const cf_cert_rec *c)
 	bind_text(s, 16, c->spki_sha256);
 	sqlite3_bind_int64(s, 17, c->keyq_flags);
 	bind_text(s, 18, c->keyq_policy);
-	bind_text(s, 19, c->keyq_detail);
+	bind_text(s, 19, c->keyq_detail ? c->keyq_detail : "");
 	r = step_done(b, s, "insert certificate");
 out:
 	stmt_done(s);
@@ -3071,9 +3073,9 @@ sq_cert_foreach(struct cf_store_backend *b, cf_store_cert_cb cb, void *arg)
 		    (r = col_status(b, &c.status, s, 4)) != 0 ||
 		    (r = col_copy(b, c.key_alg, sizeof(c.key_alg), s, 8)) != 0 ||
 		    (r = col_copy(b, c.sig_alg, sizeof(c.sig_alg), s, 10)) != 0 ||
-		    (r = col_copy(b, c.keyq_policy, sizeof(c.keyq_policy), s, 13)) != 0 ||
-		    (r = col_copy(b, c.keyq_detail, sizeof(c.keyq_detail), s, 14)) != 0)
+		    (r = col_copy(b, c.keyq_policy, sizeof(c.keyq_policy), s, 13)) != 0)
 			goto out;
+		c.keyq_detail = (char *)sqlite3_column_text(s, 14);
 		c.keyq_flags = (unsigned)sqlite3_column_int64(s, 12);
 		c.not_before = sqlite3_column_int64(s, 5);
 		c.not_after = sqlite3_column_int64(s, 6);
@@ -3081,7 +3083,7 @@ sq_cert_foreach(struct cf_store_backend *b, cf_store_cert_cb cb, void *arg)
 		c.key_bits = sqlite3_column_int(s, 9);
 		c.pem = (char *)sqlite3_column_text(s, 11);
 		r = cb(&c, arg);
-		c.pem = NULL;
+		c.pem = c.keyq_detail = NULL;
 		if (r != 0)
 			goto out;
 	}
@@ -3122,7 +3124,7 @@ static int
 backfill_keyq(struct cf_store_backend *b)
 {
 	sqlite3_stmt *sel = NULL, *upd = NULL;
-	cf_cert_rec *v = NULL;
+	cf_cert_keyq *v = NULL;
 	int64_t *rowid = NULL, last = 0;
 	char fp[CF_KEYQ_POLICY_FP_LEN + 1];
 	size_t n, i;
@@ -3146,10 +3148,9 @@ backfill_keyq(struct cf_store_backend *b)
 		sqlite3_bind_int64(sel, 1, last);
 		while (n < BACKFILL_BATCH && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
 			rowid[n] = last = sqlite3_column_int64(sel, 0);
-			v[n].pem = (char *)sqlite3_column_text(sel, 1);
-			if (cf_cert_rec_keyq_compute(&v[n], NULL, fp) != 0)
+			if (cf_cert_keyq_compute(&v[n], (const char *)sqlite3_column_text(sel, 1), NULL,
+			    fp) != 0)
 				cf_error_clear();
-			v[n].pem = NULL;
 			n++;
 		}
 		if (n < BACKFILL_BATCH && rc != SQLITE_DONE) {
@@ -3162,11 +3163,16 @@ backfill_keyq(struct cf_store_backend *b)
 			bind_text(upd, 2, v[i].spki_sha256);
 			sqlite3_bind_int64(upd, 3, v[i].keyq_flags);
 			bind_text(upd, 4, v[i].keyq_policy);
-			bind_text(upd, 5, v[i].keyq_detail);
+			bind_text(upd, 5, v[i].keyq_detail ? v[i].keyq_detail : "");
 			r = step_done(b, upd, "backfill certificate key facts");
 			sqlite3_reset(upd);
-			if (r != 0)
+			free(v[i].keyq_detail);
+			v[i].keyq_detail = NULL;
+			if (r != 0) {
+				for (; i < n; i++)
+					free(v[i].keyq_detail);
 				goto out;
+			}
 		}
 	} while (n == BACKFILL_BATCH);
 	r = sq_exec(b, "CREATE INDEX certificates_spki ON certificates(spki_sha256)", "migration");
