@@ -14,7 +14,8 @@
 
 enum {
 	OPT_CHECKS = 1600, OPT_PARAM, OPT_AUDIT, OPT_SEVERITY, OPT_CHECK, OPT_RESOURCE, OPT_UNTIL,
-	OPT_FOREVER, OPT_COMMENT, OPT_FORMAT, OPT_OUT, OPT_FINDING, OPT_ACTION
+	OPT_FOREVER, OPT_COMMENT, OPT_FORMAT, OPT_OUT, OPT_FINDING, OPT_ACTION, OPT_DAEMON,
+	OPT_NO_MITIGATE
 };
 
 static int
@@ -47,6 +48,48 @@ audit_json(const cf_audit_rec *a)
 	    json_loads(a->counts, 0, NULL));
 }
 
+/*
+ * --daemon: certfleetd runs the audit (POST /v1/audits) and then its
+ * mitigation rules (unless mitigate is 0); body holds checks / params.
+ */
+static int
+audit_run_daemon(cli *c, json_t *body, int json)
+{
+	char base[512];
+	json_t *ans = NULL, *acts, *a;
+	long code = 0;
+	size_t i;
+	int r;
+
+	if ((r = cli_api_url(c, base, sizeof(base))) != CLI_OK ||
+	    (r = cli_http(base, "POST", "/v1/audits", body, &code, &ans)) != CLI_OK)
+		goto out;
+	if (code != 201) {
+		r = cli_api_fail("audit run", code, ans);
+		goto out;
+	}
+	if (json) {
+		r = cli_print_json(ans);
+		ans = NULL;
+		goto out;
+	}
+	printf("audit %lld (certfleetd): %lld finding(s), %lld suppressed\n",
+	    (long long)json_integer_value(json_object_get(ans, "auditId")),
+	    (long long)json_integer_value(json_object_get(ans, "findings")),
+	    (long long)json_integer_value(json_object_get(ans, "suppressed")));
+	acts = json_object_get(ans, "actions");
+	json_array_foreach(acts, i, a)
+		printf("  finding %lld: %s: %s: %s\n",
+		    (long long)json_integer_value(json_object_get(a, "finding")),
+		    json_string_value(json_object_get(a, "action")),
+		    json_string_value(json_object_get(a, "status")),
+		    json_string_value(json_object_get(a, "detail")));
+	r = CLI_OK;
+out:
+	json_decref(ans);
+	return r;
+}
+
 int
 cli_audit_run(cli *c, int argc, char **argv)
 {
@@ -54,9 +97,13 @@ cli_audit_run(cli *c, int argc, char **argv)
 		CLI_COMMON_OPTIONS,
 		{ "checks", required_argument, NULL, OPT_CHECKS },
 		{ "param", required_argument, NULL, OPT_PARAM },
+		{ "daemon", no_argument, NULL, OPT_DAEMON },
+		{ "no-mitigate", no_argument, NULL, OPT_NO_MITIGATE },
 		{ "json", no_argument, NULL, CLI_OPT_JSON },
 		{ NULL, 0, NULL, 0 },
 	};
+	json_t *body = json_object(), *params = json_array();
+	int daemon = 0, mitigate = 1;
 	cf_audit_opts o;
 	cf_audit_result res;
 	cf_ca *ca = NULL;
@@ -67,24 +114,45 @@ cli_audit_run(cli *c, int argc, char **argv)
 	cf_audit_opts_init(&o);
 	while ((ch = cli_getopt(c, argc, argv, opts)) != -1) {
 		switch (ch) {
-		case CLI_DONE_OK: return CLI_OK;
-		case CLI_DONE_USAGE: return CLI_USAGE;
 		case OPT_CHECKS:
-			if (cf_audit_opts_select(&o, optarg) != 0)
-				return cli_usage_error(c);
+			if (cf_audit_opts_select(&o, optarg) != 0) {
+				r = cli_usage_error(c);
+				goto out;
+			}
+			json_object_set_new(body, "checks", json_string(optarg));
 			break;
 		case OPT_PARAM:
-			if (cf_audit_opts_param(&o, optarg) != 0)
-				return cli_usage_error(c);
+			if (cf_audit_opts_param(&o, optarg) != 0) {
+				r = cli_usage_error(c);
+				goto out;
+			}
+			json_array_append_new(params, json_string(optarg));
 			break;
+		case OPT_DAEMON: daemon = 1; break;
+		case OPT_NO_MITIGATE: mitigate = 0; break;
 		case CLI_OPT_JSON: json = 1; break;
-		default: return cli_usage(c, "unexpected option");
+		case CLI_DONE_OK: r = CLI_OK; goto out;
+		case CLI_DONE_USAGE: r = CLI_USAGE; goto out;
+		default: r = cli_usage(c, "unexpected option"); goto out;
 		}
 	}
-	if (optind < argc)
-		return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+	if (optind < argc) {
+		r = cli_usage(c, "unexpected argument '%s'", argv[optind]);
+		goto out;
+	}
+	if (!daemon && !mitigate) {
+		r = cli_usage(c, "--no-mitigate goes with --daemon (a local audit mitigates nothing)");
+		goto out;
+	}
+	if (daemon) {
+		if (json_array_size(params) > 0)
+			json_object_set(body, "params", params);
+		json_object_set_new(body, "mitigate", json_boolean(mitigate));
+		r = audit_run_daemon(c, body, json);
+		goto out;
+	}
 	if ((r = cli_open(c, &ca)) != CLI_OK)
-		return r;
+		goto out;
 	o.keyq = cf_ca_policy(ca);
 	o.topic_prefix = cf_config_get_str(cf_ca_config(ca), "topic_prefix", "cf/");
 	if ((bc = cf_config_get(cf_ca_config(ca), "broker_config")) != NULL) {
@@ -119,6 +187,8 @@ cli_audit_run(cli *c, int argc, char **argv)
 		printf("  %-9s %zu\n", cf_severity_name((cf_severity)i), res.by_severity[i]);
 	r = CLI_OK;
 out:
+	json_decref(body);
+	json_decref(params);
 	cf_ca_close(ca);
 	return r;
 }

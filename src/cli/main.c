@@ -88,9 +88,10 @@ static const cli_verb verbs[] = {
 	  "Follows a job until it is CANCELED or COMPLETED: a progress bar on a terminal, else one "
 	  "line per change. Exit 0 if every execution SUCCEEDED, 1 otherwise (naming them) or on "
 	  "--timeout." },
-	{ "audit", "run", cli_audit_run, "[--checks A,B...] [--param CHECK=N]... [--json]",
-	  "Runs the audit checks (all, or those named) and stores the audit with its findings "
-	  "(docs/audit.md)." },
+	{ "audit", "run", cli_audit_run,
+	  "[--checks A,B...] [--param CHECK=N]... [--daemon [--no-mitigate]] [--json]",
+	  "Runs the audit checks (all, or those named) and stores the audit with its findings; "
+	  "--daemon: certfleetd runs it and applies its mitigation rules (docs/audit.md)." },
 	{ "audit", "list", cli_audit_list, "[--json]", "Lists audits, newest first." },
 	{ "audit", "findings", cli_audit_findings,
 	  "[--audit ID] [--severity S] [--check C] [--json]",

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "cf_audit.h"
 #include "cf_util.h"
@@ -1238,4 +1240,128 @@ cf_audit_export(FILE *f, cf_audit_format fmt, const cf_audit_rec *a, const cf_fi
 		return CF_ERROR;
 	}
 	return 0;
+}
+
+/* ---- schedule (certfleetd) ------------------------------------------------------------- */
+
+static int
+parse_hm(cf_audit_schedule *s, const char *p)
+{
+	int h, m;
+
+	if (strlen(p) != 5 || !isdigit((unsigned char)p[0]) || !isdigit((unsigned char)p[1]) ||
+	    p[2] != ':' || !isdigit((unsigned char)p[3]) || !isdigit((unsigned char)p[4]))
+		return CF_EINVAL;
+	h = (p[0] - '0') * 10 + (p[1] - '0');
+	m = (p[3] - '0') * 10 + (p[4] - '0');
+	if (h > 23 || m > 59)
+		return CF_EINVAL;
+	s->hour = h;
+	s->minute = m;
+	return 0;
+}
+
+int
+cf_audit_schedule_parse(cf_audit_schedule *out, const char *text)
+{
+	static const char *const days[] = { "sunday", "monday", "tuesday", "wednesday", "thursday",
+		"friday", "saturday" };
+	char buf[64], *day, *at;
+	cf_audit_schedule s;
+	char *end;
+	long v;
+	size_t i;
+
+	memset(&s, 0, sizeof(s));
+	if (*text == '\0' || strcmp(text, "off") == 0) {
+		*out = s;
+		return 0;
+	}
+	if (strlen(text) >= sizeof(buf))
+		goto bad;
+	memcpy(buf, text, strlen(text) + 1);
+	if (strncmp(buf, "daily@", 6) == 0) {
+		s.kind = CF_AUDIT_SCHED_DAILY;
+		if (parse_hm(&s, buf + 6) != 0)
+			goto bad;
+	} else if (strncmp(buf, "weekly@", 7) == 0 || strncmp(buf, "monthly@", 8) == 0) {
+		s.kind = buf[0] == 'w' ? CF_AUDIT_SCHED_WEEKLY : CF_AUDIT_SCHED_MONTHLY;
+		day = strchr(buf, '@') + 1;
+		if ((at = strchr(day, '@')) == NULL)
+			goto bad;
+		*at = '\0';
+		if (parse_hm(&s, at + 1) != 0)
+			goto bad;
+		if (s.kind == CF_AUDIT_SCHED_WEEKLY) {
+			for (i = 0; i < 7; i++)
+				if (strcasecmp(day, days[i]) == 0 ||
+				    (strlen(day) == 3 && strncasecmp(day, days[i], 3) == 0))
+					break;
+			if (i == 7)
+				goto bad;
+			s.wday = (int)i;
+		} else {
+			v = strtol(day, &end, 10);
+			if (*day == '\0' || *end != '\0' || v < 1 || v > 28)
+				goto bad;
+			s.mday = (int)v;
+		}
+	} else {
+		goto bad;
+	}
+	*out = s;
+	return 0;
+bad:
+	cf_error_set("audit_schedule '%s' is not daily@HH:MM, weekly@<mon..sun>@HH:MM or "
+	    "monthly@<1-28>@HH:MM (UTC)", text);
+	return CF_EINVAL;
+}
+
+int64_t
+cf_audit_schedule_prev(const cf_audit_schedule *s, int64_t now)
+{
+	time_t t = (time_t)now;
+	struct tm tm;
+	int64_t day0, slot;
+	int back;
+
+	gmtime_r(&t, &tm);
+	day0 = now - (tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec);
+	switch (s->kind) {
+	case CF_AUDIT_SCHED_DAILY:
+		slot = day0 + s->hour * 3600 + s->minute * 60;
+		return slot > now ? slot - 86400 : slot;
+	case CF_AUDIT_SCHED_WEEKLY:
+		back = (tm.tm_wday - s->wday + 7) % 7;
+		slot = day0 - (int64_t)back * 86400 + s->hour * 3600 + s->minute * 60;
+		return slot > now ? slot - 7 * 86400 : slot;
+	case CF_AUDIT_SCHED_MONTHLY:
+		tm.tm_mday = s->mday;
+		tm.tm_hour = s->hour;
+		tm.tm_min = s->minute;
+		tm.tm_sec = 0;
+		slot = (int64_t)timegm(&tm);
+		if (slot > now) {
+			tm.tm_mon -= 1; /* timegm normalizes January - 1 */
+			slot = (int64_t)timegm(&tm);
+		}
+		return slot;
+	default:
+		return 0;
+	}
+}
+
+int
+cf_audit_schedule_due(const cf_audit_schedule *s, int64_t last_run, int64_t now)
+{
+	switch (s->kind) {
+	case CF_AUDIT_SCHED_INTERVAL:
+		return now >= last_run + s->interval;
+	case CF_AUDIT_SCHED_DAILY:
+	case CF_AUDIT_SCHED_WEEKLY:
+	case CF_AUDIT_SCHED_MONTHLY:
+		return cf_audit_schedule_prev(s, now) > last_run;
+	default:
+		return 0;
+	}
 }

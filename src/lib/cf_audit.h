@@ -125,4 +125,35 @@ int cf_audit_format_parse(cf_audit_format *out, const char *name) CF_MUST_CHECK;
 int cf_audit_export(FILE *f, cf_audit_format fmt, const cf_audit_rec *a,
     const cf_finding_rec *findings, size_t n) CF_MUST_CHECK;
 
+/*
+ * When certfleetd runs scheduled audits (certfleet.conf audit_schedule or
+ * audit_interval, docs/audit.md "In certfleetd"). Times are UTC.
+ */
+typedef enum {
+	CF_AUDIT_SCHED_OFF,
+	CF_AUDIT_SCHED_DAILY,    /* daily@HH:MM */
+	CF_AUDIT_SCHED_WEEKLY,   /* weekly@<mon..sun>@HH:MM */
+	CF_AUDIT_SCHED_MONTHLY,  /* monthly@<1-28>@HH:MM */
+	CF_AUDIT_SCHED_INTERVAL, /* every interval seconds */
+} cf_audit_sched_kind;
+
+typedef struct {
+	cf_audit_sched_kind kind;
+	int hour, minute;
+	int wday;          /* 0 = Sunday */
+	int mday;          /* 1 to 28: every month has it */
+	int64_t interval;  /* seconds */
+} cf_audit_schedule;
+
+/* "daily@02:30", "weekly@sun@03:00", "monthly@1@04:00", or "off"/"" (OFF). CF_EINVAL. */
+int cf_audit_schedule_parse(cf_audit_schedule *out, const char *text) CF_MUST_CHECK;
+/* The latest slot of a calendar schedule at or before now; 0 for OFF and INTERVAL. */
+int64_t cf_audit_schedule_prev(const cf_audit_schedule *s, int64_t now);
+/*
+ * 1 when an audit is due at now, the last one having started at last_run:
+ * a calendar slot after last_run has come (one run however many slots were
+ * missed), or interval seconds have passed. 0 otherwise and for OFF.
+ */
+int cf_audit_schedule_due(const cf_audit_schedule *s, int64_t last_run, int64_t now);
+
 #endif

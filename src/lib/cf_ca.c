@@ -50,7 +50,9 @@ static const char *const cf_conf_keys[] = {
 	"service_cert", "service_key", "broker_cafile", "stamp_key_file",
 	"quarantine_group", "broker_config",
 	"notify_webhook_url", "notify_webhook_secret_file", "notify_webhook_timeout", "notify_exec",
-	"notify_exec_timeout", "notify_max_attempts", "notify_backoff", NULL,
+	"notify_exec_timeout", "notify_max_attempts", "notify_backoff",
+	"audit_schedule", "audit_interval", "audit_checks", "audit_params", "mitigation_rule.*",
+	"mitigation_rotate_key_algorithm", "mitigation_rotate_config", NULL,
 };
 
 void

@@ -155,6 +155,23 @@ cf_config_load(cf_config **out, const char *path)
 	return r;
 }
 
+const char *
+cf_config_key_at(const cf_config *cfg, size_t i)
+{
+	return i < cfg->n ? cfg->v[i].key : NULL;
+}
+
+/* known is a key, or a family "prefix.*" matching "prefix.<anything non-empty>". */
+static int
+key_matches(const char *known, const char *key)
+{
+	size_t n = strlen(known);
+
+	if (n >= 2 && strcmp(known + n - 2, ".*") == 0)
+		return strncmp(known, key, n - 1) == 0 && key[n - 1] != '\0';
+	return strcmp(known, key) == 0;
+}
+
 int
 cf_config_check_keys(const cf_config *cfg, const char *const *known)
 {
@@ -162,7 +179,7 @@ cf_config_check_keys(const cf_config *cfg, const char *const *known)
 
 	for (i = 0; i < cfg->n; i++) {
 		for (k = 0; known[k] != NULL; k++)
-			if (strcmp(known[k], cfg->v[i].key) == 0)
+			if (key_matches(known[k], cfg->v[i].key))
 				break;
 		if (known[k] == NULL) {
 			cf_error_set("%s:%d: unknown key '%s'", cfg->path, cfg->v[i].line,

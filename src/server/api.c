@@ -521,21 +521,19 @@ static void
 h_job_create(api_req *a)
 {
 	cf_store *st = cf_ca_store(a->d->ca);
-	json_t *body = NULL, *v, *doc = NULL;
+	json_t *body = NULL, *v;
 	const char *key, *job_id, *kname, *sname, *sel, *comment;
 	cf_jobspec_targets tg;
 	cf_jobspec_config cfg;
+	cfd_rotation_job spec;
 	char *tg_text = NULL, *cfg_text = NULL, *cfg_in = NULL, *tg_in = NULL, **things = NULL;
-	char gen_id[CF_PROTO_JOB_ID_MAX + 1];
-	unsigned char rnd[4];
-	size_t n_things = 0, i;
+	char created[CF_PROTO_JOB_ID_MAX + 1];
+	size_t n_things = 0;
 	int64_t now = cf_time_now();
 	cf_key_alg ka;
 	cf_sig_alg sa;
-	cf_job_rec job;
-	int r, began = 0;
+	int r;
 
-	memset(&job, 0, sizeof(job));
 	memset(&tg, 0, sizeof(tg));
 	if ((body = body_object(a, 0)) == NULL)
 		goto out;
@@ -599,65 +597,30 @@ h_job_create(api_req *a)
 		reply_error(a, 400, "the targets select no thing (a CONTINUOUS job may start empty)");
 		goto out;
 	}
-	if (job_id == NULL) {
-		if (cf_random_bytes(rnd, sizeof(rnd)) != 0) {
-			reply_error(a, 500, "%s", cf_error_last());
-			goto out;
-		}
-		snprintf(gen_id, sizeof(gen_id), "rotate-%jd-%02x%02x%02x%02x", (intmax_t)now,
-		    rnd[0], rnd[1], rnd[2], rnd[3]);
-		job_id = gen_id;
-	}
-	doc = json_pack("{s:s, s:s, s:s}", "operation", "ROTATE_CERTIFICATE", "keyAlgorithm",
-	    cf_key_alg_name(ka), "signingAlgorithm", cf_sig_alg_name(sa));
-	snprintf(job.id, sizeof(job.id), "%s", job_id);
-	snprintf(job.operation, sizeof(job.operation), "ROTATE_CERTIFICATE");
-	job.document = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	job.targets = tg_text;
-	job.config = cfg_text;
-	job.comment = (char *)comment;
-	job.selection = sel && strcmp(sel, "CONTINUOUS") == 0 ? CF_JOB_SELECTION_CONTINUOUS :
+	memset(&spec, 0, sizeof(spec));
+	spec.job_id = job_id;
+	spec.targets_json = tg_text;
+	spec.config_json = cfg_text;
+	spec.config = &cfg;
+	spec.selection = sel && strcmp(sel, "CONTINUOUS") == 0 ? CF_JOB_SELECTION_CONTINUOUS :
 	    CF_JOB_SELECTION_SNAPSHOT;
-	/* The engine starts a job whose schedule does not allow it yet. */
-	job.status = cf_job_schedule_may_start(&cfg.schedule, now) ? CF_JOB_STATE_IN_PROGRESS :
-	    CF_JOB_STATE_SCHEDULED;
-	if (job.document == NULL) {
-		reply_error(a, 500, "out of memory");
+	spec.key_alg = ka;
+	spec.sig_alg = sa;
+	spec.comment = comment;
+	spec.source = "api";
+	if ((r = cfd_jobs_insert_rotation(a->d, created, &spec, (const char *const *)things,
+	    n_things)) != 0) {
+		reply_lib_error(a, r);
 		goto out;
 	}
-	if ((r = cf_store_begin(st)) != 0)
-		goto fail;
-	began = 1;
-	if ((r = cf_store_job_insert(st, &job)) != 0)
-		goto fail;
-	for (i = 0; i < n_things; i++)
-		if ((r = cf_store_job_target_add(st, NULL, job.id, things[i], now)) != 0)
-			goto fail;
-	if ((r = cf_store_commit(st)) != 0)
-		goto fail;
-	began = 0;
-	cf_log(CF_LOG_INFO, "rotation job created", "job=%s things=%zu selection=%s key_algorithm=%s "
-	    "status=%s source=api", job.id, n_things, sel ? sel : "SNAPSHOT", cf_key_alg_name(ka),
-	    cf_job_state_name(job.status));
-	cfd_engine_pass(a->d);
-	reply_job(a, job.id, 201);
-	goto out;
-fail:
-	if (began)
-		cf_store_rollback(st);
-	began = 0;
-	reply_lib_error(a, r);
+	reply_job(a, created, 201);
 out:
-	if (began)
-		cf_store_rollback(st);
-	free(job.document);
 	free(tg_text);
 	free(cfg_text);
 	free(tg_in);
 	free(cfg_in);
 	cf_strv_free(things, n_things);
 	cf_jobspec_targets_clear(&tg);
-	json_decref(doc);
 	json_decref(body);
 }
 
@@ -822,6 +785,106 @@ out:
 	cf_notify_recs_free(after, na);
 }
 
+/* ---- audits (docs/audit.md "In certfleetd") --------------------------------------------- */
+
+/* "checks" / "params": a string "A,B" or an array of strings, into o. 0, or a 400 answered. */
+static int
+audit_list_member(api_req *a, cf_audit_opts *o, json_t *body, const char *key)
+{
+	json_t *v = json_object_get(body, key), *e;
+	char buf[4096] = "";
+	size_t i, len = 0;
+	int r;
+
+	if (v == NULL)
+		return 0;
+	if (json_is_string(v)) {
+		snprintf(buf, sizeof(buf), "%s", json_string_value(v));
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, e) {
+			if (!json_is_string(e) || len + json_string_length(e) + 2 >= sizeof(buf)) {
+				reply_error(a, 400, "'%s' must be strings", key);
+				return -1;
+			}
+			len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%s", i ? "," : "",
+			    json_string_value(e));
+		}
+	} else {
+		reply_error(a, 400, "'%s' must be a string or an array of strings", key);
+		return -1;
+	}
+	if (strcmp(key, "checks") == 0) {
+		r = cf_audit_opts_select(o, buf);
+	} else {
+		char *p, *save = NULL;
+
+		r = 0;
+		for (p = strtok_r(buf, ",", &save); p != NULL && r == 0; p = strtok_r(NULL, ",", &save))
+			r = cf_audit_opts_param(o, p);
+	}
+	if (r != 0) {
+		reply_error(a, 400, "'%s': %s", key, cf_error_last());
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * POST /v1/audits {"checks"?, "params"?, "mitigate"?: bool (true)}: an audit
+ * now (trigger on_demand) with certfleet.conf's audit settings, then the
+ * mitigation rules unless mitigate is false. 201 {"auditId", "findings",
+ * "suppressed", "bySeverity", "actions": [...]}.
+ */
+static void
+h_audit_run(api_req *a)
+{
+	static const char *const members[] = { "checks", "params", "mitigate" };
+	json_t *body, *v, *actions = NULL, *sev;
+	const char *key;
+	cf_audit_opts o;
+	cf_audit_result res;
+	size_t i;
+	int r;
+
+	if ((body = body_object(a, 1)) == NULL)
+		return;
+	json_object_foreach(body, key, v) {
+		if (cf_name_index(members, sizeof(members) / sizeof(members[0]), key, 0) < 0) {
+			reply_error(a, 400, "unknown member '%s'", key);
+			goto out;
+		}
+	}
+	v = json_object_get(body, "mitigate");
+	if (v != NULL && !json_is_boolean(v)) {
+		reply_error(a, 400, "'mitigate' must be true or false");
+		goto out;
+	}
+	o = *cfd_audit_default_opts(a->d);
+	o.trigger = "on_demand";
+	if (audit_list_member(a, &o, body, "checks") != 0 ||
+	    audit_list_member(a, &o, body, "params") != 0)
+		goto out;
+	if ((actions = json_array()) == NULL) {
+		reply_error(a, 500, "out of memory");
+		goto out;
+	}
+	if ((r = cfd_audit_run(a->d, &res, &o, v == NULL || json_is_true(v) ? actions : NULL,
+	    v == NULL || json_is_true(v))) != 0) {
+		reply_lib_error(a, r);
+		goto out;
+	}
+	sev = json_object();
+	for (i = 0; i < CF_SEV__COUNT; i++)
+		json_object_set_new(sev, cf_severity_name((cf_severity)i),
+		    json_integer((json_int_t)res.by_severity[i]));
+	reply(a, 201, json_pack("{s:I, s:I, s:I, s:o, s:O}", "auditId", (json_int_t)res.audit_id,
+	    "findings", (json_int_t)res.findings, "suppressed", (json_int_t)res.suppressed,
+	    "bySeverity", sev, "actions", actions));
+out:
+	json_decref(actions);
+	json_decref(body);
+}
+
 /* ---- routing --------------------------------------------------------------------------- */
 
 typedef enum { P_NONE, P_NAME, P_ID, P_JOB } param_kind;
@@ -846,6 +909,7 @@ static const route routes[] = {
 	{ EVHTTP_REQ_POST, { "v1", "jobs" }, P_NONE, h_job_create },
 	{ EVHTTP_REQ_GET, { "v1", "jobs", "{}" }, P_JOB, h_job },
 	{ EVHTTP_REQ_POST, { "v1", "jobs", "{}", "cancel" }, P_JOB, h_job_cancel },
+	{ EVHTTP_REQ_POST, { "v1", "audits" }, P_NONE, h_audit_run },
 	{ EVHTTP_REQ_GET, { "v1", "notifications" }, P_NONE, h_notifications },
 	{ EVHTTP_REQ_POST, { "v1", "notifications", "test" }, P_NONE, h_notification_test },
 };

@@ -15,8 +15,11 @@
 #include <stdint.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
+#include "cf_audit.h"
 #include "cf_ca.h"
+#include "cf_jobspec.h"
 #include "cf_log.h"
 #include "cf_stamp.h"
 
@@ -26,9 +29,12 @@ typedef struct cfd_mqtt cfd_mqtt;
 typedef struct cfd_api cfd_api;
 typedef struct cfd_engine cfd_engine;
 typedef struct cfd_notifier cfd_notifier; /* not cfd_notify: that is the function */
+typedef struct cfd_auditor cfd_auditor;   /* not cfd_audit: the functions' prefix */
 
 /* HTTP status codes counted separately; anything else lands in "other". */
 #define CFD_HTTP_CODES 10
+/* Issuance latency histogram buckets (metrics.c: 1 ms ... 5 s, then +Inf). */
+#define CFD_ISSUE_BUCKETS 12
 
 typedef struct {
 	uint64_t mqtt_reconnects;
@@ -41,6 +47,12 @@ typedef struct {
 	uint64_t conn_refused;
 	uint64_t http_by_code[CFD_HTTP_CODES];
 	uint64_t http_other;
+	uint64_t audits_run;          /* by certfleetd (scheduled and POST /v1/audits) */
+	uint64_t audits_failed;
+	/* cf_ca_issue_csr's latency (jobs.c), cumulative Prometheus buckets in cfd_metrics_issue. */
+	uint64_t issue_bucket[CFD_ISSUE_BUCKETS];
+	uint64_t issue_count;
+	uint64_t issue_sum_us;
 } cfd_metrics;
 
 typedef struct cfd {
@@ -66,6 +78,7 @@ typedef struct cfd {
 	cfd_api *api;
 	cfd_engine *engine;
 	cfd_notifier *notify;
+	cfd_auditor *auditor;
 	cfd_metrics metrics;
 	int stopping;
 } cfd;
@@ -99,6 +112,39 @@ int cfd_execution_ended(cfd *d, const cf_exec_rec *e, const char *reason) CF_MUS
  * Each in its own transaction. The number settled, or a negative CF_E*.
  */
 int cfd_rotation_connected(cfd *d, const char *thing, const char *principal);
+
+/* A ROTATE_CERTIFICATE job to store (jobs.c): everything in it already validated. */
+typedef struct {
+	const char *job_id;               /* NULL: "<id_prefix>-<time>-<8 hex>" */
+	const char *id_prefix;            /* NULL: "rotate" */
+	const char *targets_json;         /* canonical (cf_jobspec_targets_dump) */
+	const char *config_json;          /* canonical (cf_jobspec_config_dump); NULL: {} */
+	const cf_jobspec_config *config;  /* the same, parsed (its schedule decides the status) */
+	cf_job_selection selection;
+	cf_key_alg key_alg;
+	cf_sig_alg sig_alg;
+	const char *comment;              /* NULL: none */
+	const char *source;               /* for the log: "api", "mitigation" */
+} cfd_rotation_job;
+
+/*
+ * Stores the job and a target for each of things (n, resolved and
+ * existing) in one transaction, then runs an engine pass so that its first
+ * executions go out now. job_id_out (may be NULL) gets the id. The store's
+ * error otherwise (CF_EEXISTS for a taken id), nothing stored.
+ */
+int cfd_jobs_insert_rotation(cfd *d, char job_id_out[CF_PROTO_JOB_ID_MAX + 1],
+    const cfd_rotation_job *spec, const char *const *things, size_t n) CF_MUST_CHECK;
+/*
+ * A SNAPSHOT rotation job for things (n >= 1; each must exist: CF_ENOTFOUND)
+ * to key_alg (a cf_key_alg name, its default signing algorithm) with
+ * config_json (a job config as in POST /v1/jobs, NULL: {}), validated as
+ * the API validates. job_id_out (CF_PROTO_JOB_ID_MAX + 1 bytes, may be
+ * NULL) gets the generated id ("mitigate-..."). CF_EINVAL for a bad
+ * algorithm or config.
+ */
+int cfd_jobs_create_rotation(cfd *d, char *job_id_out, const char *const *things, size_t n,
+    const char *key_alg, const char *config_json, const char *comment) CF_MUST_CHECK;
 
 /*
  * engine.c: the jobs engine's clock (DESIGN §7, docs/jobs.md "The engine"):
@@ -139,6 +185,7 @@ typedef struct {
 	const char *reason;     /* NULL if none */
 	const char *old_cert;   /* certificate ids, NULL or "" if none */
 	const char *new_cert;
+	const cf_finding_rec *finding; /* "audit.finding": the finding, NULL otherwise */
 } cfd_notice;
 
 /* Reads the notify_* settings; starts the thread when a sink is configured. */
@@ -158,5 +205,30 @@ struct evbuffer;
 /* Prometheus text format 0.0.4; registry gauges are read from the store now. */
 int cfd_metrics_render(cfd *d, struct evbuffer *out) CF_MUST_CHECK;
 void cfd_metrics_http(cfd *d, int code);
+/* One certificate issuance that took us microseconds (the latency histogram). */
+void cfd_metrics_issue(cfd *d, int64_t us);
+/* CLOCK_MONOTONIC in microseconds. */
+int64_t cfd_mono_us(void);
+
+/*
+ * audit.c: scheduled audits and automatic mitigation rules (docs/audit.md
+ * "In certfleetd"). cfd_audit_start reads audit_* and mitigation_* from
+ * certfleet.conf (CF_EINVAL naming the setting) and, with a schedule,
+ * starts the timer.
+ */
+int cfd_audit_start(cfd *d) CF_MUST_CHECK;
+void cfd_audit_stop(cfd *d);
+/* The options of certfleet.conf (audit_checks, audit_params, policy, broker config). Borrowed. */
+const cf_audit_opts *cfd_audit_default_opts(const cfd *d);
+/*
+ * Runs an audit with o (its trigger included) on the reactor, then (if
+ * mitigate) the mitigation rules on its findings; each action taken is appended to
+ * actions ({finding, action, status, detail}) when that is not NULL. The
+ * audit's error (nothing mitigated) otherwise; failed actions are recorded,
+ * not returned.
+ */
+int cfd_audit_run(cfd *d, cf_audit_result *out, const cf_audit_opts *o, json_t *actions,
+    int mitigate) CF_MUST_CHECK;
+
 
 #endif

@@ -25,6 +25,7 @@
 
 #include "certfleetd.h"
 #include "cf_job.h"
+#include "cf_jobspec.h"
 #include "cf_keyq.h"
 #include "cf_proto.h"
 #include "cf_util.h"
@@ -669,6 +670,7 @@ h_create(jreq *q)
 	cf_key *old_key = NULL, *new_pub = NULL, *prev_key = NULL;
 	char msg[CF_PROTO_CUSTODY_MAX], old_id[CF_ID_LEN + 1], *text = NULL;
 	cf_key_alg csr_alg;
+	int64_t t0;
 	int has_rot, r, began = 0, reuse = 0;
 
 	memset(&c, 0, sizeof(c));
@@ -737,7 +739,10 @@ h_create(jreq *q)
 	} else {
 		if (has_rot && rot.new_cert[0] != '\0' && (r = retire_cert(q->st, rot.new_cert)) != 0)
 			goto fail;
-		if ((r = cf_ca_issue_csr(q->d->ca, &issued, c.csr, c.csr_len, q->topic.thing, 0)) != 0)
+		t0 = cfd_mono_us();
+		r = cf_ca_issue_csr(q->d->ca, &issued, c.csr, c.csr_len, q->topic.thing, 0);
+		cfd_metrics_issue(q->d, cfd_mono_us() - t0);
+		if (r != 0)
 			goto fail;
 		memset(&upd, 0, sizeof(upd));
 		snprintf(upd.job_id, sizeof(upd.job_id), "%s", c.job_id);
@@ -925,4 +930,131 @@ cfd_jobs_on_message(cfd *d, const char *topic, const void *payload, size_t len,
 	cf_log(CF_LOG_DEBUG, "ignored device message", "topic=%s", topic);
 out:
 	cf_exec_rec_clear(&q.exec);
+}
+
+/* ---- creating rotation jobs (the API and the mitigation rules) -------------------------- */
+
+int
+cfd_jobs_insert_rotation(cfd *d, char job_id_out[CF_PROTO_JOB_ID_MAX + 1],
+    const cfd_rotation_job *spec, const char *const *things, size_t n)
+{
+	cf_store *st = cf_ca_store(d->ca);
+	char gen_id[CF_PROTO_JOB_ID_MAX + 1];
+	unsigned char rnd[4];
+	int64_t now = cf_time_now();
+	json_t *doc = NULL;
+	cf_job_rec job;
+	size_t i;
+	int r = CF_ERROR, began = 0;
+
+	memset(&job, 0, sizeof(job));
+	if (spec->job_id == NULL) {
+		if ((r = cf_random_bytes(rnd, sizeof(rnd))) != 0)
+			goto out;
+		snprintf(gen_id, sizeof(gen_id), "%s-%jd-%02x%02x%02x%02x",
+		    spec->id_prefix ? spec->id_prefix : "rotate", (intmax_t)now, rnd[0], rnd[1], rnd[2],
+		    rnd[3]);
+	} else {
+		snprintf(gen_id, sizeof(gen_id), "%s", spec->job_id);
+	}
+	doc = json_pack("{s:s, s:s, s:s}", "operation", ROTATE_OPERATION, "keyAlgorithm",
+	    cf_key_alg_name(spec->key_alg), "signingAlgorithm", cf_sig_alg_name(spec->sig_alg));
+	snprintf(job.id, sizeof(job.id), "%s", gen_id);
+	snprintf(job.operation, sizeof(job.operation), ROTATE_OPERATION);
+	job.document = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	job.targets = (char *)spec->targets_json;
+	job.config = (char *)spec->config_json;
+	job.comment = (char *)spec->comment;
+	job.selection = spec->selection;
+	/* The engine starts a job whose schedule does not allow it yet. */
+	job.status = cf_job_schedule_may_start(&spec->config->schedule, now) ?
+	    CF_JOB_STATE_IN_PROGRESS : CF_JOB_STATE_SCHEDULED;
+	if (job.document == NULL) {
+		cf_error_set("out of memory");
+		r = CF_ERROR;
+		goto out;
+	}
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	began = 1;
+	if ((r = cf_store_job_insert(st, &job)) != 0)
+		goto out;
+	for (i = 0; i < n; i++)
+		if ((r = cf_store_job_target_add(st, NULL, job.id, things[i], now)) != 0)
+			goto out;
+	if ((r = cf_store_commit(st)) != 0)
+		goto out;
+	began = 0;
+	cf_log(CF_LOG_INFO, "rotation job created", "job=%s things=%zu selection=%s key_algorithm=%s "
+	    "status=%s source=%s", job.id, n,
+	    spec->selection == CF_JOB_SELECTION_CONTINUOUS ? "CONTINUOUS" : "SNAPSHOT",
+	    cf_key_alg_name(spec->key_alg), cf_job_state_name(job.status),
+	    spec->source ? spec->source : "api");
+	if (job_id_out != NULL)
+		memcpy(job_id_out, job.id, sizeof(job.id));
+	cfd_engine_pass(d);
+	r = 0;
+out:
+	if (began)
+		cf_store_rollback(st);
+	free(job.document);
+	json_decref(doc);
+	return r;
+}
+
+int
+cfd_jobs_create_rotation(cfd *d, char *job_id_out, const char *const *things, size_t n,
+    const char *key_alg, const char *config_json, const char *comment)
+{
+	cf_jobspec_targets tg;
+	cf_jobspec_config cfg;
+	cfd_rotation_job spec;
+	char *tg_in = NULL, *tg_text = NULL, *cfg_text = NULL;
+	json_t *names = NULL, *obj = NULL;
+	size_t i;
+	int r = CF_ERROR;
+
+	memset(&tg, 0, sizeof(tg));
+	memset(&spec, 0, sizeof(spec));
+	if (n == 0) {
+		cf_error_set("a rotation job needs at least one thing");
+		return CF_EINVAL;
+	}
+	if ((r = cf_alg_validate(&spec.key_alg, &spec.sig_alg, key_alg, NULL)) != 0)
+		return r;
+	r = CF_ERROR;
+	if ((names = json_array()) == NULL)
+		goto oom;
+	for (i = 0; i < n; i++)
+		if (json_array_append_new(names, json_string(things[i])) != 0)
+			goto oom;
+	if ((obj = json_pack("{s:O}", "things", names)) == NULL ||
+	    (tg_in = json_dumps(obj, JSON_COMPACT)) == NULL)
+		goto oom;
+	/* The same validation as POST /v1/jobs: names, duplicates, sizes. */
+	if ((r = cf_jobspec_targets_parse(&tg, tg_in)) != 0 ||
+	    (r = cf_jobspec_targets_dump(&tg_text, &tg)) != 0 ||
+	    (r = cf_jobspec_config_parse(&cfg, config_json)) != 0 ||
+	    (r = cf_jobspec_config_dump(&cfg_text, &cfg)) != 0)
+		goto out;
+	spec.targets_json = tg_text;
+	spec.config_json = cfg_text;
+	spec.config = &cfg;
+	spec.selection = CF_JOB_SELECTION_SNAPSHOT;
+	spec.comment = comment;
+	spec.id_prefix = "mitigate";
+	spec.source = "mitigation";
+	r = cfd_jobs_insert_rotation(d, job_id_out, &spec, (const char *const *)tg.things,
+	    tg.n_things);
+	goto out;
+oom:
+	cf_error_set("out of memory");
+out:
+	cf_jobspec_targets_clear(&tg);
+	free(tg_in);
+	free(tg_text);
+	free(cfg_text);
+	json_decref(names);
+	json_decref(obj);
+	return r;
 }

@@ -661,6 +661,16 @@ set_str(json_t *o, const char *key, const char *v)
 	return json_object_set_new(o, key, json_string(v)) == 0 ? 0 : CF_ERROR;
 }
 
+/* An audit finding as in `certfleet audit findings --json`. */
+static json_t *
+finding_json(const cf_finding_rec *f)
+{
+	return json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "id", (json_int_t)f->id,
+	    "auditId", (json_int_t)f->audit_id, "check", f->check, "severity",
+	    cf_severity_name(f->severity), "resourceType", f->resource_type, "resourceId",
+	    f->resource_id, "reasonCode", f->reason_code, "detail", f->detail);
+}
+
 /* The payload of docs/notifications.md: absent members omitted, never any key material. */
 static int
 payload_json(char **out, const cfd_notice *nt)
@@ -686,6 +696,7 @@ payload_json(char **out, const cfd_notice *nt)
 	    set_str(o, "reason", nt->reason) != 0 ||
 	    set_str(o, "oldCertificateId", nt->old_cert) != 0 ||
 	    set_str(o, "newCertificateId", nt->new_cert) != 0 ||
+	    (nt->finding != NULL && json_object_set_new(o, "finding", finding_json(nt->finding)) != 0) ||
 	    (*out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL) {
 		cf_error_set("out of memory building a notification");
 		goto out;

@@ -443,7 +443,6 @@ test_audit__export_escapes(void **state)
 	free(buf);
 }
 
-
 /* ---- key facts stored with each certificate (schema 7) --------------------------- */
 
 /* A device certificate PEM for a new key ("RSA" 1024 bits, or P-256), signed by the root; *fp its SPKI fingerprint. */
@@ -712,11 +711,109 @@ test_audit__migration_backfills_key_facts(void **state)
 	free(weak_pem);
 }
 
+/* ---- schedule ---------------------------------------------------------------------------- */
+
+/* 2026-11-23 (a Monday) 13:25:10 UTC. */
+#define MON_1325 ((int64_t)1795440310)
+
+static void
+test_audit__schedule_parse(void **state)
+{
+	cf_audit_schedule s;
+
+	(void)state;
+	assert_int_equal(cf_audit_schedule_parse(&s, "daily@02:30"), 0);
+	assert_int_equal(s.kind, CF_AUDIT_SCHED_DAILY);
+	assert_int_equal(s.hour, 2);
+	assert_int_equal(s.minute, 30);
+	assert_int_equal(cf_audit_schedule_parse(&s, "weekly@Sun@03:00"), 0);
+	assert_int_equal(s.kind, CF_AUDIT_SCHED_WEEKLY);
+	assert_int_equal(s.wday, 0);
+	assert_int_equal(cf_audit_schedule_parse(&s, "weekly@friday@23:59"), 0);
+	assert_int_equal(s.wday, 5);
+	assert_int_equal(cf_audit_schedule_parse(&s, "monthly@28@00:00"), 0);
+	assert_int_equal(s.mday, 28);
+	assert_int_equal(cf_audit_schedule_parse(&s, "off"), 0);
+	assert_int_equal(s.kind, CF_AUDIT_SCHED_OFF);
+}
+
+static void
+test_audit__schedule_parse_refuses_malformed(void **state)
+{
+	static const char *const bad[] = { "daily", "daily@24:00", "daily@2:30", "daily@02:60",
+		"daily@ 2:30", "daily@02:30x", "weekly@monkey@01:00", "weekly@01:00", "monthly@29@01:00",
+		"monthly@0@01:00", "monthly@x@01:00", "hourly@01:00", "DAILY@01:00" };
+	cf_audit_schedule s;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(cf_audit_schedule_parse(&s, bad[i]), CF_EINVAL);
+		assert_non_null(strstr(cf_error_last(), "audit_schedule"));
+	}
+}
+
+static void
+test_audit__schedule_prev_slot(void **state)
+{
+	cf_audit_schedule s;
+	int64_t day0 = MON_1325 - (13 * 3600 + 25 * 60 + 10);
+
+	(void)state;
+	assert_int_equal(cf_audit_schedule_parse(&s, "daily@02:30"), 0);
+	assert_int_equal(cf_audit_schedule_prev(&s, MON_1325), day0 + 2 * 3600 + 30 * 60);
+	assert_int_equal(cf_audit_schedule_parse(&s, "daily@13:26"), 0); /* later today: yesterday's */
+	assert_int_equal(cf_audit_schedule_prev(&s, MON_1325), day0 - 86400 + 13 * 3600 + 26 * 60);
+	assert_int_equal(cf_audit_schedule_parse(&s, "daily@13:25"), 0); /* this very minute */
+	assert_int_equal(cf_audit_schedule_prev(&s, MON_1325), day0 + 13 * 3600 + 25 * 60);
+	assert_int_equal(cf_audit_schedule_parse(&s, "weekly@mon@13:00"), 0);
+	assert_int_equal(cf_audit_schedule_prev(&s, MON_1325), day0 + 13 * 3600);
+	assert_int_equal(cf_audit_schedule_parse(&s, "weekly@mon@14:00"), 0); /* last week's */
+	assert_int_equal(cf_audit_schedule_prev(&s, MON_1325), day0 - 7 * 86400 + 14 * 3600);
+	assert_int_equal(cf_audit_schedule_parse(&s, "weekly@sun@03:00"), 0);
+	assert_int_equal(cf_audit_schedule_prev(&s, MON_1325), day0 - 86400 + 3 * 3600);
+	assert_int_equal(cf_audit_schedule_parse(&s, "monthly@1@04:00"), 0); /* 2026-11-01 */
+	assert_int_equal(cf_audit_schedule_prev(&s, MON_1325), (int64_t)1793491200 + 4 * 3600);
+	assert_int_equal(cf_audit_schedule_parse(&s, "monthly@28@00:00"), 0); /* 2026-10-28 */
+	assert_int_equal(cf_audit_schedule_prev(&s, MON_1325), (int64_t)1793145600);
+}
+
+static void
+test_audit__schedule_due_neither_skips_nor_doubles(void **state)
+{
+	cf_audit_schedule s;
+	int64_t slot;
+
+	(void)state;
+	assert_int_equal(cf_audit_schedule_parse(&s, "daily@13:00"), 0);
+	slot = cf_audit_schedule_prev(&s, MON_1325);
+	/* Ran at the slot: not again today, even after a restart (last_run from the store). */
+	assert_int_equal(cf_audit_schedule_due(&s, slot + 2, MON_1325), 0);
+	assert_int_equal(cf_audit_schedule_due(&s, slot + 2, slot + 86400 - 1), 0);
+	assert_int_equal(cf_audit_schedule_due(&s, slot + 2, slot + 86400), 1);
+	/* Down over the slot (last run yesterday): due once on start, then not again. */
+	assert_int_equal(cf_audit_schedule_due(&s, slot - 86400 + 5, MON_1325), 1);
+	assert_int_equal(cf_audit_schedule_due(&s, MON_1325, MON_1325 + 1), 0);
+	/* Down over three slots: still one run. */
+	assert_int_equal(cf_audit_schedule_due(&s, slot - 3 * 86400, MON_1325), 1);
+	assert_int_equal(cf_audit_schedule_due(&s, MON_1325, MON_1325 + 60), 0);
+	s.kind = CF_AUDIT_SCHED_INTERVAL;
+	s.interval = 60;
+	assert_int_equal(cf_audit_schedule_due(&s, 1000, 1059), 0);
+	assert_int_equal(cf_audit_schedule_due(&s, 1000, 1060), 1);
+	s.kind = CF_AUDIT_SCHED_OFF;
+	assert_int_equal(cf_audit_schedule_due(&s, 0, MON_1325), 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_audit__table_is_complete),
+		cmocka_unit_test(test_audit__schedule_parse),
+		cmocka_unit_test(test_audit__schedule_parse_refuses_malformed),
+		cmocka_unit_test(test_audit__schedule_prev_slot),
+		cmocka_unit_test(test_audit__schedule_due_neither_skips_nor_doubles),
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 		T(test_audit__expiring_expired_and_fresh),
 		T(test_audit__age),

@@ -77,6 +77,25 @@ test_config__unknown_key_named(void **state)
 }
 
 static void
+test_config__key_family_accepts_named_members_only(void **state)
+{
+	static const char *const known[] = { "database", "mitigation_rule.*", NULL };
+	cf_config *cfg = NULL;
+
+	(void)state;
+	assert_int_equal(cf_config_parse(&cfg, "t.conf", "mitigation_rule.A_CHECK = rotate\n"), 0);
+	assert_int_equal(cf_config_check_keys(cfg, known), 0);
+	assert_string_equal(cf_config_get(cfg, "mitigation_rule.A_CHECK"), "rotate");
+	cf_config_free(cfg);
+	assert_int_equal(cf_config_parse(&cfg, "t.conf", "mitigation_rule. = x\n"), 0);
+	assert_int_equal(cf_config_check_keys(cfg, known), CF_EINVAL);
+	cf_config_free(cfg);
+	assert_int_equal(cf_config_parse(&cfg, "t.conf", "mitigation_rulex = x\n"), 0);
+	assert_int_equal(cf_config_check_keys(cfg, known), CF_EINVAL);
+	cf_config_free(cfg);
+}
+
+static void
 test_config__int_out_of_range_or_garbage(void **state)
 {
 	cf_config *cfg = NULL;
@@ -123,6 +142,7 @@ main(void)
 		cmocka_unit_test(test_config__duplicate_key_refused),
 		cmocka_unit_test(test_config__missing_key_refused),
 		cmocka_unit_test(test_config__unknown_key_named),
+		cmocka_unit_test(test_config__key_family_accepts_named_members_only),
 		cmocka_unit_test(test_config__int_out_of_range_or_garbage),
 		cmocka_unit_test(test_config__load_missing_file_and_nul_byte),
 	};
