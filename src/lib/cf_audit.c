@@ -1,8 +1,9 @@
 /*
  * cf_audit — the audit checks (one table), one run over the registry, and
  * the report export. Owns a run's state (cf_audit_ctx): the CAs, the
- * connections look-back window, the key-quality cache and the findings
- * collected before they are written with the audit's finish.
+ * connections look-back window, the CAs' key-quality cache, the device
+ * certificates' key facts recomputed under a changed policy, and the
+ * findings collected before they are written with the audit's finish.
  */
 #include <ctype.h>
 #include <jansson.h>
@@ -17,7 +18,7 @@
 #include "cf_util.h"
 
 #define DAY 86400
-#define KEYQ_CACHE_SLOTS (1u << 14) /* power of two */
+#define KEYQ_CACHE_SLOTS (1u << 8) /* power of two; CA PEMs only (device certificates: stored facts) */
 #define KEYQ_CACHE_MAX (KEYQ_CACHE_SLOTS / 2)
 
 struct keyq_slot {
@@ -168,7 +169,7 @@ ca_chains(cf_audit_ctx *x)
 	}
 }
 
-/* ---- key quality, once per distinct PEM -------------------------------------- */
+/* ---- key quality: CAs once per distinct PEM, device certificates from stored facts ---- */
 
 /* A fast 64-bit hash of a PEM (word at a time; PEMs of one fleet differ early and late). */
 static uint64_t
