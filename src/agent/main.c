@@ -25,12 +25,14 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+#include "agent.h"
 #include "cf_acl.h"
 #include "cf_agent.h"
 #include "cf_config.h"
 #include "cf_error.h"
 #include "cf_keystore.h"
 #include "cf_log.h"
+#include "cf_p11.h"
 #include "cf_pki.h"
 #include "cf_util.h"
 
@@ -45,7 +47,9 @@ static const char *const known_keys[] = {
 	"thing", "broker_host", "broker_port", "ca_file", "cert_file", "key_file",
 	"key_algorithm", "signing_algorithm", "state_dir", "topic_prefix", "hook",
 	"hook_timeout_s", "connect_timeout_s", "response_timeout_s", "max_attempts",
-	"reconnect_max_s", NULL,
+	"reconnect_max_s", "key_store", "pkcs11_module", "pkcs11_token", "pkcs11_pin_file",
+	"pkcs11_object", "provision_template", "provision_name_pattern", "provision_params",
+	"keep_claim", NULL,
 };
 
 typedef struct {
@@ -64,8 +68,15 @@ typedef struct {
 	char bundle_dir[AG_PATH_MAX];
 	char state_dir[AG_PATH_MAX];
 	char subs[N_SUBS][AG_TOPIC_MAX];
+	int pkcs11;                  /* key_store = pkcs11: the key lives in a token */
+	char p11_module[AG_PATH_MAX];
+	char p11_pin_file[AG_PATH_MAX];
+	const char *p11_token;
+	const char *p11_object;
 
 	/* runtime */
+	cf_keystore *ks;
+	void *tls_ctx;               /* pkcs11: the TLS context of the current handle (ours too) */
 	cf_agent *agent;
 	struct mosquitto *m;
 	int session_up;       /* CONNACK + SUBACK seen: cf_agent was told connected */
@@ -78,6 +89,16 @@ typedef struct {
 	long backoff_s;
 	pid_t hook_pid;
 	int64_t hook_deadline;
+
+	/* provisioning by claim (docs/provisioning.md): set when agent.conf names a template */
+	const char *prov_template;
+	cf_prov_params prov_params;
+	char prov_thing[CF_NAME_MAX + 1];
+	const char *prov_pattern;
+	cf_key_alg key_alg;
+	cf_sig_alg sig_alg;
+	int keep_claim;
+	long response_s;
 } agentd;
 
 static void
@@ -89,7 +110,8 @@ on_signal(int sig)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: certfleet-agent --config FILE [--check] [--log-level LEVEL] [--log-file FILE]\n");
+	fprintf(f, "usage: certfleet-agent --config FILE [--param NAME=VALUE]... [--check] "
+	    "[--log-level LEVEL] [--log-file FILE]\n");
 }
 
 /* path resolved against dir when relative. */
@@ -178,6 +200,143 @@ check_key_file(const char *path)
 	return 0;
 }
 
+/* The directory part of path into out (for a default beside it); "." if none. */
+static const char *
+dirname_or_dot(char *out, size_t len, const char *path)
+{
+	if (dir_of(out, len, path) != 0)
+		return ".";
+	return out;
+}
+
+/* key_store and its pkcs11_* keys (docs/config.md): which are needed, which are not allowed. */
+static int
+load_key_store(agentd *g, const cf_config *cfg)
+{
+	static const char *const p11_keys[] = {
+		"pkcs11_module", "pkcs11_token", "pkcs11_pin_file", "pkcs11_object",
+	};
+	const char *ks = cf_config_get_str(cfg, "key_store", "file"), *v;
+	size_t i;
+	int r;
+
+	if (strcmp(ks, "file") == 0) {
+		for (i = 0; i < sizeof(p11_keys) / sizeof(p11_keys[0]); i++)
+			if (cf_config_get(cfg, p11_keys[i]) != NULL) {
+				cf_error_set("%s: '%s' needs key_store = pkcs11 (key_store is file)",
+				    cf_config_path(cfg), p11_keys[i]);
+				return CF_EINVAL;
+			}
+		return 0;
+	}
+	if (strcmp(ks, "pkcs11") != 0) {
+		cf_error_set("%s: key_store '%s' is neither file nor pkcs11", cf_config_path(cfg), ks);
+		return CF_EINVAL;
+	}
+	g->pkcs11 = 1;
+	if ((r = require(&v, cfg, "pkcs11_module")) != 0 ||
+	    (r = require(&g->p11_token, cfg, "pkcs11_token")) != 0 ||
+	    (r = require(&v, cfg, "pkcs11_pin_file")) != 0)
+		return r;
+	if (strlen(g->p11_token) > 32) {
+		cf_error_set("%s: pkcs11_token '%s' is longer than a token label (32 bytes)",
+		    cf_config_path(cfg), g->p11_token);
+		return CF_EINVAL;
+	}
+	g->p11_object = cf_config_get_str(cfg, "pkcs11_object", "certfleet");
+	for (v = g->p11_object; *v != '\0'; v++)
+		if (!((*v >= 'a' && *v <= 'z') || (*v >= 'A' && *v <= 'Z') || (*v >= '0' && *v <= '9') ||
+		    *v == '-' || *v == '_' || *v == '.') || v - g->p11_object >= 64) {
+			cf_error_set("%s: pkcs11_object '%s': use at most 64 of [A-Za-z0-9._-]",
+			    cf_config_path(cfg), g->p11_object);
+			return CF_EINVAL;
+		}
+	return 0;
+}
+
+/* The module exists and the PIN file is private (its content is not read here). */
+static int
+check_pkcs11(const agentd *g)
+{
+	char *pin = NULL;
+	int r;
+
+	if ((r = check_readable("pkcs11_module", g->p11_module)) != 0)
+		return r;
+	if ((r = cf_p11_pin_read(&pin, g->p11_pin_file)) != 0)
+		return r;
+	cf_secret_free(pin, 0);
+	return 0;
+}
+
+/*
+ * A claim bundle's agent.conf names provision_template and
+ * provision_name_pattern instead of thing: the thing is the name the
+ * pattern gives from the parameters (provision_params = N=V,... and
+ * --param, which wins), or the one a finished provisioning recorded.
+ */
+static int
+load_provisioning(agentd *g, const cf_config *cfg)
+{
+	const char *pattern, *list, *keep;
+	char item[CF_PROV_PARAM_NAME_MAX + CF_PROV_VALUE_MAX + 2], dir[AG_PATH_MAX];
+	const char *state = cf_config_get(cfg, "state_dir");
+	size_t i, n;
+	cf_prov_params cli = g->prov_params;
+	int r;
+
+	g->prov_template = cf_config_get(cfg, "provision_template");
+	if (g->prov_template == NULL || g->prov_template[0] == '\0') {
+		g->prov_template = NULL;
+		return 0;
+	}
+	if (cf_config_get(cfg, "thing") != NULL) {
+		cf_error_set("%s: thing and provision_template exclude each other", cf_config_path(cfg));
+		return CF_EINVAL;
+	}
+	if ((r = require(&pattern, cfg, "provision_name_pattern")) != 0)
+		return r;
+	g->prov_pattern = pattern;
+	memset(&g->prov_params, 0, sizeof(g->prov_params));
+	list = cf_config_get_str(cfg, "provision_params", "");
+	while (*list != '\0') {
+		n = strcspn(list, ",");
+		if (n >= sizeof(item)) {
+			cf_error_set("%s: provision_params: an entry is too long", cf_config_path(cfg));
+			return CF_EINVAL;
+		}
+		memcpy(item, list, n);
+		item[n] = '\0';
+		if (n > 0 && (r = cf_prov_params_set_kv(&g->prov_params, item)) != 0)
+			return r;
+		list += n + (list[n] == ',');
+	}
+	for (i = 0; i < cli.n; i++)
+		if ((r = cf_prov_params_set(&g->prov_params, cli.name[i], cli.value[i])) != 0)
+			return r;
+	keep = cf_config_get_str(cfg, "keep_claim", "no");
+	g->keep_claim = strcmp(keep, "yes") == 0;
+	if (!g->keep_claim && strcmp(keep, "no") != 0) {
+		cf_error_set("%s: keep_claim is yes or no", cf_config_path(cfg));
+		return CF_EINVAL;
+	}
+	/* Provisioned already: the recorded name (the parameters are no longer needed). */
+	if (state != NULL && dir_of(dir, sizeof(dir), cf_config_path(cfg)) == 0 &&
+	    resolve(item, sizeof(item), dir, state) == 0 &&
+	    cf_prov_agent_done_thing(g->prov_thing, item) == 0) {
+		g->thing = g->prov_thing;
+		return 0;
+	}
+	if ((r = cf_prov_name_expand(g->prov_thing, sizeof(g->prov_thing), pattern,
+	    &g->prov_params)) != 0) {
+		cf_error_prefix("%s: provision_name_pattern (give --param NAME=VALUE)",
+		    cf_config_path(cfg));
+		return CF_EINVAL;
+	}
+	g->thing = g->prov_thing;
+	return 0;
+}
+
 static int
 load_config(agentd *g, cf_agent_opts *o, const cf_config *cfg)
 {
@@ -190,11 +349,16 @@ load_config(agentd *g, cf_agent_opts *o, const cf_config *cfg)
 
 	if ((r = cf_config_check_keys(cfg, known_keys)) != 0)
 		return r;
-	if ((r = require(&g->thing, cfg, "thing")) != 0 ||
+	if ((r = load_key_store(g, cfg)) != 0)
+		return r;
+	key = cf_config_get(cfg, "key_file");
+	if ((r = load_provisioning(g, cfg)) != 0)
+		return r;
+	if ((g->thing == NULL && (r = require(&g->thing, cfg, "thing")) != 0) ||
 	    (r = require(&g->host, cfg, "broker_host")) != 0 ||
 	    (r = require(&ca, cfg, "ca_file")) != 0 ||
 	    (r = require(&cert, cfg, "cert_file")) != 0 ||
-	    (r = require(&key, cfg, "key_file")) != 0 ||
+	    (!g->pkcs11 && (r = require(&key, cfg, "key_file")) != 0) ||
 	    (r = require(&key_alg, cfg, "key_algorithm")) != 0 ||
 	    (r = require(&state, cfg, "state_dir")) != 0)
 		return r;
@@ -203,6 +367,8 @@ load_config(agentd *g, cf_agent_opts *o, const cf_config *cfg)
 		cf_error_prefix("%s", cf_config_path(cfg));
 		return r;
 	}
+	g->key_alg = ka;
+	g->sig_alg = sa;
 	if (!cf_name_valid("thing", g->thing))
 		return CF_EINVAL;
 	g->prefix = cf_config_get_str(cfg, "topic_prefix", "cf/");
@@ -216,13 +382,22 @@ load_config(agentd *g, cf_agent_opts *o, const cf_config *cfg)
 	    (r = cf_config_get_int(&g->connect_timeout_s, cfg, "connect_timeout_s", 1, 3600, 30)) != 0 ||
 	    (r = cf_config_get_int(&g->reconnect_max_s, cfg, "reconnect_max_s", 1, 3600, 60)) != 0 ||
 	    (r = cf_config_get_int(&response_s, cfg, "response_timeout_s", 0, 86400, 0)) != 0 ||
+	    (r = cf_config_get_int(&g->response_s, cfg, "response_timeout_s", 0, 86400, 0)) != 0 ||
 	    (r = cf_config_get_int(&max_attempts, cfg, "max_attempts", 0, 100, 0)) != 0)
 		return r;
 
+	if (key == NULL || key[0] == '\0')
+		key = "device.key"; /* pkcs11 without key_file: the bundle's, imported on first start */
 	if ((r = dir_of(cfg_dir, sizeof(cfg_dir), cf_config_path(cfg))) != 0 ||
 	    (r = resolve(g->ca_file, sizeof(g->ca_file), cfg_dir, ca)) != 0 ||
 	    (r = resolve(g->cert_file, sizeof(g->cert_file), cfg_dir, cert)) != 0 ||
-	    (r = resolve(g->key_file, sizeof(g->key_file), cfg_dir, key)) != 0 ||
+	    (r = (cf_config_get(cfg, "key_file") != NULL ? resolve(g->key_file, sizeof(g->key_file),
+	    cfg_dir, key) : cf_strfmt(g->key_file, sizeof(g->key_file), "%s/device.key",
+	    dirname_or_dot(cert_dir, sizeof(cert_dir), g->cert_file)))) != 0 ||
+	    (r = (g->pkcs11 ? resolve(g->p11_module, sizeof(g->p11_module), cfg_dir,
+	    cf_config_get(cfg, "pkcs11_module")) : 0)) != 0 ||
+	    (r = (g->pkcs11 ? resolve(g->p11_pin_file, sizeof(g->p11_pin_file), cfg_dir,
+	    cf_config_get(cfg, "pkcs11_pin_file")) : 0)) != 0 ||
 	    (r = resolve(g->state_dir, sizeof(g->state_dir), cfg_dir, state)) != 0 ||
 	    (r = dir_of(key_dir, sizeof(key_dir), g->key_file)) != 0 ||
 	    (r = dir_of(cert_dir, sizeof(cert_dir), g->cert_file)) != 0)
@@ -236,8 +411,10 @@ load_config(agentd *g, cf_agent_opts *o, const cf_config *cfg)
 	}
 	if ((r = cf_strfmt(g->bundle_dir, sizeof(g->bundle_dir), "%s", key_dir)) != 0 ||
 	    (r = check_readable("ca_file", g->ca_file)) != 0 ||
-	    (r = check_key_file(g->key_file)) != 0 ||
+	    (!g->pkcs11 && (r = check_key_file(g->key_file)) != 0) ||
 	    (r = check_readable("cert_file", g->cert_file)) != 0)
+		return r;
+	if (g->pkcs11 && (r = check_pkcs11(g)) != 0)
 		return r;
 
 	for (i = 0; i < N_SUBS; i++) {
@@ -503,6 +680,8 @@ drop(agentd *g, int clean)
 			(void)mosquitto_loop_write(g->m, 1);
 		mosquitto_destroy(g->m);
 		g->m = NULL;
+		cf_p11_tls_ctx_free(g->tls_ctx);
+		g->tls_ctx = NULL;
 		g->dropping = 0;
 	}
 	g->session_up = 0;
@@ -521,9 +700,23 @@ lost(agentd *g, int64_t now)
 	g->backoff_s = g->backoff_s * 2 > g->reconnect_max_s ? g->reconnect_max_s : g->backoff_s * 2;
 }
 
+/* The RFC 7512 URI of the active generation's key (the PKCS#11 key store). */
+static int
+active_key_uri(agentd *g, char *out, size_t len)
+{
+	cf_keystore_status s;
+	char cert[AG_PATH_MAX];
+	int r;
+
+	if ((r = g->ks->ops->status(g->ks->st, &s)) != 0)
+		return r;
+	return g->ks->ops->locate(g->ks->st, out, len, cert, sizeof(cert), s.active);
+}
+
 static int
 attempt(agentd *g, int64_t now)
 {
+	char key_uri[CF_P11_URI_MAX];
 	int rc;
 
 	if ((g->m = mosquitto_new(g->thing, true, g)) == NULL) {
@@ -536,9 +729,30 @@ attempt(agentd *g, int64_t now)
 	mosquitto_disconnect_v5_callback_set(g->m, on_disconnect);
 	mosquitto_subscribe_v5_callback_set(g->m, on_subscribe);
 	mosquitto_message_v5_callback_set(g->m, on_message);
-	/* The bundle paths: after a switch they name the new pair; a new handle reloads them. */
-	if ((rc = mosquitto_tls_set(g->m, g->ca_file, NULL, g->cert_file, g->key_file, NULL)) !=
-	    MOSQ_ERR_SUCCESS ||
+	if (g->pkcs11) {
+		/*
+		 * The token key through libp11's engine, by the active generation's
+		 * URI, in a TLS context made here: libmosquitto 2.0.11's own engine
+		 * route (MOSQ_OPT_TLS_ENGINE/KEYFORM) fails in mosquitto_tls_set(),
+		 * which fopen()s the key URI as a file (docs/pkcs11.md).
+		 */
+		if (active_key_uri(g, key_uri, sizeof(key_uri)) != 0 ||
+		    cf_p11_tls_ctx(&g->tls_ctx, cf_keystore_pkcs11_token(g->ks), key_uri, g->ca_file,
+		    g->cert_file, g->host) != 0) {
+			cf_log(CF_LOG_WARN, "mqtt tls setup with the token key failed", "error=%s",
+			    cf_error_last());
+			return CF_ERROR;
+		}
+		/* Ours as it is: libmosquitto 2.0 would otherwise add its defaults (and want a cafile). */
+		if ((rc = mosquitto_int_option(g->m, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0)) !=
+		    MOSQ_ERR_SUCCESS ||
+		    (rc = mosquitto_void_option(g->m, MOSQ_OPT_SSL_CTX, g->tls_ctx)) !=
+		    MOSQ_ERR_SUCCESS) {
+			cf_log(CF_LOG_WARN, "mqtt tls setup failed", "error=%s", mosquitto_strerror(rc));
+			return CF_ERROR;
+		}
+	} else if ((rc = mosquitto_tls_set(g->m, g->ca_file, NULL, g->cert_file, g->key_file,
+	    NULL)) != MOSQ_ERR_SUCCESS ||
 	    (rc = mosquitto_tls_opts_set(g->m, 1 /* SSL_VERIFY_PEER */, NULL, NULL)) !=
 	    MOSQ_ERR_SUCCESS ||
 	    (rc = mosquitto_tls_insecure_set(g->m, false)) != MOSQ_ERR_SUCCESS) {
@@ -602,6 +816,30 @@ run(agentd *g)
 	return g->fatal ? CF_ERROR : 0;
 }
 
+/* ---- provisioning ----------------------------------------------------------- */
+
+static int
+run_provisioning(agentd *g, cf_keystore *ks, cf_key_alg ka, cf_sig_alg sa)
+{
+	agent_prov_conn c = {
+		.host = g->host, .port = g->port, .ca_file = g->ca_file, .cert_file = g->cert_file,
+		.key_file = g->key_file, .connect_timeout_s = g->connect_timeout_s,
+		.response_timeout_s = g->response_s > 0 ? g->response_s : 10, .max_attempts = 5,
+	};
+	cf_prov_agent_opts po;
+
+	memset(&po, 0, sizeof(po));
+	po.template_name = g->prov_template;
+	po.prefix = g->prefix;
+	po.state_dir = g->state_dir;
+	po.params = &g->prov_params;
+	po.key_alg = ka;
+	po.sig_alg = sa;
+	po.keep_claim = g->keep_claim;
+	po.pattern = g->prov_pattern;
+	return agent_provision(&c, ks, &po, &stop_signal);
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 int
@@ -629,6 +867,13 @@ main(int argc, char **argv)
 			log_file = argv[++i];
 		else if (strcmp(argv[i], "--check") == 0)
 			check = 1;
+		else if (strcmp(argv[i], "--param") == 0 && i + 1 < argc) {
+			if (cf_prov_params_set_kv(&g.prov_params, argv[++i]) != 0) {
+				fprintf(stderr, "certfleet-agent: --param: %s\n", cf_error_last());
+				ret = 2;
+				goto out;
+			}
+		}
 		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
 			ret = 0;
@@ -655,8 +900,21 @@ main(int argc, char **argv)
 	umask(077);
 	if ((r = cf_config_load(&cfg, config)) != 0 || (r = load_config(&g, &o, cfg)) != 0)
 		goto out;
+	if (check && g.pkcs11) {
+		/* The token answers to the PIN: open it (nothing is adopted or changed). */
+		cf_p11 *p11 = NULL;
+		char *pin = NULL;
+
+		if ((r = cf_p11_pin_read(&pin, g.p11_pin_file)) == 0)
+			r = cf_p11_open(&p11, g.p11_module, g.p11_token, pin);
+		cf_secret_free(pin, 0);
+		cf_p11_free(p11);
+		if (r != 0)
+			goto out;
+	}
 	if (check) {
-		printf("%s: ok (thing %s, bundle %s)\n", config, g.thing, g.bundle_dir);
+		printf("%s: ok (thing %s, bundle %s, key store %s)\n", config, g.thing, g.bundle_dir,
+		    g.pkcs11 ? "pkcs11" : "file");
 		ret = 0;
 		goto out;
 	}
@@ -671,12 +929,22 @@ main(int argc, char **argv)
 		r = CF_ERROR;
 		goto out;
 	}
-	if ((r = cf_keystore_file_open(&ks, g.bundle_dir)) != 0) {
-		cf_error_prefix("key store %s", g.bundle_dir);
-		goto out;
+	if (g.pkcs11) {
+		cf_keystore_pkcs11_opts po = { g.p11_module, g.p11_token, g.p11_pin_file, g.p11_object };
+
+		if ((r = cf_keystore_pkcs11_open(&ks, g.bundle_dir, &po)) != 0) {
+			cf_error_prefix("PKCS#11 key store %s (token %s)", g.bundle_dir, g.p11_token);
+			goto out;
+		}
+	} else {
+		if ((r = cf_keystore_file_open(&ks, g.bundle_dir)) != 0) {
+			cf_error_prefix("key store %s", g.bundle_dir);
+			goto out;
+		}
+		if ((r = check_key_file(g.key_file)) != 0)
+			goto out;
 	}
-	if ((r = check_key_file(g.key_file)) != 0)
-		goto out;
+	g.ks = ks;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -685,6 +953,13 @@ main(int argc, char **argv)
 	(void)sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* First boot with a claim bundle: become the thing, then carry on as it. */
+	if (g.prov_template != NULL) {
+		mosquitto_lib_init();
+		mosq_init = 1;
+		if ((r = run_provisioning(&g, ks, g.key_alg, g.sig_alg)) != 0)
+			goto out;
+	}
 	memset(&t, 0, sizeof(t));
 	t.publish = t_publish;
 	t.reconnect = t_reconnect;
@@ -697,7 +972,8 @@ main(int argc, char **argv)
 	}
 	cf_log(CF_LOG_INFO, "certfleet-agent started", "thing=%s state=%s bundle=%s", g.thing,
 	    cf_agent_state_name(cf_agent_state_get(g.agent)), g.bundle_dir);
-	mosquitto_lib_init();
+	if (!mosq_init)
+		mosquitto_lib_init();
 	mosq_init = 1;
 	if ((r = run(&g)) != 0)
 		goto out;

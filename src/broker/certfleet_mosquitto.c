@@ -299,10 +299,13 @@ out:
 
 /* ---- authentication --------------------------------------------------- */
 
-/* Steps 3-7 of docs/broker.md, decided by the library. 0 to accept as a device. */
+/*
+ * Steps 3-7 of docs/broker.md, decided by the library. 0 to accept as a
+ * device, or as a claim (docs/provisioning.md): *kind says which.
+ */
 static int
-check_device(struct plugin *pl, char *reason, size_t reason_len, const char *id,
-    const char *client_id)
+check_device(struct plugin *pl, cf_acl_kind *kind, char *reason, size_t reason_len,
+    const char *id, const char *client_id)
 {
 	cf_store *st;
 	int r;
@@ -311,7 +314,7 @@ check_device(struct plugin *pl, char *reason, size_t reason_len, const char *id,
 		snprintf(reason, reason_len, "registry unavailable");
 		return CF_EREJECTED;
 	}
-	r = cf_acl_authenticate_device(st, id, client_id, cf_time_now(), reason, reason_len);
+	r = cf_acl_authenticate(st, kind, id, client_id, cf_time_now(), reason, reason_len);
 	if (r != 0 && r != CF_EREJECTED)
 		store_failed(pl, r);
 	return r;
@@ -359,7 +362,7 @@ on_basic_auth(int event, void *event_data, void *userdata)
 	}
 	if (strcmp(p.id, pl->service_id) == 0)
 		p.kind = CF_KIND_SERVICE;
-	else if (check_device(pl, reason, sizeof(reason), p.id, client_id) != 0)
+	else if (check_device(pl, &p.kind, reason, sizeof(reason), p.id, client_id) != 0)
 		goto refused;
 	if (cf_acl_principal_format(uname, sizeof(uname), &p) != 0 ||
 	    mosquitto_set_username(ev->client, uname) != MOSQ_ERR_SUCCESS) {
@@ -578,6 +581,42 @@ kick(struct plugin *pl, cf_acl_kind kind, const char *id)
 	mosquitto_kick_client_by_username(k->username, false);
 }
 
+/*
+ * A disabled claim: every live connection holding it, by client id. A
+ * leaked claim is typically connected from several clients at once, and
+ * kicking by username was seen to leave all but one connected (2.0.11), so
+ * the live table names them; ids are copied first because each kick runs
+ * on_disconnect, which changes the table.
+ */
+static void
+kick_claim(struct plugin *pl, const char *id)
+{
+	char want[CF_ACL_USERNAME_MAX], **ids = NULL;
+	cf_principal p = { .kind = CF_KIND_CLAIM };
+	const char *u, *cid;
+	size_t i, n = 0;
+
+	kick(pl, CF_KIND_CLAIM, id);
+	snprintf(p.id, sizeof(p.id), "%s", id);
+	if (cf_acl_principal_format(want, sizeof(want), &p) != 0 || pl->live_n == 0 ||
+	    (ids = calloc(pl->live_n, sizeof(*ids))) == NULL)
+		return;
+	for (i = 0; i < pl->live_cap; i++) {
+		if (pl->live[i].client == NULL)
+			continue;
+		u = mosquitto_client_username(pl->live[i].client);
+		cid = mosquitto_client_id(pl->live[i].client);
+		if (n < pl->live_n && u != NULL && cid != NULL && strcmp(u, want) == 0 &&
+		    (ids[n] = strdup(cid)) != NULL)
+			n++;
+	}
+	for (i = 0; i < n; i++) {
+		(void)mosquitto_kick_client_by_clientid(ids[i], false);
+		free(ids[i]);
+	}
+	free(ids);
+}
+
 static void
 kick_cert(struct plugin *pl, const char *id)
 {
@@ -677,6 +716,7 @@ handle_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
 	cf_cert_rec c = { 0 };
 	cf_ca_rec ca = { 0 };
 	cf_ca_rec *all = NULL;
+	cf_claim_rec cl;
 	size_t n = 0, i;
 	int r = 0;
 
@@ -688,6 +728,13 @@ handle_event(struct plugin *pl, cf_store *st, const cf_event_rec *ev)
 			    cf_cert_status_name(c.status));
 			kick_cert(pl, c.id);
 		}
+	} else if (strcmp(ev->type, "claim.status") == 0) {
+		/* A disabled claim (misuse, or an operator) is cut off at once. */
+		if ((r = cf_store_claim_get(st, &cl, ev->subject)) != 0 || cl.status == CF_CLAIM_ENABLED)
+			goto out;
+		plog(MOSQ_LOG_NOTICE, "claim certificate %s is %s: kicking its clients", cl.cert_id,
+		    cf_claim_status_name(cl.status));
+		kick_claim(pl, cl.cert_id);
 	} else if (strcmp(ev->type, "ca.status") == 0) {
 		if ((r = cf_store_ca_get(st, &ca, ev->subject)) != 0 || ca.status == CF_CERT_ACTIVE)
 			goto out;

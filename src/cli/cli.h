@@ -134,4 +134,13 @@ int cli_notify_list(cli *c, int argc, char **argv);
 int cli_job_cancel(cli *c, int argc, char **argv);
 int cli_job_watch(cli *c, int argc, char **argv);
 
+/* cli_prov.c */
+int cli_prov_template_create(cli *c, int argc, char **argv);
+int cli_prov_template_list(cli *c, int argc, char **argv);
+int cli_prov_template_describe(cli *c, int argc, char **argv);
+int cli_prov_claim_create(cli *c, int argc, char **argv);
+int cli_prov_claim_list(cli *c, int argc, char **argv);
+int cli_prov_claim_disable(cli *c, int argc, char **argv);
+int cli_prov_claim_enable(cli *c, int argc, char **argv);
+
 #endif

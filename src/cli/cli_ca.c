@@ -3,6 +3,8 @@
  * need the root key run here, locally, with the passphrase from a file or
  * the terminal; nothing else ever asks for it.
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +13,16 @@
 
 enum {
 	OPT_PASS = 1100, OPT_IPASS, OPT_KEYALG, OPT_ROOTCN, OPT_INAME, OPT_CADAYS, OPT_DEVDAYS,
-	OPT_DAYS, OPT_SETISSUER, OPT_REASON, OPT_OUT, OPT_MQTTPORT, OPT_APIPORT,
+	OPT_DAYS, OPT_SETISSUER, OPT_REASON, OPT_OUT, OPT_MQTTPORT, OPT_APIPORT, OPT_P11URI,
+	OPT_P11MODULE, OPT_P11PIN,
 };
+
+/* path made absolute (symlinks kept, so that a packaged module path stays stable); NULL + errno. */
+static char *
+abs_path(const char *path)
+{
+	return path[0] == '/' ? strdup(path) : realpath(path, NULL);
+}
 
 int
 cli_init(cli *c, int argc, char **argv)
@@ -28,11 +38,14 @@ cli_init(cli *c, int argc, char **argv)
 		{ "device-validity-days", required_argument, NULL, OPT_DEVDAYS },
 		{ "mqtt-port", required_argument, NULL, OPT_MQTTPORT },
 		{ "api-port", required_argument, NULL, OPT_APIPORT },
+		{ "pkcs11-uri", required_argument, NULL, OPT_P11URI },
+		{ "pkcs11-module", required_argument, NULL, OPT_P11MODULE },
+		{ "pkcs11-pin-file", required_argument, NULL, OPT_P11PIN },
 		{ NULL, 0, NULL, 0 },
 	};
 	cf_ca_init_opts o;
-	const char *pass_file = NULL, *ipass_file = NULL;
-	char *pass = NULL, *ipass = NULL;
+	const char *pass_file = NULL, *ipass_file = NULL, *p11_module = NULL, *p11_pin = NULL;
+	char *pass = NULL, *ipass = NULL, *module_abs = NULL, *pin_abs = NULL;
 	int ch, r = CLI_FAIL;
 	long v;
 
@@ -66,9 +79,27 @@ cli_init(cli *c, int argc, char **argv)
 				return cli_usage_error(c);
 			*(ch == OPT_MQTTPORT ? &o.mqtt_port : &o.api_port) = (int)v;
 			break;
+		case OPT_P11URI: o.pkcs11_uri = optarg; break;
+		case OPT_P11MODULE: p11_module = optarg; break;
+		case OPT_P11PIN: p11_pin = optarg; break;
 		default:
 			return cli_usage(c, "unexpected option");
 		}
+	}
+	if ((o.pkcs11_uri != NULL) != (p11_module != NULL) || (p11_module != NULL) != (p11_pin != NULL))
+		return cli_usage(c, "--pkcs11-uri, --pkcs11-module and --pkcs11-pin-file go together");
+	if (o.pkcs11_uri != NULL && ipass_file != NULL)
+		return cli_usage(c, "--intermediate-passphrase-file has no use with --pkcs11-uri");
+	if (o.pkcs11_uri != NULL) {
+		/* certfleet.conf's paths are relative to the data directory: record absolute ones. */
+		if ((module_abs = abs_path(p11_module)) == NULL || (pin_abs = abs_path(p11_pin)) == NULL) {
+			fprintf(stderr, "certfleet: init: %s: %s\n", module_abs ? p11_pin : p11_module,
+			    strerror(errno));
+			free(module_abs);
+			return CLI_FAIL;
+		}
+		o.pkcs11_module = module_abs;
+		o.pkcs11_pin_file = pin_abs;
 	}
 	if (optind < argc)
 		return cli_usage(c, "unexpected argument '%s'", argv[optind]);
@@ -85,7 +116,8 @@ cli_init(cli *c, int argc, char **argv)
 	}
 	printf("Initialised %s\n", c->dir);
 	printf("  root CA          ca/root.crt (key ca/root.key, encrypted: move it offline)\n");
-	printf("  issuing CA       ca/%s.crt (%s)\n", o.intermediate_name, cf_key_alg_name(o.key_alg));
+	printf("  issuing CA       ca/%s.crt (%s%s)\n", o.intermediate_name, cf_key_alg_name(o.key_alg),
+	    o.pkcs11_uri ? ", key in the PKCS#11 token" : "");
 	printf("  chain            ca-chain.crt\n");
 	printf("  registry         certfleet.db\n");
 	printf("  configuration    certfleet.conf (broker 127.0.0.1:%d, API 127.0.0.1:%d)\n",
@@ -96,6 +128,8 @@ cli_init(cli *c, int argc, char **argv)
 out:
 	cf_secret_free(pass, 0);
 	cf_secret_free(ipass, 0);
+	free(module_abs);
+	free(pin_abs);
 	return r;
 }
 
@@ -150,9 +184,10 @@ cli_ca_create_intermediate(cli *c, int argc, char **argv)
 		{ "key-algorithm", required_argument, NULL, OPT_KEYALG },
 		{ "validity-days", required_argument, NULL, OPT_DAYS },
 		{ "set-issuer", no_argument, NULL, OPT_SETISSUER },
+		{ "pkcs11-uri", required_argument, NULL, OPT_P11URI },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *pass_file = NULL, *ipass_file = NULL;
+	const char *pass_file = NULL, *ipass_file = NULL, *uri = NULL;
 	char *pass = NULL, *ipass = NULL;
 	cf_key_alg alg = CF_KEY_P256;
 	long days = 1825;
@@ -168,6 +203,7 @@ cli_ca_create_intermediate(cli *c, int argc, char **argv)
 		case OPT_PASS: pass_file = optarg; break;
 		case OPT_IPASS: ipass_file = optarg; break;
 		case OPT_SETISSUER: set_issuer = 1; break;
+		case OPT_P11URI: uri = optarg; break;
 		case OPT_KEYALG:
 			if (cf_key_alg_parse(&alg, optarg) != 0)
 				return cli_usage_error(c);
@@ -181,14 +217,17 @@ cli_ca_create_intermediate(cli *c, int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return cli_usage(c, "give the new CA's NAME");
+	if (uri != NULL && ipass_file != NULL)
+		return cli_usage(c, "--intermediate-passphrase-file has no use with --pkcs11-uri");
 	if ((r = cli_open(c, &ca)) != CLI_OK)
 		return r;
 	r = CLI_FAIL;
 	if (cli_passphrase(&pass, pass_file, "Root CA passphrase: ", 0) != CLI_OK ||
 	    (ipass_file != NULL && cli_passphrase(&ipass, ipass_file, NULL, 0) != CLI_OK))
 		goto out;
-	if (cf_ca_create_intermediate(ca, &rec, argv[optind], alg, (int)days, pass, ipass,
-	    set_issuer) != 0) {
+	if ((uri != NULL ? cf_ca_create_intermediate_pkcs11(ca, &rec, argv[optind], alg, (int)days,
+	    pass, uri, set_issuer) : cf_ca_create_intermediate(ca, &rec, argv[optind], alg, (int)days,
+	    pass, ipass, set_issuer)) != 0) {
 		r = cli_fail("ca create-intermediate");
 		goto out;
 	}

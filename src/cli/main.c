@@ -18,14 +18,15 @@ static const cli_verb verbs[] = {
 	{ NULL, "init", cli_init,
 	  "--dir DIR [--passphrase-file F] [--intermediate-passphrase-file F] "
 	  "[--ca-key-algorithm A] [--root-cn CN] [--intermediate-name NAME] "
-	  "[--ca-validity-days N] [--device-validity-days N] [--mqtt-port N] [--api-port N]",
+	  "[--ca-validity-days N] [--device-validity-days N] [--mqtt-port N] [--api-port N] "
+	  "[--pkcs11-uri URI --pkcs11-module SO --pkcs11-pin-file F]",
 	  "Creates a data directory: an offline root (key encrypted with the passphrase), a first "
 	  "intermediate that issues device certificates, the registry and the configuration." },
 	{ "ca", "init", cli_init, "--dir DIR [...]", "Same as 'certfleet init'." },
 	{ "ca", "list", cli_ca_list, "[--json]", "Lists the CAs." },
 	{ "ca", "create-intermediate", cli_ca_create_intermediate,
 	  "NAME [--passphrase-file F] [--intermediate-passphrase-file F] [--key-algorithm A] "
-	  "[--validity-days N] [--set-issuer]",
+	  "[--validity-days N] [--set-issuer] [--pkcs11-uri URI]",
 	  "Creates an intermediate CA signed by the root (needs the root passphrase)." },
 	{ "ca", "set-issuer", cli_ca_set_issuer, "CA",
 	  "Makes an ACTIVE intermediate the CA that issues device certificates." },
@@ -113,6 +114,29 @@ static const cli_verb verbs[] = {
 	{ "notify", "list", cli_notify_list, "[--state PENDING|DELIVERED|GAVE_UP] [--limit N] [--json]",
 	  "Lists the notification outbox, newest first: sink, kind, state, attempts, last error "
 	  "(via certfleetd)." },
+	{ "provision", "template-create", cli_prov_template_create,
+	  "NAME --name-pattern P [--group G]... [--attr k=v]... [--allow-file F] "
+	  "[--allow-hook CMD [--hook-timeout S]] [--rate-per-minute N] [--window-start T] "
+	  "[--window-end T] [--max-count N] [--allow-reprovision] [--max-denials N] "
+	  "[--max-concurrent N] [--pending-seconds N] [--json]",
+	  "Creates a provisioning template: how a device claiming with it is named (e.g. "
+	  "sensor-{SerialNumber}), its groups and attributes, which parameters are allowed and the "
+	  "limits whose breach disables the claim (docs/provisioning.md)." },
+	{ "provision", "template-list", cli_prov_template_list, "[--json]",
+	  "Lists provisioning templates." },
+	{ "provision", "template-describe", cli_prov_template_describe, "NAME [--json]",
+	  "Shows a template's spec, its claims and how many serials it provisioned." },
+	{ "provision", "claim-create", cli_prov_claim_create,
+	  "TEMPLATE --bundle OUTDIR [--key-algorithm A] [--signing-algorithm S] [--validity-days N] "
+	  "[--json]",
+	  "Issues a claim certificate for a batch of devices (from the issuing CA) and writes its "
+	  "bundle: device.key, device.crt, ca-chain.crt and agent.conf for certfleet-agent." },
+	{ "provision", "claim-list", cli_prov_claim_list, "[--template T] [--json]",
+	  "Lists claim certificates with their status and the reason of the last change." },
+	{ "provision", "claim-disable", cli_prov_claim_disable, "ID [--reason R]",
+	  "Disables a claim: refused at CONNECT from now on and its live connections kicked." },
+	{ "provision", "claim-enable", cli_prov_claim_enable, "ID [--reason R]",
+	  "Enables a disabled claim again (its denial count starts over)." },
 };
 
 #define N_VERBS (sizeof(verbs) / sizeof(verbs[0]))

@@ -183,11 +183,15 @@ device_allows(const char *client_id, const char *prefix, const char *t, size_t n
 
 /*
  * A claim: publish <prefix>provisioning/<template>/provision; subscribe to
- * and receive its /accepted and /rejected replies. <template> is one
- * non-empty level without wildcards; nothing else, no wildcards anywhere.
+ * and receive only its own replies,
+ * <prefix>provisioning/<template>/provision/<client id>/accepted|rejected,
+ * so that one device of a batch never reads another's certificate or
+ * rejection. <template> is one non-empty level without wildcards; no
+ * wildcards anywhere.
  */
 static int
-claim_allows(const char *prefix, const char *t, size_t n, cf_acl_access access)
+claim_allows(const char *client_id, const char *prefix, const char *t, size_t n,
+    cf_acl_access access)
 {
 	size_t tl;
 
@@ -200,7 +204,9 @@ claim_allows(const char *prefix, const char *t, size_t n, cf_acl_access access)
 	n -= tl + 1;
 	if (access == CF_ACL_PUBLISH)
 		return equals(t, n, "provision");
-	return equals(t, n, "provision/accepted") || equals(t, n, "provision/rejected");
+	if (!eat(&t, &n, "provision/") || !eat(&t, &n, client_id) || !eat(&t, &n, "/"))
+		return 0;
+	return equals(t, n, "accepted") || equals(t, n, "rejected");
 }
 
 int
@@ -256,15 +262,16 @@ cf_acl_check_flags_n(cf_acl_kind kind, unsigned flags, const char *client_id,
 			    client_id);
 		break;
 	case CF_KIND_CLAIM:
-		if (prefix == NULL) {
-			cf_error_set("no topic prefix");
+		if (client_id == NULL || client_id[0] == '\0' || strpbrk(client_id, "/+#") != NULL ||
+		    prefix == NULL) {
+			cf_error_set("client id cannot be a topic level");
 			break;
 		}
-		if (claim_allows(prefix, topic, topic_len, access))
+		if (claim_allows(client_id, prefix, topic, topic_len, access))
 			r = 0;
 		else
-			cf_error_set("a claim certificate may only use %sprovisioning/<template>/provision",
-			    prefix);
+			cf_error_set("a claim certificate may only use %sprovisioning/<template>/provision "
+			    "and its replies to client '%s'", prefix, client_id);
 		break;
 	default:
 		cf_error_set("unknown principal kind");
@@ -431,15 +438,23 @@ registry_error(int r, char *reason, size_t reason_len, const char *what, const c
 	return r;
 }
 
-int
-cf_acl_authenticate_device(cf_store *st, const char *cert_id, const char *client_id, int64_t now,
-    char *reason, size_t reason_len)
+/*
+ * The CONNECT decision. provisioning: also accept a PENDING_ACTIVATION
+ * certificate of its thing (a provisioned device's first connection) and
+ * an ACTIVE certificate attached to no thing that is an ENABLED claim
+ * (*kind = CF_KIND_CLAIM).
+ */
+static int
+authenticate(cf_store *st, cf_acl_kind *kind, const char *cert_id, const char *client_id,
+    int64_t now, char *reason, size_t reason_len, int provisioning)
 {
+	cf_claim_rec cl;
 	cf_cert_rec c;
 	cf_ca_rec ca;
 	char ref[CF_ID_LEN + 1], cid[CF_ACL_PRINTABLE_MAX], thing[CF_ACL_PRINTABLE_MAX];
 	int depth, r;
 
+	*kind = CF_KIND_DEVICE;
 	memset(&c, 0, sizeof(c));
 	memset(&ca, 0, sizeof(ca));
 	if ((r = cf_store_cert_get(st, &c, cert_id)) != 0) {
@@ -451,7 +466,9 @@ cf_acl_authenticate_device(cf_store *st, const char *cert_id, const char *client
 		snprintf(reason, reason_len, "certificate %s is not registered", cert_id);
 		goto out;
 	}
-	if (c.status != CF_CERT_ACTIVE) {
+	*kind = CF_KIND_DEVICE;
+	if (c.status != CF_CERT_ACTIVE &&
+	    !(provisioning && c.status == CF_CERT_PENDING_ACTIVATION && c.thing[0] != '\0')) {
 		snprintf(reason, reason_len, "certificate %s is %s", cert_id,
 		    cf_cert_status_name(c.status));
 		goto out;
@@ -481,6 +498,24 @@ cf_acl_authenticate_device(cf_store *st, const char *cert_id, const char *client
 		}
 		snprintf(ref, sizeof(ref), "%s", ca.parent_id);
 	}
+	if (provisioning && c.thing[0] == '\0') {
+		if ((r = cf_store_claim_get(st, &cl, c.id)) != 0) {
+			r = registry_error(r, reason, reason_len, "claim certificate", cert_id);
+			if (r == CF_EREJECTED)
+				snprintf(reason, reason_len, "certificate %s is attached to no thing and is "
+				    "not a claim", cert_id);
+			goto out;
+		}
+		r = CF_EREJECTED;
+		if (cl.status != CF_CLAIM_ENABLED) {
+			snprintf(reason, reason_len, "claim certificate %s is %s", cert_id,
+			    cf_claim_status_name(cl.status));
+			goto out;
+		}
+		*kind = CF_KIND_CLAIM;
+		r = 0;
+		goto out;
+	}
 	if (c.thing[0] == '\0' || client_id == NULL || strcmp(c.thing, client_id) != 0) {
 		snprintf(reason, reason_len, "client id '%s' is not the certificate's thing '%s'",
 		    cf_acl_printable(cid, client_id), cf_acl_printable(thing, c.thing));
@@ -491,4 +526,20 @@ out:
 	cf_ca_rec_clear(&ca);
 	cf_cert_rec_clear(&c);
 	return r;
+}
+
+int
+cf_acl_authenticate_device(cf_store *st, const char *cert_id, const char *client_id, int64_t now,
+    char *reason, size_t reason_len)
+{
+	cf_acl_kind kind;
+
+	return authenticate(st, &kind, cert_id, client_id, now, reason, reason_len, 0);
+}
+
+int
+cf_acl_authenticate(cf_store *st, cf_acl_kind *out, const char *cert_id, const char *client_id,
+    int64_t now, char *reason, size_t reason_len)
+{
+	return authenticate(st, out, cert_id, client_id, now, reason, reason_len, 1);
 }

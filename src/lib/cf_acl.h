@@ -10,7 +10,8 @@
  *   device   a thing's certificate: only <prefix>things/<client id>/...
  *   claim    a provisioning claim certificate: only
  *            <prefix>provisioning/<template>/provision (publish) and its
- *            /accepted and /rejected replies (subscribe, receive)
+ *            replies to its own client id, .../provision/<client id>/accepted
+ *            and /rejected (subscribe, receive)
  *   service  certfleetd: everything
  *
  * Facts about a principal that are not in its certificate travel as flags
@@ -122,6 +123,17 @@ const char *cf_acl_printable(char out[CF_ACL_PRINTABLE_MAX], const char *s);
  */
 int cf_acl_authenticate_device(cf_store *st, const char *cert_id, const char *client_id,
     int64_t now, char *reason, size_t reason_len) CF_MUST_CHECK;
+
+/*
+ * The broker's CONNECT decision (docs/broker.md): cf_acl_authenticate_device,
+ * and also (docs/provisioning.md) a PENDING_ACTIVATION certificate of the
+ * client id's thing (a provisioned device connecting for the first time:
+ * certfleetd activates it) as a device, and an ACTIVE certificate attached
+ * to no thing that is an ENABLED claim as a claim (a DISABLED one is
+ * refused: "claim certificate <id> is DISABLED"). *out is the kind.
+ */
+int cf_acl_authenticate(cf_store *st, cf_acl_kind *out, const char *cert_id,
+    const char *client_id, int64_t now, char *reason, size_t reason_len) CF_MUST_CHECK;
 
 /* cf_acl_check_n for a NUL-terminated topic (NULL is denied). */
 int cf_acl_check(cf_acl_kind kind, const char *client_id, const char *prefix,

@@ -725,11 +725,38 @@ run_policy(cf_audit_ctx *x)
 	return 0;
 }
 
-/* Registered so its name is stable; the provisioning issue gives it its checks. */
+/*
+ * Claim certificates (docs/provisioning.md): one that certfleetd disabled
+ * for misuse (its reason starts with the errorCode, e.g. "RateExceeded: ...")
+ * and is still DISABLED — a leaked claim key to replace — and one that is
+ * ENABLED although its certificate is no longer ACTIVE (nothing can use it).
+ */
 static int
 run_claims(cf_audit_ctx *x)
 {
-	(void)x;
+	cf_claim_rec *v = NULL;
+	cf_cert_rec c;
+	size_t n = 0, i;
+	int r;
+
+	if ((r = cf_store_claim_list(x->st, &v, &n, NULL)) != 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		if (v[i].status == CF_CLAIM_DISABLED && strncmp(v[i].reason, "disabled by", 11) != 0) {
+			add(x, CF_AUDIT_PROVISIONING_CLAIM_MISUSE, CF_SEV_HIGH, v[i].cert_id,
+			    "CLAIM_DISABLED_FOR_MISUSE", "claim of template '%s' was disabled: %s",
+			    v[i].template_name, v[i].reason);
+			continue;
+		}
+		memset(&c, 0, sizeof(c));
+		if (v[i].status == CF_CLAIM_ENABLED && cf_store_cert_get(x->st, &c, v[i].cert_id) == 0 &&
+		    c.status != CF_CERT_ACTIVE)
+			add(x, CF_AUDIT_PROVISIONING_CLAIM_MISUSE, CF_SEV_LOW, v[i].cert_id,
+			    "CLAIM_CERTIFICATE_NOT_ACTIVE", "claim of template '%s' is ENABLED but its "
+			    "certificate is %s", v[i].template_name, cf_cert_status_name(c.status));
+		cf_cert_rec_clear(&c);
+	}
+	cf_claim_recs_free(v, n);
 	return 0;
 }
 
@@ -778,7 +805,8 @@ const cf_audit_check_def cf_audit_checks[CF_AUDIT__COUNT] = {
 	    "WILDCARD_TOPIC_RULE ANONYMOUS_ACCESS_ALLOWED ACL_PLUGIN_NOT_LOADED TOPIC_PREFIX_EMPTY "
 	    "ACL_FILE_UNREADABLE BROKER_CONFIG_UNREADABLE", NULL, run_policy },
 	[CF_AUDIT_PROVISIONING_CLAIM_MISUSE] = { "PROVISIONING_CLAIM_MISUSE_CHECK", CF_SEV_HIGH,
-	    "CLAIM_CERTIFICATE", NULL, 0, NULL, "", NULL, run_claims },
+	    "CLAIM_CERTIFICATE", NULL, 0, NULL, "CLAIM_DISABLED_FOR_MISUSE CLAIM_CERTIFICATE_NOT_ACTIVE",
+	    NULL, run_claims },
 };
 
 int

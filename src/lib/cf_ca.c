@@ -9,6 +9,7 @@
  * built aside and renamed into place.
  */
 #include "cf_ca.h"
+#include "cf_p11.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -18,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cf_prov.h"
 #include "cf_stamp.h"
 #include "cf_util.h"
 
@@ -40,6 +42,7 @@ struct cf_ca {
 	char signer_id[CF_ID_LEN + 1];
 	cf_cert *signer_cert;
 	cf_key *signer_key;
+	cf_p11 *p11; /* the token of a CA key named by a pkcs11: URI, opened on first use */
 };
 
 /* Every key certfleet.conf may hold; later modules add theirs here. */
@@ -52,7 +55,8 @@ static const char *const cf_conf_keys[] = {
 	"notify_webhook_url", "notify_webhook_secret_file", "notify_webhook_timeout", "notify_exec",
 	"notify_exec_timeout", "notify_max_attempts", "notify_backoff",
 	"audit_schedule", "audit_interval", "audit_checks", "audit_params", "mitigation_rule.*",
-	"mitigation_rotate_key_algorithm", "mitigation_rotate_config", NULL,
+	"mitigation_rotate_key_algorithm", "mitigation_rotate_config", "pkcs11_module",
+	"pkcs11_pin_file", "provision_sweep_s", NULL,
 };
 
 void
@@ -201,10 +205,79 @@ make_secret_hex(char **out)
 	return 0;
 }
 
+/* ---- keys in a PKCS#11 token (docs/pkcs11.md) ------------------------------ */
+
+static int
+is_p11(const char *ref)
+{
+	return ref != NULL && strncmp(ref, "pkcs11:", 7) == 0;
+}
+
+/* Opens the token that uri names, with module and the PIN in pin_file. */
+static int
+open_token(cf_p11 **out, const char *module, const char *pin_file, const char *uri)
+{
+	char token[64], *pin = NULL;
+	int r;
+
+	if (module == NULL || *module == '\0' || pin_file == NULL || *pin_file == '\0') {
+		cf_error_set("a CA key in a PKCS#11 token needs pkcs11_module and pkcs11_pin_file "
+		    "in certfleet.conf");
+		return CF_EINVAL;
+	}
+	if ((r = cf_p11_uri_attr(token, sizeof(token), uri, "token")) != 0 ||
+	    (r = cf_p11_pin_read(&pin, pin_file)) != 0)
+		return r;
+	r = cf_p11_open(out, module, token, pin);
+	cf_secret_free(pin, 0);
+	return r;
+}
+
+/* The data directory's token (certfleet.conf's module and PIN file), kept open. */
+static int
+ca_token(cf_ca *ca, const char *uri)
+{
+	char module[CF_PATH_MAX], pin[CF_PATH_MAX];
+	const char *m = cf_config_get(ca->cfg, "pkcs11_module");
+	const char *pf = cf_config_get(ca->cfg, "pkcs11_pin_file");
+	int r;
+
+	if (ca->p11 != NULL)
+		return 0;
+	if (m == NULL || pf == NULL)
+		return open_token(&ca->p11, NULL, NULL, uri);
+	if ((r = dpath(module, sizeof(module), ca->dir, m)) != 0 ||
+	    (r = dpath(pin, sizeof(pin), ca->dir, pf)) != 0)
+		return r;
+	return open_token(&ca->p11, module, pin, uri);
+}
+
+/*
+ * The CA key uri names, generated in the token (as alg, labelled with the
+ * URI's object=) when there is none; the URI to record (with the key's
+ * CKA_ID when generated) goes to uri_out.
+ */
+static int
+token_ca_key(cf_key **out, char *uri_out, size_t len, cf_p11 *p, const char *uri, cf_key_alg alg)
+{
+	char label[128];
+	int r;
+
+	if ((r = cf_p11_load_key(out, p, uri)) != CF_ENOTFOUND)
+		return r != 0 ? r : cf_strfmt(uri_out, len, "%s", uri);
+	if ((r = cf_p11_uri_attr(label, sizeof(label), uri, "object")) != 0) {
+		cf_error_prefix("no key %s in the token, and nothing to label a new one", uri);
+		return r;
+	}
+	if ((r = cf_p11_generate(uri_out, len, p, label, alg)) != 0)
+		return r;
+	return cf_p11_load_key(out, p, uri_out);
+}
+
 static int
 write_conf(const char *dir, const cf_ca_init_opts *o)
 {
-	char text[2048];
+	char text[4096];
 	int r;
 
 	if ((r = cf_strfmt(text, sizeof(text),
@@ -230,8 +303,12 @@ write_conf(const char *dir, const cf_ca_init_opts *o)
 	    "service_cert = service/certfleetd.crt\n"
 	    "service_key = service/certfleetd.key\n"
 	    "broker_cafile = " CF_CHAIN_FILE "\n"
-	    "stamp_key_file = private/stamp.key\n", o->device_validity_days, o->mqtt_port,
-	    o->api_port)) != 0)
+	    "stamp_key_file = private/stamp.key\n"
+	    "%s%s%s%s%s%s", o->device_validity_days, o->mqtt_port, o->api_port,
+	    o->pkcs11_uri ? "\n# The issuing CA's key is in a PKCS#11 token (docs/pkcs11.md).\n" : "",
+	    o->pkcs11_uri ? "pkcs11_module = " : "", o->pkcs11_uri ? o->pkcs11_module : "",
+	    o->pkcs11_uri ? "\npkcs11_pin_file = " : "", o->pkcs11_uri ? o->pkcs11_pin_file : "",
+	    o->pkcs11_uri ? "\n" : "")) != 0)
 		return r;
 	return write_pem_file(dir, CF_CONF_FILE, text, 0600);
 }
@@ -371,7 +448,9 @@ cf_ca_init(const char *dir, const cf_ca_init_opts *o, const char *root_pass, con
 {
 	int r = CF_ERROR;
 	char staging[CF_PATH_MAX] = "", path[CF_PATH_MAX], rel[CF_PATH_MAX];
+	char key_uri[CF_P11_URI_MAX];
 	char *ipass = NULL;
+	cf_p11 *p11 = NULL;
 	cf_key *root_key = NULL, *inter_key = NULL;
 	cf_cert *root = NULL, *inter = NULL;
 	cf_ca_rec root_rec, inter_rec;
@@ -416,14 +495,25 @@ cf_ca_init(const char *dir, const cf_ca_init_opts *o, const char *root_pass, con
 	    (r = write_pem_file(staging, "ca/" CF_ROOT_NAME ".crt", root_rec.pem, 0644)) != 0)
 		goto out;
 
-	/* The first intermediate: its passphrase lives in private/ for the online signer. */
-	if ((r = new_inter_pass(&ipass, staging, o->intermediate_name, inter_pass)) != 0 ||
-	    (r = new_ca_key(&inter_key, staging, o->intermediate_name, o->key_alg, ipass)) != 0 ||
-	    (r = cf_strfmt(path, sizeof(path), "certfleet intermediate CA %s",
+	/*
+	 * The first intermediate: its passphrase lives in private/ for the online
+	 * signer — or its key in a PKCS#11 token, named by a URI.
+	 */
+	if (o->pkcs11_uri != NULL) {
+		if ((r = open_token(&p11, o->pkcs11_module, o->pkcs11_pin_file, o->pkcs11_uri)) != 0 ||
+		    (r = token_ca_key(&inter_key, key_uri, sizeof(key_uri), p11, o->pkcs11_uri,
+		    o->key_alg)) != 0)
+			goto out;
+	} else if ((r = new_inter_pass(&ipass, staging, o->intermediate_name, inter_pass)) != 0 ||
+	    (r = new_ca_key(&inter_key, staging, o->intermediate_name, o->key_alg, ipass)) != 0) {
+		goto out;
+	}
+	if ((r = cf_strfmt(path, sizeof(path), "certfleet intermediate CA %s",
 	    o->intermediate_name)) != 0 ||
 	    (r = cf_pki_make_intermediate(&inter, inter_key, path, o->intermediate_validity_days,
 	    root, root_key)) != 0 ||
-	    (r = cf_strfmt(rel, sizeof(rel), "ca/%s.key", o->intermediate_name)) != 0 ||
+	    (r = (o->pkcs11_uri != NULL ? cf_strfmt(rel, sizeof(rel), "%s", key_uri) :
+	    cf_strfmt(rel, sizeof(rel), "ca/%s.key", o->intermediate_name))) != 0 ||
 	    (r = ca_rec_from_cert(&inter_rec, inter, o->intermediate_name, CF_CA_INTERMEDIATE,
 	    root_rec.id, rel)) != 0 ||
 	    (r = cf_strfmt(rel, sizeof(rel), "ca/%s.crt", o->intermediate_name)) != 0 ||
@@ -470,6 +560,7 @@ out:
 	cf_secret_free(ipass, 0);
 	cf_key_free(root_key);
 	cf_key_free(inter_key);
+	cf_p11_free(p11);
 	cf_cert_free(root);
 	cf_cert_free(inter);
 	cf_ca_rec_clear(&root_rec);
@@ -549,6 +640,7 @@ cf_ca_close(cf_ca *ca)
 	cf_keyq_policy_free(ca->policy);
 	cf_cert_free(ca->signer_cert);
 	cf_key_free(ca->signer_key);
+	cf_p11_free(ca->p11);
 	free(ca->dir);
 	free(ca);
 }
@@ -637,16 +729,26 @@ load_ca_signer(cf_ca *ca, const cf_ca_rec *rec, const char *root_pass, cf_cert *
 			kconf = cf_config_get(ca->cfg, "issuer_key");
 			pconf = cf_config_get(ca->cfg, "issuer_passphrase_file");
 		}
-		if ((r = cf_strfmt(rel, sizeof(rel), "private/%s.pass", rec->name)) != 0 ||
-		    (r = dpath(key_path, sizeof(key_path), ca->dir,
-		    kconf && *kconf ? kconf : rec->key_ref)) != 0 ||
-		    (r = dpath(pass_path, sizeof(pass_path), ca->dir, pconf && *pconf ? pconf : rel)) != 0)
-			goto out;
 		if (info.self_signed) {
 			r = CF_EREJECTED;
 			cf_error_set("CA '%s' is self-signed: a root never signs online", rec->name);
 			goto out;
 		}
+		if (is_p11(kconf && *kconf ? kconf : rec->key_ref)) {
+			/* In a token: the PIN (certfleet.conf's pkcs11_pin_file) replaces the passphrase. */
+			const char *uri = kconf && *kconf ? kconf : rec->key_ref;
+
+			if ((r = cf_strfmt(key_path, sizeof(key_path), "%s", uri)) != 0 ||
+			    (r = ca_token(ca, uri)) != 0 || (r = cf_p11_load_key(&key, ca->p11, uri)) != 0 ||
+			    (r = refuse_root_key(ca, NULL, key)) != 0)
+				goto out;
+			goto matched;
+		}
+		if ((r = cf_strfmt(rel, sizeof(rel), "private/%s.pass", rec->name)) != 0 ||
+		    (r = dpath(key_path, sizeof(key_path), ca->dir,
+		    kconf && *kconf ? kconf : rec->key_ref)) != 0 ||
+		    (r = dpath(pass_path, sizeof(pass_path), ca->dir, pconf && *pconf ? pconf : rel)) != 0)
+			goto out;
 		if ((r = refuse_root_key(ca, key_path, NULL)) != 0 ||
 		    (r = cf_passphrase_read(&pass, pass_path, NULL, 0, 1)) != 0)
 			goto out;
@@ -658,6 +760,7 @@ load_ca_signer(cf_ca *ca, const cf_ca_rec *rec, const char *root_pass, cf_cert *
 		if ((r = refuse_root_key(ca, key_path, key)) != 0)
 			goto out;
 	}
+matched:
 	if (!cf_cert_matches_key(cert, key)) {
 		r = CF_EINVAL;
 		cf_error_set("the key %s does not belong to CA '%s'", key_path, rec->name);
@@ -721,6 +824,13 @@ int
 cf_ca_issue_csr(cf_ca *ca, cf_cert_rec *out, const void *csr_data, size_t csr_len,
     const char *thing, int validity_days)
 {
+	return cf_ca_issue_csr_ex(ca, out, csr_data, csr_len, thing, 1, CF_CERT_ACTIVE, validity_days);
+}
+
+int
+cf_ca_issue_csr_ex(cf_ca *ca, cf_cert_rec *out, const void *csr_data, size_t csr_len,
+    const char *thing, int attach, cf_cert_status status, int validity_days)
+{
 	int r = CF_ERROR;
 	cf_csr *csr = NULL;
 	cf_cert *cert = NULL;
@@ -761,8 +871,8 @@ cf_ca_issue_csr(cf_ca *ca, cf_cert_rec *out, const void *csr_data, size_t csr_le
 	memcpy(rec.id, info.id, sizeof(rec.id));
 	memcpy(rec.serial, info.serial, sizeof(rec.serial));
 	memcpy(rec.ca_id, issuer.id, sizeof(rec.ca_id));
-	snprintf(rec.thing, sizeof(rec.thing), "%s", thing);
-	rec.status = CF_CERT_ACTIVE;
+	snprintf(rec.thing, sizeof(rec.thing), "%s", attach ? thing : "");
+	rec.status = status;
 	rec.not_before = info.not_before;
 	rec.not_after = info.not_after;
 	if (cf_key_alg_of(&alg, pub) == 0)
@@ -957,15 +1067,17 @@ static const struct {
 	const char *dir, *ext;
 } ca_files[] = { { "private", "pass" }, { "ca", "key" }, { "ca", "crt" }, { "crl", "crl.pem" } };
 
-int
-cf_ca_create_intermediate(cf_ca *ca, cf_ca_rec *out, const char *name, cf_key_alg alg,
-    int validity_days, const char *root_pass, const char *inter_pass, int set_issuer)
+/* A new intermediate: its key in an encrypted file (uri NULL) or in a PKCS#11 token. */
+static int
+create_intermediate(cf_ca *ca, cf_ca_rec *out, const char *name, cf_key_alg alg,
+    int validity_days, const char *root_pass, const char *inter_pass, const char *uri,
+    int set_issuer)
 {
 	int r = CF_ERROR, files = 0;
 	cf_ca_rec root, rec, existing;
 	cf_cert *rcert = NULL, *cert = NULL;
 	cf_key *rkey = NULL, *key = NULL;
-	char *ipass = NULL, cn[256], rel[CF_PATH_MAX], path[CF_PATH_MAX];
+	char *ipass = NULL, cn[256], rel[CF_PATH_MAX], path[CF_PATH_MAX], key_uri[CF_P11_URI_MAX];
 	size_t i;
 
 	memset(&root, 0, sizeof(root));
@@ -992,11 +1104,19 @@ cf_ca_create_intermediate(cf_ca *ca, cf_ca_rec *out, const char *name, cf_key_al
 	    (r = load_ca_signer(ca, &root, root_pass, &rcert, &rkey)) != 0)
 		goto out;
 	files = 1; /* from here on, the files named after this CA are ours to remove */
-	if ((r = new_inter_pass(&ipass, ca->dir, name, inter_pass)) != 0 ||
-	    (r = new_ca_key(&key, ca->dir, name, alg, ipass)) != 0 ||
-	    (r = cf_strfmt(cn, sizeof(cn), "certfleet intermediate CA %s", name)) != 0 ||
+	if (uri != NULL) {
+		if ((r = ca_token(ca, uri)) != 0 ||
+		    (r = token_ca_key(&key, key_uri, sizeof(key_uri), ca->p11, uri, alg)) != 0 ||
+		    (r = refuse_root_key(ca, NULL, key)) != 0)
+			goto out;
+	} else if ((r = new_inter_pass(&ipass, ca->dir, name, inter_pass)) != 0 ||
+	    (r = new_ca_key(&key, ca->dir, name, alg, ipass)) != 0) {
+		goto out;
+	}
+	if ((r = cf_strfmt(cn, sizeof(cn), "certfleet intermediate CA %s", name)) != 0 ||
 	    (r = cf_pki_make_intermediate(&cert, key, cn, validity_days, rcert, rkey)) != 0 ||
-	    (r = cf_strfmt(rel, sizeof(rel), "ca/%s.key", name)) != 0 ||
+	    (r = (uri != NULL ? cf_strfmt(rel, sizeof(rel), "%s", key_uri) :
+	    cf_strfmt(rel, sizeof(rel), "ca/%s.key", name))) != 0 ||
 	    (r = ca_rec_from_cert(&rec, cert, name, CF_CA_INTERMEDIATE, root.id, rel)) != 0 ||
 	    (r = cf_strfmt(rel, sizeof(rel), "ca/%s.crt", name)) != 0 ||
 	    (r = write_pem_file(ca->dir, rel, rec.pem, 0644)) != 0)
@@ -1037,12 +1157,32 @@ out:
 	return r;
 }
 
+int
+cf_ca_create_intermediate(cf_ca *ca, cf_ca_rec *out, const char *name, cf_key_alg alg,
+    int validity_days, const char *root_pass, const char *inter_pass, int set_issuer)
+{
+	return create_intermediate(ca, out, name, alg, validity_days, root_pass, inter_pass, NULL,
+	    set_issuer);
+}
+
+int
+cf_ca_create_intermediate_pkcs11(cf_ca *ca, cf_ca_rec *out, const char *name, cf_key_alg alg,
+    int validity_days, const char *root_pass, const char *uri, int set_issuer)
+{
+	if (!is_p11(uri)) {
+		cf_error_set("'%s' is not a pkcs11: URI", uri ? uri : "");
+		return CF_EINVAL;
+	}
+	return create_intermediate(ca, out, name, alg, validity_days, root_pass, NULL, uri,
+	    set_issuer);
+}
+
 /* ---- things ------------------------------------------------------------------------ */
 
 static int
 write_agent_conf(const char *bundle, const cf_ca_thing_opts *o, const cf_config *cfg)
 {
-	char text[2048];
+	char text[4096];
 	int r;
 
 	if ((r = cf_strfmt(text, sizeof(text),
@@ -1146,5 +1286,101 @@ out:
 	if (staging[0] != '\0')
 		cf_rmtree(staging);
 	cf_cert_rec_clear(&rec);
+	return r;
+}
+
+/* ---- provisioning claims (docs/provisioning.md) ---------------------------------------- */
+
+static int
+write_claim_conf(const char *bundle, const char *template_name, const char *pattern,
+    const cf_ca_claim_opts *o, const cf_config *cfg)
+{
+	char text[2048];
+	int r;
+
+	if ((r = cf_strfmt(text, sizeof(text),
+	    "# certfleet-agent configuration for a batch provisioned by claim with template %s\n"
+	    "# (docs/provisioning.md). Start the agent with --param NAME=VALUE for each {NAME}\n"
+	    "# of the name pattern, or set provision_params = NAME=VALUE,... here.\n"
+	    "# Relative paths are relative to this file's directory.\n"
+	    "provision_template = %s\n"
+	    "provision_name_pattern = %s\n"
+	    "keep_claim = no\n"
+	    "broker_host = %s\n"
+	    "broker_port = %s\n"
+	    "ca_file = ca-chain.crt\n"
+	    "cert_file = device.crt\n"
+	    "key_file = device.key\n"
+	    "key_algorithm = %s\n"
+	    "signing_algorithm = %s\n"
+	    "state_dir = state\n",
+	    template_name, template_name, pattern, cf_config_get_str(cfg, "mqtt_host", "127.0.0.1"),
+	    cf_config_get_str(cfg, "mqtt_port", "8883"), cf_key_alg_name(o->key_alg),
+	    cf_sig_alg_name(o->sig_alg))) != 0)
+		return r;
+	return write_pem_file(bundle, "agent.conf", text, 0644);
+}
+
+int
+cf_ca_claim_create(cf_ca *ca, cf_cert_rec *out, const cf_ca_claim_opts *o)
+{
+	cf_prov_template_rec trec;
+	cf_prov_template t;
+	cf_cert_rec rec;
+	cf_key *key = NULL;
+	char staging[CF_PATH_MAX] = "", subject[CF_NAME_MAX + 1], *csr = NULL, *chain = NULL;
+	char path[CF_PATH_MAX];
+	int r;
+
+	memset(&trec, 0, sizeof(trec));
+	memset(&t, 0, sizeof(t));
+	memset(&rec, 0, sizeof(rec));
+	if ((r = cf_store_prov_template_get(ca->st, &trec, o->template_name)) != 0 ||
+	    (r = cf_prov_template_parse(&t, trec.name, trec.spec)) != 0 ||
+	    (r = cf_strfmt(subject, sizeof(subject), "claim.%s", o->template_name)) != 0)
+		goto out;
+	if (!cf_dir_missing_or_empty(o->bundle_dir)) {
+		r = CF_EEXISTS;
+		goto out;
+	}
+	if ((r = cf_staging_dir(staging, sizeof(staging), o->bundle_dir)) != 0)
+		goto out;
+	if ((r = cf_store_begin(ca->st)) != 0)
+		goto out;
+	if ((r = cf_key_generate(&key, o->key_alg)) != 0 ||
+	    (r = cf_csr_create(&csr, key, o->sig_alg, subject)) != 0 ||
+	    (r = cf_ca_issue_csr_ex(ca, &rec, csr, strlen(csr), subject, 0, CF_CERT_ACTIVE,
+	    o->validity_days)) != 0 ||
+	    (r = cf_store_claim_create(ca->st, rec.id, o->template_name)) != 0 ||
+	    (r = dpath(path, sizeof(path), staging, "device.key")) != 0 ||
+	    (r = cf_key_save(path, key, NULL)) != 0 ||
+	    (r = write_pem_file(staging, "device.crt", rec.pem, 0644)) != 0 ||
+	    (r = cf_ca_chain_pem(ca, &chain)) != 0 ||
+	    (r = write_pem_file(staging, "ca-chain.crt", chain, 0644)) != 0 ||
+	    (r = write_claim_conf(staging, o->template_name, t.pattern, o, ca->cfg)) != 0 ||
+	    (r = cf_store_commit(ca->st)) != 0) {
+		cf_store_rollback(ca->st);
+		goto out;
+	}
+	if ((r = cf_staging_commit(staging, o->bundle_dir)) != 0) {
+		cf_error_prefix("claim %.16s was registered but its bundle was not written (disable it "
+		    "and create another)", rec.id);
+		goto out;
+	}
+	staging[0] = '\0';
+	if (out != NULL) {
+		*out = rec;
+		memset(&rec, 0, sizeof(rec));
+	}
+	r = 0;
+out:
+	if (staging[0] != '\0')
+		cf_rmtree(staging);
+	cf_cert_rec_clear(&rec);
+	cf_prov_template_clear(&t);
+	cf_prov_template_rec_clear(&trec);
+	cf_key_free(key);
+	free(csr);
+	free(chain);
 	return r;
 }

@@ -33,6 +33,15 @@ typedef struct {
 	int device_validity_days;      /* default 365, written to certfleet.conf */
 	int mqtt_port;                 /* default 8883: the broker's TLS listener */
 	int api_port;                  /* default 8884: certfleetd's HTTP API */
+	/*
+	 * Optional (docs/pkcs11.md): the intermediate's key in a PKCS#11 token,
+	 * named by an RFC 7512 URI with token= and object= (generated there when
+	 * the token has no such key). module and pin_file go to certfleet.conf
+	 * as pkcs11_module / pkcs11_pin_file. NULL: an encrypted key file.
+	 */
+	const char *pkcs11_uri;
+	const char *pkcs11_module;
+	const char *pkcs11_pin_file;
 } cf_ca_init_opts;
 
 /* Defaults for every field. */
@@ -76,6 +85,15 @@ int cf_ca_load_issuer(cf_ca *ca) CF_MUST_CHECK;
 int cf_ca_create_intermediate(cf_ca *ca, cf_ca_rec *out, const char *name, cf_key_alg alg,
     int validity_days, const char *root_pass, const char *inter_pass, int set_issuer) CF_MUST_CHECK;
 
+/*
+ * The same with the new intermediate's key in a PKCS#11 token: uri names it
+ * (token= and object=; generated in the token with alg if it does not
+ * exist), the module and PIN file come from certfleet.conf (pkcs11_module,
+ * pkcs11_pin_file). The CA's key_ref is the key's URI.
+ */
+int cf_ca_create_intermediate_pkcs11(cf_ca *ca, cf_ca_rec *out, const char *name, cf_key_alg alg,
+    int validity_days, const char *root_pass, const char *uri, int set_issuer) CF_MUST_CHECK;
+
 /* Makes an ACTIVE intermediate the issuer and rewrites ca-chain.crt. A root is refused. */
 int cf_ca_set_issuer(cf_ca *ca, const char *ref) CF_MUST_CHECK;
 
@@ -97,6 +115,15 @@ int cf_ca_publish_crl(cf_ca *ca, char **out, const char *ref, const char *root_p
  */
 int cf_ca_issue_csr(cf_ca *ca, cf_cert_rec *out, const void *csr, size_t csr_len,
     const char *thing, int validity_days) CF_MUST_CHECK;
+
+/*
+ * cf_ca_issue_csr with the record's status (ACTIVE, or PENDING_ACTIVATION
+ * for a provisioned device until it first connects) and, when attach is 0,
+ * attached to no thing (a provisioning claim certificate: its subject
+ * still names `thing`, e.g. "claim.<template>").
+ */
+int cf_ca_issue_csr_ex(cf_ca *ca, cf_cert_rec *out, const void *csr, size_t csr_len,
+    const char *thing, int attach, cf_cert_status status, int validity_days) CF_MUST_CHECK;
 
 /* Revokes a device certificate and rewrites its CA's CRL, as one step. Already revoked: a no-op. */
 int cf_ca_revoke_cert(cf_ca *ca, const char *ref, int reason) CF_MUST_CHECK;
@@ -126,5 +153,24 @@ typedef struct {
  * otherwise it receives the certificate (zeroed when none was issued).
  */
 int cf_ca_thing_create(cf_ca *ca, cf_cert_rec *out, const cf_ca_thing_opts *o) CF_MUST_CHECK;
+
+/*
+ * A provisioning claim (docs/provisioning.md): generates a key here, issues
+ * its certificate from the issuing CA (subject "claim.<template>", attached
+ * to no thing, ACTIVE), records it as an ENABLED claim of the template and
+ * writes the batch's bundle (device.key 0600, device.crt, ca-chain.crt and
+ * an agent.conf with provision_template and provision_name_pattern) to
+ * bundle_dir — all or nothing, as cf_ca_thing_create. out may be NULL.
+ * CF_ENOTFOUND for an unknown template; CF_EEXISTS for a non-empty bundle_dir.
+ */
+typedef struct {
+	const char *template_name;
+	const char *bundle_dir;
+	cf_key_alg key_alg;      /* the claim's key, and key_algorithm in agent.conf */
+	cf_sig_alg sig_alg;
+	int validity_days;       /* 0: the configured default */
+} cf_ca_claim_opts;
+
+int cf_ca_claim_create(cf_ca *ca, cf_cert_rec *out, const cf_ca_claim_opts *o) CF_MUST_CHECK;
 
 #endif

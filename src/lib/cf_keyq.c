@@ -538,7 +538,7 @@ cf_keyq_check_cert(cf_keyq_result *out, const cf_keyq_policy *p, const cf_cert *
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if ((pkey = cf_pki_x509_pkey(cert->x509)) == NULL) {
+	if ((pkey = cf_pki_cert_pkey(cert)) == NULL) {
 		cf_error_ssl("certificate public key cannot be decoded");
 		return CF_EINVAL;
 	}

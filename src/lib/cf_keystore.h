@@ -13,8 +13,9 @@
  * rolling back to the one already active, or cleaning up twice are no-ops.
  *
  * The interface is a struct of function pointers and an opaque state so that
- * firmware can bring its own (a secure element, PKCS#11); this library ships
- * the file implementation (cf_keystore_file_open). Private key material never
+ * firmware can bring its own (a secure element); this library ships the
+ * file implementation (cf_keystore_file_open) and a PKCS#11 one
+ * (cf_keystore_pkcs11_open). Private key material never
  * leaves the store except as signatures and CSRs.
  */
 #ifndef CF_KEYSTORE_H
@@ -116,6 +117,51 @@ typedef struct cf_keystore {
  * Release with cf_keystore_free().
  */
 int cf_keystore_file_open(cf_keystore **out, const char *dir) CF_MUST_CHECK;
+
+/*
+ * A key store over inner (taken: freed with it, also on success only) that
+ * keeps each generation's private key in memory once read, and answers csr,
+ * sign and public_key from there; everything else, every write included, is
+ * inner's. inner must implement locate (the key's file path). For embedders
+ * that run many devices on one CPU (the simulator, docs/sim.md): a device
+ * keeps using the plain file store. CF_EINVAL if inner cannot locate keys.
+ */
+int cf_keystore_cache_wrap(cf_keystore **out, cf_keystore *inner) CF_MUST_CHECK;
+
+/* Where the PKCS#11 key store finds its token (docs/pkcs11.md). */
+typedef struct {
+	const char *module;   /* the PKCS#11 module (.so) */
+	const char *token;    /* the token's label */
+	const char *pin_file; /* the user PIN, first line; refused if others may read it */
+	const char *object;   /* object label prefix, NULL = "certfleet" */
+} cf_keystore_pkcs11_opts;
+
+/*
+ * The PKCS#11 key store: private keys live in a token and never leave it;
+ * certificates and CA chains stay in dir, laid out like the file store's:
+ *
+ *   dir/gen-<n>/key.uri      RFC 7512 URI of generation n's private key
+ *   dir/gen-<n>/device.crt   its certificate
+ *   dir/gen-<n>/ca-chain.crt the CA chain trusted while gen-<n> is active
+ *   dir/current -> gen-<n>   the active generation (a symlink, the journal)
+ *   dir/device.crt -> current/device.crt, dir/ca-chain.crt -> current/ca-chain.crt
+ *   token: key pair labelled "<object>-gen-<n>", CKA_ID 16 random bytes
+ *
+ * A generation exists when its directory does; token objects without one
+ * are leftovers of an interrupted generate or removal and are destroyed.
+ * New keys are generated in the token (CKA_SENSITIVE, not CKA_EXTRACTABLE).
+ * The first open adopts a file bundle: a plain dir/device.key is imported
+ * into the token as generation 1 and then overwritten and removed.
+ * CF_ENOTFOUND if dir holds neither a bundle nor a store, CF_EPASS for a
+ * PIN the token refuses, CF_ECORRUPT if the active key and certificate
+ * differ. Release with cf_keystore_free().
+ */
+int cf_keystore_pkcs11_open(cf_keystore **out, const char *dir, const cf_keystore_pkcs11_opts *o)
+    CF_MUST_CHECK;
+
+/* The token behind a PKCS#11 key store (borrowed), NULL for any other store. */
+struct cf_p11;
+struct cf_p11 *cf_keystore_pkcs11_token(cf_keystore *ks);
 
 static inline void
 cf_keystore_free(cf_keystore *ks)

@@ -212,6 +212,20 @@ key_wrap(cf_key **out, EVP_PKEY *pkey)
 }
 
 int
+cf_key_dup(cf_key **out, const cf_key *key)
+{
+	if (!EVP_PKEY_up_ref(key->pkey)) {
+		cf_error_ssl("cannot reference the key");
+		return CF_ERROR;
+	}
+	if (key_wrap(out, key->pkey) != 0) {
+		EVP_PKEY_free(key->pkey);
+		return CF_ERROR;
+	}
+	return 0;
+}
+
+int
 cf_key_generate(cf_key **out, cf_key_alg alg)
 {
 	EVP_PKEY *pkey = NULL;
@@ -705,6 +719,8 @@ cf_csr_verify(const cf_csr *csr)
 {
 	EVP_PKEY *pkey;
 
+	if (csr->verified)
+		return 0;
 	if ((pkey = X509_REQ_get0_pubkey(csr->req)) == NULL) {
 		ERR_clear_error();
 		cf_error_set("CSR public key cannot be decoded");
@@ -714,6 +730,8 @@ cf_csr_verify(const cf_csr *csr)
 		cf_error_ssl("CSR signature does not verify");
 		return CF_EREJECTED;
 	}
+	/* The memo is not the caller's state: csr is const to every caller. */
+	((cf_csr *)csr)->verified = 1;
 	return 0;
 }
 
@@ -989,6 +1007,7 @@ cf_cert_free(cf_cert *cert)
 	if (cert == NULL)
 		return;
 	X509_free(cert->x509);
+	EVP_PKEY_free(cert->pub);
 	free(cert);
 }
 
@@ -1058,6 +1077,14 @@ cf_pki_x509_pkey(const X509 *x)
 	pkey = d2i_PUBKEY(NULL, &p, n);
 	OPENSSL_free(der);
 	return pkey;
+}
+
+EVP_PKEY *
+cf_pki_cert_pkey(const cf_cert *c)
+{
+	if (c->pub != NULL)
+		return EVP_PKEY_up_ref(c->pub) ? c->pub : NULL;
+	return cf_pki_x509_pkey(c->x509);
 }
 
 X509 *
@@ -1131,7 +1158,7 @@ cf_cert_info_get(cf_cert_info *out, const cf_cert *cert)
 	cf_pki_name_cn(out->issuer_cn, sizeof(out->issuer_cn), X509_get_issuer_name(x));
 	out->not_before = asn1_time_epoch(X509_get0_notBefore(x));
 	out->not_after = asn1_time_epoch(X509_get0_notAfter(x));
-	if ((pkey = cf_pki_x509_pkey(x)) == NULL) {
+	if ((pkey = cf_pki_cert_pkey(cert)) == NULL) {
 		r = CF_EINVAL;
 		cf_error_ssl("certificate public key cannot be decoded");
 		goto out;
@@ -1155,7 +1182,7 @@ cf_cert_pubkey(cf_key **out, const cf_cert *cert)
 {
 	EVP_PKEY *pkey;
 
-	if ((pkey = cf_pki_x509_pkey(cert->x509)) == NULL) {
+	if ((pkey = cf_pki_cert_pkey(cert)) == NULL) {
 		cf_error_ssl("certificate public key cannot be decoded");
 		return CF_EINVAL;
 	}
@@ -1172,7 +1199,7 @@ cf_cert_matches_key(const cf_cert *cert, const cf_key *key)
 	EVP_PKEY *pkey;
 	int eq;
 
-	if ((pkey = cf_pki_x509_pkey(cert->x509)) == NULL) {
+	if ((pkey = cf_pki_cert_pkey(cert)) == NULL) {
 		ERR_clear_error();
 		return 0;
 	}

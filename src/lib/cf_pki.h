@@ -86,6 +86,8 @@ typedef struct {
 
 int cf_key_generate(cf_key **out, cf_key_alg alg) CF_MUST_CHECK;
 void cf_key_free(cf_key *key); /* wipes private material */
+/* A second handle on the same key (shared, reference-counted); cf_key_free each. */
+int cf_key_dup(cf_key **out, const cf_key *key) CF_MUST_CHECK;
 
 /*
  * PKCS#8 PEM of the private key. With a passphrase it is encrypted

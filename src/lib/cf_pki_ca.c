@@ -383,6 +383,8 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
 	X509_NAME *name = NULL;
 	int64_t seconds;
 	char san[sizeof(CF_URN_PREFIX) + CF_NAME_MAX + 8];
+	cf_cert *c = NULL;
+	EVP_PKEY *pub;
 	int rsa;
 
 	if ((r = cf_csr_verify(csr)) != 0 || (r = cf_csr_check_subject(csr, thing)) != 0)
@@ -416,9 +418,14 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
 	if ((r = leaf_extensions(x, issuer->x509, rsa, "clientAuth", san)) != 0 ||
 	    (r = cert_sign(x, issuer_key->pkey)) != 0)
 		goto out;
-	if ((r = cf_pki_cert_wrap(out, x)) != 0)
+	if ((r = cf_pki_cert_wrap(&c, x)) != 0)
 		goto out;
 	x = NULL;
+	/* The key copy_pubkey copied, already decoded by cf_csr_verify: no decode later. */
+	pub = X509_REQ_get0_pubkey(csr->req);
+	if (pub != NULL && EVP_PKEY_up_ref(pub))
+		c->pub = pub;
+	*out = c;
 out:
 	X509_NAME_free(name);
 	X509_free(x);

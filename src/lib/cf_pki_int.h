@@ -18,10 +18,23 @@ struct cf_key {
 
 struct cf_csr {
 	X509_REQ *req;
+	/*
+	 * Set once cf_csr_verify succeeded: the CSR cannot change afterwards,
+	 * so the CA path (cf_ca_issue_csr, then cf_pki_issue_device) verifies
+	 * the signature once, not twice.
+	 */
+	int verified;
 };
 
 struct cf_cert {
 	X509 *x509;
+	/*
+	 * Optional: the decoded public key of a certificate issued in this
+	 * process (the CSR's key, whose encoding copy_pubkey copied), so that
+	 * reading it back does not decode the bytes again (~100 us each in
+	 * OpenSSL 3.0). NULL otherwise. Use cf_pki_cert_pkey, never directly.
+	 */
+	EVP_PKEY *pub;
 };
 
 #define CF_URN_PREFIX "urn:certfleet:thing:"
@@ -58,6 +71,9 @@ int cf_pki_sig_md_nid(int *out, const X509_ALGOR *alg) CF_MUST_CHECK;
  * demand; never call X509_get0_pubkey on a cf_cert directly.
  */
 EVP_PKEY *cf_pki_x509_pkey(const X509 *x);
+
+/* Like cf_pki_x509_pkey, but takes the cached key of a certificate issued here. */
+EVP_PKEY *cf_pki_cert_pkey(const cf_cert *c);
 
 /*
  * A new reference (X509_free it) to x, or to a re-read copy of x if its key

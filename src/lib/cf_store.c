@@ -3088,3 +3088,353 @@ cf_store_thing_list_without_active(cf_store *st, char ***out, size_t *out_n)
 	*out_n = 0;
 	return st->ops->thing_without_active(st->b, out, out_n);
 }
+
+/* ---- provisioning by claim (schema v6) --------------------------------------------- */
+
+#define PROV_SPEC_MAX (4 << 20) /* a template's spec, allow-list included */
+
+static const char *const claim_status_names[CF_CLAIM__STATUS_COUNT] = {
+	[CF_CLAIM_ENABLED] = "ENABLED",
+	[CF_CLAIM_DISABLED] = "DISABLED",
+};
+
+const char *
+cf_claim_status_name(cf_claim_status s)
+{
+	if ((unsigned)s >= CF_CLAIM__STATUS_COUNT)
+		return "UNKNOWN";
+	return claim_status_names[s];
+}
+
+void
+cf_prov_template_rec_clear(cf_prov_template_rec *r)
+{
+	if (r == NULL)
+		return;
+	free(r->spec);
+	memset(r, 0, sizeof(*r));
+}
+
+void
+cf_prov_template_recs_free(cf_prov_template_rec *r, size_t n)
+{
+	size_t i;
+
+	for (i = 0; r != NULL && i < n; i++)
+		cf_prov_template_rec_clear(&r[i]);
+	free(r);
+}
+
+void
+cf_claim_recs_free(cf_claim_rec *r, size_t n)
+{
+	(void)n;
+	free(r);
+}
+
+static int
+full_id_valid(const char *what, const char *id)
+{
+	size_t i;
+
+	if (id == NULL || strlen(id) != CF_ID_LEN)
+		goto bad;
+	for (i = 0; i < CF_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			goto bad;
+	return 1;
+bad:
+	cf_error_set("%s is not a %d-character certificate id", what, CF_ID_LEN);
+	return 0;
+}
+
+int
+cf_store_prov_template_create(cf_store *st, const char *name, const char *spec_json)
+{
+	cf_prov_template_rec t;
+	json_t *j = NULL;
+	json_error_t jerr;
+	int r = CF_EINVAL;
+
+	memset(&t, 0, sizeof(t));
+	if (!cf_name_valid("template", name))
+		goto out;
+	if (spec_json == NULL || strlen(spec_json) > PROV_SPEC_MAX ||
+	    (j = json_loads(spec_json, JSON_REJECT_DUPLICATES, &jerr)) == NULL || !json_is_object(j)) {
+		cf_error_set("template %s: the spec is not a JSON object of at most %d bytes", name,
+		    PROV_SPEC_MAX);
+		goto out;
+	}
+	if ((r = json_text(&t.spec, j)) != 0)
+		goto out;
+	memcpy(t.name, name, strlen(name) + 1);
+	t.created_at = cf_time_now();
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->ptemplate_insert(st->b, &t)) == CF_EEXISTS)
+		cf_error_set("provisioning template '%s' already exists", name);
+	/* The event holds the spec without the allow-list (it can be large): its size instead. */
+	if (r == 0) {
+		json_t *d = json_deep_copy(j), *allow = json_object_get(j, "allowList");
+
+		if (d != NULL && allow != NULL) {
+			json_object_del(d, "allowList");
+			json_object_set_new(d, "allowListSize", json_integer((json_int_t)json_array_size(allow)));
+		}
+		r = event_add(st, "prov.template_created", name, d);
+	}
+	r = tx_end(st, r);
+out:
+	json_decref(j);
+	cf_prov_template_rec_clear(&t);
+	return r;
+}
+
+int
+cf_store_prov_template_get(cf_store *st, cf_prov_template_rec *out, const char *name)
+{
+	memset(out, 0, sizeof(*out));
+	if (!cf_name_valid("template", name))
+		return CF_EINVAL;
+	return st->ops->ptemplate_get(st->b, out, name);
+}
+
+int
+cf_store_prov_template_list(cf_store *st, cf_prov_template_rec **out, size_t *out_n)
+{
+	*out = NULL;
+	*out_n = 0;
+	return st->ops->ptemplate_list(st->b, out, out_n);
+}
+
+int
+cf_store_claim_create(cf_store *st, const char *cert_id, const char *template_name)
+{
+	cf_prov_template_rec t;
+	cf_cert_rec c;
+	cf_claim_rec cl;
+	int r = CF_EINVAL;
+
+	memset(&t, 0, sizeof(t));
+	memset(&c, 0, sizeof(c));
+	memset(&cl, 0, sizeof(cl));
+	if (!full_id_valid("claim certificate", cert_id) || !cf_name_valid("template", template_name))
+		goto out;
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->ptemplate_get(st->b, &t, template_name)) != 0 ||
+	    (r = st->ops->cert_get(st->b, &c, cert_id)) != 0)
+		goto end;
+	if (c.thing[0] != '\0') {
+		r = CF_EINVAL;
+		cf_error_set("certificate %s belongs to thing %s: a claim belongs to no thing", cert_id,
+		    c.thing);
+		goto end;
+	}
+	memcpy(cl.cert_id, cert_id, CF_ID_LEN + 1);
+	memcpy(cl.template_name, template_name, strlen(template_name) + 1);
+	cl.status = CF_CLAIM_ENABLED;
+	cl.created_at = cl.updated_at = cf_time_now();
+	if ((r = st->ops->claim_insert(st->b, &cl)) == CF_EEXISTS)
+		cf_error_set("certificate %s is already a claim", cert_id);
+	if (r == 0)
+		r = event_add(st, "claim.created", cert_id, json_pack("{s:s}", "template", template_name));
+end:
+	r = tx_end(st, r);
+out:
+	cf_cert_rec_clear(&c);
+	cf_prov_template_rec_clear(&t);
+	return r;
+}
+
+int
+cf_store_claim_get(cf_store *st, cf_claim_rec *out, const char *cert_id)
+{
+	memset(out, 0, sizeof(*out));
+	if (!full_id_valid("claim certificate", cert_id))
+		return CF_EINVAL;
+	return st->ops->claim_get(st->b, out, cert_id);
+}
+
+int
+cf_store_claim_list(cf_store *st, cf_claim_rec **out, size_t *out_n, const char *template_name)
+{
+	*out = NULL;
+	*out_n = 0;
+	return st->ops->claim_list(st->b, out, out_n, template_name);
+}
+
+int
+cf_store_claim_set_status(cf_store *st, int *changed, const char *cert_id, cf_claim_status to,
+    const char *reason)
+{
+	cf_claim_rec c;
+	cf_claim_status from;
+	int r = CF_EINVAL;
+
+	if (changed != NULL)
+		*changed = 0;
+	if ((unsigned)to >= CF_CLAIM__STATUS_COUNT || reason == NULL || reason[0] == '\0' ||
+	    !text_valid("reason", reason, sizeof(c.reason) - 1)) {
+		if (reason == NULL || reason[0] == '\0')
+			cf_error_set("a claim status change needs a reason");
+		goto out;
+	}
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = cf_store_claim_get(st, &c, cert_id)) != 0 || c.status == to)
+		goto end;
+	from = c.status;
+	c.status = to;
+	snprintf(c.reason, sizeof(c.reason), "%s", reason);
+	c.updated_at = cf_time_now();
+	if ((r = st->ops->claim_update(st->b, &c)) == 0)
+		r = event_add(st, "claim.status", cert_id, json_pack("{s:s,s:s,s:s,s:s}", "from",
+		    cf_claim_status_name(from), "to", cf_claim_status_name(to), "reason", reason,
+		    "template", c.template_name));
+	if (r == 0 && changed != NULL)
+		*changed = 1;
+end:
+	r = tx_end(st, r);
+out:
+	return r;
+}
+
+static int
+serial_valid(const char *serial)
+{
+	size_t i, n = serial ? strlen(serial) : 0;
+
+	if (n == 0 || n > CF_PROV_SERIAL_MAX)
+		goto bad;
+	for (i = 0; i < n; i++) {
+		char ch = serial[i];
+
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+		    ch == '.' || ch == '_' || ch == ':' || ch == '-'))
+			goto bad;
+	}
+	return 1;
+bad:
+	cf_error_set("serial is not [A-Za-z0-9._:-]{1,%d}", CF_PROV_SERIAL_MAX);
+	return 0;
+}
+
+int
+cf_store_prov_serial_put(cf_store *st, const cf_prov_serial_rec *rec)
+{
+	cf_prov_template_rec t;
+	cf_prov_serial_rec x = *rec;
+	int r = CF_EINVAL;
+
+	memset(&t, 0, sizeof(t));
+	if (!cf_name_valid("template", rec->template_name) || !serial_valid(rec->serial) ||
+	    !cf_name_valid("thing", rec->thing) || !full_id_valid("certificate", rec->cert_id) ||
+	    !full_id_valid("claim", rec->claim_id) || !full_id_valid("key id", rec->key_id) ||
+	    !text_valid("client id", rec->client_id, sizeof(rec->client_id) - 1))
+		goto out;
+	if (x.at == 0)
+		x.at = cf_time_now();
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->ptemplate_get(st->b, &t, rec->template_name)) == 0 &&
+	    (r = st->ops->pserial_put(st->b, &x)) == 0)
+		r = event_add(st, "prov.provisioned", rec->thing, json_pack("{s:s,s:s,s:s,s:s,s:s}",
+		    "template", rec->template_name, "serial", rec->serial, "certificate", rec->cert_id,
+		    "claim", rec->claim_id, "clientId", rec->client_id));
+	r = tx_end(st, r);
+out:
+	cf_prov_template_rec_clear(&t);
+	return r;
+}
+
+int
+cf_store_prov_serial_get(cf_store *st, cf_prov_serial_rec *out, const char *template_name,
+    const char *serial)
+{
+	memset(out, 0, sizeof(*out));
+	if (!cf_name_valid("template", template_name) || !serial_valid(serial))
+		return CF_EINVAL;
+	return st->ops->pserial_get(st->b, out, template_name, serial, NULL);
+}
+
+int
+cf_store_prov_serial_find_key(cf_store *st, cf_prov_serial_rec *out, const char *key_id)
+{
+	memset(out, 0, sizeof(*out));
+	if (!full_id_valid("key id", key_id))
+		return CF_EINVAL;
+	return st->ops->pserial_get(st->b, out, NULL, NULL, key_id);
+}
+
+int
+cf_store_prov_serial_delete(cf_store *st, const char *template_name, const char *serial,
+    const char *reason)
+{
+	int r = CF_EINVAL;
+
+	if (!cf_name_valid("template", template_name) || !serial_valid(serial) || reason == NULL ||
+	    !text_valid("reason", reason, 255))
+		goto out;
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->pserial_delete(st->b, template_name, serial)) == 0)
+		r = event_add(st, "prov.serial_released", template_name, json_pack("{s:s,s:s}",
+		    "serial", serial, "reason", reason));
+	r = tx_end(st, r);
+out:
+	return r;
+}
+
+int
+cf_store_prov_serial_list(cf_store *st, cf_prov_serial_rec **out, size_t *out_n,
+    const char *template_name, size_t limit)
+{
+	*out = NULL;
+	*out_n = 0;
+	return st->ops->pserial_list(st->b, out, out_n, template_name, limit);
+}
+
+int
+cf_store_prov_serial_count(cf_store *st, int64_t *out, const char *template_name)
+{
+	*out = 0;
+	if (!cf_name_valid("template", template_name))
+		return CF_EINVAL;
+	return st->ops->pserial_count(st->b, out, template_name);
+}
+
+int
+cf_store_prov_attempt_add(cf_store *st, const cf_prov_attempt_rec *a)
+{
+	cf_prov_attempt_rec x = *a;
+	int r = CF_EINVAL;
+
+	if (!full_id_valid("claim", a->claim_id) ||
+	    !text_valid("template", a->template_name, sizeof(a->template_name) - 1) ||
+	    !text_valid("serial", a->serial, sizeof(a->serial) - 1) ||
+	    !text_valid("client id", a->client_id, sizeof(a->client_id) - 1) || a->outcome[0] == '\0' ||
+	    !text_valid("outcome", a->outcome, sizeof(a->outcome) - 1))
+		goto out;
+	if (x.at == 0)
+		x.at = cf_time_now();
+	if ((r = cf_store_begin(st)) != 0)
+		goto out;
+	if ((r = st->ops->pattempt_insert(st->b, &x)) == 0)
+		r = event_add(st, "prov.attempt", a->claim_id, json_pack("{s:s,s:s,s:s,s:s}", "template",
+		    a->template_name, "serial", a->serial, "clientId", a->client_id, "outcome",
+		    a->outcome));
+	r = tx_end(st, r);
+out:
+	return r;
+}
+
+int
+cf_store_prov_attempt_count(cf_store *st, int64_t *total, int64_t *denied, const char *claim_id,
+    int64_t since)
+{
+	*total = *denied = 0;
+	if (!full_id_valid("claim", claim_id))
+		return CF_EINVAL;
+	return st->ops->pattempt_count(st->b, total, denied, claim_id, since);
+}

@@ -753,4 +753,114 @@ int cf_store_thing_list_without_active(cf_store *st, char ***out, size_t *out_n)
 int cf_store_connection_window(cf_store *st, cf_conn_rec **out, size_t *out_n,
     int64_t since) CF_MUST_CHECK;
 
+/* ---- provisioning by claim (schema v6, DESIGN §9, docs/provisioning.md) ---------- */
+
+/*
+ * Templates, claim certificates, provisioned serials and provisioning
+ * attempts. A template's spec is a JSON object the store keeps as given
+ * (compact, sorted keys); cf_prov_template_parse (cf_prov.h) is its
+ * grammar and the caller validates with it before creating. Every mutator
+ * appends its event (prov.template_created, claim.created, claim.status,
+ * prov.provisioned, prov.serial_released, prov.attempt) in its transaction.
+ */
+#define CF_PROV_SERIAL_MAX 64
+#define CF_PROV_OUTCOME_MAX 47
+
+typedef struct {
+	char name[CF_NAME_MAX + 1];
+	char *spec;  /* JSON object */
+	int64_t created_at;
+} cf_prov_template_rec;
+
+/* CF_EEXISTS for a duplicate name; CF_EINVAL for a bad name or spec that is not an object. */
+int cf_store_prov_template_create(cf_store *st, const char *name, const char *spec_json) CF_MUST_CHECK;
+int cf_store_prov_template_get(cf_store *st, cf_prov_template_rec *out, const char *name) CF_MUST_CHECK;
+/* Sorted by name. */
+int cf_store_prov_template_list(cf_store *st, cf_prov_template_rec **out, size_t *out_n) CF_MUST_CHECK;
+void cf_prov_template_rec_clear(cf_prov_template_rec *r);
+void cf_prov_template_recs_free(cf_prov_template_rec *r, size_t n);
+
+typedef enum { CF_CLAIM_ENABLED, CF_CLAIM_DISABLED, CF_CLAIM__STATUS_COUNT } cf_claim_status;
+
+/* "ENABLED", "DISABLED"; "UNKNOWN" out of range. */
+const char *cf_claim_status_name(cf_claim_status s);
+
+typedef struct {
+	char cert_id[CF_ID_LEN + 1];   /* the claim certificate (in the certificates table) */
+	char template_name[CF_NAME_MAX + 1];
+	cf_claim_status status;
+	char reason[256];              /* why it was last disabled or enabled ("" if never) */
+	int64_t created_at, updated_at;
+} cf_claim_rec;
+
+/*
+ * Marks a registered certificate attached to no thing as a claim of
+ * template (ENABLED). CF_ENOTFOUND for an unknown certificate or template,
+ * CF_EINVAL for a certificate attached to a thing, CF_EEXISTS if already
+ * a claim. Event claim.created {template}.
+ */
+int cf_store_claim_create(cf_store *st, const char *cert_id, const char *template_name) CF_MUST_CHECK;
+/* By full certificate id (exact: the broker plugin's lookup). CF_ENOTFOUND. */
+int cf_store_claim_get(cf_store *st, cf_claim_rec *out, const char *cert_id) CF_MUST_CHECK;
+/* Sorted by created_at then id; template_name NULL: all. */
+int cf_store_claim_list(cf_store *st, cf_claim_rec **out, size_t *out_n,
+    const char *template_name) CF_MUST_CHECK;
+/*
+ * ENABLED <-> DISABLED with a reason (required, <= 255 bytes). Same
+ * status: no-op, no event, *changed (may be NULL) 0. Event claim.status
+ * {from, to, reason}: the broker plugin kicks a disabled claim's clients.
+ */
+int cf_store_claim_set_status(cf_store *st, int *changed, const char *cert_id, cf_claim_status to,
+    const char *reason) CF_MUST_CHECK;
+void cf_claim_recs_free(cf_claim_rec *r, size_t n);
+
+typedef struct {
+	char template_name[CF_NAME_MAX + 1];
+	char serial[CF_PROV_SERIAL_MAX + 1];
+	char thing[CF_NAME_MAX + 1];
+	char cert_id[CF_ID_LEN + 1];   /* the certificate issued for it */
+	char claim_id[CF_ID_LEN + 1];  /* the claim that asked */
+	char client_id[256];           /* the client that asked */
+	char key_id[CF_ID_LEN + 1];    /* SHA-256 of the CSR's public key (SPKI DER) */
+	int64_t at;
+} cf_prov_serial_rec;
+
+/*
+ * Records (or, re-provisioning, replaces) a provisioned serial.
+ * CF_ENOTFOUND for an unknown template. Event prov.provisioned {template,
+ * serial, thing, certificate, claim, clientId}.
+ */
+int cf_store_prov_serial_put(cf_store *st, const cf_prov_serial_rec *rec) CF_MUST_CHECK;
+int cf_store_prov_serial_get(cf_store *st, cf_prov_serial_rec *out, const char *template_name,
+    const char *serial) CF_MUST_CHECK;
+/* The newest serial provisioned with this public key. CF_ENOTFOUND. */
+int cf_store_prov_serial_find_key(cf_store *st, cf_prov_serial_rec *out, const char *key_id) CF_MUST_CHECK;
+/* Forgets a serial (it may provision again). CF_ENOTFOUND. Event prov.serial_released {reason}. */
+int cf_store_prov_serial_delete(cf_store *st, const char *template_name, const char *serial,
+    const char *reason) CF_MUST_CHECK;
+/* template_name NULL: all; by at then serial; limit 0 = all. */
+int cf_store_prov_serial_list(cf_store *st, cf_prov_serial_rec **out, size_t *out_n,
+    const char *template_name, size_t limit) CF_MUST_CHECK;
+int cf_store_prov_serial_count(cf_store *st, int64_t *out, const char *template_name) CF_MUST_CHECK;
+
+typedef struct {
+	int64_t id;
+	char claim_id[CF_ID_LEN + 1];
+	char template_name[CF_NAME_MAX + 1]; /* as asked (may be unknown) */
+	char serial[CF_PROV_SERIAL_MAX + 1]; /* "" if none was readable */
+	char client_id[256];
+	char outcome[CF_PROV_OUTCOME_MAX + 1]; /* "accepted" or the errorCode */
+	int64_t at;
+} cf_prov_attempt_rec;
+
+/* Records an attempt (at 0 = now). Event prov.attempt {template, serial, clientId, outcome}. */
+int cf_store_prov_attempt_add(cf_store *st, const cf_prov_attempt_rec *a) CF_MUST_CHECK;
+/*
+ * Attempts of a claim since (at >= since): *total of them, *denied those
+ * whose outcome is not "accepted". One indexed range.
+ */
+int cf_store_prov_attempt_count(cf_store *st, int64_t *total, int64_t *denied,
+    const char *claim_id, int64_t since) CF_MUST_CHECK;
+
+
 #endif

@@ -204,6 +204,31 @@ struct cf_store_ops {
 	int (*thing_without_active)(struct cf_store_backend *b, char ***out, size_t *out_n);
 	/* Open connections and those that ended at or after since, by connected_at then id. */
 	int (*conn_window)(struct cf_store_backend *b, cf_conn_rec **out, size_t *out_n, int64_t since);
+	/*
+	 * provisioning (schema v6): lists by name / created_at then id / at then
+	 * serial; pserial_get by (template, serial), or the newest row of key_id
+	 * when key_id is non-NULL; pserial_put inserts or replaces.
+	 */
+	int (*ptemplate_insert)(struct cf_store_backend *b, const cf_prov_template_rec *t);
+	int (*ptemplate_get)(struct cf_store_backend *b, cf_prov_template_rec *out, const char *name);
+	int (*ptemplate_list)(struct cf_store_backend *b, cf_prov_template_rec **out, size_t *out_n);
+	int (*claim_insert)(struct cf_store_backend *b, const cf_claim_rec *c);
+	int (*claim_get)(struct cf_store_backend *b, cf_claim_rec *out, const char *cert_id);
+	int (*claim_list)(struct cf_store_backend *b, cf_claim_rec **out, size_t *out_n,
+	    const char *template_name);
+	/* Writes status, reason and updated_at. */
+	int (*claim_update)(struct cf_store_backend *b, const cf_claim_rec *c);
+	int (*pserial_put)(struct cf_store_backend *b, const cf_prov_serial_rec *x);
+	int (*pserial_get)(struct cf_store_backend *b, cf_prov_serial_rec *out,
+	    const char *template_name, const char *serial, const char *key_id);
+	int (*pserial_delete)(struct cf_store_backend *b, const char *template_name,
+	    const char *serial);
+	int (*pserial_list)(struct cf_store_backend *b, cf_prov_serial_rec **out, size_t *out_n,
+	    const char *template_name, size_t limit);
+	int (*pserial_count)(struct cf_store_backend *b, int64_t *out, const char *template_name);
+	int (*pattempt_insert)(struct cf_store_backend *b, const cf_prov_attempt_rec *a);
+	int (*pattempt_count)(struct cf_store_backend *b, int64_t *total, int64_t *denied,
+	    const char *claim_id, int64_t since);
 };
 
 extern const struct cf_store_ops cf_store_sqlite_ops;

@@ -28,7 +28,7 @@ static int backfill_keyq(struct cf_store_backend *b);
 
 /*
  * Each step: its SQL, then (if any) a C step in the same transaction, for
- * data SQL cannot compute. Version 6 belongs to the provisioning branch.
+ * data SQL cannot compute.
  */
 static const struct migration {
 	int version;
@@ -247,6 +247,41 @@ static const struct migration {
 	    "CREATE INDEX mitigation_actions_finding ON mitigation_actions(finding_id, id);\n"
 	    /* The audit's look-back window: connections by when they ended. */
 	    "CREATE INDEX connections_ended ON connections(disconnected_at);\n", NULL },
+	/* 6: provisioning by claim (DESIGN §9, docs/provisioning.md). */
+	{ 6,
+	    "CREATE TABLE prov_templates (\n"
+	    "  name TEXT PRIMARY KEY,\n"
+	    "  spec TEXT NOT NULL,\n"
+	    "  created_at INTEGER NOT NULL);\n"
+	    "CREATE TABLE prov_claims (\n"
+	    "  cert_id TEXT PRIMARY KEY REFERENCES certificates(id),\n"
+	    "  template TEXT NOT NULL REFERENCES prov_templates(name),\n"
+	    "  status TEXT NOT NULL CHECK (status IN ('ENABLED', 'DISABLED')),\n"
+	    "  reason TEXT NOT NULL DEFAULT '',\n"
+	    "  created_at INTEGER NOT NULL,\n"
+	    "  updated_at INTEGER NOT NULL);\n"
+	    "CREATE INDEX prov_claims_template ON prov_claims(template, created_at);\n"
+	    "CREATE TABLE prov_serials (\n"
+	    "  template TEXT NOT NULL REFERENCES prov_templates(name),\n"
+	    "  serial TEXT NOT NULL,\n"
+	    "  thing TEXT NOT NULL,\n"
+	    "  cert_id TEXT NOT NULL,\n"
+	    "  claim_id TEXT NOT NULL,\n"
+	    "  client_id TEXT NOT NULL,\n"
+	    "  key_id TEXT NOT NULL,\n"
+	    "  at INTEGER NOT NULL,\n"
+	    "  PRIMARY KEY (template, serial)) WITHOUT ROWID;\n"
+	    "CREATE INDEX prov_serials_key ON prov_serials(key_id, at);\n"
+	    "CREATE INDEX prov_serials_at ON prov_serials(at);\n"
+	    "CREATE TABLE prov_attempts (\n"
+	    "  id INTEGER PRIMARY KEY,\n"
+	    "  claim_id TEXT NOT NULL,\n"
+	    "  template TEXT NOT NULL,\n"
+	    "  serial TEXT NOT NULL,\n"
+	    "  client_id TEXT NOT NULL,\n"
+	    "  outcome TEXT NOT NULL,\n"
+	    "  at INTEGER NOT NULL);\n"
+	    "CREATE INDEX prov_attempts_claim ON prov_attempts(claim_id, at);\n", NULL },
 	/*
 	 * 7: key facts stored with each certificate (computed at issuance, so an
 	 * audit does not parse every PEM): the SPKI SHA-256, and the cf_keyq
@@ -400,8 +435,14 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_EVENT_AFTER] = "SELECT " EVENT_COLS " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
 	[S_CONN_INSERT] = "INSERT INTO connections(client_id, principal, kind, peer, connected_at, "
 	    "ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	/*
+	 * "+disconnected_at": without the unary plus SQLite searched
+	 * connections_ended for disconnected_at = 0 — every open connection — and
+	 * filtered on ref, so each disconnect cost O(open connections); at 10,000
+	 * devices that was 15 % of certfleetd (certfleet-sim, bench/rotation).
+	 */
 	[S_CONN_CLOSE] = "UPDATE connections SET disconnected_at = ?2, reason = ?3 WHERE ref = ?1 "
-	    "AND disconnected_at = 0",
+	    "AND +disconnected_at = 0",
 	[S_CONN_CLOSE_ALL] = "UPDATE connections SET disconnected_at = ?1, reason = ?2 "
 	    "WHERE disconnected_at = 0",
 	[S_CONN_LIST] = "SELECT " CONN_COLS " FROM connections WHERE (?1 IS NULL OR client_id = ?1) "
@@ -3245,6 +3286,417 @@ out:
 	return r;
 }
 
+/* ---- provisioning (schema v6) ------------------------------------------------------ */
+
+/*
+ * Queries here are prepared per call (not in the statement cache): none is
+ * on a hot path, and the claim lookup at CONNECT is one primary-key read.
+ */
+#define PTEMPLATE_COLS "name, spec, created_at"
+#define CLAIM_COLS "cert_id, template, status, reason, created_at, updated_at"
+#define PSERIAL_COLS "template, serial, thing, cert_id, claim_id, client_id, key_id, at"
+
+typedef int (*row_fn)(struct cf_store_backend *b, void *rec, sqlite3_stmt *s);
+
+static int
+sq_prepare(struct cf_store_backend *b, sqlite3_stmt **out, const char *sql, const char *what)
+{
+	int rc = sqlite3_prepare_v2(b->db, sql, -1, out, NULL);
+
+	return rc == SQLITE_OK ? 0 : sq_fail(b, rc, what);
+}
+
+/* Steps s to the end, reading each row with fn into a growing array of size-byte records. */
+static int
+collect(struct cf_store_backend *b, sqlite3_stmt *s, void **out, size_t *out_n, size_t size,
+    row_fn fn, void (*clear)(void *rec), const char *what)
+{
+	char *v = NULL;
+	size_t n = 0, cap = 0, i;
+	int r = 0, rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((r = grow(&v, &cap, n, size)) != 0 || (r = fn(b, v + n * size, s)) != 0) {
+			if (r != 0 && v != NULL && n < cap && clear != NULL)
+				clear(v + n * size);
+			goto out;
+		}
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sq_fail(b, rc, what);
+		goto out;
+	}
+	*out = v;
+	*out_n = n;
+	v = NULL;
+	n = 0;
+out:
+	for (i = 0; clear != NULL && i < n; i++)
+		clear(v + i * size);
+	free(v);
+	return r;
+}
+
+/* Reads the one row of s with fn; CF_ENOTFOUND (message: what) if none. */
+static int
+one_row(struct cf_store_backend *b, sqlite3_stmt *s, void *rec, row_fn fn, const char *what)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc == SQLITE_ROW)
+		return fn(b, rec, s);
+	if (rc == SQLITE_DONE) {
+		cf_error_set("%s not found", what);
+		return CF_ENOTFOUND;
+	}
+	return sq_fail(b, rc, what);
+}
+
+static int
+ptemplate_row(struct cf_store_backend *b, void *rec, sqlite3_stmt *s)
+{
+	cf_prov_template_rec *t = rec;
+	int r;
+
+	memset(t, 0, sizeof(*t));
+	if ((r = col_copy(b, t->name, sizeof(t->name), s, 0)) != 0 || (r = col_dup(&t->spec, s, 1, 0)) != 0)
+		return r;
+	t->created_at = sqlite3_column_int64(s, 2);
+	return 0;
+}
+
+static void
+ptemplate_clear(void *rec)
+{
+	cf_prov_template_rec_clear(rec);
+}
+
+static int
+sq_ptemplate_insert(struct cf_store_backend *b, const cf_prov_template_rec *t)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = sq_prepare(b, &s, "INSERT INTO prov_templates(" PTEMPLATE_COLS ") VALUES (?1, ?2, ?3)",
+	    "insert template")) != 0)
+		goto out;
+	bind_text(s, 1, t->name);
+	bind_text(s, 2, t->spec);
+	sqlite3_bind_int64(s, 3, t->created_at);
+	r = step_done(b, s, "insert template");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_ptemplate_get(struct cf_store_backend *b, cf_prov_template_rec *out, const char *name)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = sq_prepare(b, &s, "SELECT " PTEMPLATE_COLS " FROM prov_templates WHERE name = ?1",
+	    "get template")) != 0)
+		goto out;
+	bind_text(s, 1, name);
+	r = one_row(b, s, out, ptemplate_row, "template");
+	if (r == CF_ENOTFOUND)
+		cf_error_set("no provisioning template '%s'", name);
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_ptemplate_list(struct cf_store_backend *b, cf_prov_template_rec **out, size_t *out_n)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = sq_prepare(b, &s, "SELECT " PTEMPLATE_COLS " FROM prov_templates ORDER BY name",
+	    "list templates")) != 0)
+		goto out;
+	r = collect(b, s, (void **)out, out_n, sizeof(**out), ptemplate_row, ptemplate_clear,
+	    "list templates");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+claim_row(struct cf_store_backend *b, void *rec, sqlite3_stmt *s)
+{
+	cf_claim_rec *c = rec;
+	const char *v;
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	if ((r = col_copy(b, c->cert_id, sizeof(c->cert_id), s, 0)) != 0 ||
+	    (r = col_copy(b, c->template_name, sizeof(c->template_name), s, 1)) != 0 ||
+	    (r = col_copy(b, c->reason, sizeof(c->reason), s, 3)) != 0)
+		return r;
+	v = (const char *)sqlite3_column_text(s, 2);
+	if (v != NULL && strcmp(v, "ENABLED") == 0)
+		c->status = CF_CLAIM_ENABLED;
+	else if (v != NULL && strcmp(v, "DISABLED") == 0)
+		c->status = CF_CLAIM_DISABLED;
+	else {
+		cf_error_set("%s: claim %s has unknown status '%s'", b->path, c->cert_id, v ? v : "");
+		return CF_ECORRUPT;
+	}
+	c->created_at = sqlite3_column_int64(s, 4);
+	c->updated_at = sqlite3_column_int64(s, 5);
+	return 0;
+}
+
+static int
+sq_claim_insert(struct cf_store_backend *b, const cf_claim_rec *c)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = sq_prepare(b, &s, "INSERT INTO prov_claims(" CLAIM_COLS ") VALUES (?1, ?2, ?3, ?4, "
+	    "?5, ?6)", "insert claim")) != 0)
+		goto out;
+	bind_text(s, 1, c->cert_id);
+	bind_text(s, 2, c->template_name);
+	bind_text(s, 3, cf_claim_status_name(c->status));
+	bind_text(s, 4, c->reason);
+	sqlite3_bind_int64(s, 5, c->created_at);
+	sqlite3_bind_int64(s, 6, c->updated_at);
+	r = step_done(b, s, "insert claim");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_claim_get(struct cf_store_backend *b, cf_claim_rec *out, const char *cert_id)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = sq_prepare(b, &s, "SELECT " CLAIM_COLS " FROM prov_claims WHERE cert_id = ?1",
+	    "get claim")) != 0)
+		goto out;
+	bind_text(s, 1, cert_id);
+	r = one_row(b, s, out, claim_row, "claim");
+	if (r == CF_ENOTFOUND)
+		cf_error_set("certificate %s is not a claim", cert_id);
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_claim_list(struct cf_store_backend *b, cf_claim_rec **out, size_t *out_n, const char *tmpl)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = sq_prepare(b, &s, tmpl ?
+	    "SELECT " CLAIM_COLS " FROM prov_claims WHERE template = ?1 ORDER BY created_at, cert_id" :
+	    "SELECT " CLAIM_COLS " FROM prov_claims ORDER BY created_at, cert_id", "list claims")) != 0)
+		goto out;
+	if (tmpl)
+		bind_text(s, 1, tmpl);
+	r = collect(b, s, (void **)out, out_n, sizeof(**out), claim_row, NULL, "list claims");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_claim_update(struct cf_store_backend *b, const cf_claim_rec *c)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = sq_prepare(b, &s, "UPDATE prov_claims SET status = ?2, reason = ?3, updated_at = ?4 "
+	    "WHERE cert_id = ?1", "update claim")) != 0)
+		goto out;
+	bind_text(s, 1, c->cert_id);
+	bind_text(s, 2, cf_claim_status_name(c->status));
+	bind_text(s, 3, c->reason);
+	sqlite3_bind_int64(s, 4, c->updated_at);
+	if ((r = step_done(b, s, "update claim")) == 0 && sqlite3_changes(b->db) == 0) {
+		cf_error_set("certificate %s is not a claim", c->cert_id);
+		r = CF_ENOTFOUND;
+	}
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+pserial_row(struct cf_store_backend *b, void *rec, sqlite3_stmt *s)
+{
+	cf_prov_serial_rec *x = rec;
+	int r;
+
+	memset(x, 0, sizeof(*x));
+	if ((r = col_copy(b, x->template_name, sizeof(x->template_name), s, 0)) != 0 ||
+	    (r = col_copy(b, x->serial, sizeof(x->serial), s, 1)) != 0 ||
+	    (r = col_copy(b, x->thing, sizeof(x->thing), s, 2)) != 0 ||
+	    (r = col_copy(b, x->cert_id, sizeof(x->cert_id), s, 3)) != 0 ||
+	    (r = col_copy(b, x->claim_id, sizeof(x->claim_id), s, 4)) != 0 ||
+	    (r = col_copy(b, x->client_id, sizeof(x->client_id), s, 5)) != 0 ||
+	    (r = col_copy(b, x->key_id, sizeof(x->key_id), s, 6)) != 0)
+		return r;
+	x->at = sqlite3_column_int64(s, 7);
+	return 0;
+}
+
+static int
+sq_pserial_put(struct cf_store_backend *b, const cf_prov_serial_rec *x)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = sq_prepare(b, &s, "INSERT OR REPLACE INTO prov_serials(" PSERIAL_COLS ") VALUES "
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", "record serial")) != 0)
+		goto out;
+	bind_text(s, 1, x->template_name);
+	bind_text(s, 2, x->serial);
+	bind_text(s, 3, x->thing);
+	bind_text(s, 4, x->cert_id);
+	bind_text(s, 5, x->claim_id);
+	bind_text(s, 6, x->client_id);
+	bind_text(s, 7, x->key_id);
+	sqlite3_bind_int64(s, 8, x->at);
+	r = step_done(b, s, "record serial");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_pserial_get(struct cf_store_backend *b, cf_prov_serial_rec *out, const char *tmpl,
+    const char *serial, const char *key_id)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = sq_prepare(b, &s, key_id ?
+	    "SELECT " PSERIAL_COLS " FROM prov_serials WHERE key_id = ?3 ORDER BY at DESC LIMIT 1" :
+	    "SELECT " PSERIAL_COLS " FROM prov_serials WHERE template = ?1 AND serial = ?2",
+	    "get serial")) != 0)
+		goto out;
+	if (key_id)
+		bind_text(s, 3, key_id);
+	else {
+		bind_text(s, 1, tmpl);
+		bind_text(s, 2, serial);
+	}
+	r = one_row(b, s, out, pserial_row, "provisioned serial");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_pserial_delete(struct cf_store_backend *b, const char *tmpl, const char *serial)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = sq_prepare(b, &s, "DELETE FROM prov_serials WHERE template = ?1 AND serial = ?2",
+	    "delete serial")) != 0)
+		goto out;
+	bind_text(s, 1, tmpl);
+	bind_text(s, 2, serial);
+	if ((r = step_done(b, s, "delete serial")) == 0 && sqlite3_changes(b->db) == 0) {
+		cf_error_set("serial %s of template %s is not provisioned", serial, tmpl);
+		r = CF_ENOTFOUND;
+	}
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_pserial_list(struct cf_store_backend *b, cf_prov_serial_rec **out, size_t *out_n,
+    const char *tmpl, size_t limit)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = sq_prepare(b, &s, tmpl ?
+	    "SELECT " PSERIAL_COLS " FROM prov_serials WHERE template = ?1 ORDER BY at, serial LIMIT ?2" :
+	    "SELECT " PSERIAL_COLS " FROM prov_serials ORDER BY at, serial LIMIT ?2",
+	    "list serials")) != 0)
+		goto out;
+	if (tmpl)
+		bind_text(s, 1, tmpl);
+	sqlite3_bind_int64(s, 2, limit ? (sqlite3_int64)limit : -1);
+	r = collect(b, s, (void **)out, out_n, sizeof(**out), pserial_row, NULL, "list serials");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+/* One integer from a query of up to three text parameters and one integer (?4). */
+static int
+sq_count(struct cf_store_backend *b, int64_t *out, int64_t *out2, const char *sql,
+    const char *p1, int64_t p4, const char *what)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = sq_prepare(b, &s, sql, what)) != 0)
+		goto out;
+	if (p1)
+		bind_text(s, 1, p1);
+	sqlite3_bind_int64(s, 4, p4);
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		r = sq_fail(b, rc, what);
+		goto out;
+	}
+	*out = sqlite3_column_int64(s, 0);
+	if (out2)
+		*out2 = sqlite3_column_int64(s, 1);
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_pserial_count(struct cf_store_backend *b, int64_t *out, const char *tmpl)
+{
+	return sq_count(b, out, NULL, "SELECT count(*) FROM prov_serials WHERE template = ?1 AND ?4 = 0",
+	    tmpl, 0, "count serials");
+}
+
+static int
+sq_pattempt_insert(struct cf_store_backend *b, const cf_prov_attempt_rec *a)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = sq_prepare(b, &s, "INSERT INTO prov_attempts(claim_id, template, serial, client_id, "
+	    "outcome, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", "record attempt")) != 0)
+		goto out;
+	bind_text(s, 1, a->claim_id);
+	bind_text(s, 2, a->template_name);
+	bind_text(s, 3, a->serial);
+	bind_text(s, 4, a->client_id);
+	bind_text(s, 5, a->outcome);
+	sqlite3_bind_int64(s, 6, a->at);
+	r = step_done(b, s, "record attempt");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_pattempt_count(struct cf_store_backend *b, int64_t *total, int64_t *denied, const char *claim,
+    int64_t since)
+{
+	return sq_count(b, total, denied, "SELECT count(*), coalesce(sum(outcome != 'accepted'), 0) "
+	    "FROM prov_attempts WHERE claim_id = ?1 AND at >= ?4", claim, since, "count attempts");
+}
+
 const struct cf_store_ops cf_store_sqlite_ops = {
 	.name = "sqlite",
 	.open = sq_open,
@@ -3325,4 +3777,19 @@ const struct cf_store_ops cf_store_sqlite_ops = {
 	.cert_keyq_update = sq_cert_keyq_update,
 	.thing_without_active = sq_thing_without_active,
 	.conn_window = sq_conn_window,
+	/* provisioning (schema v6) */
+	.ptemplate_insert = sq_ptemplate_insert,
+	.ptemplate_get = sq_ptemplate_get,
+	.ptemplate_list = sq_ptemplate_list,
+	.claim_insert = sq_claim_insert,
+	.claim_get = sq_claim_get,
+	.claim_list = sq_claim_list,
+	.claim_update = sq_claim_update,
+	.pserial_put = sq_pserial_put,
+	.pserial_get = sq_pserial_get,
+	.pserial_delete = sq_pserial_delete,
+	.pserial_list = sq_pserial_list,
+	.pserial_count = sq_pserial_count,
+	.pattempt_insert = sq_pattempt_insert,
+	.pattempt_count = sq_pattempt_count,
 };

@@ -30,6 +30,7 @@ typedef struct cfd_api cfd_api;
 typedef struct cfd_engine cfd_engine;
 typedef struct cfd_notifier cfd_notifier; /* not cfd_notify: that is the function */
 typedef struct cfd_auditor cfd_auditor;   /* not cfd_audit: the functions' prefix */
+typedef struct cfd_prov cfd_prov;
 
 /* HTTP status codes counted separately; anything else lands in "other". */
 #define CFD_HTTP_CODES 10
@@ -79,6 +80,7 @@ typedef struct cfd {
 	cfd_engine *engine;
 	cfd_notifier *notify;
 	cfd_auditor *auditor;
+	cfd_prov *prov;
 	cfd_metrics metrics;
 	int stopping;
 } cfd;
@@ -195,6 +197,25 @@ void cfd_notify_stop(cfd *d);
 int cfd_notify(cfd *d, const cfd_notice *n) CF_MUST_CHECK;
 /* Wakes the delivery thread (call after the transaction committed). */
 void cfd_notify_wake(cfd *d);
+
+/*
+ * prov.c: provisioning by claim (docs/provisioning.md). A message on
+ * <prefix>provisioning/<template>/provision whose stamp verified (principal:
+ * the claim certificate).
+ */
+void cfd_prov_on_message(cfd *d, const char *topic, const void *payload, size_t len,
+    const char *principal, const char *client_id);
+/*
+ * A client connected (already recorded): a claim connected from more
+ * clients at once than its template allows is disabled; a device's
+ * PENDING_ACTIVATION certificate becomes ACTIVE.
+ */
+void cfd_prov_connected(cfd *d, const char *kind, const char *client_id, const char *principal);
+/* Deletes provisioned certificates never activated in time; the number swept, or a negative CF_E*. */
+int cfd_prov_sweep(cfd *d, int64_t now);
+/* The sweep's timer (provision_sweep_s, default 60). */
+int cfd_prov_start(cfd *d) CF_MUST_CHECK;
+void cfd_prov_stop(cfd *d);
 
 /* api.c: the HTTP API on api_host:api_port. */
 int cfd_api_start(cfd *d) CF_MUST_CHECK;

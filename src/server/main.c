@@ -307,6 +307,10 @@ main(int argc, char **argv)
 		fail(&d, "bad audit settings");
 		goto out;
 	}
+	if (cfd_prov_start(&d) != 0) {
+		fail(&d, "cannot start provisioning");
+		goto out;
+	}
 	cf_log(CF_LOG_INFO, "certfleetd started", "dir=%s pid=%ld api=%s:%ld mqtt=%s:%ld log_level=%s",
 	    d.dir, (long)getpid(), d.api_host, d.api_port, d.mqtt_host, d.mqtt_port,
 	    cf_log_level_name(cf_log_get_level()));
@@ -318,6 +322,7 @@ main(int argc, char **argv)
 	r = 0;
 	cf_log_msg(CF_LOG_INFO, "certfleetd stopped");
 out:
+	cfd_prov_stop(&d);
 	cfd_audit_stop(&d);
 	cfd_engine_stop(&d);
 	cfd_mqtt_stop(&d);

@@ -243,8 +243,8 @@ on_connect(struct mosquitto *m, void *arg, int rc, int flags, const mosquitto_pr
 {
 	cfd_mqtt *q = arg;
 	cfd *d = q->d;
-	char *subs[2];
-	char things[CFD_TOPIC_PREFIX_MAX + 16];
+	char *subs[3];
+	char things[CFD_TOPIC_PREFIX_MAX + 16], prov[CFD_TOPIC_PREFIX_MAX + 32];
 	size_t n = 0;
 	int session_present = flags & 1;
 
@@ -262,10 +262,12 @@ on_connect(struct mosquitto *m, void *arg, int rc, int flags, const mosquitto_pr
 	cf_log(CF_LOG_INFO, "mqtt connected", "host=%s port=%ld client_id=%s session_present=%d",
 	    d->mqtt_host, d->mqtt_port, CLIENT_ID, session_present);
 	snprintf(things, sizeof(things), "%sthings/+/#", d->topic_prefix);
+	snprintf(prov, sizeof(prov), "%sprovisioning/+/provision", d->topic_prefix);
 	subs[0] = "$cf/broker/#";
 	subs[1] = things;
+	subs[2] = prov;
 	/* No local: our own replies and notifications below things/ never come back to us. */
-	rc = mosquitto_subscribe_multiple(m, NULL, 2, subs, 1, MQTT_SUB_OPT_NO_LOCAL, NULL);
+	rc = mosquitto_subscribe_multiple(m, NULL, 3, subs, 1, MQTT_SUB_OPT_NO_LOCAL, NULL);
 	if (rc != MOSQ_ERR_SUCCESS)
 		cf_log(CF_LOG_ERROR, "mqtt subscribe failed", "error=%s", mosquitto_strerror(rc));
 	/*
@@ -444,6 +446,7 @@ on_connection_event(cfd_mqtt *q, const struct mosquitto_message *msg)
 		if (strcmp(kind, "device") == 0 && cfd_rotation_connected(d, client_id, principal) < 0)
 			cf_log(CF_LOG_ERROR, "cannot settle indeterminate rotations", "client_id=%s error=%s",
 			    client_id, cf_error_last());
+		cfd_prov_connected(d, kind, client_id, principal);
 	} else if (strcmp(event, "disconnected") == 0) {
 		char why[sizeof(c.reason)];
 
@@ -580,6 +583,40 @@ out:
 	stamp_props_free(&sp);
 }
 
+/* A claim's provisioning request (docs/provisioning.md): trusted only with a verified stamp. */
+static void
+on_provisioning_message(cfd_mqtt *q, const struct mosquitto_message *msg,
+    const mosquitto_property *props)
+{
+	cfd *d = q->d;
+	stamp_props sp;
+	const char *why = NULL;
+
+	read_stamp_props(&sp, props);
+	if (sp.dup)
+		why = "a stamp property appears twice";
+	else if (sp.principal == NULL || sp.client_id == NULL || sp.stamp == NULL)
+		why = "no broker stamp";
+	else if (!is_hex_id(sp.principal) || sp.client_id[0] == '\0' ||
+	    strpbrk(sp.client_id, "/+#") != NULL)
+		why = "stamped principal or client id unusable";
+	else if (cf_stamp_verify(&d->stamp_key, sp.stamp, sp.principal, sp.client_id, msg->topic,
+	    msg->payload, (size_t)msg->payloadlen) != 0)
+		why = "stamp does not verify";
+	if (why != NULL) {
+		d->metrics.dropped_unstamped++;
+		if (drop_warn_allowed(q))
+			cf_log(CF_LOG_WARN, "dropped untrusted message", "topic=%s reason=%s", msg->topic,
+			    why);
+		goto out;
+	}
+	d->metrics.mqtt_accepted++;
+	cfd_prov_on_message(d, msg->topic, msg->payload, (size_t)msg->payloadlen, sp.principal,
+	    sp.client_id);
+out:
+	stamp_props_free(&sp);
+}
+
 static void
 on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg,
     const mosquitto_property *props)
@@ -595,6 +632,9 @@ on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg,
 	} else if (strncmp(msg->topic, prefix, plen) == 0 &&
 	    strncmp(msg->topic + plen, "things/", 7) == 0) {
 		on_thing_message(q, msg, msg->topic + plen + 7, props);
+	} else if (strncmp(msg->topic, prefix, plen) == 0 &&
+	    strncmp(msg->topic + plen, "provisioning/", 13) == 0) {
+		on_provisioning_message(q, msg, props);
 	} else if (strncmp(msg->topic, "$cf/broker/", 11) == 0) {
 		cf_log(CF_LOG_DEBUG, "ignored broker message", "topic=%s", msg->topic);
 	} else {

@@ -157,15 +157,28 @@ test_acl__claim_only_provisioning(void **state)
 
 	(void)state;
 	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/t1/provision", CF_ACL_PUBLISH), 0);
-	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/t1/provision/accepted",
+	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/t1/provision/x/accepted",
 	    CF_ACL_SUBSCRIBE), 0);
-	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/t1/provision/rejected",
+	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/t1/provision/x/rejected",
 	    CF_ACL_READ), 0);
-	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/t1/provision/accepted",
+	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/t1/provision/x/accepted",
 	    CF_ACL_PUBLISH), CF_EREJECTED);
 	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/t1/provision",
 	    CF_ACL_SUBSCRIBE), CF_EREJECTED);
-	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/+/provision/accepted",
+	/* another client's replies, and the replies without a client id */
+	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/t1/provision/y/accepted",
+	    CF_ACL_SUBSCRIBE), CF_EREJECTED);
+	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/t1/provision/y/accepted",
+	    CF_ACL_READ), CF_EREJECTED);
+	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/t1/provision/xy/accepted",
+	    CF_ACL_READ), CF_EREJECTED);
+	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/t1/provision/accepted",
+	    CF_ACL_SUBSCRIBE), CF_EREJECTED);
+	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/t1/provision/+/accepted",
+	    CF_ACL_SUBSCRIBE), CF_EREJECTED);
+	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/t1/provision/x/#",
+	    CF_ACL_SUBSCRIBE), CF_EREJECTED);
+	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/+/provision/x/accepted",
 	    CF_ACL_SUBSCRIBE), CF_EREJECTED);
 	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/provisioning/#", CF_ACL_SUBSCRIBE),
 	    CF_EREJECTED);
@@ -175,6 +188,11 @@ test_acl__claim_only_provisioning(void **state)
 	    CF_ACL_PUBLISH), CF_EREJECTED);
 	assert_int_equal(cf_acl_check(c, "x", "cf/", "cf/things/x/y", CF_ACL_PUBLISH), CF_EREJECTED);
 	assert_int_equal(cf_acl_check(c, "x", "cf/", "#", CF_ACL_SUBSCRIBE), CF_EREJECTED);
+	/* a client id that cannot be one topic level gets nothing */
+	assert_int_equal(cf_acl_check(c, "a/b", "cf/", "cf/provisioning/t1/provision", CF_ACL_PUBLISH),
+	    CF_EREJECTED);
+	assert_int_equal(cf_acl_check(c, "+", "cf/", "cf/provisioning/t1/provision/+/accepted",
+	    CF_ACL_SUBSCRIBE), CF_EREJECTED);
 }
 
 static void

@@ -412,6 +412,42 @@ test_audit__suppression_semantics(void **state)
 	free(v);
 }
 
+/* Claims (provisioning): disabled for misuse, ENABLED on a dead certificate; operator-disabled and healthy ones pass. */
+static void
+test_audit__provisioning_claims(void **state)
+{
+	struct fx *x = *state;
+	char misuse[CF_ID_LEN + 1], dead[CF_ID_LEN + 1], manual[CF_ID_LEN + 1], ok[CF_ID_LEN + 1];
+	const cf_finding_rec *f;
+	cf_finding_rec *v;
+	size_t n;
+
+	assert_int_equal(cf_store_prov_template_create(x->st, "t", "{\"namePattern\":\"d-{S}\"}"), 0);
+	add_cert(x, misuse, "claim-misuse", "", x->int_id, x->now - DAY, x->now + 100 * DAY);
+	add_cert(x, dead, "claim-dead", "", x->int_id, x->now - DAY, x->now + 100 * DAY);
+	add_cert(x, manual, "claim-manual", "", x->int_id, x->now - DAY, x->now + 100 * DAY);
+	add_cert(x, ok, "claim-ok", "", x->int_id, x->now - DAY, x->now + 100 * DAY);
+	assert_int_equal(cf_store_claim_create(x->st, misuse, "t"), 0);
+	assert_int_equal(cf_store_claim_create(x->st, dead, "t"), 0);
+	assert_int_equal(cf_store_claim_create(x->st, manual, "t"), 0);
+	assert_int_equal(cf_store_claim_create(x->st, ok, "t"), 0);
+	assert_int_equal(cf_store_claim_set_status(x->st, NULL, misuse, CF_CLAIM_DISABLED,
+	    "RateExceeded: more than 2 requests a minute"), 0);
+	assert_int_equal(cf_store_claim_set_status(x->st, NULL, manual, CF_CLAIM_DISABLED,
+	    "disabled by an operator"), 0);
+	assert_int_equal(cf_store_cert_set_status(x->st, dead, CF_CERT_INACTIVE, 0), 0);
+	v = run(x, &n, NULL, "PROVISIONING_CLAIM_MISUSE_CHECK");
+	assert_non_null(f = find(v, n, "PROVISIONING_CLAIM_MISUSE_CHECK", misuse));
+	assert_string_equal(f->reason_code, "CLAIM_DISABLED_FOR_MISUSE");
+	assert_int_equal(f->severity, CF_SEV_HIGH);
+	assert_non_null(f = find(v, n, "PROVISIONING_CLAIM_MISUSE_CHECK", dead));
+	assert_string_equal(f->reason_code, "CLAIM_CERTIFICATE_NOT_ACTIVE");
+	assert_null(find(v, n, "PROVISIONING_CLAIM_MISUSE_CHECK", manual));
+	assert_null(find(v, n, "PROVISIONING_CLAIM_MISUSE_CHECK", ok));
+	assert_int_equal(n, 2);
+	free(v);
+}
+
 static void
 test_audit__export_escapes(void **state)
 {
@@ -642,7 +678,7 @@ test_audit__stored_flags_are_used(void **state)
 	free(v);
 }
 
-/* A version 5 database (no key facts) is migrated to 7: every row backfilled, nothing else changed. */
+/* A version 6 database (no key facts) is migrated to 7: every row backfilled, nothing else changed. */
 static void
 test_audit__migration_backfills_key_facts(void **state)
 {
@@ -666,10 +702,10 @@ test_audit__migration_backfills_key_facts(void **state)
 	assert_int_equal(cf_store_cert_set_status(x->st, good, CF_CERT_INACTIVE, 0), 0);
 	assert_int_equal(cf_store_cert_get(x->st, &before, good), 0);
 	cf_store_close(x->st);
-	/* Back to what version 5 had. */
+	/* Back to what version 6 had. */
 	raw_sql(x, "DROP INDEX certificates_spki; ALTER TABLE certificates DROP COLUMN keyq_detail; "
 	    "ALTER TABLE certificates DROP COLUMN keyq_policy; ALTER TABLE certificates DROP COLUMN "
-	    "keyq_flags; ALTER TABLE certificates DROP COLUMN spki_sha256; PRAGMA user_version = 5");
+	    "keyq_flags; ALTER TABLE certificates DROP COLUMN spki_sha256; PRAGMA user_version = 6");
 	assert_int_equal(cf_store_open(&x->st, x->path, CF_STORE_READONLY), CF_EINVAL);
 	assert_int_equal(cf_store_open(&x->st, x->path, 0), 0);
 	assert_int_equal(cf_store_schema_version(x->st), 7);
@@ -824,6 +860,7 @@ main(void)
 		T(test_audit__policy_file),
 		T(test_audit__suppression_semantics),
 		T(test_audit__export_escapes),
+		T(test_audit__provisioning_claims),
 		T(test_audit__key_facts_stored_at_insert),
 		T(test_audit__policy_change_reevaluates_once),
 		T(test_audit__stored_flags_are_used),

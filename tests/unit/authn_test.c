@@ -165,6 +165,75 @@ test_authn__detached_certificate_is_refused(void **state)
 	assert_non_null(strstr(reason, "is not the certificate's thing ''"));
 }
 
+/* Provisioning (cf_acl_authenticate): claims, and a provisioned device's PENDING_ACTIVATION certificate. */
+static void
+test_authn__claim_enabled_accepted_disabled_refused(void **state)
+{
+	cf_store *st = cf_ca_store(ca);
+	cf_cert_rec claim;
+	cf_key *key = NULL;
+	cf_acl_kind kind;
+	char *csr = NULL, reason[512];
+
+	(void)state;
+	memset(&claim, 0, sizeof(claim));
+	assert_int_equal(cf_key_generate(&key, CF_KEY_P256), 0);
+	assert_int_equal(cf_csr_create(&csr, key, CF_SIG_ECDSA_SHA256, "claim.sensors"), 0);
+	assert_int_equal(cf_ca_issue_csr_ex(ca, &claim, csr, strlen(csr), "claim.sensors", 0,
+	    CF_CERT_ACTIVE, 30), 0);
+	assert_string_equal(claim.thing, "");
+	/* attached to no thing and not yet a claim: refused either way */
+	assert_int_equal(cf_acl_authenticate(st, &kind, claim.id, "dev-1", cf_time_now(), reason,
+	    sizeof(reason)), CF_EREJECTED);
+	assert_non_null(strstr(reason, "not a claim"));
+	assert_int_equal(cf_store_prov_template_create(st, "sensors", "{\"namePattern\":\"s-{S}\"}"), 0);
+	assert_int_equal(cf_store_claim_create(st, claim.id, "sensors"), 0);
+	assert_int_equal(cf_acl_authenticate(st, &kind, claim.id, "dev-1", cf_time_now(), reason,
+	    sizeof(reason)), 0);
+	assert_int_equal(kind, CF_KIND_CLAIM);
+	/* the device-only decision never takes a claim */
+	assert_int_equal(authn(claim.id, "dev-1", cf_time_now(), reason), CF_EREJECTED);
+	assert_int_equal(cf_store_claim_set_status(st, NULL, claim.id, CF_CLAIM_DISABLED, "test"), 0);
+	assert_int_equal(cf_acl_authenticate(st, &kind, claim.id, "dev-1", cf_time_now(), reason,
+	    sizeof(reason)), CF_EREJECTED);
+	assert_non_null(strstr(reason, "is DISABLED"));
+	/* a claim past its notAfter is refused like any certificate */
+	assert_int_equal(cf_store_claim_set_status(st, NULL, claim.id, CF_CLAIM_ENABLED, "test"), 0);
+	assert_int_equal(cf_acl_authenticate(st, &kind, claim.id, "dev-1", claim.not_after + 1, reason,
+	    sizeof(reason)), CF_EREJECTED);
+	assert_non_null(strstr(reason, "expired"));
+	cf_cert_rec_clear(&claim);
+	cf_key_free(key);
+	free(csr);
+}
+
+static void
+test_authn__pending_activation_accepted_for_provisioning_only(void **state)
+{
+	cf_store *st = cf_ca_store(ca);
+	cf_cert_rec pend;
+	cf_key *key = NULL;
+	cf_acl_kind kind = CF_KIND_CLAIM;
+	char *csr = NULL, reason[512];
+
+	(void)state;
+	memset(&pend, 0, sizeof(pend));
+	assert_int_equal(cf_key_generate(&key, CF_KEY_P256), 0);
+	assert_int_equal(cf_csr_create(&csr, key, CF_SIG_ECDSA_SHA256, "sensor-1"), 0);
+	assert_int_equal(cf_ca_issue_csr_ex(ca, &pend, csr, strlen(csr), "sensor-1", 1,
+	    CF_CERT_PENDING_ACTIVATION, 30), 0);
+	assert_int_equal(authn(pend.id, "sensor-1", cf_time_now(), reason), CF_EREJECTED);
+	assert_non_null(strstr(reason, "PENDING_ACTIVATION"));
+	assert_int_equal(cf_acl_authenticate(st, &kind, pend.id, "sensor-1", cf_time_now(), reason,
+	    sizeof(reason)), 0);
+	assert_int_equal(kind, CF_KIND_DEVICE);
+	assert_int_equal(cf_acl_authenticate(st, &kind, pend.id, "sensor-2", cf_time_now(), reason,
+	    sizeof(reason)), CF_EREJECTED);
+	cf_cert_rec_clear(&pend);
+	cf_key_free(key);
+	free(csr);
+}
+
 int
 main(void)
 {
@@ -176,6 +245,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_authn__revoked_issuing_ca_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_authn__client_id_must_be_the_thing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_authn__detached_certificate_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_authn__claim_enabled_accepted_disabled_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_authn__pending_activation_accepted_for_provisioning_only, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

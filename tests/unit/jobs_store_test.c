@@ -978,6 +978,7 @@ test_jobs_store__migration_from_version_2(void **state)
 	cf_store_close(fx->st);
 	fx->st = NULL;
 	raw_sql(fx->db, "DROP INDEX certificates_spki; ALTER TABLE certificates DROP COLUMN keyq_detail; ALTER TABLE certificates DROP COLUMN keyq_policy; ALTER TABLE certificates DROP COLUMN keyq_flags; ALTER TABLE certificates DROP COLUMN spki_sha256; "
+	    "DROP TABLE prov_attempts; DROP TABLE prov_serials; DROP TABLE prov_claims; DROP TABLE prov_templates; "
 	    "DROP TABLE mitigation_actions; DROP TABLE suppressions; DROP TABLE findings; DROP TABLE audits; DROP INDEX connections_ended; "
 	    "DROP TABLE notifications; DROP TABLE job_targets; DROP TABLE rotations; "
 	    "DROP TABLE job_executions; DROP TABLE jobs; PRAGMA user_version = 2");
@@ -1462,7 +1463,7 @@ test_jobs_store__migration_from_version_3(void **state)
 	int64_t id = 0, head = 0, count = 0;
 	int v = cf_store_schema_version(fx->st);
 
-	assert_true(v >= 4); /* schema 5 (audits) drops its own tables below too */
+	assert_true(v >= 4); /* schemas 5 (audits) and 6 (provisioning) drop their own tables below too */
 	schema_text(fresh, sizeof(fresh), fx->db);
 	assert_non_null(strstr(fresh, "table job_targets"));
 	assert_non_null(strstr(fresh, "table notifications"));
@@ -1476,6 +1477,7 @@ test_jobs_store__migration_from_version_3(void **state)
 
 	/* what version 3 had: no targets, no outbox, no rotations_state index */
 	raw_sql(fx->db, "DROP INDEX certificates_spki; ALTER TABLE certificates DROP COLUMN keyq_detail; ALTER TABLE certificates DROP COLUMN keyq_policy; ALTER TABLE certificates DROP COLUMN keyq_flags; ALTER TABLE certificates DROP COLUMN spki_sha256; "
+	    "DROP TABLE prov_attempts; DROP TABLE prov_serials; DROP TABLE prov_claims; DROP TABLE prov_templates; "
 	    "DROP TABLE mitigation_actions; DROP TABLE suppressions; DROP TABLE findings; DROP TABLE audits; DROP INDEX connections_ended; "
 	    "DROP TABLE notifications; DROP TABLE job_targets; "
 	    "DROP INDEX rotations_state; PRAGMA user_version = 3");
