@@ -200,15 +200,6 @@ check_key_file(const char *path)
 	return 0;
 }
 
-/* The directory part of path into out (for a default beside it); "." if none. */
-static const char *
-dirname_or_dot(char *out, size_t len, const char *path)
-{
-	if (dir_of(out, len, path) != 0)
-		return ".";
-	return out;
-}
-
 /* key_store and its pkcs11_* keys (docs/config.md): which are needed, which are not allowed. */
 static int
 load_key_store(agentd *g, const cf_config *cfg)
@@ -254,7 +245,7 @@ load_key_store(agentd *g, const cf_config *cfg)
 	return 0;
 }
 
-/* The module exists and the PIN file is private (its content is not read here). */
+/* The module exists and the PIN file is private (read to check it, then wiped). */
 static int
 check_pkcs11(const agentd *g)
 {
@@ -386,27 +377,33 @@ load_config(agentd *g, cf_agent_opts *o, const cf_config *cfg)
 	    (r = cf_config_get_int(&max_attempts, cfg, "max_attempts", 0, 100, 0)) != 0)
 		return r;
 
-	if (key == NULL || key[0] == '\0')
-		key = "device.key"; /* pkcs11 without key_file: the bundle's, imported on first start */
 	if ((r = dir_of(cfg_dir, sizeof(cfg_dir), cf_config_path(cfg))) != 0 ||
 	    (r = resolve(g->ca_file, sizeof(g->ca_file), cfg_dir, ca)) != 0 ||
 	    (r = resolve(g->cert_file, sizeof(g->cert_file), cfg_dir, cert)) != 0 ||
-	    (r = (cf_config_get(cfg, "key_file") != NULL ? resolve(g->key_file, sizeof(g->key_file),
-	    cfg_dir, key) : cf_strfmt(g->key_file, sizeof(g->key_file), "%s/device.key",
-	    dirname_or_dot(cert_dir, sizeof(cert_dir), g->cert_file)))) != 0 ||
-	    (r = (g->pkcs11 ? resolve(g->p11_module, sizeof(g->p11_module), cfg_dir,
-	    cf_config_get(cfg, "pkcs11_module")) : 0)) != 0 ||
-	    (r = (g->pkcs11 ? resolve(g->p11_pin_file, sizeof(g->p11_pin_file), cfg_dir,
-	    cf_config_get(cfg, "pkcs11_pin_file")) : 0)) != 0 ||
-	    (r = resolve(g->state_dir, sizeof(g->state_dir), cfg_dir, state)) != 0 ||
-	    (r = dir_of(key_dir, sizeof(key_dir), g->key_file)) != 0 ||
 	    (r = dir_of(cert_dir, sizeof(cert_dir), g->cert_file)) != 0)
+		return r;
+	/* pkcs11 without key_file: the bundle's device.key beside device.crt (imported on first start). */
+	if (key != NULL && key[0] != '\0')
+		r = resolve(g->key_file, sizeof(g->key_file), cfg_dir, key);
+	else
+		r = cf_strfmt(g->key_file, sizeof(g->key_file), "%s/device.key", cert_dir);
+	if (r != 0)
+		return r;
+	if (g->pkcs11 &&
+	    ((r = resolve(g->p11_module, sizeof(g->p11_module), cfg_dir,
+	    cf_config_get(cfg, "pkcs11_module"))) != 0 ||
+	    (r = resolve(g->p11_pin_file, sizeof(g->p11_pin_file), cfg_dir,
+	    cf_config_get(cfg, "pkcs11_pin_file"))) != 0))
+		return r;
+	if ((r = resolve(g->state_dir, sizeof(g->state_dir), cfg_dir, state)) != 0 ||
+	    (r = dir_of(key_dir, sizeof(key_dir), g->key_file)) != 0)
 		return r;
 	/* The file key store lives in the bundle directory: DIR/device.key, DIR/device.crt. */
 	if (strcmp(base_of(g->key_file), "device.key") != 0 ||
 	    strcmp(base_of(g->cert_file), "device.crt") != 0 || strcmp(key_dir, cert_dir) != 0) {
 		cf_error_set("%s: key_file and cert_file must be device.key and device.crt of one "
-		    "bundle directory (got %s and %s)", cf_config_path(cfg), key, cert);
+		    "bundle directory (got %s and %s)", cf_config_path(cfg), key ? key : g->key_file,
+		    cert);
 		return CF_EINVAL;
 	}
 	if ((r = cf_strfmt(g->bundle_dir, sizeof(g->bundle_dir), "%s", key_dir)) != 0 ||

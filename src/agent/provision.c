@@ -1,6 +1,10 @@
 /*
  * certfleet-agent: provisioning by claim on first boot (docs/provisioning.md).
  * A short-lived libmosquitto client over the claim pair drives cf_prov_agent:
+ * with the file key store the claim pair is the bundle's files; with the
+ * PKCS#11 key store the claim key was adopted into the token as generation
+ * 1 when the store was opened, and the connection uses it there through the
+ * same TLS context the daemon builds (cf_p11_tls_ctx).
  * connect as <thing>, subscribe to this client's two reply topics, publish
  * the request, resend it (the same key) after response_timeout_s, stop at
  * the first answer. The broker refusing the claim at CONNECT (disabled,
@@ -18,6 +22,7 @@
 
 #include "agent.h"
 #include "cf_log.h"
+#include "cf_p11.h"
 #include "cf_util.h"
 
 typedef struct {
@@ -104,11 +109,49 @@ on_message(struct mosquitto *m, void *arg, const struct mosquitto_message *msg,
 	p->answered = -1;
 }
 
+/*
+ * TLS with the claim pair. A PKCS#11 key store holds the claim key in the
+ * token (its active generation, adopted from the bundle's device.key): the
+ * context is made with that key's URI; *ctx is the caller's to free after
+ * mosquitto_destroy. Otherwise the bundle's key file.
+ */
+static int
+claim_tls(struct mosquitto *m, const agent_prov_conn *c, cf_keystore *ks, void **ctx)
+{
+	struct cf_p11 *tok = cf_keystore_pkcs11_token(ks);
+	char uri[CF_P11_URI_MAX], cert[4096];
+	cf_keystore_status s;
+	int r, rc;
+
+	if (tok == NULL) {
+		if ((rc = mosquitto_tls_set(m, c->ca_file, NULL, c->cert_file, c->key_file, NULL)) !=
+		    MOSQ_ERR_SUCCESS || (rc = mosquitto_tls_opts_set(m, 1, NULL, NULL)) !=
+		    MOSQ_ERR_SUCCESS) {
+			cf_error_set("tls setup: %s", mosquitto_strerror(rc));
+			return CF_ERROR;
+		}
+		return 0;
+	}
+	if ((r = ks->ops->status(ks->st, &s)) != 0 ||
+	    (r = ks->ops->locate(ks->st, uri, sizeof(uri), cert, sizeof(cert), s.active)) != 0 ||
+	    (r = cf_p11_tls_ctx(ctx, tok, uri, c->ca_file, c->cert_file, c->host)) != 0) {
+		cf_error_prefix("tls setup with the claim key in the token");
+		return r;
+	}
+	if ((rc = mosquitto_int_option(m, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0)) != MOSQ_ERR_SUCCESS ||
+	    (rc = mosquitto_void_option(m, MOSQ_OPT_SSL_CTX, *ctx)) != MOSQ_ERR_SUCCESS) {
+		cf_error_set("tls setup: %s", mosquitto_strerror(rc));
+		return CF_ERROR;
+	}
+	return 0;
+}
+
 int
 agent_provision(const agent_prov_conn *c, cf_keystore *ks, const cf_prov_agent_opts *o,
     volatile sig_atomic_t *stop)
 {
 	struct mosquitto *m = NULL;
+	void *tls_ctx = NULL;
 	char *topic = NULL, *payload = NULL;
 	int64_t deadline, now;
 	int r, rc, attempt = 0, sent = 0;
@@ -137,11 +180,8 @@ agent_provision(const agent_prov_conn *c, cf_keystore *ks, const cf_prov_agent_o
 	mosquitto_disconnect_v5_callback_set(m, on_disconnect);
 	mosquitto_subscribe_v5_callback_set(m, on_subscribe);
 	mosquitto_message_v5_callback_set(m, on_message);
-	if ((rc = mosquitto_tls_set(m, c->ca_file, NULL, c->cert_file, c->key_file, NULL)) !=
-	    MOSQ_ERR_SUCCESS || (rc = mosquitto_tls_opts_set(m, 1, NULL, NULL)) != MOSQ_ERR_SUCCESS) {
-		cf_error_set("tls setup: %s", mosquitto_strerror(rc));
+	if (claim_tls(m, c, ks, &tls_ctx) != 0)
 		goto out;
-	}
 	while (!*stop && attempt < c->max_attempts && !p.answered && !p.refused) {
 		attempt++;
 		p.up = p.lost = 0;
@@ -201,6 +241,8 @@ agent_provision(const agent_prov_conn *c, cf_keystore *ks, const cf_prov_agent_o
 out:
 	if (m != NULL)
 		mosquitto_destroy(m);
+	if (tls_ctx != NULL)
+		cf_p11_tls_ctx_free(tls_ctx);
 	free(topic);
 	free(payload);
 	free(p.subs[0]);

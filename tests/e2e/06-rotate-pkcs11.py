@@ -13,6 +13,11 @@ thing, SOFTHSM2_CONF pointing into the temp dir), against the real broker and ce
   refuses it → rollback, FAILED, connected again with the old pair, the new key gone from the token.
 - Rollback case 4 (a second stack whose certfleetd drops every commit:
   CERTFLEET_FAILPOINTS=certfleetd.commit.drop:drop) → rollback, FAILED, old pair connected.
+- Provisioning by claim into the token (issue 7; docs/provisioning.md): devices with a copy of a
+  claim bundle and key_store = pkcs11 adopt the claim key into the token, connect with it, generate
+  their own key pair in the token (sensitive, never extractable), get their certificate (ACTIVE
+  after the first connect), and the claim key is gone (no file, no token object) unless
+  keep_claim = yes; then a rotation job succeeds and leaves one key, the rotated one.
 """
 import os
 import re
@@ -39,6 +44,9 @@ PIN_FILE = os.path.join(HSM, "pin")
 ROTATE = {"ECDSA-P256": "h-p256", "ECDSA-P384": "h-p384", "RSA-2048": "h-rsa2048"}
 KILLS = {"agent.create_sent": "h-kill-create", "agent.switched": "h-kill-switched",
          "agent.commit_sent": "h-kill-commit"}
+PROV = {"p11prov-201": "no", "p11prov-202": "yes"}   # provisioned thing -> keep_claim
+CLAIM = {}   # "bundle", "id": the p11prov template's claim
+PDIR = {}    # provisioned thing -> device directory
 T = {}       # name -> Thing
 OLD = {}     # name -> (old crt copy, old key copy, old cert id)
 AGENTS = {}  # name -> (Popen, log)
@@ -84,6 +92,29 @@ def make_thing(stack, name, response_s=None):
     return t
 
 
+def init_token(label):
+    r = e.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", PIN,
+               "--so-pin", "12345678"], env={"SOFTHSM2_CONF": CONF})
+    if r.rc != 0:
+        raise e.Fail("softhsm2-util --init-token: %s" % r)
+
+
+def make_claim_device(name, keep):
+    """A copy of the p11prov claim bundle (the factory's flash) with key_store = pkcs11."""
+    d = S.scratch("prov-" + name)
+    shutil.copytree(CLAIM["bundle"], d)
+    init_token(token_of(name))
+    conf = os.path.join(d, "agent.conf")
+    with open(conf) as f:
+        lines = [l for l in f if not l.startswith(("key_file", "keep_claim"))]
+    lines += ["key_store = pkcs11\n", "pkcs11_module = %s\n" % MODULE,
+              "pkcs11_token = %s\n" % token_of(name), "pkcs11_pin_file = %s\n" % PIN_FILE,
+              "connect_timeout_s = 5\n", "keep_claim = %s\n" % keep]
+    with open(conf, "w") as f:
+        f.writelines(lines)
+    PDIR[name] = d
+
+
 def start_agent(name, failpoint=None):
     log = S.scratch("agent-" + name + ".log")
     ALL_LOGS.append(log)
@@ -121,6 +152,13 @@ def setup():
     for name in list(ROTATE.values()) + list(KILLS.values()) + ["h-deact"]:
         make_thing(S, name)
     make_thing(R, "h-nocommit", response_s=3)
+    S.cf_ok("provision", "template-create", "p11prov", "--name-pattern", "p11prov-{SerialNumber}",
+            "--max-concurrent", "4")
+    CLAIM["bundle"] = S.scratch("claim-p11prov")
+    CLAIM["id"] = S.cf_json("provision", "claim-create", "p11prov", "--bundle", CLAIM["bundle"],
+                            "--json")["certificateId"]
+    for name, keep in PROV.items():
+        make_claim_device(name, keep)
     S.up()
     old = os.environ.get("CERTFLEET_FAILPOINTS")
     os.environ["CERTFLEET_FAILPOINTS"] = "certfleetd.commit.drop:drop"
@@ -318,6 +356,83 @@ def test_rollback_commit_never_answered():
     check_rolled_back(R, name)
 
 
+def key_attrs_ok(name, label, what):
+    """The token's private key label: sensitive, never extractable (CKA_SENSITIVE true,
+    CKA_EXTRACTABLE false), generated there (always sensitive, local)."""
+    acc = token_objects(name).get(label, "")
+    words = [w.strip() for w in acc.split(",")]
+    for w in ("sensitive", "always sensitive", "never extractable", "local"):
+        e.check(w in words, "%s: %s is %s" % (name, what, w), acc)
+    e.check("extractable" not in words, "%s: %s is not extractable" % (name, what), acc)
+
+
+def test_claim_provisions_into_token():
+    for name, keep in PROV.items():
+        log = S.scratch("agent-" + name + ".log")
+        ALL_LOGS.append(log)
+        with open(log, "wb") as f:
+            p = subprocess.Popen([AGENT, "--config", os.path.join(PDIR[name], "agent.conf"), "--param",
+                                  "SerialNumber=" + name.split("-")[1]], stdin=subprocess.DEVNULL,
+                                 stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+                                 env=hsm_env())
+        AGENTS[name] = (p, log)
+    for name, keep in PROV.items():
+        d, log = PDIR[name], AGENTS[name][1]
+
+        def as_thing():
+            pr = open_principal(S, name)
+            return pr if pr and pr != CLAIM["id"] else None
+        pr = e.wait_for(as_thing, 40, interval=0.2)
+        e.check(pr, "%s: provisions itself through the token and reconnects as the thing" % name,
+                read(log)[-2500:])
+        e.check("provisioned" in read(log), "%s: the agent logged the provisioning" % name)
+        e.check(S.cert_status(pr) == "ACTIVE", "%s: its certificate is ACTIVE once used" % name)
+        e.check(e.cert_id_of(os.path.join(d, "device.crt")) == pr,
+                "%s: device.crt is the provisioned certificate" % name)
+        e.check(os.readlink(os.path.join(d, "current")) == "gen-2", "%s: generation 2 is active" % name)
+        e.check(not os.path.exists(os.path.join(d, "device.key")),
+                "%s: no claim key file left (adopted into the token, file wiped)" % name, os.listdir(d))
+        with open(os.path.join(d, "gen-2", "key.uri")) as f:
+            uri = f.read().strip()
+        e.check(uri.startswith("pkcs11:token=") and "object=certfleet-gen-2" in uri,
+                "%s: the device key is a token URI" % name, uri)
+        key_attrs_ok(name, "certfleet-gen-2", "the device key generated in the token")
+        objs = sorted(token_objects(name))
+        if keep == "no":
+            e.check(objs == ["certfleet-gen-2"], "%s: the claim key is gone from the token" % name, objs)
+            e.check(not os.path.exists(os.path.join(d, "gen-1")), "%s: the claim generation is gone" % name,
+                    os.listdir(d))
+        else:
+            e.check(objs == ["certfleet-gen-1", "certfleet-gen-2"],
+                    "%s: keep_claim = yes keeps the claim key in the token as the backup" % name, objs)
+            e.check(os.path.isdir(os.path.join(d, "gen-1")), "%s: keep_claim keeps gen-1" % name)
+    e.check(S.wait_event(lambda ev: ev.get("type") == "prov.provisioned"
+                         and ev.get("subject") == "p11prov-201") is not None,
+            "a prov.provisioned event is recorded")
+    rows = S.cf_json("provision", "claim-list", "--template", "p11prov", "--json")
+    e.check(rows and rows[0]["status"] == "ENABLED", "the claim stays ENABLED", rows)
+
+
+def test_provisioned_token_device_rotates():
+    old = {name: e.cert_id_of(os.path.join(PDIR[name], "device.crt")) for name in PROV}
+    for name in PROV:
+        create_job(S, name, "ECDSA-P384")
+    for name in PROV:
+        d = PDIR[name]
+        final = wait_final(S, name)
+        e.check(final == "SUCCEEDED", "%s: the rotation of the provisioned device SUCCEEDED" % name,
+                (final, read(AGENTS[name][1])[-2500:]))
+        new_id = e.cert_id_of(os.path.join(d, "device.crt"))
+        e.check(new_id != old[name], "%s: device.crt names the rotated certificate" % name)
+        e.check(S.cert_status(old[name]) == "INACTIVE", "%s: the provisioned certificate is INACTIVE" % name)
+        e.check(os.readlink(os.path.join(d, "current")) == "gen-3", "%s: generation 3 is active" % name)
+        objs = sorted(token_objects(name))
+        e.check(objs == ["certfleet-gen-3"], "%s: one key left in the token, the rotated one" % name, objs)
+        key_attrs_ok(name, "certfleet-gen-3", "the rotated key")
+        ok = e.wait_for(lambda: open_principal(S, name) == new_id, 15, interval=0.2)
+        e.check(ok, "%s: connected with the rotated certificate" % name, read(AGENTS[name][1])[-2000:])
+
+
 def test_agents_clean():
     for name, (p, log) in AGENTS.items():
         if p.poll() is None:
@@ -336,5 +451,7 @@ e.run_tests([
     test_kill9_subset,
     test_rollback_new_cert_deactivated,
     test_rollback_commit_never_answered,
+    test_claim_provisions_into_token,
+    test_provisioned_token_device_rotates,
     test_agents_clean,
 ], setup=setup, stacks=[S, R])
