@@ -1,8 +1,9 @@
 /*
  * cf_audit — the audit checks (one table), one run over the registry, and
  * the report export. Owns a run's state (cf_audit_ctx): the CAs, the
- * connections look-back window, the key-quality cache and the findings
- * collected before they are written with the audit's finish.
+ * connections look-back window, the CAs' key-quality cache, the device
+ * certificates' key facts recomputed under a changed policy, and the
+ * findings collected before they are written with the audit's finish.
  */
 #include <ctype.h>
 #include <jansson.h>
@@ -17,7 +18,7 @@
 #include "cf_util.h"
 
 #define DAY 86400
-#define KEYQ_CACHE_SLOTS (1u << 14) /* power of two */
+#define KEYQ_CACHE_SLOTS (1u << 8) /* power of two; CA PEMs only (device certificates: stored facts) */
 #define KEYQ_CACHE_MAX (KEYQ_CACHE_SLOTS / 2)
 
 struct keyq_slot {
@@ -47,8 +48,11 @@ struct cf_audit_ctx {
 	size_t n_conns;
 	char (*open_principals)[CF_ID_LEN + 1]; /* sorted */
 	size_t n_open;
-	struct keyq_slot *cache;
+	struct keyq_slot *cache;       /* CA PEMs (few) */
 	size_t cache_n;
+	char keyq_fp[CF_KEYQ_POLICY_FP_LEN + 1]; /* the policy's: stored facts under it are current */
+	cf_cert_keyq *stale;           /* facts recomputed in the pass, written after it */
+	size_t n_stale, cap_stale;
 	cf_finding_rec *findings;
 	size_t n_findings, cap_findings;
 	cf_audit_result *res;
@@ -165,7 +169,7 @@ ca_chains(cf_audit_ctx *x)
 	}
 }
 
-/* ---- key quality, once per distinct PEM -------------------------------------- */
+/* ---- key quality: CAs once per distinct PEM, device certificates from stored facts ---- */
 
 /* A fast 64-bit hash of a PEM (word at a time; PEMs of one fleet differ early and late). */
 static uint64_t
@@ -243,23 +247,73 @@ static const struct {
 	{ CF_KEYQ_BLOCKLISTED, "BLOCKLISTED_KEY", CF_SEV_CRITICAL },
 };
 
-/* One finding per problem found in pem. */
+/* One finding per problem in flags. */
+static void
+key_findings(cf_audit_ctx *x, cf_audit_check check, const char *resource, unsigned flags,
+    const char *detail)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(keyq_reasons) / sizeof(keyq_reasons[0]); i++)
+		if (flags & keyq_reasons[i].flag)
+			add(x, check, keyq_reasons[i].severity, resource, keyq_reasons[i].reason, "%s (%s)",
+			    cf_keyq_flag_code(keyq_reasons[i].flag), detail);
+}
+
+/* One finding per problem found in pem (CAs: few, cached per PEM). */
 static int
 key_quality(cf_audit_ctx *x, cf_audit_check check, const char *resource, const char *pem)
 {
 	unsigned flags = 0;
 	const char *detail = "";
-	size_t i;
 	int r;
 
 	if ((r = keyq_cached(x, &flags, &detail, pem)) != 0) {
 		cf_error_prefix("%s %.16s...", cf_audit_checks[check].resource_type, resource);
 		return r;
 	}
-	for (i = 0; i < sizeof(keyq_reasons) / sizeof(keyq_reasons[0]); i++)
-		if (flags & keyq_reasons[i].flag)
-			add(x, check, keyq_reasons[i].severity, resource, keyq_reasons[i].reason, "%s (%s)",
-			    cf_keyq_flag_code(keyq_reasons[i].flag), detail);
+	key_findings(x, check, resource, flags, detail);
+	return 0;
+}
+
+/*
+ * A device certificate's key quality: the facts stored with it when they
+ * were computed under this policy (no parse), else computed now from its
+ * PEM and queued to be stored after the pass.
+ */
+static int
+device_key_quality(cf_audit_ctx *x, const cf_cert_rec *c)
+{
+	cf_cert_keyq *k, *nv;
+	size_t ncap;
+	int r;
+
+	if (strcmp(c->keyq_policy, x->keyq_fp) == 0) {
+		x->res->keyq_stored++;
+		key_findings(x, CF_AUDIT_DEVICE_CERTIFICATE_KEY_QUALITY, c->id, c->keyq_flags,
+		    c->keyq_detail ? c->keyq_detail : "");
+		return 0;
+	}
+	if (x->n_stale == x->cap_stale) {
+		ncap = x->cap_stale ? x->cap_stale * 2 : 256;
+		if ((nv = realloc(x->stale, ncap * sizeof(*nv))) == NULL) {
+			cf_error_set("out of memory");
+			return CF_ERROR;
+		}
+		x->stale = nv;
+		x->cap_stale = ncap;
+	}
+	k = &x->stale[x->n_stale];
+	memset(k, 0, sizeof(*k));
+	x->res->pem_parses++;
+	if ((r = cf_cert_keyq_compute(k, c->pem, x->keyq, x->keyq_fp)) != 0) {
+		cf_error_prefix("DEVICE_CERTIFICATE %.16s...", c->id);
+		return r;
+	}
+	memcpy(k->id, c->id, sizeof(k->id));
+	x->n_stale++;
+	key_findings(x, CF_AUDIT_DEVICE_CERTIFICATE_KEY_QUALITY, c->id, k->keyq_flags,
+	    k->keyq_detail ? k->keyq_detail : "");
 	return 0;
 }
 
@@ -315,7 +369,7 @@ on_device_key(cf_audit_ctx *x, const cf_cert_rec *c)
 {
 	if (c->status != CF_CERT_ACTIVE && c->status != CF_CERT_PENDING_ACTIVATION)
 		return 0;
-	return key_quality(x, CF_AUDIT_DEVICE_CERTIFICATE_KEY_QUALITY, c->id, c->pem ? c->pem : "");
+	return device_key_quality(x, c);
 }
 
 static int
@@ -967,6 +1021,8 @@ cf_audit_run(cf_store *st, cf_audit_result *out, const cf_audit_opts *o)
 			goto out;
 		x.keyq = own;
 	}
+	if ((r = cf_keyq_policy_fingerprint(x.keyq_fp, x.keyq)) != 0)
+		goto out;
 	if ((names = json_array()) == NULL)
 		goto oom;
 	for (c = 0; c < CF_AUDIT__COUNT; c++) {
@@ -992,6 +1048,10 @@ cf_audit_run(cf_store *st, cf_audit_result *out, const cf_audit_opts *o)
 		out->cert_passes++;
 		if ((r = cf_store_cert_foreach(st, on_cert, &x)) != 0)
 			goto out;
+		/* Facts recomputed under a changed policy: stored once, in one transaction. */
+		if ((r = cf_store_cert_keyq_update(st, x.stale, x.n_stale)) != 0)
+			goto out;
+		out->keyq_updated = x.n_stale;
 	}
 	for (c = 0; c < CF_AUDIT__COUNT; c++)
 		if (o->enabled[c] && cf_audit_checks[c].run != NULL &&
@@ -1035,6 +1095,9 @@ out:
 			free(x.cache[i].pem);
 		free(x.cache);
 	}
+	for (i = 0; i < x.n_stale; i++)
+		free(x.stale[i].keyq_detail);
+	free(x.stale);
 	free(x.findings);
 	free(x.open_principals);
 	cf_conn_recs_free(x.conns, x.n_conns);

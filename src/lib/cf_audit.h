@@ -8,8 +8,12 @@
  * type, parameter and function. Certificate checks are per-row functions
  * called from ONE read of the certificates table (cf_store_cert_foreach);
  * the others run indexed queries or work on small tables (CAs, the
- * connections look-back window). A certificate's PEM is parsed only for
- * the key-quality checks, and once per distinct PEM (a cache).
+ * connections look-back window). Device key quality uses the facts stored
+ * with each certificate at issuance (cf_store_cert_insert) when they were
+ * computed under the audit's key policy (same fingerprint); otherwise the
+ * PEM is parsed and checked in the pass, and the new facts are stored
+ * after it in one transaction, so the next audit parses nothing. CA PEMs
+ * (few) are parsed once per distinct PEM.
  *
  * cf_audit_run records the audit (audit.started), runs the checks, marks
  * the findings that a live suppression covers, and writes every finding in
@@ -94,7 +98,9 @@ typedef struct {
 	/* How the work was done (tests assert the one-pass property with these). */
 	size_t cert_passes;                    /* reads of the certificates table: 0 or 1 */
 	size_t cert_rows;
-	size_t pem_parses;                     /* distinct PEMs parsed for key quality */
+	size_t pem_parses;                     /* PEMs parsed for key quality (CAs: distinct) */
+	size_t keyq_stored;                    /* device certificates judged by their stored facts */
+	size_t keyq_updated;                   /* ... whose facts were recomputed and stored */
 } cf_audit_result;
 
 /*

@@ -619,6 +619,9 @@ cf_ca_open(cf_ca **out, const char *dir)
 		goto out;
 	if ((r = cf_store_open(&ca->st, path, 0)) != 0)
 		goto out;
+	/* Certificates issued from here store their key facts under the configured policy. */
+	if ((r = cf_store_set_keyq_policy(ca->st, ca->policy)) != 0)
+		goto out;
 	*out = ca;
 	ca = NULL;
 	r = 0;

@@ -18,7 +18,9 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/x509.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,64 @@ cf_keyq_policy_new(cf_keyq_policy **out)
 	p->curves[2] = NID_secp521r1;
 	p->n_curves = 3;
 	*out = p;
+	return 0;
+}
+
+static const cf_keyq_policy default_policy = {
+	2048, { NID_X9_62_prime256v1, NID_secp384r1, NID_secp521r1 }, 3, NULL, 0, 0,
+};
+
+const cf_keyq_policy *
+cf_keyq_policy_default(void)
+{
+	return &default_policy;
+}
+
+static int
+int_cmp(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+
+	return (x > y) - (x < y);
+}
+
+int
+cf_keyq_policy_fingerprint(char out[CF_KEYQ_POLICY_FP_LEN + 1], const cf_keyq_policy *p)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0, i;
+	int curves[MAX_CURVES];
+	char head[64];
+	size_t k;
+	int ok;
+
+	if (p == NULL)
+		p = &default_policy;
+	/* The curves as a set: sorted, duplicates once. */
+	memcpy(curves, p->curves, p->n_curves * sizeof(curves[0]));
+	qsort(curves, p->n_curves, sizeof(curves[0]), int_cmp);
+	snprintf(head, sizeof(head), "certfleet-keyq %d rsa %d curves", CF_KEYQ_CHECKS_VERSION,
+	    p->min_rsa_bits);
+	ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(ctx, head, strlen(head)) == 1;
+	for (k = 0; ok && k < p->n_curves; k++) {
+		if (k > 0 && curves[k] == curves[k - 1])
+			continue;
+		snprintf(head, sizeof(head), " %d", curves[k]);
+		ok = EVP_DigestUpdate(ctx, head, strlen(head)) == 1;
+	}
+	snprintf(head, sizeof(head), " blocked %zu ", p->n_blocked);
+	ok = ok && EVP_DigestUpdate(ctx, head, strlen(head)) == 1 &&
+	    (p->n_blocked == 0 || EVP_DigestUpdate(ctx, p->blocked, p->n_blocked * FP_LEN) == 1) &&
+	    EVP_DigestFinal_ex(ctx, md, &md_len) == 1 && md_len * 2 >= CF_KEYQ_POLICY_FP_LEN;
+	EVP_MD_CTX_free(ctx);
+	if (!ok) {
+		cf_error_ssl("cannot fingerprint the key policy");
+		return CF_ERROR;
+	}
+	for (i = 0; i < CF_KEYQ_POLICY_FP_LEN / 2; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
 	return 0;
 }
 
@@ -385,8 +445,9 @@ curve_allowed(const cf_keyq_policy *p, const char *curve)
 	return 0;
 }
 
+/* spki: the key's fingerprint if the caller has it, else NULL (computed if needed). */
 static int
-check_pkey(cf_keyq_result *res, const cf_keyq_policy *p, EVP_PKEY *pkey)
+check_pkey(cf_keyq_result *res, const cf_keyq_policy *p, EVP_PKEY *pkey, const char *spki)
 {
 	cf_key key = { pkey };
 	cf_key_info ki;
@@ -425,7 +486,9 @@ check_pkey(cf_keyq_result *res, const cf_keyq_policy *p, EVP_PKEY *pkey)
 		break;
 	}
 	if (p->n_blocked > 0) {
-		if ((r = cf_key_fingerprint(fp_hex, &key)) != 0)
+		if (spki != NULL)
+			snprintf(fp_hex, sizeof(fp_hex), "%s", spki);
+		else if ((r = cf_key_fingerprint(fp_hex, &key)) != 0)
 			goto out;
 		if (fp_parse(fp, fp_hex, CF_ID_LEN) == 0)
 			(void)blocked_find(p, fp, &found);
@@ -464,7 +527,7 @@ int
 cf_keyq_check_key(cf_keyq_result *out, const cf_keyq_policy *p, const cf_key *key)
 {
 	memset(out, 0, sizeof(*out));
-	return check_pkey(out, p, key->pkey);
+	return check_pkey(out, p, key->pkey, NULL);
 }
 
 int
@@ -479,13 +542,53 @@ cf_keyq_check_cert(cf_keyq_result *out, const cf_keyq_policy *p, const cf_cert *
 		cf_error_ssl("certificate public key cannot be decoded");
 		return CF_EINVAL;
 	}
-	r = check_pkey(out, p, pkey);
+	r = check_pkey(out, p, pkey, NULL);
 	EVP_PKEY_free(pkey);
 	if (r != 0)
 		return r;
 	X509_get0_signature(NULL, &alg, cert->x509);
 	check_sig(out, alg);
 	return 0;
+}
+
+int
+cf_keyq_check_cert_pem(cf_keyq_result *out, char spki[CF_ID_LEN + 1], const cf_keyq_policy *p,
+    const char *pem, size_t len)
+{
+	cf_cert *cert = NULL;
+	EVP_PKEY *pkey;
+	const X509_ALGOR *alg = NULL;
+	unsigned char *der = NULL;
+	int r, n;
+
+	memset(out, 0, sizeof(*out));
+	spki[0] = '\0';
+	if (p == NULL)
+		p = &default_policy;
+	if ((r = cf_cert_parse(&cert, pem, len)) != 0)
+		return r;
+	if ((pkey = cf_pki_x509_pkey(cert->x509)) == NULL) {
+		cf_error_ssl("certificate public key cannot be decoded");
+		cf_cert_free(cert);
+		return CF_EINVAL;
+	}
+	/* The SPKI as the certificate holds it (what cf_key_fingerprint hashes), without an encoder. */
+	if ((n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert->x509), &der)) <= 0) {
+		cf_error_ssl("certificate public key cannot be encoded");
+		r = CF_EINVAL;
+	} else {
+		cf_sha256_hex(spki, der, (size_t)n);
+		OPENSSL_free(der);
+	}
+	if (r == 0 && (r = check_pkey(out, p, pkey, spki)) == 0) {
+		X509_get0_signature(NULL, &alg, cert->x509);
+		check_sig(out, alg);
+	}
+	EVP_PKEY_free(pkey);
+	cf_cert_free(cert);
+	if (r != 0)
+		spki[0] = '\0';
+	return r;
 }
 
 int
@@ -500,7 +603,7 @@ cf_keyq_check_csr(cf_keyq_result *out, const cf_keyq_policy *p, const cf_csr *cs
 		cf_error_ssl("CSR public key cannot be decoded");
 		return CF_EINVAL;
 	}
-	if ((r = check_pkey(out, p, pkey)) != 0)
+	if ((r = check_pkey(out, p, pkey, NULL)) != 0)
 		return r;
 	X509_REQ_get0_signature(csr->req, NULL, &alg);
 	check_sig(out, alg);

@@ -28,6 +28,14 @@ typedef enum {
 
 typedef struct cf_keyq_policy cf_keyq_policy;
 
+/*
+ * The version of the checks' logic: part of every policy fingerprint, so
+ * results stored under an older version are computed again. Bump it when a
+ * check changes what it reports.
+ */
+#define CF_KEYQ_CHECKS_VERSION 1
+#define CF_KEYQ_POLICY_FP_LEN 16 /* hex characters */
+
 /* The default policy: RSA >= 2048, curves P-256/P-384/P-521, Ed25519 allowed, empty blocklist. */
 int cf_keyq_policy_new(cf_keyq_policy **out) CF_MUST_CHECK;
 void cf_keyq_policy_free(cf_keyq_policy *p);
@@ -41,6 +49,16 @@ int cf_keyq_policy_block(cf_keyq_policy *p, const char *fingerprint) CF_MUST_CHE
  * lines ignored. CF_EINVAL naming the line of the first bad entry.
  */
 int cf_keyq_policy_load_blocklist(cf_keyq_policy *p, const char *path) CF_MUST_CHECK;
+/* The default policy as a static object (never freed): what a NULL policy means. */
+const cf_keyq_policy *cf_keyq_policy_default(void);
+/*
+ * A short fingerprint of everything the checks' result depends on: the
+ * minimum RSA size, the allowed curves (as a set), the blocklist and
+ * CF_KEYQ_CHECKS_VERSION. Equal fingerprints give equal results for any
+ * key (a 64-bit prefix of a SHA-256: for change detection, not security).
+ * p NULL: the default policy.
+ */
+int cf_keyq_policy_fingerprint(char out[CF_KEYQ_POLICY_FP_LEN + 1], const cf_keyq_policy *p) CF_MUST_CHECK;
 
 typedef struct {
 	unsigned flags;     /* OR of cf_keyq_flag; 0 = acceptable */
@@ -51,6 +69,14 @@ typedef struct {
 int cf_keyq_check_key(cf_keyq_result *out, const cf_keyq_policy *p, const cf_key *key) CF_MUST_CHECK;
 /* Key checks plus the certificate's signature algorithm. */
 int cf_keyq_check_cert(cf_keyq_result *out, const cf_keyq_policy *p, const cf_cert *cert) CF_MUST_CHECK;
+/*
+ * cf_keyq_check_cert on a certificate given as PEM (or DER), also giving
+ * its SPKI fingerprint (as cf_key_fingerprint) in spki: what the registry
+ * stores with each certificate. p NULL: the default policy. CF_EINVAL if
+ * it does not parse.
+ */
+int cf_keyq_check_cert_pem(cf_keyq_result *out, char spki[CF_ID_LEN + 1], const cf_keyq_policy *p,
+    const char *pem, size_t len) CF_MUST_CHECK;
 /* Key checks plus the CSR's signature algorithm. */
 int cf_keyq_check_csr(cf_keyq_result *out, const cf_keyq_policy *p, const cf_csr *csr) CF_MUST_CHECK;
 

@@ -39,6 +39,8 @@ struct cf_store {
 	const struct cf_store_ops *ops;
 	struct cf_store_backend *b;
 	int depth; /* open transactions, outermost included */
+	const cf_keyq_policy *keyq;                     /* NULL: the default */
+	char keyq_fp[CF_KEYQ_POLICY_FP_LEN + 1];        /* its fingerprint, "" until needed */
 };
 
 /* ---- status ------------------------------------------------------------- */
@@ -352,6 +354,7 @@ cf_cert_rec_clear(cf_cert_rec *r)
 	if (r == NULL)
 		return;
 	free(r->pem);
+	free(r->keyq_detail);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -1428,16 +1431,58 @@ out:
 }
 
 int
+cf_store_set_keyq_policy(cf_store *st, const cf_keyq_policy *p)
+{
+	char fp[CF_KEYQ_POLICY_FP_LEN + 1];
+	int r;
+
+	if ((r = cf_keyq_policy_fingerprint(fp, p)) != 0)
+		return r;
+	st->keyq = p;
+	memcpy(st->keyq_fp, fp, sizeof(fp));
+	return 0;
+}
+
+int
+cf_cert_keyq_compute(cf_cert_keyq *out, const char *pem, const cf_keyq_policy *p,
+    const char policy_fp[CF_KEYQ_POLICY_FP_LEN + 1])
+{
+	cf_keyq_result res;
+	int r;
+
+	out->spki_sha256[0] = out->keyq_policy[0] = '\0';
+	out->keyq_flags = 0;
+	out->keyq_detail = NULL;
+	if (pem == NULL) {
+		cf_error_set("no PEM");
+		return CF_EINVAL;
+	}
+	if ((r = cf_keyq_check_cert_pem(&res, out->spki_sha256, p, pem, strlen(pem))) != 0)
+		return r;
+	if (res.detail[0] != '\0' && (out->keyq_detail = strdup(res.detail)) == NULL) {
+		out->spki_sha256[0] = '\0';
+		cf_error_set("out of memory");
+		return CF_ERROR;
+	}
+	out->keyq_flags = res.flags;
+	snprintf(out->keyq_policy, sizeof(out->keyq_policy), "%s", policy_fp);
+	return 0;
+}
+
+int
 cf_store_cert_insert(cf_store *st, const cf_cert_rec *cert)
 {
 	int r = CF_EINVAL;
 	cf_cert_rec rec;
+	cf_cert_keyq kq;
 	cf_ca_rec ca;
 	cf_thing_rec t;
 
 	memset(&ca, 0, sizeof(ca));
 	memset(&t, 0, sizeof(t));
+	memset(&kq, 0, sizeof(kq));
 	rec = *cert;
+	rec.keyq_detail = NULL; /* computed below, never the caller's */
 	if (!id_valid("certificate", cert->id) || !id_valid("CA", cert->ca_id))
 		goto out;
 	if (cert->thing[0] != '\0' && !cf_name_valid("thing", cert->thing))
@@ -1464,6 +1509,15 @@ cf_store_cert_insert(cf_store *st, const cf_cert_rec *cert)
 		rec.created_at = cf_time_now();
 	if (rec.updated_at == 0)
 		rec.updated_at = rec.created_at;
+	/* The key facts, once, here (one place): a PEM that does not parse keeps none. */
+	if (st->keyq_fp[0] == '\0' && (r = cf_store_set_keyq_policy(st, st->keyq)) != 0)
+		goto out;
+	if (cf_cert_keyq_compute(&kq, cert->pem, st->keyq, st->keyq_fp) != 0)
+		cf_error_clear();
+	memcpy(rec.spki_sha256, kq.spki_sha256, sizeof(rec.spki_sha256));
+	rec.keyq_flags = kq.keyq_flags;
+	memcpy(rec.keyq_policy, kq.keyq_policy, sizeof(rec.keyq_policy));
+	rec.keyq_detail = kq.keyq_detail;
 	if ((r = cf_store_begin(st)) != 0)
 		goto out;
 	if ((r = st->ops->ca_get(st->b, &ca, rec.ca_id)) != 0) {
@@ -1487,6 +1541,7 @@ cf_store_cert_insert(cf_store *st, const cf_cert_rec *cert)
 end:
 	r = tx_end(st, r);
 out:
+	free(kq.keyq_detail);
 	cf_ca_rec_clear(&ca);
 	cf_thing_rec_clear(&t);
 	return r;
@@ -2996,6 +3051,26 @@ int
 cf_store_cert_foreach(cf_store *st, cf_store_cert_cb cb, void *arg)
 {
 	return st->ops->cert_foreach(st->b, cb, arg);
+}
+
+int
+cf_store_cert_keyq_update(cf_store *st, const cf_cert_keyq *v, size_t n)
+{
+	size_t i;
+	int r;
+
+	if (n == 0)
+		return 0;
+	if ((r = cf_store_begin(st)) != 0)
+		return r;
+	for (i = 0; i < n && r == 0; i++) {
+		if (!id_valid("certificate", v[i].id)) {
+			r = CF_EINVAL;
+			break;
+		}
+		r = st->ops->cert_keyq_update(st->b, &v[i]);
+	}
+	return tx_end(st, r);
 }
 
 int

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "cf_error.h"
+#include "cf_keyq.h"
 #include "cf_pki.h"
 #include "cf_proto.h"
 #include "cf_util.h"
@@ -176,7 +177,27 @@ typedef struct {
 	int key_bits;
 	char sig_alg[64];
 	char *pem;
+	/*
+	 * Key facts, computed by cf_store_cert_insert from pem (what the caller
+	 * puts here is ignored): the SPKI SHA-256 fingerprint, and the cf_keyq
+	 * flags and detail under the key policy whose fingerprint is keyq_policy
+	 * (cf_keyq_policy_fingerprint). All "" / 0 if the PEM does not parse
+	 * (the audit then parses it itself and reports why).
+	 */
+	char spki_sha256[CF_ID_LEN + 1];
+	unsigned keyq_flags;
+	char keyq_policy[CF_KEYQ_POLICY_FP_LEN + 1];
+	char *keyq_detail;              /* NULL when clean; owned like pem */
 } cf_cert_rec;
+
+/* A certificate's key facts alone (computing them, or updating them by id). */
+typedef struct {
+	char id[CF_ID_LEN + 1];
+	char spki_sha256[CF_ID_LEN + 1];
+	unsigned keyq_flags;
+	char keyq_policy[CF_KEYQ_POLICY_FP_LEN + 1];
+	char *keyq_detail; /* owned by whoever filled it; NULL means "" */
+} cf_cert_keyq;
 
 typedef struct {
 	int status;              /* a cf_cert_status, or -1 for any */
@@ -185,7 +206,27 @@ typedef struct {
 	int64_t not_after_before; /* 0 for any: only certificates with not_after < this */
 } cf_cert_filter;
 
-/* CF_EEXISTS for a duplicate id; CF_ENOTFOUND for an unknown thing or CA; CF_ESTATE if the thing would get a third ACTIVE certificate. */
+/*
+ * The key policy cf_store_cert_insert evaluates new certificates under
+ * (borrowed: it must outlive st or be replaced). NULL, the initial value:
+ * cf_keyq's default policy. cf_ca_open sets the configured one.
+ */
+int cf_store_set_keyq_policy(cf_store *st, const cf_keyq_policy *p) CF_MUST_CHECK;
+/*
+ * The key facts of pem under p (NULL: the default policy), whose
+ * fingerprint is policy_fp: exactly what cf_store_cert_insert stores.
+ * out->id is left as it is; out->keyq_detail is malloc()ed (NULL when
+ * clean: free() it). CF_EINVAL with the facts cleared if the PEM does not
+ * parse.
+ */
+int cf_cert_keyq_compute(cf_cert_keyq *out, const char *pem, const cf_keyq_policy *p,
+    const char policy_fp[CF_KEYQ_POLICY_FP_LEN + 1]) CF_MUST_CHECK;
+/*
+ * CF_EEXISTS for a duplicate id; CF_ENOTFOUND for an unknown thing or CA;
+ * CF_ESTATE if the thing would get a third ACTIVE certificate. Computes
+ * and stores the key facts (spki_sha256, keyq_*) from the PEM: one parse
+ * at issuance instead of one per audit.
+ */
 int cf_store_cert_insert(cf_store *st, const cf_cert_rec *cert) CF_MUST_CHECK;
 int cf_store_cert_get(cf_store *st, cf_cert_rec *out, const char *ref) CF_MUST_CHECK;
 /* Sorted by created_at then id. f may be NULL. */
@@ -691,6 +732,12 @@ int cf_store_mitigation_list(cf_store *st, cf_mitigation_rec **out, size_t *out_
  */
 typedef int (*cf_store_cert_cb)(const cf_cert_rec *cert, void *arg);
 int cf_store_cert_foreach(cf_store *st, cf_store_cert_cb cb, void *arg) CF_MUST_CHECK;
+
+/*
+ * Writes the key facts of n certificates (by id) in one transaction; an id
+ * no longer present is skipped. Derived data: no event.
+ */
+int cf_store_cert_keyq_update(cf_store *st, const cf_cert_keyq *v, size_t n) CF_MUST_CHECK;
 
 /*
  * Things holding no ACTIVE certificate, sorted: one anti-join on the

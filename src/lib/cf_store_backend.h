@@ -198,6 +198,8 @@ struct cf_store_ops {
 	    int64_t finding_id);
 	/* One read of every certificate; the record passed to cb is borrowed. */
 	int (*cert_foreach)(struct cf_store_backend *b, cf_store_cert_cb cb, void *arg);
+	/* Sets spki_sha256 and keyq_* of certificate v->id (no row: no change). */
+	int (*cert_keyq_update)(struct cf_store_backend *b, const cf_cert_keyq *v);
 	/* Things with no ACTIVE certificate, sorted (cf_strv_free). */
 	int (*thing_without_active)(struct cf_store_backend *b, char ***out, size_t *out_n);
 	/* Open connections and those that ended at or after since, by connected_at then id. */

@@ -23,9 +23,17 @@
 
 /* ---- schema -------------------------------------------------------------- */
 
+struct cf_store_backend;
+static int backfill_keyq(struct cf_store_backend *b);
+
+/*
+ * Each step: its SQL, then (if any) a C step in the same transaction, for
+ * data SQL cannot compute.
+ */
 static const struct migration {
 	int version;
 	const char *sql;
+	int (*after)(struct cf_store_backend *b);
 } migrations[] = {
 	{ 1,
 	    "CREATE TABLE meta (\n"
@@ -100,7 +108,7 @@ static const struct migration {
 	    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events\n"
 	    "  BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;\n"
 	    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events\n"
-	    "  BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;\n" },
+	    "  BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;\n", NULL },
 	/* 2: connections the broker reported (certfleetd writes, audits read). */
 	{ 2,
 	    "CREATE TABLE connections (\n"
@@ -116,7 +124,7 @@ static const struct migration {
 	    "CREATE INDEX connections_client ON connections(client_id, id);\n"
 	    "CREATE INDEX connections_ref ON connections(ref);\n"
 	    "CREATE INDEX connections_principal ON connections(principal, connected_at);\n"
-	    "CREATE INDEX connections_open ON connections(id) WHERE disconnected_at = 0;\n" },
+	    "CREATE INDEX connections_open ON connections(id) WHERE disconnected_at = 0;\n", NULL },
 	/* 3: jobs, their executions and rotation records (DESIGN §6, §7). */
 	{ 3,
 	    "CREATE TABLE jobs (\n"
@@ -167,7 +175,7 @@ static const struct migration {
 	    "  FOREIGN KEY (job_id, thing, execution_number)\n"
 	    "    REFERENCES job_executions(job_id, thing, execution_number)) WITHOUT ROWID;\n"
 	    "CREATE INDEX rotations_new_cert ON rotations(new_cert);\n"
-	    "CREATE INDEX rotations_old_cert ON rotations(old_cert);\n" },
+	    "CREATE INDEX rotations_old_cert ON rotations(old_cert);\n", NULL },
 	/*
 	 * 4: the jobs engine's work list and the notification outbox, and the
 	 * index behind the indeterminate-rotation sweep.
@@ -197,7 +205,7 @@ static const struct migration {
 	    "  next_at INTEGER NOT NULL,\n"
 	    "  updated_at INTEGER NOT NULL,\n"
 	    "  last_error TEXT NOT NULL DEFAULT '');\n"
-	    "CREATE INDEX notifications_due ON notifications(next_at) WHERE state = 'PENDING';\n" },
+	    "CREATE INDEX notifications_due ON notifications(next_at) WHERE state = 'PENDING';\n", NULL },
 	/*
 	 * 5: audits (DESIGN §8): runs, their findings, suppressions per (check,
 	 * resource) and the mitigation actions taken on findings.
@@ -238,7 +246,7 @@ static const struct migration {
 	    "  created_at INTEGER NOT NULL);\n"
 	    "CREATE INDEX mitigation_actions_finding ON mitigation_actions(finding_id, id);\n"
 	    /* The audit's look-back window: connections by when they ended. */
-	    "CREATE INDEX connections_ended ON connections(disconnected_at);\n" },
+	    "CREATE INDEX connections_ended ON connections(disconnected_at);\n", NULL },
 	/* 6: provisioning by claim (DESIGN §9, docs/provisioning.md). */
 	{ 6,
 	    "CREATE TABLE prov_templates (\n"
@@ -273,7 +281,20 @@ static const struct migration {
 	    "  client_id TEXT NOT NULL,\n"
 	    "  outcome TEXT NOT NULL,\n"
 	    "  at INTEGER NOT NULL);\n"
-	    "CREATE INDEX prov_attempts_claim ON prov_attempts(claim_id, at);\n" },
+	    "CREATE INDEX prov_attempts_claim ON prov_attempts(claim_id, at);\n", NULL },
+	/*
+	 * 7: key facts stored with each certificate (computed at issuance, so an
+	 * audit does not parse every PEM): the SPKI SHA-256, and the cf_keyq
+	 * flags and detail under the key policy fingerprinted in keyq_policy
+	 * ('' = not computed). Existing rows are backfilled under the default
+	 * policy by backfill_keyq; the index serves key-identity look-ups.
+	 */
+	{ 7,
+	    "ALTER TABLE certificates ADD COLUMN spki_sha256 TEXT NOT NULL DEFAULT '';\n"
+	    "ALTER TABLE certificates ADD COLUMN keyq_flags INTEGER NOT NULL DEFAULT 0;\n"
+	    "ALTER TABLE certificates ADD COLUMN keyq_policy TEXT NOT NULL DEFAULT '';\n"
+	    "ALTER TABLE certificates ADD COLUMN keyq_detail TEXT NOT NULL DEFAULT '';\n",
+	    backfill_keyq },
 };
 
 #define SCHEMA_VERSION (migrations[sizeof(migrations) / sizeof(migrations[0]) - 1].version)
@@ -283,7 +304,8 @@ static const struct migration {
 #define CA_COLS "id, name, role, parent_id, status, is_issuer, serial, not_before, not_after, " \
 	"created_at, revoked_at, revoke_reason, key_alg, key_bits, key_ref, crl_number, pem"
 #define CERT_COLS "id, serial, ca_id, thing, status, not_before, not_after, created_at, " \
-	"updated_at, revoked_at, revoke_reason, key_alg, key_bits, sig_alg, pem"
+	"updated_at, revoked_at, revoke_reason, key_alg, key_bits, sig_alg, pem, spki_sha256, " \
+	"keyq_flags, keyq_policy, keyq_detail"
 #define EVENT_COLS "seq, ts, type, subject, detail, prev_hash, hash"
 #define CONN_COLS "id, client_id, principal, kind, peer, connected_at, disconnected_at, reason, ref"
 #define JOB_COLS "id, operation, document, targets, selection, config, status, force_canceled, " \
@@ -324,6 +346,7 @@ enum stmt_id {
 	S_CA_UPDATE,
 	S_CA_PREFIX,
 	S_CERT_INSERT,
+	S_CERT_KEYQ_UPDATE,
 	S_CERT_GET,
 	S_CERT_UPDATE,
 	S_CERT_PREFIX,
@@ -397,7 +420,9 @@ static const char *const stmt_sql[S__COUNT] = {
 	/* Ids are lowercase hex, so every id starting with ?1 sorts below ?1 || 'g'. */
 	[S_CA_PREFIX] = "SELECT id FROM cas WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT ?2",
 	[S_CERT_INSERT] = "INSERT INTO certificates(" CERT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
-	    "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+	    "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+	[S_CERT_KEYQ_UPDATE] = "UPDATE certificates SET spki_sha256 = ?2, keyq_flags = ?3, "
+	    "keyq_policy = ?4, keyq_detail = ?5 WHERE id = ?1",
 	[S_CERT_GET] = "SELECT " CERT_COLS " FROM certificates WHERE id = ?1",
 	[S_CERT_UPDATE] = "UPDATE certificates SET thing = ?2, status = ?3, updated_at = ?4, "
 	    "revoked_at = ?5, revoke_reason = ?6 WHERE id = ?1",
@@ -745,7 +770,8 @@ migrate(struct cf_store_backend *b)
 				goto fail;
 			continue;
 		}
-		if ((r = sq_exec(b, migrations[i].sql, "migration")) != 0) {
+		if ((r = sq_exec(b, migrations[i].sql, "migration")) != 0 ||
+		    (migrations[i].after != NULL && (r = migrations[i].after(b)) != 0)) {
 			cf_error_prefix("schema migration to version %d", migrations[i].version);
 			goto fail;
 		}
@@ -1362,8 +1388,14 @@ cert_row(struct cf_store_backend *b, cf_cert_rec *out, sqlite3_stmt *s)
 	    (r = col_status(b, &out->status, s, 4)) != 0 ||
 	    (r = col_copy(b, out->key_alg, sizeof(out->key_alg), s, 11)) != 0 ||
 	    (r = col_copy(b, out->sig_alg, sizeof(out->sig_alg), s, 13)) != 0 ||
-	    (r = col_dup(&out->pem, s, 14, 0)) != 0)
+	    (r = col_dup(&out->pem, s, 14, 0)) != 0 ||
+	    (r = col_copy(b, out->spki_sha256, sizeof(out->spki_sha256), s, 15)) != 0 ||
+	    (r = col_copy(b, out->keyq_policy, sizeof(out->keyq_policy), s, 17)) != 0)
 		return r;
+	/* Clean keys (most) have no detail: NULL, no allocation. */
+	if (sqlite3_column_bytes(s, 18) > 0 && (r = col_dup(&out->keyq_detail, s, 18, 0)) != 0)
+		return r;
+	out->keyq_flags = (unsigned)sqlite3_column_int64(s, 16);
 	out->not_before = sqlite3_column_int64(s, 5);
 	out->not_after = sqlite3_column_int64(s, 6);
 	out->created_at = sqlite3_column_int64(s, 7);
@@ -1397,6 +1429,10 @@ sq_cert_insert(struct cf_store_backend *b, const cf_cert_rec *c)
 	sqlite3_bind_int(s, 13, c->key_bits);
 	bind_text(s, 14, c->sig_alg);
 	bind_text(s, 15, c->pem);
+	bind_text(s, 16, c->spki_sha256);
+	sqlite3_bind_int64(s, 17, c->keyq_flags);
+	bind_text(s, 18, c->keyq_policy);
+	bind_text(s, 19, c->keyq_detail ? c->keyq_detail : "");
 	r = step_done(b, s, "insert certificate");
 out:
 	stmt_done(s);
@@ -3066,7 +3102,8 @@ sq_cert_foreach(struct cf_store_backend *b, cf_store_cert_cb cb, void *arg)
 	int r, rc;
 
 	if ((r = prep(b, &s, "SELECT id, serial, ca_id, thing, status, not_before, not_after, "
-	    "created_at, key_alg, key_bits, sig_alg, pem FROM certificates")) != 0)
+	    "created_at, key_alg, key_bits, sig_alg, pem, keyq_flags, keyq_policy, keyq_detail "
+	    "FROM certificates")) != 0)
 		goto out;
 	memset(&c, 0, sizeof(c));
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -3076,15 +3113,18 @@ sq_cert_foreach(struct cf_store_backend *b, cf_store_cert_cb cb, void *arg)
 		    (r = col_copy(b, c.thing, sizeof(c.thing), s, 3)) != 0 ||
 		    (r = col_status(b, &c.status, s, 4)) != 0 ||
 		    (r = col_copy(b, c.key_alg, sizeof(c.key_alg), s, 8)) != 0 ||
-		    (r = col_copy(b, c.sig_alg, sizeof(c.sig_alg), s, 10)) != 0)
+		    (r = col_copy(b, c.sig_alg, sizeof(c.sig_alg), s, 10)) != 0 ||
+		    (r = col_copy(b, c.keyq_policy, sizeof(c.keyq_policy), s, 13)) != 0)
 			goto out;
+		c.keyq_detail = (char *)sqlite3_column_text(s, 14);
+		c.keyq_flags = (unsigned)sqlite3_column_int64(s, 12);
 		c.not_before = sqlite3_column_int64(s, 5);
 		c.not_after = sqlite3_column_int64(s, 6);
 		c.created_at = sqlite3_column_int64(s, 7);
 		c.key_bits = sqlite3_column_int(s, 9);
 		c.pem = (char *)sqlite3_column_text(s, 11);
 		r = cb(&c, arg);
-		c.pem = NULL;
+		c.pem = c.keyq_detail = NULL;
 		if (r != 0)
 			goto out;
 	}
@@ -3092,6 +3132,96 @@ sq_cert_foreach(struct cf_store_backend *b, cf_store_cert_cb cb, void *arg)
 		r = sq_fail(b, rc, "read certificates");
 out:
 	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_cert_keyq_update(struct cf_store_backend *b, const cf_cert_keyq *v)
+{
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if ((r = stmt_get(b, &s, S_CERT_KEYQ_UPDATE)) != 0)
+		goto out;
+	bind_text(s, 1, v->id);
+	bind_text(s, 2, v->spki_sha256);
+	sqlite3_bind_int64(s, 3, v->keyq_flags);
+	bind_text(s, 4, v->keyq_policy);
+	bind_text(s, 5, v->keyq_detail ? v->keyq_detail : "");
+	r = step_done(b, s, "update certificate key facts");
+out:
+	stmt_done(s);
+	return r;
+}
+
+/*
+ * Migration 7's C step: every stored PEM parsed once, its key facts
+ * written under the default policy, in batches by rowid (no UPDATE while
+ * the SELECT is open). A PEM that does not parse keeps none ('' policy:
+ * the audit evaluates it and reports why).
+ */
+#define BACKFILL_BATCH 256 /* the LIMIT below */
+static int
+backfill_keyq(struct cf_store_backend *b)
+{
+	sqlite3_stmt *sel = NULL, *upd = NULL;
+	cf_cert_keyq *v = NULL;
+	int64_t *rowid = NULL, last = 0;
+	char fp[CF_KEYQ_POLICY_FP_LEN + 1];
+	size_t n, i;
+	int r, rc = SQLITE_DONE;
+
+	if ((r = cf_keyq_policy_fingerprint(fp, NULL)) != 0)
+		return r;
+	if ((v = calloc(BACKFILL_BATCH, sizeof(*v))) == NULL ||
+	    (rowid = calloc(BACKFILL_BATCH, sizeof(*rowid))) == NULL) {
+		cf_error_set("out of memory");
+		r = CF_ERROR;
+		goto out;
+	}
+	if ((r = prep(b, &sel, "SELECT rowid, pem FROM certificates WHERE rowid > ?1 ORDER BY rowid "
+	    "LIMIT 256")) != 0 ||
+	    (r = prep(b, &upd, "UPDATE certificates SET spki_sha256 = ?2, keyq_flags = ?3, "
+	    "keyq_policy = ?4, keyq_detail = ?5 WHERE rowid = ?1")) != 0)
+		goto out;
+	do {
+		n = 0;
+		sqlite3_bind_int64(sel, 1, last);
+		while (n < BACKFILL_BATCH && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
+			rowid[n] = last = sqlite3_column_int64(sel, 0);
+			if (cf_cert_keyq_compute(&v[n], (const char *)sqlite3_column_text(sel, 1), NULL,
+			    fp) != 0)
+				cf_error_clear();
+			n++;
+		}
+		if (n < BACKFILL_BATCH && rc != SQLITE_DONE) {
+			r = sq_fail(b, rc, "read certificates");
+			goto out;
+		}
+		sqlite3_reset(sel);
+		for (i = 0; i < n; i++) {
+			sqlite3_bind_int64(upd, 1, rowid[i]);
+			bind_text(upd, 2, v[i].spki_sha256);
+			sqlite3_bind_int64(upd, 3, v[i].keyq_flags);
+			bind_text(upd, 4, v[i].keyq_policy);
+			bind_text(upd, 5, v[i].keyq_detail ? v[i].keyq_detail : "");
+			r = step_done(b, upd, "backfill certificate key facts");
+			sqlite3_reset(upd);
+			free(v[i].keyq_detail);
+			v[i].keyq_detail = NULL;
+			if (r != 0) {
+				for (; i < n; i++)
+					free(v[i].keyq_detail);
+				goto out;
+			}
+		}
+	} while (n == BACKFILL_BATCH);
+	r = sq_exec(b, "CREATE INDEX certificates_spki ON certificates(spki_sha256)", "migration");
+out:
+	sqlite3_finalize(sel);
+	sqlite3_finalize(upd);
+	free(v);
+	free(rowid);
 	return r;
 }
 
@@ -3644,6 +3774,7 @@ const struct cf_store_ops cf_store_sqlite_ops = {
 	.mitig_insert = sq_mitig_insert,
 	.mitig_list = sq_mitig_list,
 	.cert_foreach = sq_cert_foreach,
+	.cert_keyq_update = sq_cert_keyq_update,
 	.thing_without_active = sq_thing_without_active,
 	.conn_window = sq_conn_window,
 	/* provisioning (schema v6) */

@@ -14,6 +14,10 @@
 
 #include <cmocka.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <sqlite3.h>
+
 #include "cf_audit.h"
 #include "cf_mitigate.h"
 #include "cf_pki.h"
@@ -58,8 +62,8 @@ add_ca(struct fx *x, char id[CF_ID_LEN + 1], const char *name, const char *paren
 }
 
 static void
-add_cert(struct fx *x, char id[CF_ID_LEN + 1], const char *seed, const char *thing,
-    const char *ca_id, int64_t not_before, int64_t not_after)
+add_cert_pem(struct fx *x, char id[CF_ID_LEN + 1], const char *seed, const char *thing,
+    const char *ca_id, int64_t not_before, int64_t not_after, char *pem)
 {
 	cf_cert_rec c;
 
@@ -75,8 +79,15 @@ add_cert(struct fx *x, char id[CF_ID_LEN + 1], const char *seed, const char *thi
 	snprintf(c.key_alg, sizeof(c.key_alg), "ECDSA-P256");
 	c.key_bits = 256;
 	snprintf(c.sig_alg, sizeof(c.sig_alg), "ecdsa-with-SHA256");
-	c.pem = x->pem;
+	c.pem = pem;
 	assert_int_equal(cf_store_cert_insert(x->st, &c), 0);
+}
+
+static void
+add_cert(struct fx *x, char id[CF_ID_LEN + 1], const char *seed, const char *thing,
+    const char *ca_id, int64_t not_before, int64_t not_after)
+{
+	add_cert_pem(x, id, seed, thing, ca_id, not_before, not_after, x->pem);
 }
 
 static int
@@ -468,6 +479,274 @@ test_audit__export_escapes(void **state)
 	free(buf);
 }
 
+/* ---- key facts stored with each certificate (schema 7) --------------------------- */
+
+/* A device certificate PEM for a new key ("RSA" 1024 bits, or P-256), signed by the root; *fp its SPKI fingerprint. */
+static char *
+device_pem(struct fx *x, int rsa1024, char fp[CF_ID_LEN + 1])
+{
+	EVP_PKEY *pk = rsa1024 ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024) : NULL;
+	BIO *bio = BIO_new(BIO_s_mem());
+	BUF_MEM *bm;
+	cf_key *k = NULL;
+	cf_cert *c = NULL;
+	char *pem = NULL;
+
+	if (rsa1024) {
+		assert_non_null(pk);
+		assert_int_equal(PEM_write_bio_PrivateKey(bio, pk, NULL, NULL, 0, NULL, NULL), 1);
+		BIO_get_mem_ptr(bio, &bm);
+		assert_int_equal(cf_key_from_pem(&k, bm->data, bm->length, NULL), 0);
+	} else {
+		assert_int_equal(cf_key_generate(&k, CF_KEY_P256), 0);
+	}
+	assert_int_equal(cf_key_fingerprint(fp, k), 0);
+	assert_int_equal(cf_pki_issue_tls(&c, k, "dev", NULL, 0, 30, x->root, x->key), 0);
+	assert_int_equal(cf_cert_to_pem(&pem, c), 0);
+	cf_cert_free(c);
+	cf_key_free(k);
+	EVP_PKEY_free(pk);
+	BIO_free(bio);
+	return pem;
+}
+
+static void
+raw_sql(struct fx *x, const char *sql)
+{
+	sqlite3 *h = NULL;
+	char *err = NULL;
+
+	assert_int_equal(sqlite3_open(x->path, &h), SQLITE_OK);
+	if (sqlite3_exec(h, sql, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("%s: %s", sql, err);
+	sqlite3_close(h);
+}
+
+static size_t
+count_reason(const cf_finding_rec *v, size_t n, const char *resource, const char *reason)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < n; i++)
+		k += strcmp(v[i].resource_id, resource) == 0 && strcmp(v[i].reason_code, reason) == 0;
+	return k;
+}
+
+#define KEYQ_CHECKS "DEVICE_CERTIFICATE_KEY_QUALITY_CHECK,CA_CERTIFICATE_KEY_QUALITY_CHECK"
+
+static void
+test_audit__key_facts_stored_at_insert(void **state)
+{
+	struct fx *x = *state;
+	char weak[CF_ID_LEN + 1], bl[CF_ID_LEN + 1], weak_fp[CF_ID_LEN + 1], bl_fp[CF_ID_LEN + 1];
+	char def_fp[CF_KEYQ_POLICY_FP_LEN + 1], pol_fp[CF_KEYQ_POLICY_FP_LEN + 1];
+	char *weak_pem = device_pem(x, 1, weak_fp), *bl_pem = device_pem(x, 0, bl_fp);
+	cf_keyq_policy *pol = NULL;
+	cf_cert_rec c;
+	cf_audit_result res;
+	cf_finding_rec *v;
+	size_t n;
+
+	assert_int_equal(cf_keyq_policy_fingerprint(def_fp, NULL), 0);
+	assert_int_equal(cf_store_thing_create(x->st, "a", NULL), 0);
+	/* Under the default policy: RSA-1024 flagged, the SPKI stored. */
+	add_cert_pem(x, weak, "weak", "a", x->int_id, x->now - DAY, x->now + 20 * DAY, weak_pem);
+	assert_int_equal(cf_store_cert_get(x->st, &c, weak), 0);
+	assert_true(c.keyq_flags & CF_KEYQ_RSA_KEY_TOO_SHORT);
+	assert_string_equal(c.spki_sha256, weak_fp);
+	assert_string_equal(c.keyq_policy, def_fp);
+	assert_non_null(strstr(c.keyq_detail, "1024"));
+	cf_cert_rec_clear(&c);
+	/* Under a configured policy with a blocklist: the blocklisted key flagged at insert. */
+	assert_int_equal(cf_keyq_policy_new(&pol), 0);
+	assert_int_equal(cf_keyq_policy_block(pol, bl_fp), 0);
+	assert_int_equal(cf_keyq_policy_fingerprint(pol_fp, pol), 0);
+	assert_string_not_equal(pol_fp, def_fp);
+	assert_int_equal(cf_store_set_keyq_policy(x->st, pol), 0);
+	add_cert_pem(x, bl, "bl", "a", x->int_id, x->now - DAY, x->now + 20 * DAY, bl_pem);
+	assert_int_equal(cf_store_cert_get(x->st, &c, bl), 0);
+	assert_int_equal(c.keyq_flags, CF_KEYQ_BLOCKLISTED);
+	assert_string_equal(c.spki_sha256, bl_fp);
+	assert_string_equal(c.keyq_policy, pol_fp);
+	cf_cert_rec_clear(&c);
+	assert_int_equal(cf_store_set_keyq_policy(x->st, NULL), 0);
+
+	/* An audit under the default policy: weak judged by its stored facts, bl evaluated anew. */
+	v = run(x, &n, &res, KEYQ_CHECKS);
+	assert_int_equal(res.keyq_stored, 1);
+	assert_int_equal(res.keyq_updated, 1);
+	assert_int_equal(res.pem_parses, 2); /* bl, and the CAs' one PEM */
+	assert_int_equal(count_reason(v, n, weak, "KEY_TOO_SMALL"), 1);
+	assert_int_equal(count_reason(v, n, bl, "BLOCKLISTED_KEY"), 0);
+	free(v);
+	assert_int_equal(cf_store_cert_get(x->st, &c, bl), 0);
+	assert_int_equal(c.keyq_flags, 0);
+	assert_string_equal(c.keyq_policy, def_fp);
+	assert_string_equal(c.spki_sha256, bl_fp);
+	cf_cert_rec_clear(&c);
+	/* The next one parses no device PEM. */
+	v = run(x, &n, &res, KEYQ_CHECKS);
+	assert_int_equal(res.keyq_stored, 2);
+	assert_int_equal(res.keyq_updated, 0);
+	assert_int_equal(res.pem_parses, 1);
+	assert_int_equal(count_reason(v, n, weak, "KEY_TOO_SMALL"), 1);
+	free(v);
+	cf_keyq_policy_free(pol);
+	free(weak_pem);
+	free(bl_pem);
+}
+
+static void
+test_audit__policy_change_reevaluates_once(void **state)
+{
+	struct fx *x = *state;
+	char id[CF_ID_LEN + 1], other[CF_ID_LEN + 1], fp[CF_ID_LEN + 1], ofp[CF_ID_LEN + 1];
+	char pol_fp[CF_KEYQ_POLICY_FP_LEN + 1];
+	char *pem = device_pem(x, 0, fp), *opem = device_pem(x, 0, ofp);
+	cf_keyq_policy *pol = NULL;
+	cf_audit_opts o;
+	cf_audit_result res;
+	cf_finding_rec *v = NULL;
+	cf_finding_filter flt = { .severity = -1 };
+	cf_cert_rec c;
+	size_t n;
+
+	assert_int_equal(cf_store_thing_create(x->st, "a", NULL), 0);
+	add_cert_pem(x, id, "k1", "a", x->int_id, x->now - DAY, x->now + 20 * DAY, pem);
+	add_cert_pem(x, other, "k2", "a", x->int_id, x->now - DAY, x->now + 20 * DAY, opem);
+	v = run(x, &n, &res, KEYQ_CHECKS);
+	assert_int_equal(n, 0);
+	assert_int_equal(res.keyq_stored, 2);
+	assert_int_equal(res.pem_parses, 1);
+	free(v);
+	/* The blocklist is edited: every stored fact is stale, re-evaluated in the pass, stored. */
+	assert_int_equal(cf_keyq_policy_new(&pol), 0);
+	assert_int_equal(cf_keyq_policy_block(pol, fp), 0);
+	assert_int_equal(cf_keyq_policy_fingerprint(pol_fp, pol), 0);
+	cf_audit_opts_init(&o);
+	assert_int_equal(cf_audit_opts_select(&o, KEYQ_CHECKS), 0);
+	o.keyq = pol;
+	assert_int_equal(cf_audit_run(x->st, &res, &o), 0);
+	assert_int_equal(res.cert_passes, 1);
+	assert_int_equal(res.keyq_stored, 0);
+	assert_int_equal(res.keyq_updated, 2);
+	assert_int_equal(res.pem_parses, 3);
+	flt.audit_id = res.audit_id;
+	assert_int_equal(cf_store_finding_list(x->st, &v, &n, &flt), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].resource_id, id);
+	assert_string_equal(v[0].reason_code, "BLOCKLISTED_KEY");
+	assert_int_equal(v[0].severity, CF_SEV_CRITICAL);
+	free(v);
+	assert_int_equal(cf_store_cert_get(x->st, &c, id), 0);
+	assert_int_equal(c.keyq_flags, CF_KEYQ_BLOCKLISTED);
+	assert_string_equal(c.keyq_policy, pol_fp);
+	cf_cert_rec_clear(&c);
+	/* Under the same policy again: nothing parsed, the same finding from the stored flags. */
+	assert_int_equal(cf_audit_run(x->st, &res, &o), 0);
+	assert_int_equal(res.keyq_stored, 2);
+	assert_int_equal(res.keyq_updated, 0);
+	assert_int_equal(res.pem_parses, 1);
+	assert_int_equal(res.by_check[CF_AUDIT_DEVICE_CERTIFICATE_KEY_QUALITY], 1);
+	cf_keyq_policy_free(pol);
+	free(pem);
+	free(opem);
+}
+
+/* The stored flags are what the audit reports (a tampered row shows it reads them). */
+static void
+test_audit__stored_flags_are_used(void **state)
+{
+	struct fx *x = *state;
+	char id[CF_ID_LEN + 1], sql[256];
+	cf_audit_result res;
+	cf_finding_rec *v;
+	size_t n;
+
+	assert_int_equal(cf_store_thing_create(x->st, "a", NULL), 0);
+	add_cert(x, id, "tampered", "a", x->int_id, x->now - DAY, x->now + 20 * DAY);
+	cf_store_close(x->st);
+	snprintf(sql, sizeof(sql), "UPDATE certificates SET keyq_flags = %u, keyq_detail = "
+	    "'ROCA_VULNERABLE: stored' WHERE id = '%s'", (unsigned)CF_KEYQ_ROCA_VULNERABLE, id);
+	raw_sql(x, sql);
+	assert_int_equal(cf_store_open(&x->st, x->path, 0), 0);
+	v = run(x, &n, &res, "DEVICE_CERTIFICATE_KEY_QUALITY_CHECK");
+	assert_int_equal(res.pem_parses, 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].reason_code, "ROCA_VULNERABLE_KEY");
+	assert_non_null(strstr(v[0].detail, "stored"));
+	free(v);
+}
+
+/* A version 6 database (no key facts) is migrated to 7: every row backfilled, nothing else changed. */
+static void
+test_audit__migration_backfills_key_facts(void **state)
+{
+	struct fx *x = *state;
+	char weak[CF_ID_LEN + 1], good[CF_ID_LEN + 1], bad[CF_ID_LEN + 1];
+	char weak_fp[CF_ID_LEN + 1], def_fp[CF_KEYQ_POLICY_FP_LEN + 1];
+	char *weak_pem = device_pem(x, 1, weak_fp);
+	char junk[] = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n";
+	cf_cert_rec before, c;
+	cf_thing_rec t;
+	cf_audit_result res;
+	cf_finding_rec *v;
+	size_t n;
+
+	assert_int_equal(cf_keyq_policy_fingerprint(def_fp, NULL), 0);
+	assert_int_equal(cf_store_schema_version(x->st), 7);
+	assert_int_equal(cf_store_thing_create(x->st, "a", "{\"k\":\"v\"}"), 0);
+	add_cert_pem(x, weak, "weak", "a", x->int_id, x->now - DAY, x->now + 20 * DAY, weak_pem);
+	add_cert(x, good, "good", "a", x->int_id, x->now - DAY, x->now + 200 * DAY);
+	add_cert_pem(x, bad, "bad", "", x->int_id, x->now - DAY, x->now + 200 * DAY, junk);
+	assert_int_equal(cf_store_cert_set_status(x->st, good, CF_CERT_INACTIVE, 0), 0);
+	assert_int_equal(cf_store_cert_get(x->st, &before, good), 0);
+	cf_store_close(x->st);
+	/* Back to what version 6 had. */
+	raw_sql(x, "DROP INDEX certificates_spki; ALTER TABLE certificates DROP COLUMN keyq_detail; "
+	    "ALTER TABLE certificates DROP COLUMN keyq_policy; ALTER TABLE certificates DROP COLUMN "
+	    "keyq_flags; ALTER TABLE certificates DROP COLUMN spki_sha256; PRAGMA user_version = 6");
+	assert_int_equal(cf_store_open(&x->st, x->path, CF_STORE_READONLY), CF_EINVAL);
+	assert_int_equal(cf_store_open(&x->st, x->path, 0), 0);
+	assert_int_equal(cf_store_schema_version(x->st), 7);
+	/* Backfilled under the default policy. */
+	assert_int_equal(cf_store_cert_get(x->st, &c, weak), 0);
+	assert_true(c.keyq_flags & CF_KEYQ_RSA_KEY_TOO_SHORT);
+	assert_string_equal(c.spki_sha256, weak_fp);
+	assert_string_equal(c.keyq_policy, def_fp);
+	assert_string_equal(c.pem, weak_pem);
+	cf_cert_rec_clear(&c);
+	/* The rest of each row as it was. */
+	assert_int_equal(cf_store_cert_get(x->st, &c, good), 0);
+	assert_string_equal(c.serial, before.serial);
+	assert_string_equal(c.thing, before.thing);
+	assert_int_equal(c.status, CF_CERT_INACTIVE);
+	assert_int_equal(c.not_after, before.not_after);
+	assert_int_equal(c.updated_at, before.updated_at);
+	assert_string_equal(c.pem, before.pem);
+	assert_string_equal(c.spki_sha256, before.spki_sha256);
+	assert_int_equal(c.keyq_flags, 0);
+	assert_string_equal(c.keyq_policy, def_fp);
+	cf_cert_rec_clear(&c);
+	cf_cert_rec_clear(&before);
+	/* A PEM that does not parse keeps no facts (the migration does not fail on it). */
+	assert_int_equal(cf_store_cert_get(x->st, &c, bad), 0);
+	assert_string_equal(c.keyq_policy, "");
+	assert_string_equal(c.spki_sha256, "");
+	cf_cert_rec_clear(&c);
+	assert_int_equal(cf_store_thing_get(x->st, &t, "a"), 0);
+	assert_non_null(strstr(t.attributes, "\"k\""));
+	cf_thing_rec_clear(&t);
+	/* The audit reads the backfilled facts: only the CAs' PEM is parsed. */
+	assert_int_equal(cf_store_cert_set_status(x->st, bad, CF_CERT_INACTIVE, 0), 0);
+	v = run(x, &n, &res, KEYQ_CHECKS);
+	assert_int_equal(res.pem_parses, 1);
+	assert_int_equal(res.keyq_stored, 1);
+	assert_int_equal(count_reason(v, n, weak, "KEY_TOO_SMALL"), 1);
+	free(v);
+	free(weak_pem);
+}
+
 /* ---- schedule ---------------------------------------------------------------------------- */
 
 /* 2026-11-23 (a Monday) 13:25:10 UTC. */
@@ -582,6 +861,10 @@ main(void)
 		T(test_audit__suppression_semantics),
 		T(test_audit__export_escapes),
 		T(test_audit__provisioning_claims),
+		T(test_audit__key_facts_stored_at_insert),
+		T(test_audit__policy_change_reevaluates_once),
+		T(test_audit__stored_flags_are_used),
+		T(test_audit__migration_backfills_key_facts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -977,7 +977,8 @@ test_jobs_store__migration_from_version_2(void **state)
 	assert_true(v >= 3);
 	cf_store_close(fx->st);
 	fx->st = NULL;
-	raw_sql(fx->db, "DROP TABLE prov_attempts; DROP TABLE prov_serials; DROP TABLE prov_claims; DROP TABLE prov_templates; "
+	raw_sql(fx->db, "DROP INDEX certificates_spki; ALTER TABLE certificates DROP COLUMN keyq_detail; ALTER TABLE certificates DROP COLUMN keyq_policy; ALTER TABLE certificates DROP COLUMN keyq_flags; ALTER TABLE certificates DROP COLUMN spki_sha256; "
+	    "DROP TABLE prov_attempts; DROP TABLE prov_serials; DROP TABLE prov_claims; DROP TABLE prov_templates; "
 	    "DROP TABLE mitigation_actions; DROP TABLE suppressions; DROP TABLE findings; DROP TABLE audits; DROP INDEX connections_ended; "
 	    "DROP TABLE notifications; DROP TABLE job_targets; DROP TABLE rotations; "
 	    "DROP TABLE job_executions; DROP TABLE jobs; PRAGMA user_version = 2");
@@ -1475,7 +1476,8 @@ test_jobs_store__migration_from_version_3(void **state)
 	fx->st = NULL;
 
 	/* what version 3 had: no targets, no outbox, no rotations_state index */
-	raw_sql(fx->db, "DROP TABLE prov_attempts; DROP TABLE prov_serials; DROP TABLE prov_claims; DROP TABLE prov_templates; "
+	raw_sql(fx->db, "DROP INDEX certificates_spki; ALTER TABLE certificates DROP COLUMN keyq_detail; ALTER TABLE certificates DROP COLUMN keyq_policy; ALTER TABLE certificates DROP COLUMN keyq_flags; ALTER TABLE certificates DROP COLUMN spki_sha256; "
+	    "DROP TABLE prov_attempts; DROP TABLE prov_serials; DROP TABLE prov_claims; DROP TABLE prov_templates; "
 	    "DROP TABLE mitigation_actions; DROP TABLE suppressions; DROP TABLE findings; DROP TABLE audits; DROP INDEX connections_ended; "
 	    "DROP TABLE notifications; DROP TABLE job_targets; "
 	    "DROP INDEX rotations_state; PRAGMA user_version = 3");

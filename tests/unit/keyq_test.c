@@ -571,6 +571,42 @@ test_keyq__flag_codes(void **state)
 	assert_string_equal(cf_keyq_flag_code((cf_keyq_flag)0), "UNKNOWN");
 }
 
+/* The policy fingerprint: equal policies equal, any change different (stored key facts depend on it). */
+static void
+test_keyq__policy_fingerprint(void **state)
+{
+	cf_keyq_policy *a = NULL, *b = NULL;
+	char fa[CF_KEYQ_POLICY_FP_LEN + 1], fb[CF_KEYQ_POLICY_FP_LEN + 1], fd[CF_KEYQ_POLICY_FP_LEN + 1];
+	const char *bl = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+	(void)state;
+	must(cf_keyq_policy_new(&a));
+	must(cf_keyq_policy_new(&b));
+	must(cf_keyq_policy_fingerprint(fd, NULL));
+	must(cf_keyq_policy_fingerprint(fa, a));
+	assert_int_equal(strlen(fa), CF_KEYQ_POLICY_FP_LEN);
+	assert_string_equal(fa, fd); /* a new policy is the default one */
+	/* The curves are a set: order does not matter. */
+	must(cf_keyq_policy_set_curves(a, "P-256,P-384"));
+	must(cf_keyq_policy_set_curves(b, "secp384r1,P-256"));
+	must(cf_keyq_policy_fingerprint(fa, a));
+	must(cf_keyq_policy_fingerprint(fb, b));
+	assert_string_equal(fa, fb);
+	assert_string_not_equal(fa, fd);
+	/* A blocklist entry, or the RSA minimum, changes it. */
+	must(cf_keyq_policy_block(b, bl));
+	must(cf_keyq_policy_fingerprint(fb, b));
+	assert_string_not_equal(fa, fb);
+	must(cf_keyq_policy_block(a, bl));
+	must(cf_keyq_policy_fingerprint(fa, a));
+	assert_string_equal(fa, fb);
+	must(cf_keyq_policy_set_min_rsa_bits(b, 3072));
+	must(cf_keyq_policy_fingerprint(fb, b));
+	assert_string_not_equal(fa, fb);
+	cf_keyq_policy_free(a);
+	cf_keyq_policy_free(b);
+}
+
 int
 main(void)
 {
@@ -591,6 +627,7 @@ main(void)
 		cmocka_unit_test(test_keyq__block_single_fingerprint),
 		cmocka_unit_test(test_keyq__collects_every_problem),
 		cmocka_unit_test(test_keyq__flag_codes),
+		cmocka_unit_test(test_keyq__policy_fingerprint),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
