@@ -398,10 +398,11 @@ notice_of(cfd_notice *n, const char *kind, const cf_exec_rec *e, const cf_rotati
  *   anything else after created or committed (FAILED/REJECTED: the device rolled
  *   back; TIMED_OUT/CANCELED before commit; SUCCEEDED without a commit)
  *                                    -> new certificate INACTIVE, rotation failed
- * No rotation record: nothing was issued, nothing to undo.
+ * No rotation record: nothing was issued, nothing to undo. *rot_out is the
+ * record as read (zeroed when there is none), for the caller's notification.
  */
 static int
-settle_rotation(cfd *d, const cf_exec_rec *e, const char *reason)
+settle_rotation(cfd *d, cf_rotation_rec *rot_out, const cf_exec_rec *e, const char *reason)
 {
 	cf_store *st = cf_ca_store(d->ca);
 	cf_rotation_rec rot;
@@ -411,9 +412,12 @@ settle_rotation(cfd *d, const cf_exec_rec *e, const char *reason)
 	int r;
 
 	memset(&rot, 0, sizeof(rot));
+	memset(rot_out, 0, sizeof(*rot_out));
 	r = cf_store_rotation_get(st, &rot, e->job_id, e->thing, e->execution_number);
 	if (r == CF_ENOTFOUND)
 		return 0;
+	if (r == 0)
+		*rot_out = rot;
 	if (r != 0)
 		return r;
 	if (rot.state != CF_ROTATION_CREATED && rot.state != CF_ROTATION_COMMITTED)
@@ -453,14 +457,10 @@ cfd_execution_ended(cfd *d, const cf_exec_rec *e, const char *reason)
 	cfd_notice n;
 	int r;
 
-	if ((r = settle_rotation(d, e, reason)) != 0)
+	if ((r = settle_rotation(d, &rot, e, reason)) != 0)
 		return r;
 	if (e->status < 0 || e->status >= CF_EXEC__COUNT || kinds[e->status] == NULL)
 		return 0;
-	memset(&rot, 0, sizeof(rot));
-	if (cf_store_rotation_get(cf_ca_store(d->ca), &rot, e->job_id, e->thing,
-	    e->execution_number) != 0)
-		memset(&rot, 0, sizeof(rot));
 	notice_of(&n, kinds[e->status], e, &rot, reason);
 	return cfd_notify(d, &n);
 }
