@@ -881,7 +881,9 @@ cf_ca_issue_csr_ex(cf_ca *ca, cf_cert_rec *out, const void *csr_data, size_t csr
 		snprintf(rec.key_alg, sizeof(rec.key_alg), "%s", info.key.type);
 	rec.key_bits = info.key.bits;
 	snprintf(rec.sig_alg, sizeof(rec.sig_alg), "%s", info.sig_alg);
-	if ((r = cf_cert_to_pem(&rec.pem, cert)) != 0 || (r = cf_store_cert_insert(ca->st, &rec)) != 0)
+	/* The store takes its key facts from cert itself: no second parse of the PEM. */
+	if ((r = cf_cert_to_pem(&rec.pem, cert)) != 0 ||
+	    (r = cf_store_cert_insert_parsed(ca->st, &rec, cert)) != 0)
 		goto out;
 	if (out != NULL) {
 		*out = rec;

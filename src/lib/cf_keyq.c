@@ -592,6 +592,45 @@ cf_keyq_check_cert_pem(cf_keyq_result *out, char spki[CF_ID_LEN + 1], const cf_k
 }
 
 int
+cf_keyq_check_cert_spki(cf_keyq_result *out, char spki[CF_ID_LEN + 1], const cf_keyq_policy *p,
+    const cf_cert *cert)
+{
+	EVP_PKEY *pkey;
+	const X509_ALGOR *alg = NULL;
+	unsigned char *der = NULL;
+	int r, n;
+
+	memset(out, 0, sizeof(*out));
+	spki[0] = '\0';
+	if (p == NULL)
+		p = &default_policy;
+	if ((pkey = cf_pki_cert_pkey(cert)) == NULL) {
+		cf_error_ssl("certificate public key cannot be decoded");
+		return CF_EINVAL;
+	}
+	/*
+	 * The SPKI as the certificate holds it: for one issued here, the CSR's
+	 * bytes copy_pubkey copied, which are what its PEM carries.
+	 */
+	if ((n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert->x509), &der)) <= 0) {
+		cf_error_ssl("certificate public key cannot be encoded");
+		r = CF_EINVAL;
+		goto out;
+	}
+	cf_sha256_hex(spki, der, (size_t)n);
+	if ((r = check_pkey(out, p, pkey, spki)) != 0)
+		goto out;
+	X509_get0_signature(NULL, &alg, cert->x509);
+	check_sig(out, alg);
+out:
+	OPENSSL_free(der);
+	EVP_PKEY_free(pkey);
+	if (r != 0)
+		spki[0] = '\0';
+	return r;
+}
+
+int
 cf_keyq_check_csr(cf_keyq_result *out, const cf_keyq_policy *p, const cf_csr *csr)
 {
 	EVP_PKEY *pkey;

@@ -77,6 +77,16 @@ int cf_keyq_check_cert(cf_keyq_result *out, const cf_keyq_policy *p, const cf_ce
  */
 int cf_keyq_check_cert_pem(cf_keyq_result *out, char spki[CF_ID_LEN + 1], const cf_keyq_policy *p,
     const char *pem, size_t len) CF_MUST_CHECK;
+/*
+ * cf_keyq_check_cert_pem's result and SPKI fingerprint for a certificate
+ * already held as a cf_cert: the same facts, byte for byte, as that
+ * function gives for the cf_cert's PEM, without parsing it again. A
+ * certificate issued in this process (cf_pki_issue_device) is checked with
+ * the CSR's already decoded key, so nothing is decoded at all. p NULL: the
+ * default policy. CF_EINVAL if the public key cannot be read.
+ */
+int cf_keyq_check_cert_spki(cf_keyq_result *out, char spki[CF_ID_LEN + 1], const cf_keyq_policy *p,
+    const cf_cert *cert) CF_MUST_CHECK;
 /* Key checks plus the CSR's signature algorithm. */
 int cf_keyq_check_csr(cf_keyq_result *out, const cf_keyq_policy *p, const cf_csr *csr) CF_MUST_CHECK;
 

@@ -1273,22 +1273,10 @@ int
 cf_store_ca_get_issuer(cf_store *st, cf_ca_rec *out)
 {
 	int r;
-	cf_ca_rec *cas = NULL;
-	size_t n = 0, i;
 
-	if ((r = st->ops->ca_list(st->b, &cas, &n)) != 0)
-		goto out;
-	for (i = 0; i < n && !cas[i].is_issuer; i++)
-		;
-	if (i == n) {
-		r = CF_ENOTFOUND;
+	/* One indexed row (cas_one_issuer), not the list: the CA path asks at every issuance. */
+	if ((r = st->ops->ca_get_issuer(st->b, out)) == CF_ENOTFOUND)
 		cf_error_set("no issuing CA is set (certfleet ca set-issuer)");
-		goto out;
-	}
-	*out = cas[i];
-	memset(&cas[i], 0, sizeof(cas[i]));
-out:
-	cf_ca_recs_free(cas, n);
 	return r;
 }
 
@@ -1410,24 +1398,18 @@ static int
 active_limit_check(cf_store *st, const char *thing, const char *except_id)
 {
 	int r;
-	cf_cert_rec *certs = NULL;
-	size_t n = 0, i, active = 0;
-	cf_cert_filter f = { .status = CF_CERT_ACTIVE, .thing = thing };
+	size_t active = 0;
 
 	if (thing[0] == '\0')
 		return 0;
-	if ((r = st->ops->cert_list(st->b, &certs, &n, &f)) != 0)
-		goto out;
-	for (i = 0; i < n; i++)
-		active += strcmp(certs[i].id, except_id) != 0;
+	if ((r = st->ops->cert_count(st->b, &active, thing, CF_CERT_ACTIVE, except_id)) != 0)
+		return r;
 	if (active >= ACTIVE_PER_THING_MAX) {
-		r = CF_ESTATE;
 		cf_error_set("thing '%s' already has %zu ACTIVE certificates (at most %d, during a "
 		    "rotation): deactivate one first", thing, active, ACTIVE_PER_THING_MAX);
+		return CF_ESTATE;
 	}
-out:
-	cf_cert_recs_free(certs, n);
-	return r;
+	return 0;
 }
 
 int
@@ -1443,8 +1425,13 @@ cf_store_set_keyq_policy(cf_store *st, const cf_keyq_policy *p)
 	return 0;
 }
 
-int
-cf_cert_keyq_compute(cf_cert_keyq *out, const char *pem, const cf_keyq_policy *p,
+/*
+ * The key facts of a certificate, from its parsed form when the caller has
+ * one (cert, which must be pem parsed), else from pem: cf_keyq gives the
+ * same facts either way, so whichever is at hand decides nothing.
+ */
+static int
+keyq_compute(cf_cert_keyq *out, const char *pem, const cf_cert *cert, const cf_keyq_policy *p,
     const char policy_fp[CF_KEYQ_POLICY_FP_LEN + 1])
 {
 	cf_keyq_result res;
@@ -1453,11 +1440,14 @@ cf_cert_keyq_compute(cf_cert_keyq *out, const char *pem, const cf_keyq_policy *p
 	out->spki_sha256[0] = out->keyq_policy[0] = '\0';
 	out->keyq_flags = 0;
 	out->keyq_detail = NULL;
-	if (pem == NULL) {
+	if (cert != NULL)
+		r = cf_keyq_check_cert_spki(&res, out->spki_sha256, p, cert);
+	else if (pem == NULL) {
 		cf_error_set("no PEM");
-		return CF_EINVAL;
-	}
-	if ((r = cf_keyq_check_cert_pem(&res, out->spki_sha256, p, pem, strlen(pem))) != 0)
+		r = CF_EINVAL;
+	} else
+		r = cf_keyq_check_cert_pem(&res, out->spki_sha256, p, pem, strlen(pem));
+	if (r != 0)
 		return r;
 	if (res.detail[0] != '\0' && (out->keyq_detail = strdup(res.detail)) == NULL) {
 		out->spki_sha256[0] = '\0';
@@ -1470,7 +1460,20 @@ cf_cert_keyq_compute(cf_cert_keyq *out, const char *pem, const cf_keyq_policy *p
 }
 
 int
+cf_cert_keyq_compute(cf_cert_keyq *out, const char *pem, const cf_keyq_policy *p,
+    const char policy_fp[CF_KEYQ_POLICY_FP_LEN + 1])
+{
+	return keyq_compute(out, pem, NULL, p, policy_fp);
+}
+
+int
 cf_store_cert_insert(cf_store *st, const cf_cert_rec *cert)
+{
+	return cf_store_cert_insert_parsed(st, cert, NULL);
+}
+
+int
+cf_store_cert_insert_parsed(cf_store *st, const cf_cert_rec *cert, const cf_cert *parsed)
 {
 	int r = CF_EINVAL;
 	cf_cert_rec rec;
@@ -1512,7 +1515,7 @@ cf_store_cert_insert(cf_store *st, const cf_cert_rec *cert)
 	/* The key facts, once, here (one place): a PEM that does not parse keeps none. */
 	if (st->keyq_fp[0] == '\0' && (r = cf_store_set_keyq_policy(st, st->keyq)) != 0)
 		goto out;
-	if (cf_cert_keyq_compute(&kq, cert->pem, st->keyq, st->keyq_fp) != 0)
+	if (keyq_compute(&kq, cert->pem, parsed, st->keyq, st->keyq_fp) != 0)
 		cf_error_clear();
 	memcpy(rec.spki_sha256, kq.spki_sha256, sizeof(rec.spki_sha256));
 	rec.keyq_flags = kq.keyq_flags;

@@ -73,6 +73,8 @@ struct cf_store_ops {
 	int (*ca_get)(struct cf_store_backend *b, cf_ca_rec *out, const char *id);
 	int (*ca_get_by_name)(struct cf_store_backend *b, cf_ca_rec *out, const char *name);
 	int (*ca_list)(struct cf_store_backend *b, cf_ca_rec **out, size_t *out_n);
+	/* The CA with is_issuer set (there is at most one); CF_ENOTFOUND if none. */
+	int (*ca_get_issuer)(struct cf_store_backend *b, cf_ca_rec *out);
 	/* Writes status, is_issuer, revoked_at, revoke_reason and crl_number of ca->id. */
 	int (*ca_update)(struct cf_store_backend *b, const cf_ca_rec *ca);
 
@@ -82,6 +84,12 @@ struct cf_store_ops {
 	/* f->thing "" selects certificates attached to no thing. */
 	int (*cert_list)(struct cf_store_backend *b, cf_cert_rec **out, size_t *out_n,
 	    const cf_cert_filter *f);
+	/*
+	 * How many certificates thing (not "") has in status, except_id not
+	 * counted: one indexed count, no rows read out.
+	 */
+	int (*cert_count)(struct cf_store_backend *b, size_t *out, const char *thing,
+	    cf_cert_status status, const char *except_id);
 	/* Writes thing, status, updated_at, revoked_at and revoke_reason of c->id. */
 	int (*cert_update)(struct cf_store_backend *b, const cf_cert_rec *c);
 

@@ -343,12 +343,14 @@ enum stmt_id {
 	S_CA_GET,
 	S_CA_GET_NAME,
 	S_CA_LIST,
+	S_CA_ISSUER,
 	S_CA_UPDATE,
 	S_CA_PREFIX,
 	S_CERT_INSERT,
 	S_CERT_KEYQ_UPDATE,
 	S_CERT_GET,
 	S_CERT_UPDATE,
+	S_CERT_COUNT,
 	S_CERT_PREFIX,
 	S_EVENT_HEAD,
 	S_EVENT_INSERT,
@@ -415,6 +417,7 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_CA_GET] = "SELECT " CA_COLS " FROM cas WHERE id = ?1",
 	[S_CA_GET_NAME] = "SELECT " CA_COLS " FROM cas WHERE name = ?1",
 	[S_CA_LIST] = "SELECT " CA_COLS " FROM cas ORDER BY created_at, name",
+	[S_CA_ISSUER] = "SELECT " CA_COLS " FROM cas WHERE is_issuer = 1",
 	[S_CA_UPDATE] = "UPDATE cas SET status = ?2, is_issuer = ?3, revoked_at = ?4, "
 	    "revoke_reason = ?5, crl_number = ?6 WHERE id = ?1",
 	/* Ids are lowercase hex, so every id starting with ?1 sorts below ?1 || 'g'. */
@@ -428,6 +431,9 @@ static const char *const stmt_sql[S__COUNT] = {
 	    "revoked_at = ?5, revoke_reason = ?6 WHERE id = ?1",
 	[S_CERT_PREFIX] = "SELECT id FROM certificates WHERE id >= ?1 AND id < ?1 || 'g' "
 	    "ORDER BY id LIMIT ?2",
+	/* certificates_thing_status answers it: the active-per-thing limit at every insert. */
+	[S_CERT_COUNT] = "SELECT count(*) FROM certificates WHERE thing = ?1 AND status = ?2 "
+	    "AND id <> ?3",
 	[S_EVENT_HEAD] = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
 	[S_EVENT_INSERT] = "INSERT INTO events(" EVENT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[S_EVENT_LIST] = "SELECT " EVENT_COLS " FROM events WHERE ts >= ?1 ORDER BY seq LIMIT ?2",
@@ -1292,14 +1298,18 @@ ca_get_by(struct cf_store_backend *b, cf_ca_rec *out, enum stmt_id id, const cha
 
 	if ((r = stmt_get(b, &s, id)) != 0)
 		goto out;
-	bind_text(s, 1, key);
+	if (key != NULL)
+		bind_text(s, 1, key);
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		r = ca_row(b, out, s);
 		if (r != 0)
 			cf_ca_rec_clear(out);
 	} else if (rc == SQLITE_DONE) {
 		r = CF_ENOTFOUND;
-		cf_error_set(id == S_CA_GET ? "no CA with id %s" : "no CA named '%s'", key);
+		if (key == NULL)
+			cf_error_set("no issuing CA is set");
+		else
+			cf_error_set(id == S_CA_GET ? "no CA with id %s" : "no CA named '%s'", key);
 	} else {
 		r = sq_fail(b, rc, "get CA");
 	}
@@ -1318,6 +1328,12 @@ static int
 sq_ca_get_by_name(struct cf_store_backend *b, cf_ca_rec *out, const char *name)
 {
 	return ca_get_by(b, out, S_CA_GET_NAME, name);
+}
+
+static int
+sq_ca_get_issuer(struct cf_store_backend *b, cf_ca_rec *out)
+{
+	return ca_get_by(b, out, S_CA_ISSUER, NULL);
 }
 
 static int
@@ -1510,6 +1526,28 @@ out:
 	if (v != NULL)
 		cf_cert_recs_free(v, n < cap ? n + 1 : n);
 	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+sq_cert_count(struct cf_store_backend *b, size_t *out, const char *thing, cf_cert_status status,
+    const char *except_id)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = stmt_get(b, &s, S_CERT_COUNT)) != 0)
+		goto out;
+	bind_text(s, 1, thing);
+	bind_text(s, 2, cf_cert_status_name(status));
+	bind_text(s, 3, except_id);
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		r = sq_fail(b, rc, "count certificates");
+		goto out;
+	}
+	*out = (size_t)sqlite3_column_int64(s, 0);
+out:
+	stmt_done(s);
 	return r;
 }
 
@@ -3720,10 +3758,12 @@ const struct cf_store_ops cf_store_sqlite_ops = {
 	.ca_get = sq_ca_get,
 	.ca_get_by_name = sq_ca_get_by_name,
 	.ca_list = sq_ca_list,
+	.ca_get_issuer = sq_ca_get_issuer,
 	.ca_update = sq_ca_update,
 	.cert_insert = sq_cert_insert,
 	.cert_get = sq_cert_get,
 	.cert_list = sq_cert_list,
+	.cert_count = sq_cert_count,
 	.cert_update = sq_cert_update,
 	.id_prefix = sq_id_prefix,
 	.event_head = sq_event_head,

@@ -15,6 +15,9 @@
 
 #include <cmocka.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
 #include "cf_ca.h"
 #include "cf_util.h"
 
@@ -188,6 +191,150 @@ test_ca__issue_verifies_with_chain(void **state)
 	free(chain_pem);
 	free(csr);
 	cf_cert_rec_clear(&rec);
+	cf_ca_close(ca);
+}
+
+/* A fresh RSA-1024 key (cf_key_generate makes none that weak). */
+static cf_key *
+rsa_1024(void)
+{
+	EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+	BIO *bio = BIO_new(BIO_s_mem());
+	BUF_MEM *bm;
+	cf_key *k = NULL;
+
+	assert_non_null(pk);
+	assert_int_equal(PEM_write_bio_PrivateKey(bio, pk, NULL, NULL, 0, NULL, NULL), 1);
+	BIO_get_mem_ptr(bio, &bm);
+	assert_int_equal(cf_key_from_pem(&k, bm->data, bm->length, NULL), 0);
+	EVP_PKEY_free(pk);
+	BIO_free(bio);
+	return k;
+}
+
+/* The stored key facts of id equal what the PEM path computes from the stored PEM under p. */
+static void
+assert_facts_from_pem(cf_store *st, const char *id, const cf_keyq_policy *p, const char *what)
+{
+	char fp[CF_KEYQ_POLICY_FP_LEN + 1];
+	cf_cert_keyq kq;
+	cf_cert_rec rec;
+
+	memset(&rec, 0, sizeof(rec));
+	assert_int_equal(cf_store_cert_get(st, &rec, id), 0);
+	assert_int_equal(cf_keyq_policy_fingerprint(fp, p), 0);
+	assert_int_equal(cf_cert_keyq_compute(&kq, rec.pem, p, fp), 0);
+	if (strcmp(rec.spki_sha256, kq.spki_sha256) != 0 || rec.keyq_flags != kq.keyq_flags ||
+	    strcmp(rec.keyq_policy, kq.keyq_policy) != 0 ||
+	    strcmp(rec.keyq_detail ? rec.keyq_detail : "", kq.keyq_detail ? kq.keyq_detail : "") != 0)
+		fail_msg("%s: stored %s %#x %s '%s', from the PEM %s %#x %s '%s'", what,
+		    rec.spki_sha256, rec.keyq_flags, rec.keyq_policy,
+		    rec.keyq_detail ? rec.keyq_detail : "", kq.spki_sha256, kq.keyq_flags,
+		    kq.keyq_policy, kq.keyq_detail ? kq.keyq_detail : "");
+	assert_int_equal(strlen(rec.spki_sha256), CF_ID_LEN);
+	free(kq.keyq_detail);
+	cf_cert_rec_clear(&rec);
+}
+
+/*
+ * The CA hands the store the certificate it built (cf_store_cert_insert_parsed):
+ * the key facts stored for every key algorithm it issues must be those the
+ * PEM gives. Weak keys never pass the CA's CSR check, so they go through
+ * the store directly, under a policy that flags them and blocks a key.
+ */
+static void
+test_ca__stored_key_facts_match_pem_path(void **state)
+{
+	static const struct { cf_key_alg alg; cf_sig_alg sig; } algs[] = {
+		{ CF_KEY_RSA2048, CF_SIG_SHA256_RSA }, { CF_KEY_RSA3072, CF_SIG_SHA256_RSA },
+		{ CF_KEY_P256, CF_SIG_ECDSA_SHA256 }, { CF_KEY_P384, CF_SIG_ECDSA_SHA384 },
+		{ CF_KEY_P521, CF_SIG_ECDSA_SHA512 }, { CF_KEY_ED25519, CF_SIG_ED25519 },
+	};
+	cf_ca *ca = open_ca();
+	cf_store *st = cf_ca_store(ca);
+	cf_key *key = NULL, *root_key = NULL, *weak = NULL;
+	cf_cert *root = NULL, *cert = NULL;
+	cf_csr *csr = NULL;
+	cf_cert_rec rec, got;
+	cf_cert_info info;
+	cf_ca_rec issuer;
+	cf_keyq_policy *strict = NULL;
+	char *csr_pem = NULL, thing[32], fp[CF_ID_LEN + 1];
+	size_t i;
+
+	(void)state;
+	memset(&rec, 0, sizeof(rec));
+	for (i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+		snprintf(thing, sizeof(thing), "facts-%zu", i);
+		assert_int_equal(cf_store_thing_create(st, thing, NULL), 0);
+		assert_int_equal(cf_key_generate(&key, algs[i].alg), 0);
+		assert_int_equal(cf_csr_create(&csr_pem, key, algs[i].sig, thing), 0);
+		assert_int_equal(cf_ca_issue_csr(ca, &rec, csr_pem, strlen(csr_pem), thing, 0), 0);
+		assert_facts_from_pem(st, rec.id, NULL, cf_key_alg_name(algs[i].alg));
+		/* ... and they are the key's: its fingerprint, clean under the default policy. */
+		assert_int_equal(cf_key_fingerprint(fp, key), 0);
+		assert_int_equal(cf_store_cert_get(st, &got, rec.id), 0);
+		assert_string_equal(got.spki_sha256, fp);
+		assert_int_equal(got.keyq_flags, 0);
+		assert_null(got.keyq_detail);
+		cf_cert_rec_clear(&got);
+		cf_cert_rec_clear(&rec);
+		cf_key_free(key);
+		free(csr_pem);
+		key = NULL;
+		csr_pem = NULL;
+	}
+	/* An RSA-1024 key and a blocked P-256 key, issued outside the CA's checks. */
+	assert_int_equal(cf_keyq_policy_new(&strict), 0);
+	assert_int_equal(cf_key_generate(&root_key, CF_KEY_P256), 0);
+	assert_int_equal(cf_pki_make_root(&root, root_key, "facts root", 30), 0);
+	assert_int_equal(cf_store_ca_get_issuer(st, &issuer), 0);
+	for (i = 0; i < 2; i++) {
+		if (i == 0) {
+			weak = rsa_1024();
+		} else {
+			assert_int_equal(cf_key_generate(&weak, CF_KEY_P256), 0);
+			assert_int_equal(cf_key_fingerprint(fp, weak), 0);
+			assert_int_equal(cf_keyq_policy_block(strict, fp), 0);
+		}
+		assert_int_equal(cf_store_set_keyq_policy(st, strict), 0);
+		assert_int_equal(cf_csr_create(&csr_pem, weak, i == 0 ? CF_SIG_SHA256_RSA :
+		    CF_SIG_ECDSA_SHA256, "facts-0"), 0);
+		assert_int_equal(cf_csr_parse(&csr, csr_pem, strlen(csr_pem)), 0);
+		assert_int_equal(cf_csr_verify(csr), 0);
+		assert_int_equal(cf_pki_issue_device(&cert, csr, "facts-0", 1, 0, root, root_key), 0);
+		assert_int_equal(cf_cert_info_get(&info, cert), 0);
+		memcpy(rec.id, info.id, sizeof(rec.id));
+		memcpy(rec.serial, info.serial, sizeof(rec.serial));
+		memcpy(rec.ca_id, issuer.id, sizeof(rec.ca_id));
+		rec.status = CF_CERT_INACTIVE;
+		rec.not_before = info.not_before;
+		rec.not_after = info.not_after;
+		snprintf(rec.key_alg, sizeof(rec.key_alg), "%s", info.key.type);
+		snprintf(rec.sig_alg, sizeof(rec.sig_alg), "%s", info.sig_alg);
+		assert_int_equal(cf_cert_to_pem(&rec.pem, cert), 0);
+		assert_int_equal(cf_store_cert_insert_parsed(st, &rec, cert), 0);
+		assert_facts_from_pem(st, rec.id, strict, i == 0 ? "RSA-1024" : "blocked P-256");
+		assert_int_equal(cf_store_cert_get(st, &got, rec.id), 0);
+		assert_int_equal(got.keyq_flags,
+		    i == 0 ? CF_KEYQ_RSA_KEY_TOO_SHORT : CF_KEYQ_BLOCKLISTED);
+		assert_non_null(got.keyq_detail);
+		cf_cert_rec_clear(&got);
+		cf_cert_rec_clear(&rec);
+		cf_cert_free(cert);
+		cf_csr_free(csr);
+		cf_key_free(weak);
+		free(csr_pem);
+		cert = NULL;
+		csr = NULL;
+		weak = NULL;
+		csr_pem = NULL;
+	}
+	assert_int_equal(cf_store_set_keyq_policy(st, NULL), 0);
+	cf_keyq_policy_free(strict);
+	cf_ca_rec_clear(&issuer);
+	cf_cert_free(root);
+	cf_key_free(root_key);
 	cf_ca_close(ca);
 }
 
@@ -377,6 +524,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_ca__init_bad_name_creates_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ca__open_missing_dir_and_unknown_config_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ca__issue_verifies_with_chain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ca__stored_key_facts_match_pem_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ca__issue_refuses_other_subject_and_garbage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ca__configured_root_key_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ca__root_cannot_become_issuer, setup, teardown),

@@ -557,6 +557,160 @@ test_keyq__collects_every_problem(void **state)
 	EVP_PKEY_free(weak);
 }
 
+/* Both ways to a certificate's key facts must agree byte for byte. */
+static void
+assert_same_facts(const cf_keyq_policy *p, cf_cert *cert, const char *what)
+{
+	cf_keyq_result a, b;
+	char spki_a[CF_ID_LEN + 1], spki_b[CF_ID_LEN + 1], *pem = NULL;
+	int ra, rb;
+
+	must(cf_cert_to_pem(&pem, cert));
+	ra = cf_keyq_check_cert_pem(&a, spki_a, p, pem, strlen(pem));
+	rb = cf_keyq_check_cert_spki(&b, spki_b, p, cert);
+	if (ra != 0 || rb != 0)
+		fail_msg("%s: pem path %d, parsed path %d: %s", what, ra, rb, cf_error_last());
+	if (a.flags != b.flags || strcmp(a.detail, b.detail) != 0 || strcmp(spki_a, spki_b) != 0)
+		fail_msg("%s: pem path %#x '%s' %s, parsed path %#x '%s' %s", what, a.flags, a.detail,
+		    spki_a, b.flags, b.detail, spki_b);
+	assert_int_equal(strlen(spki_b), CF_ID_LEN);
+	free(pem);
+}
+
+/* Which flags the strict policy of the test below gives each key (a test that can fail). */
+struct facts_case {
+	const char *name;
+	cf_key *key;
+	cf_sig_alg sig;
+	unsigned strict_flags;
+};
+
+/*
+ * cf_keyq_check_cert_spki against cf_keyq_check_cert_pem, over
+ * certificates issued in this process (key held only as bytes plus the
+ * CSR's decoded key: the CA path) for every key algorithm the CA issues
+ * and for weak keys, and over certificates parsed from PEM (a SHA-1 signed
+ * RSA-1024 one, a ROCA key, an Ed448 key), under the default policy, the
+ * test's and a strict one with a blocklist.
+ */
+static void
+test_keyq__cert_spki_matches_pem_path(void **state)
+{
+	static const struct { cf_key_alg alg; cf_sig_alg sig; unsigned strict; } algs[] = {
+		{ CF_KEY_RSA2048, CF_SIG_SHA256_RSA, CF_KEYQ_RSA_KEY_TOO_SHORT },
+		{ CF_KEY_RSA3072, CF_SIG_SHA384_RSA_PSS, 0 },
+		{ CF_KEY_P256, CF_SIG_ECDSA_SHA256, CF_KEYQ_CURVE_NOT_ALLOWED | CF_KEYQ_BLOCKLISTED },
+		{ CF_KEY_P384, CF_SIG_ECDSA_SHA384, 0 },
+		{ CF_KEY_P521, CF_SIG_ECDSA_SHA512, CF_KEYQ_CURVE_NOT_ALLOWED },
+		{ CF_KEY_ED25519, CF_SIG_ED25519, CF_KEYQ_BLOCKLISTED },
+	};
+	struct facts_case c[8];
+	cf_key *issuer_key[2] = { NULL, NULL }, *pub = NULL;
+	cf_cert *issuer[2] = { NULL, NULL }, *cert = NULL, *parsed[3];
+	cf_keyq_policy *strict = NULL;
+	const cf_keyq_policy *pols[3];
+	EVP_PKEY *weak = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+	EVP_PKEY *ed448 = EVP_PKEY_Q_keygen(NULL, NULL, "ED448");
+	EVP_PKEY *roca = read_pubkey(data_path("roca/pubkey03.pem"));
+	cf_keyq_result res;
+	cf_csr *csr = NULL;
+	char *csr_pem = NULL, fp[CF_ID_LEN + 1], spki[CF_ID_LEN + 1], what[96];
+	size_t i, j, k, n = 0;
+
+	(void)state;
+	for (i = 0; i < sizeof(algs) / sizeof(algs[0]); i++, n++) {
+		c[n].name = cf_key_alg_name(algs[i].alg);
+		must(cf_key_generate(&c[n].key, algs[i].alg));
+		c[n].sig = algs[i].sig;
+		c[n].strict_flags = algs[i].strict;
+	}
+	c[n].name = "RSA-1024";
+	c[n].key = wrap(EVP_PKEY_dup(weak));
+	c[n].sig = CF_SIG_SHA256_RSA;
+	c[n++].strict_flags = CF_KEYQ_RSA_KEY_TOO_SHORT;
+	c[n].name = "P-192";
+	c[n].key = wrap(EVP_PKEY_Q_keygen(NULL, NULL, "EC", "prime192v1"));
+	c[n].sig = CF_SIG_ECDSA_SHA256;
+	c[n++].strict_flags = CF_KEYQ_CURVE_NOT_ALLOWED;
+	/* strict: RSA >= 3072, P-384 only, the P-256 and Ed25519 test keys blocked. */
+	must(cf_keyq_policy_new(&strict));
+	must(cf_keyq_policy_set_min_rsa_bits(strict, 3072));
+	must(cf_keyq_policy_set_curves(strict, "P-384"));
+	must(cf_key_fingerprint(fp, c[2].key));
+	must(cf_keyq_policy_block(strict, fp));
+	must(cf_key_fingerprint(fp, c[5].key));
+	must(cf_keyq_policy_block(strict, fp));
+	pols[0] = NULL;
+	pols[1] = g.policy;
+	pols[2] = strict;
+	/* Two issuers, so the certificates' signatures differ too (ECDSA, RSA). */
+	must(cf_key_generate(&issuer_key[0], CF_KEY_P256));
+	must(cf_key_generate(&issuer_key[1], CF_KEY_RSA2048));
+	for (j = 0; j < 2; j++)
+		must(cf_pki_make_root(&issuer[j], issuer_key[j], "facts root", 30));
+	for (j = 0; j < 2; j++) {
+		for (i = 0; i < n; i++) {
+			must(cf_csr_create(&csr_pem, c[i].key, c[i].sig, "facts-thing"));
+			must(cf_csr_parse(&csr, csr_pem, strlen(csr_pem)));
+			must(cf_csr_verify(csr));
+			must(cf_pki_issue_device(&cert, csr, "facts-thing", 1, 0, issuer[j],
+			    issuer_key[j]));
+			for (k = 0; k < 3; k++) {
+				snprintf(what, sizeof(what), "%s from issuer %zu, policy %zu", c[i].name, j,
+				    k);
+				assert_same_facts(pols[k], cert, what);
+			}
+			/* The facts are what they should be, not merely equal. */
+			must(cf_keyq_check_cert_spki(&res, spki, strict, cert));
+			if (res.flags != c[i].strict_flags)
+				fail_msg("%s: flags %#x under the strict policy, want %#x (%s)", c[i].name,
+				    res.flags, c[i].strict_flags, res.detail);
+			must(cf_key_fingerprint(fp, c[i].key));
+			assert_string_equal(spki, fp);
+			must(cf_keyq_check_cert_spki(&res, spki, NULL, cert));
+			assert_int_equal(res.flags, i < 6 ? 0u : c[i].strict_flags);
+			cf_cert_free(cert);
+			cf_csr_free(csr);
+			free(csr_pem);
+			cert = NULL;
+			csr = NULL;
+			csr_pem = NULL;
+		}
+	}
+	/* Parsed from PEM, not issued here: SHA-1 signature, a ROCA modulus, Ed448. */
+	parsed[0] = make_cert(weak, weak, EVP_sha1());
+	parsed[1] = make_cert(roca, g.ca, EVP_sha256());
+	parsed[2] = make_cert(ed448, g.ca, EVP_sha256());
+	for (i = 0; i < 3; i++) {
+		for (k = 0; k < 3; k++) {
+			snprintf(what, sizeof(what), "parsed certificate %zu, policy %zu", i, k);
+			assert_same_facts(pols[k], parsed[i], what);
+		}
+	}
+	must(cf_keyq_check_cert_spki(&res, spki, NULL, parsed[0]));
+	assert_int_equal(res.flags, CF_KEYQ_RSA_KEY_TOO_SHORT | CF_KEYQ_WEAK_SIGNATURE);
+	must(cf_keyq_check_cert_spki(&res, spki, NULL, parsed[1]));
+	assert_int_equal(res.flags, CF_KEYQ_ROCA_VULNERABLE);
+	must(cf_keyq_check_cert_spki(&res, spki, NULL, parsed[2]));
+	assert_int_equal(res.flags, CF_KEYQ_KEY_TYPE_NOT_ALLOWED);
+	must(cf_cert_pubkey(&pub, parsed[2]));
+	must(cf_key_fingerprint(fp, pub));
+	assert_string_equal(spki, fp);
+	for (i = 0; i < 3; i++)
+		cf_cert_free(parsed[i]);
+	for (i = 0; i < n; i++)
+		cf_key_free(c[i].key);
+	for (j = 0; j < 2; j++) {
+		cf_cert_free(issuer[j]);
+		cf_key_free(issuer_key[j]);
+	}
+	cf_key_free(pub);
+	cf_keyq_policy_free(strict);
+	EVP_PKEY_free(weak);
+	EVP_PKEY_free(ed448);
+	EVP_PKEY_free(roca);
+}
+
 static void
 test_keyq__flag_codes(void **state)
 {
@@ -626,6 +780,7 @@ main(void)
 		cmocka_unit_test(test_keyq__blocklist_file),
 		cmocka_unit_test(test_keyq__block_single_fingerprint),
 		cmocka_unit_test(test_keyq__collects_every_problem),
+		cmocka_unit_test(test_keyq__cert_spki_matches_pem_path),
 		cmocka_unit_test(test_keyq__flag_codes),
 		cmocka_unit_test(test_keyq__policy_fingerprint),
 	};

@@ -884,6 +884,77 @@ test_store__third_active_cert_is_estate(void **state)
 	assert_int_equal(add_cert(fx->st, NULL, "o1", fx->int_id, "other", CF_CERT_ACTIVE), 0);
 }
 
+/*
+ * The limit counts exactly this thing's ACTIVE certificates: the thing's
+ * PENDING/INACTIVE/REVOKED ones, other things' ACTIVE ones and unattached
+ * ones do not count; the refusal comes at exactly two, changes nothing and
+ * appends no event; an id already in the registry is not counted against
+ * itself (a duplicate is CF_EEXISTS, not CF_ESTATE).
+ */
+static void
+test_store__active_limit_counts_only_this_things_active(void **state)
+{
+	struct fx *fx = *state;
+	char c1[CF_ID_LEN + 1], c2[CF_ID_LEN + 1], p1[CF_ID_LEN + 1];
+	cf_cert_filter f = { .status = CF_CERT_ACTIVE, .thing = "dev" };
+	cf_cert_rec *v = NULL;
+	size_t n = 0;
+	int64_t events;
+
+	assert_int_equal(cf_store_thing_create(fx->st, "dev", NULL), 0);
+	assert_int_equal(cf_store_thing_create(fx->st, "dev2", NULL), 0);
+	assert_int_equal(add_cert(fx->st, NULL, "o1", fx->int_id, "dev2", CF_CERT_ACTIVE), 0);
+	assert_int_equal(add_cert(fx->st, NULL, "o2", fx->int_id, "dev2", CF_CERT_ACTIVE), 0);
+	assert_int_equal(add_cert(fx->st, NULL, "u1", fx->int_id, NULL, CF_CERT_ACTIVE), 0);
+	assert_int_equal(add_cert(fx->st, NULL, "u2", fx->int_id, NULL, CF_CERT_ACTIVE), 0);
+	assert_int_equal(add_cert(fx->st, NULL, "u3", fx->int_id, NULL, CF_CERT_ACTIVE), 0);
+	assert_int_equal(add_cert(fx->st, p1, "p1", fx->int_id, "dev", CF_CERT_PENDING_ACTIVATION),
+	    0);
+	assert_int_equal(add_cert(fx->st, NULL, "i1", fx->int_id, "dev", CF_CERT_INACTIVE), 0);
+	assert_int_equal(add_cert(fx->st, NULL, "r1", fx->int_id, "dev", CF_CERT_REVOKED), 0);
+	assert_int_equal(add_cert(fx->st, c1, "c1", fx->int_id, "dev", CF_CERT_ACTIVE), 0);
+	assert_int_equal(add_cert(fx->st, c2, "c2", fx->int_id, "dev", CF_CERT_ACTIVE), 0);
+	events = event_count(fx->st);
+	assert_int_equal(add_cert(fx->st, NULL, "c3", fx->int_id, "dev", CF_CERT_ACTIVE), CF_ESTATE);
+	assert_non_null(strstr(cf_error_last(), "already has 2 ACTIVE"));
+	assert_int_equal(cf_store_cert_set_status(fx->st, p1, CF_CERT_ACTIVE, 0), CF_ESTATE);
+	assert_int_equal(event_count(fx->st), events);
+	assert_int_equal(cf_store_cert_list(fx->st, &v, &n, &f), 0);
+	assert_int_equal(n, 2);
+	cf_cert_recs_free(v, n);
+	/* c1 itself again: not counted against itself, so the duplicate is what is refused. */
+	assert_int_equal(add_cert(fx->st, NULL, "c1", fx->int_id, "dev", CF_CERT_ACTIVE), CF_EEXISTS);
+	/* Revoked: one below the limit, and the pending one may activate. */
+	assert_int_equal(cf_store_cert_set_status(fx->st, c2, CF_CERT_REVOKED, 1), 0);
+	assert_int_equal(cf_store_cert_set_status(fx->st, p1, CF_CERT_ACTIVE, 0), 0);
+	assert_int_equal(add_cert(fx->st, NULL, "c4", fx->int_id, "dev", CF_CERT_ACTIVE), CF_ESTATE);
+	/* Re-activating one that is ACTIVE is the no-op it was. */
+	assert_int_equal(cf_store_cert_set_status(fx->st, c1, CF_CERT_ACTIVE, 0), 0);
+}
+
+static void
+test_store__issuer_lookup_is_the_flagged_ca(void **state)
+{
+	struct fx *fx = *state;
+	char int2[CF_ID_LEN + 1];
+	cf_ca_rec ca;
+
+	memset(&ca, 0, sizeof(ca));
+	assert_int_equal(cf_store_ca_get_issuer(fx->st, &ca), CF_ENOTFOUND);
+	assert_non_null(strstr(cf_error_last(), "set-issuer"));
+	/* Created later than int1 but flagged: the flag decides, not the order. */
+	assert_int_equal(add_ca(fx->st, int2, "int2", CF_CA_INTERMEDIATE, fx->root_id,
+	    CF_CERT_ACTIVE), 0);
+	assert_int_equal(cf_store_ca_set_issuer(fx->st, int2), 0);
+	assert_int_equal(cf_store_ca_get_issuer(fx->st, &ca), 0);
+	assert_string_equal(ca.id, int2);
+	assert_true(ca.is_issuer);
+	assert_non_null(ca.pem);
+	cf_ca_rec_clear(&ca);
+	assert_int_equal(cf_store_ca_set_status(fx->st, int2, CF_CERT_INACTIVE, 0), 0);
+	assert_int_equal(cf_store_ca_get_issuer(fx->st, &ca), CF_ENOTFOUND);
+}
+
 /* ---- transactions ------------------------------------------------------------------ */
 
 static void
@@ -1144,6 +1215,8 @@ main(void)
 		T(test_store__revoked_to_active_is_estate),
 		T(test_store__revoke_twice_is_noop),
 		T(test_store__third_active_cert_is_estate),
+		T(test_store__active_limit_counts_only_this_things_active),
+		T(test_store__issuer_lookup_is_the_flagged_ca),
 		T(test_store__transaction_rollback_leaves_nothing),
 		T(test_store__transaction_commit_keeps_all),
 		T(test_store__transaction_nested_rollback_is_partial),
