@@ -932,6 +932,32 @@ test_store__active_limit_counts_only_this_things_active(void **state)
 	assert_int_equal(cf_store_cert_set_status(fx->st, c1, CF_CERT_ACTIVE, 0), 0);
 }
 
+/*
+ * The limit's count (S_CERT_COUNT in cf_store_sqlite.c, copied here) is
+ * answered from certificates(thing, status), not by a scan: it runs at
+ * every issuance.
+ */
+static void
+test_store__active_count_uses_thing_status_index(void **state)
+{
+	struct fx *fx = *state;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	char plan[512] = "";
+	size_t len = 0;
+
+	assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "EXPLAIN QUERY PLAN SELECT count(*) FROM "
+	    "certificates WHERE thing = ?1 AND status = ?2 AND id <> ?3", -1, &s, NULL), SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW && len < sizeof(plan))
+		len += (size_t)snprintf(plan + len, sizeof(plan) - len, "%s\n",
+		    (const char *)sqlite3_column_text(s, 3));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	if (strstr(plan, "USING INDEX certificates_thing_status (thing=? AND status=?)") == NULL)
+		fail_msg("the count does not use certificates_thing_status: %s", plan);
+}
+
 static void
 test_store__issuer_lookup_is_the_flagged_ca(void **state)
 {
@@ -1216,6 +1242,7 @@ main(void)
 		T(test_store__revoke_twice_is_noop),
 		T(test_store__third_active_cert_is_estate),
 		T(test_store__active_limit_counts_only_this_things_active),
+		T(test_store__active_count_uses_thing_status_index),
 		T(test_store__issuer_lookup_is_the_flagged_ca),
 		T(test_store__transaction_rollback_leaves_nothing),
 		T(test_store__transaction_commit_keeps_all),
