@@ -1440,13 +1440,12 @@ keyq_compute(cf_cert_keyq *out, const char *pem, const cf_cert *cert, const cf_k
 	out->spki_sha256[0] = out->keyq_policy[0] = '\0';
 	out->keyq_flags = 0;
 	out->keyq_detail = NULL;
-	if (cert != NULL)
-		r = cf_keyq_check_cert_spki(&res, out->spki_sha256, p, cert);
-	else if (pem == NULL) {
+	if (cert == NULL && pem == NULL) {
 		cf_error_set("no PEM");
-		r = CF_EINVAL;
-	} else
-		r = cf_keyq_check_cert_pem(&res, out->spki_sha256, p, pem, strlen(pem));
+		return CF_EINVAL;
+	}
+	r = cert != NULL ? cf_keyq_check_cert_spki(&res, out->spki_sha256, p, cert) :
+	    cf_keyq_check_cert_pem(&res, out->spki_sha256, p, pem, strlen(pem));
 	if (r != 0)
 		return r;
 	if (res.detail[0] != '\0' && (out->keyq_detail = strdup(res.detail)) == NULL) {
