@@ -831,8 +831,24 @@ int
 cf_ca_issue_csr_ex(cf_ca *ca, cf_cert_rec *out, const void *csr_data, size_t csr_len,
     const char *thing, int attach, cf_cert_status status, int validity_days)
 {
-	int r = CF_ERROR;
 	cf_csr *csr = NULL;
+	int r;
+
+	if ((r = cf_csr_parse(&csr, csr_data, csr_len)) != 0) {
+		cf_error_prefix("CSR");
+		goto out;
+	}
+	r = cf_ca_issue_parsed(ca, out, csr, thing, attach, status, validity_days);
+out:
+	cf_csr_free(csr);
+	return r;
+}
+
+int
+cf_ca_issue_parsed(cf_ca *ca, cf_cert_rec *out, const cf_csr *csr, const char *thing, int attach,
+    cf_cert_status status, int validity_days)
+{
+	int r = CF_ERROR;
 	cf_cert *cert = NULL;
 	cf_key *pub = NULL;
 	cf_keyq_result q;
@@ -843,10 +859,6 @@ cf_ca_issue_csr_ex(cf_ca *ca, cf_cert_rec *out, const void *csr_data, size_t csr
 
 	memset(&issuer, 0, sizeof(issuer));
 	memset(&rec, 0, sizeof(rec));
-	if ((r = cf_csr_parse(&csr, csr_data, csr_len)) != 0) {
-		cf_error_prefix("CSR");
-		goto out;
-	}
 	if ((r = cf_csr_verify(csr)) != 0) {
 		cf_error_prefix("CSR refused");
 		goto out;
@@ -893,7 +905,6 @@ cf_ca_issue_csr_ex(cf_ca *ca, cf_cert_rec *out, const void *csr_data, size_t csr
 out:
 	cf_cert_rec_clear(&rec);
 	cf_ca_rec_clear(&issuer);
-	cf_csr_free(csr);
 	cf_cert_free(cert);
 	cf_key_free(pub);
 	return r;

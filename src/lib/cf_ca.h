@@ -125,6 +125,15 @@ int cf_ca_issue_csr(cf_ca *ca, cf_cert_rec *out, const void *csr, size_t csr_len
 int cf_ca_issue_csr_ex(cf_ca *ca, cf_cert_rec *out, const void *csr, size_t csr_len,
     const char *thing, int attach, cf_cert_status status, int validity_days) CF_MUST_CHECK;
 
+/*
+ * cf_ca_issue_csr_ex from a CSR the caller already parsed (and perhaps
+ * verified: a verified cf_csr is not verified again — certfleetd checks a
+ * rotation's CSR before it opens the transaction, then issues from it).
+ * Every check is still made; csr stays the caller's.
+ */
+int cf_ca_issue_parsed(cf_ca *ca, cf_cert_rec *out, const cf_csr *csr, const char *thing,
+    int attach, cf_cert_status status, int validity_days) CF_MUST_CHECK;
+
 /* Revokes a device certificate and rewrites its CA's CRL, as one step. Already revoked: a no-op. */
 int cf_ca_revoke_cert(cf_ca *ca, const char *ref, int reason) CF_MUST_CHECK;
 

@@ -265,12 +265,14 @@ retire_cert(cf_store *st, const char *cert_id)
 }
 
 /*
- * The CSR checks cf_ca_issue_csr makes, one by one, so that each failure
- * gets its own errorCode (cf_ca_issue_csr repeats them when it issues).
- * 0, or the code to reject with (message in cf_error).
+ * The CSR checks cf_ca_issue_parsed makes, one by one, so that each failure
+ * gets its own errorCode. 0 with the parsed and verified CSR in *out (issued
+ * from without a second parse or verify), or the code to reject with
+ * (message in cf_error).
  */
 static int
-check_csr(cf_proto_code *code, cf_key **pub, cfd *d, const cf_proto_create *c, const char *thing)
+check_csr(cf_proto_code *code, cf_csr **out, cf_key **pub, cfd *d, const cf_proto_create *c,
+    const char *thing)
 {
 	cf_csr *csr = NULL;
 	cf_keyq_result kq;
@@ -295,6 +297,8 @@ check_csr(cf_proto_code *code, cf_key **pub, cfd *d, const cf_proto_create *c, c
 	*code = CF_PROTO_CSR_INVALID;
 	if ((r = cf_csr_pubkey(pub, csr)) != 0)
 		goto out;
+	*out = csr;
+	csr = NULL;
 	r = 0;
 out:
 	cf_csr_free(csr);
@@ -668,6 +672,7 @@ h_create(jreq *q)
 	cf_rotation_rec rot, upd;
 	cf_cert_rec issued;
 	cf_key *old_key = NULL, *new_pub = NULL, *prev_key = NULL;
+	cf_csr *csr = NULL;
 	char msg[CF_PROTO_CUSTODY_MAX], old_id[CF_ID_LEN + 1], *text = NULL;
 	cf_key_alg csr_alg;
 	int64_t t0;
@@ -711,7 +716,7 @@ h_create(jreq *q)
 		    "the signature is not the current key's over %s", msg);
 		goto out;
 	}
-	if (check_csr(&why, &new_pub, q->d, &c, q->topic.thing) != 0) {
+	if (check_csr(&why, &csr, &new_pub, q->d, &c, q->topic.thing) != 0) {
 		reject_rotation(q, "create", c.job_id, why, "%s", cf_error_last());
 		goto out;
 	}
@@ -740,7 +745,7 @@ h_create(jreq *q)
 		if (has_rot && rot.new_cert[0] != '\0' && (r = retire_cert(q->st, rot.new_cert)) != 0)
 			goto fail;
 		t0 = cfd_mono_us();
-		r = cf_ca_issue_csr(q->d->ca, &issued, c.csr, c.csr_len, q->topic.thing, 0);
+		r = cf_ca_issue_parsed(q->d->ca, &issued, csr, q->topic.thing, 1, CF_CERT_ACTIVE, 0);
 		cfd_metrics_issue(q->d, cfd_mono_us() - t0);
 		if (r != 0)
 			goto fail;
@@ -772,7 +777,7 @@ fail:
 	if (began)
 		cf_store_rollback(q->st);
 	began = 0;
-	/* cf_ca_issue_csr repeats check_csr's checks: a refusal here is still the CSR's. */
+	/* cf_ca_issue_parsed repeats check_csr's checks: a refusal here is still the CSR's. */
 	reject_rotation(q, "create", c.job_id,
 	    r == CF_EREJECTED ? CF_PROTO_CSR_INVALID : CF_PROTO_INTERNAL_ERROR, "%s", cf_error_last());
 out:
@@ -784,6 +789,7 @@ out:
 	cf_key_free(old_key);
 	cf_key_free(new_pub);
 	cf_key_free(prev_key);
+	cf_csr_free(csr);
 	cf_cert_rec_clear(&issued);
 	cf_proto_create_clear(&c);
 }

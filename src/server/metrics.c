@@ -275,7 +275,7 @@ issue_histogram(const cfd_metrics *m, struct evbuffer *b)
 	size_t i;
 
 	head(b, "certfleet_certificate_issue_duration_seconds", "histogram",
-	    "Time to issue a device certificate from a rotation's CSR (cf_ca_issue_csr).");
+	    "Time to issue a device certificate from a rotation's CSR (cf_ca_issue_parsed).");
 	for (i = 0; i < CFD_ISSUE_BUCKETS - 1; i++) {
 		cum += m->issue_bucket[i];
 		evbuffer_add_printf(b, "certfleet_certificate_issue_duration_seconds_bucket{le=\"%g\"} %ju\n",

@@ -73,6 +73,7 @@ typedef struct {
 	char serial[CF_PROV_SERIAL_MAX + 1];
 	char thing[CF_NAME_MAX + 1];
 	char key_id[CF_ID_LEN + 1];
+	cf_csr *csr; /* parsed and verified by check_csr, issued from */
 } preq;
 
 /* ---- replies ------------------------------------------------------------------- */
@@ -331,7 +332,10 @@ run_hook(const preq *q)
 	return CF_EREJECTED;
 }
 
-/* The CSR: signature, subject (CN = the thing name), key policy; fills q->key_id. */
+/*
+ * The CSR: signature, subject (CN = the thing name), key policy; fills
+ * q->key_id and keeps the checked CSR in q->csr for the issuance.
+ */
 static int
 check_csr(cf_prov_code *code, preq *q)
 {
@@ -359,6 +363,9 @@ check_csr(cf_prov_code *code, preq *q)
 	*code = CF_PROV_CSR_INVALID;
 	if ((r = cf_csr_pubkey(&pub, csr)) != 0 || (r = cf_key_fingerprint(q->key_id, pub)) != 0)
 		goto out;
+	cf_csr_free(q->csr);
+	q->csr = csr;
+	csr = NULL;
 	r = 0;
 out:
 	cf_key_free(pub);
@@ -565,7 +572,7 @@ provision(preq *q)
 			goto fail;
 	}
 	if ((r = ensure_thing(q)) != 0 ||
-	    (r = cf_ca_issue_csr_ex(q->d->ca, &cert, q->rq.csr, q->rq.csr_len, q->thing, 1,
+	    (r = cf_ca_issue_parsed(q->d->ca, &cert, q->csr, q->thing, 1,
 	    CF_CERT_PENDING_ACTIVATION, 0)) != 0)
 		goto fail;
 	memset(&rec, 0, sizeof(rec));
@@ -627,6 +634,7 @@ cfd_prov_on_message(cfd *d, const char *topic, const void *payload, size_t len,
 	}
 	cf_prov_request_clear(&q.rq);
 	cf_prov_template_clear(&q.t);
+	cf_csr_free(q.csr);
 }
 
 /* ---- connections ------------------------------------------------------------------- */

@@ -358,6 +358,48 @@ test_ca__issue_refuses_other_subject_and_garbage(void **state)
 	cf_ca_close(ca);
 }
 
+/* Issuance from a parsed CSR still makes every check; an unverified CSR is verified. */
+static void
+test_ca__issue_parsed_checks_everything(void **state)
+{
+	cf_ca *ca = open_ca();
+	char *csr_pem = make_csr("sensor-1", NULL), *end, *p;
+	cf_csr *csr = NULL, *bad = NULL;
+	cf_cert_rec rec, *list = NULL;
+	size_t n = 0;
+
+	(void)state;
+	memset(&rec, 0, sizeof(rec));
+	assert_int_equal(cf_store_thing_create(cf_ca_store(ca), "sensor-1", NULL), 0);
+	assert_int_equal(cf_store_thing_create(cf_ca_store(ca), "sensor-2", NULL), 0);
+	assert_int_equal(cf_csr_parse(&csr, csr_pem, strlen(csr_pem)), 0);
+	assert_int_equal(cf_ca_issue_parsed(ca, NULL, csr, "sensor-2", 1, CF_CERT_ACTIVE, 0),
+	    CF_EREJECTED);
+	assert_non_null(strstr(cf_error_last(), "sensor-1"));
+	assert_int_equal(cf_ca_issue_parsed(ca, &rec, csr, "sensor-1", 0,
+	    CF_CERT_PENDING_ACTIVATION, 0), 0);
+	assert_string_equal(rec.thing, "");
+	assert_int_equal(rec.status, CF_CERT_PENDING_ACTIVATION);
+	/* The signature's last bytes changed: parsed, and refused at issuance. */
+	end = strstr(csr_pem, "\n-----END");
+	assert_non_null(end);
+	p = end - 5;
+	*p = *p == 'A' ? 'B' : 'A';
+	assert_int_equal(cf_csr_parse(&bad, csr_pem, strlen(csr_pem)), 0);
+	assert_int_equal(cf_ca_issue_parsed(ca, NULL, bad, "sensor-1", 1, CF_CERT_ACTIVE, 0),
+	    CF_EREJECTED);
+	assert_int_equal(cf_store_cert_list(cf_ca_store(ca), &list, &n, NULL), 0);
+	assert_int_equal(n, 1);
+	for (size_t i = 0; i < n; i++)
+		cf_cert_rec_clear(&list[i]);
+	free(list);
+	cf_cert_rec_clear(&rec);
+	cf_csr_free(csr);
+	cf_csr_free(bad);
+	free(csr_pem);
+	cf_ca_close(ca);
+}
+
 static void
 test_ca__configured_root_key_is_refused(void **state)
 {
@@ -526,6 +568,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_ca__issue_verifies_with_chain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ca__stored_key_facts_match_pem_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ca__issue_refuses_other_subject_and_garbage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ca__issue_parsed_checks_everything, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ca__configured_root_key_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ca__root_cannot_become_issuer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ca__revoke_cert_updates_crl, setup, teardown),
