@@ -934,7 +934,7 @@ cf_cert_parse(cf_cert **out, const void *data, size_t len)
 	if (looks_pem(data, len)) {
 		if ((r = cf_pki_bio_over(&bio, data, len)) != 0)
 			goto out;
-		x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+		x = PEM_read_bio_X509(bio, NULL, no_pass_cb, NULL);
 	} else if (len > 0 && len <= CF_PKI_MAX_INPUT) {
 		x = d2i_X509(NULL, &p, (long)len);
 		if (x != NULL && p != (const unsigned char *)data + len) {
@@ -993,7 +993,7 @@ cf_cert_parse_bundle(cf_cert ***out, size_t *out_n, const void *data, size_t len
 	r = CF_ERROR;
 	for (;;) {
 		ERR_set_mark();
-		if ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
+		if ((x = PEM_read_bio_X509(bio, NULL, no_pass_cb, NULL)) == NULL) {
 			if (cf_pki_pem_bundle_end(n))
 				break;
 			r = CF_EINVAL;

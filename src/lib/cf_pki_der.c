@@ -281,6 +281,21 @@ cf_pki_der_spki_pkey(const cf_der_spki *spki)
 }
 
 EVP_PKEY *
+cf_pki_der_pubkey_fast(const unsigned char *der, size_t len)
+{
+	cf_der_spki *spki;
+	EVP_PKEY *pkey = NULL;
+
+	ERR_set_mark();
+	if ((spki = (cf_der_spki *)d2i_exact(der, len, ASN1_ITEM_rptr(cf_der_spki))) != NULL &&
+	    spki_is_der(spki))
+		pkey = spki_fast(spki->alg, spki->key);
+	ASN1_item_free((ASN1_VALUE *)spki, ASN1_ITEM_rptr(cf_der_spki));
+	ERR_pop_to_mark();
+	return pkey;
+}
+
+EVP_PKEY *
 cf_pki_der_pubkey(const unsigned char *der, size_t len)
 {
 	cf_der_spki *spki;

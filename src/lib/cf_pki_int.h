@@ -154,6 +154,8 @@ X509_NAME *cf_pki_name_from_cn(const char *cn);                  /* CN=cn, NULL 
 EVP_PKEY *cf_pki_der_spki_pkey(const cf_der_spki *spki);
 /* The same from exactly len bytes of DER SubjectPublicKeyInfo (d2i_PUBKEY's replacement). */
 EVP_PKEY *cf_pki_der_pubkey(const unsigned char *der, size_t len);
+/* The fast path alone: NULL wherever cf_pki_der_pubkey would ask the decoder (tests, fuzzing). */
+EVP_PKEY *cf_pki_der_pubkey_fast(const unsigned char *der, size_t len);
 /* Lowercase hex SHA-256 of the SPKI's canonical DER (what cf_key_fingerprint gives). */
 int cf_pki_der_spki_fingerprint(char out[CF_ID_LEN + 1], const cf_der_spki *spki) CF_MUST_CHECK;
 /*
