@@ -6,8 +6,10 @@
  * revocation and chain verification in cf_pki_ca.c.
  *
  * Untrusted input (CSRs from devices, certificates from anywhere) enters
- * only through cf_csr_parse and cf_cert_parse*, which bound the size, detect
- * PEM or DER and insist that DER is consumed exactly.
+ * only through cf_csr_parse, cf_cert_parse* and cf_cert_pubkey_from_pem,
+ * which bound the size, detect PEM or DER and insist that DER is consumed
+ * exactly. CSRs, key-only certificate reads and key files go through
+ * cf_pki_der.c, which builds the common keys without OSSL_DECODER.
  */
 #include "cf_pki_int.h"
 
