@@ -513,12 +513,10 @@ static int
 cert_weak(int *out, const cf_cert_rec *c, const cf_keyq_policy *policy)
 {
 	cf_keyq_result res;
-	cf_cert *cert = NULL;
 	cf_key *key = NULL;
 	int r;
 
-	if ((r = cf_cert_parse(&cert, c->pem, strlen(c->pem))) != 0 ||
-	    (r = cf_cert_pubkey(&key, cert)) != 0) {
+	if ((r = cf_cert_pubkey_from_pem(&key, c->pem, strlen(c->pem))) != 0) {
 		cf_error_prefix("certificate %.16s...", c->id);
 		goto out;
 	}
@@ -527,7 +525,6 @@ cert_weak(int *out, const cf_cert_rec *c, const cf_keyq_policy *policy)
 	*out = res.flags != 0;
 out:
 	cf_key_free(key);
-	cf_cert_free(cert);
 	return r;
 }
 

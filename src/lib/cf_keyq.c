@@ -551,41 +551,64 @@ cf_keyq_check_cert(cf_keyq_result *out, const cf_keyq_policy *p, const cf_cert *
 	return 0;
 }
 
+/* cf_keyq_check_cert_pem for what only cf_cert_parse reads (a TRUSTED CERTIFICATE PEM). */
+static int
+check_x509_spki(cf_keyq_result *out, char spki[CF_ID_LEN + 1], const cf_keyq_policy *p,
+    const cf_cert *cert)
+{
+	unsigned char *der = NULL;
+	int r, n;
+
+	if ((n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert->x509), &der)) <= 0) {
+		cf_error_ssl("certificate public key cannot be encoded");
+		return CF_EINVAL;
+	}
+	cf_sha256_hex(spki, der, (size_t)n);
+	OPENSSL_free(der);
+	if ((r = cf_keyq_check_cert(out, p, cert)) != 0)
+		spki[0] = '\0';
+	return r;
+}
+
 int
 cf_keyq_check_cert_pem(cf_keyq_result *out, char spki[CF_ID_LEN + 1], const cf_keyq_policy *p,
     const char *pem, size_t len)
 {
-	cf_cert *cert = NULL;
-	EVP_PKEY *pkey;
-	const X509_ALGOR *alg = NULL;
-	unsigned char *der = NULL;
-	int r, n;
+	cf_der_cert *cert = NULL;
+	cf_cert *full = NULL;
+	EVP_PKEY *pkey = NULL;
+	int r;
 
 	memset(out, 0, sizeof(*out));
 	spki[0] = '\0';
 	if (p == NULL)
 		p = &default_policy;
-	if ((r = cf_cert_parse(&cert, pem, len)) != 0)
-		return r;
-	if ((pkey = cf_pki_x509_pkey(cert->x509)) == NULL) {
+	/*
+	 * The key, its SPKI and the signature algorithm are all the checks
+	 * need: read as d2i_X509 would, the key built without OSSL_DECODER
+	 * (cf_pki_der.c). Something that does not parse so gets cf_cert_parse's
+	 * verdict and message.
+	 */
+	if (cf_pki_der_cert_read(&cert, pem, len) != 0) {
+		if ((r = cf_cert_parse(&full, pem, len)) == 0)
+			r = check_x509_spki(out, spki, p, full);
+		goto out;
+	}
+	if ((pkey = cf_pki_der_spki_pkey(cert->tbs->spki)) == NULL) {
 		cf_error_ssl("certificate public key cannot be decoded");
-		cf_cert_free(cert);
-		return CF_EINVAL;
+		r = CF_EINVAL;
+		goto out;
 	}
 	/* The SPKI as the certificate holds it (what cf_key_fingerprint hashes), without an encoder. */
-	if ((n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert->x509), &der)) <= 0) {
-		cf_error_ssl("certificate public key cannot be encoded");
-		r = CF_EINVAL;
-	} else {
-		cf_sha256_hex(spki, der, (size_t)n);
-		OPENSSL_free(der);
-	}
-	if (r == 0 && (r = check_pkey(out, p, pkey, spki)) == 0) {
-		X509_get0_signature(NULL, &alg, cert->x509);
-		check_sig(out, alg);
-	}
+	if ((r = cf_pki_der_spki_fingerprint(spki, cert->tbs->spki)) != 0 ||
+	    (r = check_pkey(out, p, pkey, spki)) != 0)
+		goto out;
+	check_sig(out, cert->sig_alg);
+out:
 	EVP_PKEY_free(pkey);
-	cf_cert_free(cert);
+	cf_pki_der_cert_free(cert);
+	cf_cert_free(full);
+	ERR_clear_error();
 	if (r != 0)
 		spki[0] = '\0';
 	return r;
@@ -633,18 +656,15 @@ out:
 int
 cf_keyq_check_csr(cf_keyq_result *out, const cf_keyq_policy *p, const cf_csr *csr)
 {
-	EVP_PKEY *pkey;
-	const X509_ALGOR *alg = NULL;
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if ((pkey = X509_REQ_get0_pubkey(csr->req)) == NULL) {
-		cf_error_ssl("CSR public key cannot be decoded");
+	if (csr->pkey == NULL) {
+		cf_error_set("CSR public key cannot be decoded");
 		return CF_EINVAL;
 	}
-	if ((r = check_pkey(out, p, pkey, NULL)) != 0)
+	if ((r = check_pkey(out, p, csr->pkey, NULL)) != 0)
 		return r;
-	X509_REQ_get0_signature(csr->req, NULL, &alg);
-	check_sig(out, alg);
+	check_sig(out, csr->req->sig_alg);
 	return 0;
 }

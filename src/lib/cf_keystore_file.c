@@ -448,8 +448,7 @@ ks_install_cert(void *st, unsigned gen, const char *pem, size_t len)
 {
 	ks_file *f = st;
 	unsigned active;
-	cf_key *key = NULL;
-	cf_cert *cert = NULL;
+	cf_key *key = NULL, *pub = NULL;
 	char path[KS_PATH];
 	int r;
 
@@ -460,9 +459,10 @@ ks_install_cert(void *st, unsigned gen, const char *pem, size_t len)
 		r = CF_ESTATE;
 		goto out;
 	}
-	if ((r = load_key(&key, f, gen)) != 0 || (r = cf_cert_parse(&cert, pem, len)) != 0)
+	/* Only the certificate's key is needed here (read without OpenSSL's decoder). */
+	if ((r = load_key(&key, f, gen)) != 0 || (r = cf_cert_pubkey_from_pem(&pub, pem, len)) != 0)
 		goto out;
-	if (!cf_cert_matches_key(cert, key)) {
+	if (!cf_key_equal_public(pub, key)) {
 		cf_error_set("the certificate does not hold generation %u's public key", gen);
 		r = CF_EINVAL;
 		goto out;
@@ -471,7 +471,7 @@ ks_install_cert(void *st, unsigned gen, const char *pem, size_t len)
 	    (r = cf_file_write_atomic(path, pem, len, 0644)) != 0)
 		goto out;
 out:
-	cf_cert_free(cert);
+	cf_key_free(pub);
 	cf_key_free(key);
 	return r;
 }

@@ -6,8 +6,10 @@
  * revocation and chain verification in cf_pki_ca.c.
  *
  * Untrusted input (CSRs from devices, certificates from anywhere) enters
- * only through cf_csr_parse and cf_cert_parse*, which bound the size, detect
- * PEM or DER and insist that DER is consumed exactly.
+ * only through cf_csr_parse, cf_cert_parse* and cf_cert_pubkey_from_pem,
+ * which bound the size, detect PEM or DER and insist that DER is consumed
+ * exactly. CSRs, key-only certificate reads and key files go through
+ * cf_pki_der.c, which builds the common keys without OSSL_DECODER.
  */
 #include "cf_pki_int.h"
 
@@ -377,6 +379,9 @@ cf_key_from_pem(cf_key **out, const char *pem, size_t len, const char *passphras
 	if ((r = cf_pki_bio_over(&bio, pem, len)) != 0)
 		goto out;
 	r = CF_ERROR;
+	/* What our key stores write, without the decoder (cf_pki_der.c); else OpenSSL's reader. */
+	if ((pkey = cf_pki_der_private_pem(pem, len)) != NULL)
+		goto wrap;
 	encrypted = contains(pem, len, "ENCRYPTED");
 	pkey = PEM_read_bio_PrivateKey_ex(bio, NULL, pem_pass_cb, &pa, NULL, NULL);
 	if (pkey == NULL) {
@@ -390,6 +395,7 @@ cf_key_from_pem(cf_key **out, const char *pem, size_t len, const char *passphras
 		}
 		goto out;
 	}
+wrap:
 	if ((r = key_wrap(out, pkey)) != 0)
 		goto out;
 	pkey = NULL;
@@ -627,9 +633,14 @@ cf_csr_create(char **out_pem, const cf_key *key, cf_sig_alg sig, const char *thi
 		goto out;
 	r = CF_ERROR;
 	if ((req = X509_REQ_new()) == NULL || !X509_REQ_set_version(req, X509_REQ_VERSION_1) ||
-	    (name = cf_pki_name_from_cn(thing)) == NULL || !X509_REQ_set_subject_name(req, name) ||
-	    !X509_REQ_set_pubkey(req, key->pkey)) {
+	    (name = cf_pki_name_from_cn(thing)) == NULL || !X509_REQ_set_subject_name(req, name)) {
 		cf_error_ssl("cannot build the CSR");
+		goto out;
+	}
+	/* The SPKI from the raw public key when we can (the encoder costs ~140 us), same bytes. */
+	if (cf_pki_der_set_pubkey(X509_REQ_get_X509_PUBKEY(req), key->pkey) != 0 &&
+	    !X509_REQ_set_pubkey(req, key->pkey)) {
+		cf_error_ssl("cannot set the CSR's public key");
 		goto out;
 	}
 	if ((gens = san_for_thing(thing)) == NULL ||
@@ -665,25 +676,60 @@ out:
 	return r;
 }
 
+/* Hands PEM a missing passphrase: a CSR or certificate is never encrypted, and nothing prompts. */
+static int
+no_pass_cb(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
+/*
+ * The DER of the first PEM block called name (or its older aliases, as
+ * PEM_read_bio_X509* find them) into *der (OPENSSL_free it). 1 if there is
+ * none (OpenSSL's error queued); CF_EINVAL if len is out of range.
+ */
+static int
+pem_body(unsigned char **der, long *der_len, const void *data, size_t len, const char *name)
+{
+	BIO *bio = NULL;
+	char *nm = NULL;
+	int r;
+
+	if ((r = cf_pki_bio_over(&bio, data, len)) != 0)
+		return r;
+	r = PEM_bytes_read_bio(der, der_len, &nm, name, bio, no_pass_cb, NULL) == 1 ? 0 : 1;
+	OPENSSL_free(nm);
+	BIO_free(bio);
+	return r;
+}
+
 int
 cf_csr_parse(cf_csr **out, const void *data, size_t len)
 {
-	int r = CF_ERROR;
-	BIO *bio = NULL;
-	X509_REQ *req = NULL;
-	const unsigned char *p = data;
+	int r = CF_EINVAL;
+	unsigned char *pem_der = NULL;
+	long pem_len = 0;
+	cf_der_req *req = NULL;
 	cf_csr *csr = NULL;
 
+	/*
+	 * OpenSSL's templates as in d2i_X509_REQ, but the public key is built
+	 * here (cf_pki_der.c) instead of by OSSL_DECODER during the parse.
+	 * Exactly one DER value, in a PEM body as well.
+	 */
 	if (looks_pem(data, len)) {
-		if ((r = cf_pki_bio_over(&bio, data, len)) != 0)
+		if ((r = pem_body(&pem_der, &pem_len, data, len, PEM_STRING_X509_REQ)) < 0)
 			goto out;
-		req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
-	} else if (len > 0 && len <= CF_PKI_MAX_INPUT) {
-		req = d2i_X509_REQ(NULL, &p, (long)len);
-		if (req != NULL && p != (const unsigned char *)data + len) {
-			X509_REQ_free(req);
+		if (r != 0 || pem_len <= 0 ||
+		    cf_pki_der_req_parse(&req, pem_der, (size_t)pem_len) != 0)
 			req = NULL;
-		}
+	} else if (len > 0 && len <= CF_PKI_MAX_INPUT) {
+		if (cf_pki_der_req_parse(&req, data, len) != 0)
+			req = NULL;
 	}
 	if (req == NULL) {
 		r = CF_EINVAL;
@@ -697,11 +743,14 @@ cf_csr_parse(cf_csr **out, const void *data, size_t len)
 	}
 	csr->req = req;
 	req = NULL;
+	/* As d2i_X509_REQ: an undecodable key is not a parse error; verify rejects it. */
+	csr->pkey = cf_pki_der_spki_pkey(csr->req->info->spki);
+	ERR_clear_error();
 	*out = csr;
 	r = 0;
 out:
-	X509_REQ_free(req);
-	BIO_free(bio);
+	cf_pki_der_req_free(req);
+	OPENSSL_free(pem_der);
 	return r;
 }
 
@@ -710,23 +759,21 @@ cf_csr_free(cf_csr *csr)
 {
 	if (csr == NULL)
 		return;
-	X509_REQ_free(csr->req);
+	cf_pki_der_req_free(csr->req);
+	EVP_PKEY_free(csr->pkey);
 	free(csr);
 }
 
 int
 cf_csr_verify(const cf_csr *csr)
 {
-	EVP_PKEY *pkey;
-
 	if (csr->verified)
 		return 0;
-	if ((pkey = X509_REQ_get0_pubkey(csr->req)) == NULL) {
-		ERR_clear_error();
+	if (csr->pkey == NULL) {
 		cf_error_set("CSR public key cannot be decoded");
 		return CF_EREJECTED;
 	}
-	if (X509_REQ_verify(csr->req, pkey) != 1) {
+	if (cf_pki_der_req_verify(csr->req, csr->pkey) != 1) {
 		cf_error_ssl("CSR signature does not verify");
 		return CF_EREJECTED;
 	}
@@ -779,7 +826,7 @@ cf_csr_check_subject(const cf_csr *csr, const char *thing)
 		goto out;
 	}
 	snprintf(urn, sizeof(urn), CF_URN_PREFIX "%s", thing);
-	name = X509_REQ_get_subject_name(csr->req);
+	name = csr->req->info->subject;
 	for (idx = -1; (idx = X509_NAME_get_index_by_NID(name, NID_commonName, idx)) >= 0;)
 		n++;
 	if (n != 1) {
@@ -797,7 +844,7 @@ cf_csr_check_subject(const cf_csr *csr, const char *thing)
 		    (const char *)utf8, thing);
 		goto out;
 	}
-	exts = X509_REQ_get_extensions(csr->req);
+	exts = cf_pki_der_req_extensions(csr->req);
 	for (i = 0; exts != NULL && i < sk_X509_EXTENSION_num(exts); i++) {
 		ext = sk_X509_EXTENSION_value(exts, i);
 		if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) != NID_subject_alt_name)
@@ -823,10 +870,10 @@ out:
 int
 cf_csr_pubkey(cf_key **out, const cf_csr *csr)
 {
-	EVP_PKEY *pkey;
+	EVP_PKEY *pkey = csr->pkey;
 
-	if ((pkey = X509_REQ_get0_pubkey(csr->req)) == NULL) {
-		cf_error_ssl("CSR public key cannot be decoded");
+	if (pkey == NULL) {
+		cf_error_set("CSR public key cannot be decoded");
 		return CF_EINVAL;
 	}
 	if (!EVP_PKEY_up_ref(pkey)) {
@@ -859,10 +906,7 @@ alg_name(char *out, size_t out_len, const X509_ALGOR *alg)
 int
 cf_csr_sig_name(char *out, size_t out_len, const cf_csr *csr)
 {
-	const X509_ALGOR *alg = NULL;
-
-	X509_REQ_get0_signature(csr->req, NULL, &alg);
-	return alg_name(out, out_len, alg);
+	return alg_name(out, out_len, csr->req->sig_alg);
 }
 
 /* ---- certificates ------------------------------------------------------- */
@@ -892,7 +936,7 @@ cf_cert_parse(cf_cert **out, const void *data, size_t len)
 	if (looks_pem(data, len)) {
 		if ((r = cf_pki_bio_over(&bio, data, len)) != 0)
 			goto out;
-		x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+		x = PEM_read_bio_X509(bio, NULL, no_pass_cb, NULL);
 	} else if (len > 0 && len <= CF_PKI_MAX_INPUT) {
 		x = d2i_X509(NULL, &p, (long)len);
 		if (x != NULL && p != (const unsigned char *)data + len) {
@@ -951,7 +995,7 @@ cf_cert_parse_bundle(cf_cert ***out, size_t *out_n, const void *data, size_t len
 	r = CF_ERROR;
 	for (;;) {
 		ERR_set_mark();
-		if ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
+		if ((x = PEM_read_bio_X509(bio, NULL, no_pass_cb, NULL)) == NULL) {
 			if (cf_pki_pem_bundle_end(n))
 				break;
 			r = CF_EINVAL;
@@ -1062,7 +1106,6 @@ cf_pki_x509_pkey(const X509 *x)
 {
 	EVP_PKEY *pkey;
 	unsigned char *der = NULL;
-	const unsigned char *p;
 	int n;
 
 	ERR_set_mark();
@@ -1073,8 +1116,7 @@ cf_pki_x509_pkey(const X509 *x)
 	/* Issued in this process: the key is still only bytes (see copy_pubkey). */
 	if ((n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der)) <= 0)
 		return NULL;
-	p = der;
-	pkey = d2i_PUBKEY(NULL, &p, n);
+	pkey = cf_pki_der_pubkey(der, (size_t)n);
 	OPENSSL_free(der);
 	return pkey;
 }
@@ -1191,6 +1233,51 @@ cf_cert_pubkey(cf_key **out, const cf_cert *cert)
 		return CF_ERROR;
 	}
 	return 0;
+}
+
+int
+cf_pki_der_cert_read(cf_der_cert **out, const void *data, size_t len)
+{
+	unsigned char *der = NULL;
+	long der_len = 0;
+	int r = CF_EINVAL;
+
+	if (looks_pem(data, len)) {
+		if ((r = pem_body(&der, &der_len, data, len, PEM_STRING_X509)) != 0 || der_len <= 0)
+			r = CF_EINVAL;
+		else
+			r = cf_pki_der_cert_parse(out, der, (size_t)der_len);
+	} else if (len > 0 && len <= CF_PKI_MAX_INPUT) {
+		r = cf_pki_der_cert_parse(out, data, len);
+	}
+	OPENSSL_free(der);
+	return r;
+}
+
+int
+cf_cert_pubkey_from_pem(cf_key **out, const void *data, size_t len)
+{
+	cf_der_cert *dc = NULL;
+	cf_cert *cert = NULL;
+	EVP_PKEY *pkey = NULL;
+	int r;
+
+	/* The certificate read as d2i_X509 would, its key built without the decoder. */
+	ERR_set_mark();
+	if (cf_pki_der_cert_read(&dc, data, len) == 0)
+		pkey = cf_pki_der_spki_pkey(dc->tbs->spki);
+	ERR_pop_to_mark();
+	cf_pki_der_cert_free(dc);
+	if (pkey != NULL) {
+		if ((r = key_wrap(out, pkey)) != 0)
+			EVP_PKEY_free(pkey);
+		return r;
+	}
+	/* Anything else (a TRUSTED CERTIFICATE, a bad key): the full parse and its errors. */
+	if ((r = cf_cert_parse(&cert, data, len)) == 0)
+		r = cf_cert_pubkey(out, cert);
+	cf_cert_free(cert);
+	return r;
 }
 
 int

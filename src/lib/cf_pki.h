@@ -183,6 +183,12 @@ int cf_cert_to_pem(char **out, const cf_cert *cert) CF_MUST_CHECK;
 int cf_cert_fingerprint(char out[CF_ID_LEN + 1], const cf_cert *cert) CF_MUST_CHECK;
 int cf_cert_info_get(cf_cert_info *out, const cf_cert *cert) CF_MUST_CHECK;
 int cf_cert_pubkey(cf_key **out, const cf_cert *cert) CF_MUST_CHECK;
+/*
+ * The public key of a certificate given as PEM or DER, as cf_cert_parse +
+ * cf_cert_pubkey would give it (the same errors) but without decoding
+ * anything else: for callers that only need the key.
+ */
+int cf_cert_pubkey_from_pem(cf_key **out, const void *data, size_t len) CF_MUST_CHECK;
 /* 1 if the certificate holds key's public key. */
 int cf_cert_matches_key(const cf_cert *cert, const cf_key *key);
 

@@ -299,22 +299,19 @@ out:
  * fall back to X509_set_pubkey.
  */
 static int
-copy_pubkey(X509 *x, X509_REQ *req)
+copy_pubkey(X509 *x, const cf_csr *csr)
 {
-	ASN1_OBJECT *ppkalg = NULL;
 	const ASN1_OBJECT *pobj = NULL;
-	const unsigned char *pk = NULL;
-	int pklen = 0, ptype = V_ASN1_UNDEF;
+	const unsigned char *pk = csr->req->info->spki->key->data;
+	int pklen = csr->req->info->spki->key->length, ptype = V_ASN1_UNDEF;
 	const void *pval = NULL;
-	X509_ALGOR *palg = NULL;
 	ASN1_OBJECT *aobj = NULL;
 	void *val = NULL;
 	unsigned char *penc = NULL;
 
-	if (!X509_PUBKEY_get0_param(&ppkalg, &pk, &pklen, &palg, X509_REQ_get_X509_PUBKEY(req)) ||
-	    pklen <= 0)
+	if (pk == NULL || pklen <= 0)
 		goto fallback;
-	X509_ALGOR_get0(&pobj, &ptype, &pval, palg);
+	X509_ALGOR_get0(&pobj, &ptype, &pval, csr->req->info->spki->alg);
 	switch (ptype) {
 	case V_ASN1_UNDEF:
 	case V_ASN1_NULL:
@@ -330,7 +327,7 @@ copy_pubkey(X509 *x, X509_REQ *req)
 	default:
 		goto fallback;
 	}
-	if ((aobj = OBJ_dup(ppkalg)) == NULL ||
+	if ((aobj = OBJ_dup(pobj)) == NULL ||
 	    (penc = OPENSSL_memdup(pk, (size_t)pklen)) == NULL)
 		goto fallback;
 	if (!X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), aobj, ptype, val, penc, pklen))
@@ -344,7 +341,7 @@ fallback:
 	else if (ptype == V_ASN1_SEQUENCE)
 		ASN1_STRING_free(val);
 	ERR_clear_error();
-	if (!X509_set_pubkey(x, X509_REQ_get0_pubkey(req))) {
+	if (csr->pkey == NULL || !X509_set_pubkey(x, csr->pkey)) {
 		cf_error_ssl("cannot set the device's public key");
 		return CF_ERROR;
 	}
@@ -410,10 +407,9 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
 		goto out;
 	}
 	if ((r = cert_begin(&x, name, X509_get_subject_name(issuer->x509), seconds)) != 0 ||
-	    (r = clamp_to_issuer(x, issuer->x509)) != 0 || (r = copy_pubkey(x, csr->req)) != 0)
+	    (r = clamp_to_issuer(x, issuer->x509)) != 0 || (r = copy_pubkey(x, csr)) != 0)
 		goto out;
-	/* cf_csr_verify decoded the key, so get0 is cheap here. */
-	rsa = cf_pki_family_of(X509_REQ_get0_pubkey(csr->req)) == CF_FAMILY_RSA;
+	rsa = cf_pki_family_of(csr->pkey) == CF_FAMILY_RSA;
 	snprintf(san, sizeof(san), "URI:" CF_URN_PREFIX "%s", thing);
 	if ((r = leaf_extensions(x, issuer->x509, rsa, "clientAuth", san)) != 0 ||
 	    (r = cert_sign(x, issuer_key->pkey)) != 0)
@@ -421,8 +417,8 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
 	if ((r = cf_pki_cert_wrap(&c, x)) != 0)
 		goto out;
 	x = NULL;
-	/* The key copy_pubkey copied, already decoded by cf_csr_verify: no decode later. */
-	pub = X509_REQ_get0_pubkey(csr->req);
+	/* The key copy_pubkey copied, built by cf_csr_parse: no decode later. */
+	pub = csr->pkey;
 	if (pub != NULL && EVP_PKEY_up_ref(pub))
 		c->pub = pub;
 	*out = c;

@@ -1,8 +1,9 @@
 /*
- * cf_pki_int — what cf_pki.c, cf_pki_alg.c and cf_keyq.c share behind the
- * public interface: the handle layouts and a few OpenSSL-level helpers.
- * Nothing outside those files includes it, so OpenSSL types stay behind
- * the PKI module (STYLE: "OpenSSL stays behind the PKI module").
+ * cf_pki_int — what the cf_pki*.c files and cf_keyq.c share behind the
+ * public interface: the handle layouts, the DER structures of cf_pki_der.c
+ * and a few OpenSSL-level helpers. Nothing outside those files includes it
+ * (but the white-box tests and fuzz targets of the PKI module), so OpenSSL
+ * types stay behind the PKI module (STYLE: "OpenSSL stays behind the PKI module").
  */
 #ifndef CF_PKI_INT_H
 #define CF_PKI_INT_H
@@ -16,8 +17,56 @@ struct cf_key {
 	EVP_PKEY *pkey;
 };
 
+/*
+ * DER structures as cf_pki_der.c reads them: OpenSSL's ASN.1 templates with
+ * the SubjectPublicKeyInfo kept as bytes, so that no OSSL_DECODER runs
+ * (docs/pki.md). The enc fields hold the encoding as received.
+ */
+typedef struct {
+	ASN1_ENCODING enc;
+	X509_ALGOR *alg;
+	ASN1_BIT_STRING *key;
+} cf_der_spki;
+
+typedef struct {
+	ASN1_ENCODING enc; /* the CertificationRequestInfo as signed */
+	ASN1_INTEGER *version;
+	X509_NAME *subject;
+	cf_der_spki *spki;
+	STACK_OF(X509_ATTRIBUTE) *attributes;
+} cf_der_req_info;
+
+typedef struct {
+	cf_der_req_info *info;
+	X509_ALGOR *sig_alg;
+	ASN1_BIT_STRING *signature;
+} cf_der_req;
+
+typedef struct {
+	ASN1_INTEGER *version;
+	ASN1_INTEGER *serial;
+	X509_ALGOR *signature;
+	X509_NAME *issuer;
+	X509_VAL *validity;
+	X509_NAME *subject;
+	cf_der_spki *spki;
+	ASN1_BIT_STRING *issuer_uid, *subject_uid;
+	STACK_OF(X509_EXTENSION) *extensions;
+} cf_der_tbs;
+
+typedef struct {
+	cf_der_tbs *tbs;
+	X509_ALGOR *sig_alg;
+	ASN1_BIT_STRING *signature;
+} cf_der_cert;
+
 struct cf_csr {
-	X509_REQ *req;
+	cf_der_req *req;
+	/*
+	 * The CSR's key, built at parse time by cf_pki_der_spki_pkey; NULL if
+	 * it cannot be decoded (cf_csr_verify then rejects the CSR).
+	 */
+	EVP_PKEY *pkey;
 	/*
 	 * Set once cf_csr_verify succeeded: the CSR cannot change afterwards,
 	 * so the CA path (cf_ca_issue_csr, then cf_pki_issue_device) verifies
@@ -94,5 +143,49 @@ int cf_pki_pem_bundle_end(size_t n);
 int cf_pki_bio_over(BIO **out, const void *data, size_t len) CF_MUST_CHECK; /* read-only */
 void cf_pki_name_cn(char *out, size_t out_len, const X509_NAME *name); /* first CN, or "" */
 X509_NAME *cf_pki_name_from_cn(const char *cn);                  /* CN=cn, NULL on error */
+
+/* ---- cf_pki_der.c: reading without OSSL_DECODER --------------------------- */
+
+/*
+ * The key of a parsed SubjectPublicKeyInfo (a new reference), or NULL with
+ * OpenSSL's error queued. EC P-256/P-384/P-521 (named curve, uncompressed
+ * point) and Ed25519 in canonical DER are built directly; everything else
+ * goes through d2i_PUBKEY on the bytes as received.
+ */
+EVP_PKEY *cf_pki_der_spki_pkey(const cf_der_spki *spki);
+/* The same from exactly len bytes of DER SubjectPublicKeyInfo (d2i_PUBKEY's replacement). */
+EVP_PKEY *cf_pki_der_pubkey(const unsigned char *der, size_t len);
+/* The fast path alone: NULL wherever cf_pki_der_pubkey would ask the decoder (tests, fuzzing). */
+EVP_PKEY *cf_pki_der_pubkey_fast(const unsigned char *der, size_t len);
+/* Lowercase hex SHA-256 of the SPKI's canonical DER (what cf_key_fingerprint gives). */
+int cf_pki_der_spki_fingerprint(char out[CF_ID_LEN + 1], const cf_der_spki *spki) CF_MUST_CHECK;
+/*
+ * Sets pub to pkey's SubjectPublicKeyInfo from its raw public key, without
+ * the encoder, for the keys the fast path knows: 0 if set, 1 if the caller
+ * must use X509_*_set_pubkey (the bytes are the same either way).
+ */
+int cf_pki_der_set_pubkey(X509_PUBKEY *pub, EVP_PKEY *pkey) CF_MUST_CHECK;
+
+/* A CSR from exactly len bytes of DER. CF_EINVAL (OpenSSL's error queued) if malformed. */
+int cf_pki_der_req_parse(cf_der_req **out, const unsigned char *der, size_t len) CF_MUST_CHECK;
+void cf_pki_der_req_free(cf_der_req *req);
+/* X509_REQ_verify for a cf_der_req: 1 if the signature verifies with pkey. */
+int cf_pki_der_req_verify(const cf_der_req *req, EVP_PKEY *pkey);
+/* X509_REQ_get_extensions for a cf_der_req (sk_X509_EXTENSION_pop_free it); NULL if malformed. */
+STACK_OF(X509_EXTENSION) *cf_pki_der_req_extensions(const cf_der_req *req);
+
+/* A certificate from exactly len bytes of DER, its key left as bytes. CF_EINVAL if malformed. */
+int cf_pki_der_cert_parse(cf_der_cert **out, const unsigned char *der, size_t len) CF_MUST_CHECK;
+void cf_pki_der_cert_free(cf_der_cert *cert);
+/* cf_pki_der_cert_parse of PEM (the first CERTIFICATE block) or DER, as cf_cert_parse detects. */
+int cf_pki_der_cert_read(cf_der_cert **out, const void *data, size_t len) CF_MUST_CHECK;
+
+/*
+ * The private key of an unencrypted PKCS#8 PEM ("PRIVATE KEY", what
+ * cf_key_to_pem writes) for EC P-256/P-384/P-521 with its public key and
+ * Ed25519; NULL for anything else, with no error queued: the caller then
+ * reads it with PEM_read_bio_PrivateKey. Every copy of the key bytes is wiped.
+ */
+EVP_PKEY *cf_pki_der_private_pem(const char *pem, size_t len);
 
 #endif

@@ -230,16 +230,14 @@ static int
 cert_key(cf_key **out, cf_store *st, const char *cert_id)
 {
 	cf_cert_rec rec;
-	cf_cert *cert = NULL;
 	int r;
 
 	memset(&rec, 0, sizeof(rec));
+	/* Only the key: cf_cert_pubkey_from_pem reads it without OpenSSL's decoder. */
 	if ((r = cf_store_cert_get(st, &rec, cert_id)) != 0 ||
-	    (r = cf_cert_parse(&cert, rec.pem, strlen(rec.pem))) != 0 ||
-	    (r = cf_cert_pubkey(out, cert)) != 0)
+	    (r = cf_cert_pubkey_from_pem(out, rec.pem, strlen(rec.pem))) != 0)
 		goto out;
 out:
-	cf_cert_free(cert);
 	cf_cert_rec_clear(&rec);
 	return r;
 }
