@@ -672,6 +672,7 @@ typedef struct {
 	int cancel_quiet; /* ... without a notify-next */
 	int canceled;
 	int failed_after_cancel; /* FAILED updates the agent sent after the cancel */
+	int exec_no;      /* the execution's number (0: 1); a later job of the same agent counts up */
 } fake;
 
 static void
@@ -734,7 +735,8 @@ execution(fake *f)
 	return json_pack("{s:{s:s, s:s, s:{s:s, s:s, s:s}, s:i, s:I}}", "execution", "jobId", "job-1",
 	    "status", f->status, "jobDocument", "operation", "ROTATE_CERTIFICATE", "keyAlgorithm",
 	    f->fault == F_BAD_DOCUMENT ? "RSA-1024" : cf_key_alg_name(f->alg), "signingAlgorithm",
-	    cf_sig_alg_name(cf_sig_alg_default(f->alg)), "executionNumber", 1, "versionNumber",
+	    cf_sig_alg_name(cf_sig_alg_default(f->alg)), "executionNumber", f->exec_no ? f->exec_no : 1,
+	    "versionNumber",
 	    (json_int_t)f->version);
 }
 
@@ -1384,6 +1386,64 @@ test_agent__intermediate_rollover(void **state)
 }
 
 /*
+ * Three rotations by one agent instance (its CA file is parsed once and
+ * kept): after a roll-over to intermediate B the chain in use (B + A +
+ * root) differs from the CA file; a second rotation from B verifies against
+ * it and leaves it as it is (B is not added twice); a third, under a
+ * self-made root sent along in chainPem, is still refused — the kept CA
+ * file is the only source of roots.
+ */
+static void
+test_agent__rotations_after_rollover_same_instance(void **state)
+{
+	fake f;
+	char old_id[CF_ID_LEN + 1], *chain;
+
+	(void)state;
+	fake_init(&f, CF_KEY_P256, CF_KEY_P256, F_NONE);
+	f.issuer_b = 1;
+	bundle_id(old_id);
+	boot(&f);
+	assert_int_equal(pump(&f), 0);
+	assert_string_equal(f.status, "SUCCEEDED");
+	assert_converged(&f, old_id);
+
+	/* The next job, same agent, same intermediate B. */
+	bundle_id(old_id);
+	snprintf(f.status, sizeof(f.status), "QUEUED");
+	f.issued_id[0] = '\0';
+	f.exec_no = 2;
+	reply(&f, "jobs/notify-next", execution(&f));
+	assert_int_equal(pump(&f), 0);
+	assert_string_equal(f.status, "SUCCEEDED");
+	assert_converged(&f, old_id);
+	assert_int_equal(f.creates, 2);
+	chain = bundle_chain();
+	assert_ptr_equal(strstr(chain, g.inter_b_pem), chain); /* B once, first */
+	assert_null(strstr(chain + strlen(g.inter_b_pem), g.inter_b_pem));
+	free(chain);
+
+	/* And one under an attacker's root: refused, the pair and chain in use stay. */
+	bundle_id(old_id);
+	f.fault = F_CERT_ATTACKER_CHAIN;
+	f.issuer_b = 1; /* assert_converged: B stays in the chain in use */
+	snprintf(f.status, sizeof(f.status), "QUEUED");
+	f.issued_id[0] = '\0';
+	f.exec_no = 3;
+	reply(&f, "jobs/notify-next", execution(&f));
+	assert_int_equal(pump(&f), 0);
+	assert_string_equal(f.status, "FAILED");
+	assert_non_null(strstr(f.reason, "certificate refused"));
+	chain = bundle_chain();
+	assert_ptr_equal(strstr(chain, g.inter_b_pem), chain);
+	assert_null(strstr(chain, g.evil_chain_pem));
+	free(chain);
+	bundle_id(f.conn_id);
+	assert_string_equal(f.conn_id, old_id);
+	fake_done(&f);
+}
+
+/*
  * A chain under a self-made root (named like the device's) is refused, and
  * nothing of it is installed — also when it rides along with an otherwise
  * good rotation: a root from the message is never trusted or stored.
@@ -1559,6 +1619,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__crash_with_answer_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__intermediate_rollover, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent__rotations_after_rollover_same_instance, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_agent__attacker_chain_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__cancel_before_commit_rolls_back_silently, setup,
 		    teardown),
