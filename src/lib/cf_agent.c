@@ -47,12 +47,14 @@ struct cf_agent {
 	char journal_path[AGENT_PATH_MAX];
 	char *ca_chain_pem;
 	/*
-	 * ca_chain_pem parsed, on the first certificate check, and kept: it
-	 * never changes for this agent, and decoding certificates is the
-	 * dearest part of a check in OpenSSL 3.0 (docs/agent.md). Whether
-	 * each one is self-signed (a trusted root) beside it.
+	 * ca_chain_pem parsed (or the embedder's shared parse, o->ca_certs),
+	 * on the first certificate check, and kept: it never changes for this
+	 * agent, and decoding certificates is the dearest part of a check in
+	 * OpenSSL 3.0 (docs/agent.md). Whether each one is self-signed (a
+	 * trusted root) beside it.
 	 */
-	cf_cert **trusted;
+	cf_cert *const *trusted;
+	cf_cert **trusted_own; /* trusted, when the agent parsed it itself */
 	int *trusted_root;
 	size_t n_trusted;
 	int timeout_s[CF_AGENT__COUNT];
@@ -426,11 +428,14 @@ trusted_load(cf_agent *a)
 	size_t i;
 	int r;
 
-	if (a->trusted != NULL)
+	if (a->trusted_root != NULL)
 		return 0;
-	if ((r = cf_cert_parse_bundle(&a->trusted, &a->n_trusted, a->ca_chain_pem,
-	    strlen(a->ca_chain_pem))) != 0)
-		return r;
+	if (a->trusted == NULL) {
+		if ((r = cf_cert_parse_bundle(&a->trusted_own, &a->n_trusted, a->ca_chain_pem,
+		    strlen(a->ca_chain_pem))) != 0)
+			return r;
+		a->trusted = a->trusted_own;
+	}
 	if ((a->trusted_root = calloc(a->n_trusted + 1, sizeof(*a->trusted_root))) == NULL) {
 		cf_error_set("out of memory");
 		r = CF_ERROR;
@@ -443,11 +448,14 @@ trusted_load(cf_agent *a)
 	}
 	return 0;
 fail:
-	cf_cert_list_free(a->trusted, a->n_trusted);
 	free(a->trusted_root);
-	a->trusted = NULL;
 	a->trusted_root = NULL;
-	a->n_trusted = 0;
+	if (a->trusted_own != NULL) {
+		cf_cert_list_free(a->trusted_own, a->n_trusted);
+		a->trusted_own = NULL;
+		a->trusted = NULL;
+		a->n_trusted = 0;
+	}
 	return r;
 }
 
@@ -468,7 +476,8 @@ static int
 verify_cert(char **chain_out, cf_agent *a, const char *pem, const char *id, const char *chain_pem)
 {
 	int r;
-	cf_cert *cert = NULL, **current = NULL, **extra = NULL, **cur_list;
+	cf_cert *cert = NULL, **current = NULL, **extra = NULL;
+	cf_cert *const *cur_list;
 	cf_cert *ints[3 * MAX_CHAIN], *roots[MAX_CHAIN];
 	size_t n_current = 0, n_cur_list, n_extra = 0, n_int = 0, n_roots = 0, i, len = 0;
 	cf_key *pub = NULL;
@@ -1116,6 +1125,10 @@ cf_agent_start(cf_agent **out, const cf_agent_opts *o, cf_keystore *ks, const cf
 	}
 	a->ks = ks;
 	a->t = *t;
+	if (o->ca_certs != NULL && o->n_ca_certs > 0) {
+		a->trusted = o->ca_certs;
+		a->n_trusted = o->n_ca_certs;
+	}
 	a->now = now;
 	a->max_attempts = o->max_attempts > 0 ? o->max_attempts : 3;
 	a->journal_hook = o->journal_hook;
@@ -1144,7 +1157,8 @@ cf_agent_free(cf_agent *a)
 	if (a == NULL)
 		return;
 	free(a->ca_chain_pem);
-	cf_cert_list_free(a->trusted, a->n_trusted);
+	if (a->trusted_own != NULL)
+		cf_cert_list_free(a->trusted_own, a->n_trusted);
 	free(a->trusted_root);
 	free(a);
 }

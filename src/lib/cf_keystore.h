@@ -128,6 +128,15 @@ int cf_keystore_file_open(cf_keystore **out, const char *dir) CF_MUST_CHECK;
  */
 int cf_keystore_cache_wrap(cf_keystore **out, cf_keystore *inner) CF_MUST_CHECK;
 
+/*
+ * Generation gen's private key from a key cache (loaded on first use), for
+ * the embedder's TLS context (cf_tls_ctx_use_key), so that a connect does
+ * not decode the key file once more. Borrowed: valid until the next
+ * generate, rollback, cleanup or free of ks. CF_EINVAL if ks is not a key
+ * cache; the inner store's errors otherwise (CF_ENOTFOUND: no such key).
+ */
+int cf_keystore_cache_key(const cf_key **out, cf_keystore *ks, unsigned gen) CF_MUST_CHECK;
+
 /* Where the PKCS#11 key store finds its token (docs/pkcs11.md). */
 typedef struct {
 	const char *module;   /* the PKCS#11 module (.so) */

@@ -1,8 +1,9 @@
 /*
  * cf_pki_int — what cf_pki.c, cf_pki_alg.c and cf_keyq.c share behind the
  * public interface: the handle layouts and a few OpenSSL-level helpers.
- * Nothing outside those files includes it, so OpenSSL types stay behind
- * the PKI module (STYLE: "OpenSSL stays behind the PKI module").
+ * Nothing else includes it but cf_tls.c (which hands a key's EVP_PKEY to
+ * libssl), so OpenSSL types stay behind the PKI module (STYLE: "OpenSSL
+ * stays behind the PKI module").
  */
 #ifndef CF_PKI_INT_H
 #define CF_PKI_INT_H

@@ -673,6 +673,8 @@ typedef struct {
 	int canceled;
 	int failed_after_cancel; /* FAILED updates the agent sent after the cancel */
 	int exec_no;      /* the execution's number (0: 1); a later job of the same agent counts up */
+	cf_cert **ca_certs; /* non-NULL: boot hands the agent this parse of its CA file (shared) */
+	size_t n_ca_certs;
 } fake;
 
 static void
@@ -979,6 +981,8 @@ boot(fake *f)
 	o.thing = THING;
 	o.state_dir = state_dir;
 	o.ca_chain_pem = g.chain_pem;
+	o.ca_certs = f->ca_certs;
+	o.n_ca_certs = f->n_ca_certs;
 	o.journal_hook = fake_hook;
 	o.hook_arg = f;
 	must(cf_keystore_file_open(&f->ks, g.dir));
@@ -1394,13 +1398,19 @@ test_agent__intermediate_rollover(void **state)
  * file is the only source of roots.
  */
 static void
-test_agent__rotations_after_rollover_same_instance(void **state)
+rotations_after_rollover(int shared)
 {
 	fake f;
 	char old_id[CF_ID_LEN + 1], *chain;
+	cf_cert **ca = NULL;
+	size_t n_ca = 0;
 
-	(void)state;
 	fake_init(&f, CF_KEY_P256, CF_KEY_P256, F_NONE);
+	if (shared) {
+		must(cf_cert_parse_bundle(&ca, &n_ca, g.chain_pem, strlen(g.chain_pem)));
+		f.ca_certs = ca;
+		f.n_ca_certs = n_ca;
+	}
 	f.issuer_b = 1;
 	bundle_id(old_id);
 	boot(&f);
@@ -1441,6 +1451,30 @@ test_agent__rotations_after_rollover_same_instance(void **state)
 	bundle_id(f.conn_id);
 	assert_string_equal(f.conn_id, old_id);
 	fake_done(&f);
+	/* The agent only borrowed the shared parse: it is still whole (ASan would see a double free). */
+	if (shared) {
+		char fp[CF_ID_LEN + 1];
+		size_t i;
+
+		for (i = 0; i < n_ca; i++)
+			must(cf_cert_fingerprint(fp, ca[i]));
+		cf_cert_list_free(ca, n_ca);
+	}
+}
+
+static void
+test_agent__rotations_after_rollover_same_instance(void **state)
+{
+	(void)state;
+	rotations_after_rollover(0);
+}
+
+/* The same with the CA file parsed by the embedder and shared (cf_agent_opts.ca_certs). */
+static void
+test_agent__rotations_with_shared_ca_certs(void **state)
+{
+	(void)state;
+	rotations_after_rollover(1);
 }
 
 /*
@@ -1620,6 +1654,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_agent__crash_with_answer_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__intermediate_rollover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__rotations_after_rollover_same_instance, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_agent__rotations_with_shared_ca_certs, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_agent__attacker_chain_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__cancel_before_commit_rolls_back_silently, setup,
