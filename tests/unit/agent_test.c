@@ -341,6 +341,68 @@ ks_prepare(cf_keystore *ks, cf_key_alg alg)
 	return gen;
 }
 
+/*
+ * The store remembers the pair install_cert checked (digests of both files)
+ * so that activate does not decode it again; a file changed in between
+ * must still be caught: the switch refuses a pending generation whose
+ * certificate, or whose key, is no longer the pair that was checked.
+ */
+static void
+test_keystore__activate_rechecks_changed_files(void **state)
+{
+	cf_keystore *ks = NULL;
+	cf_keystore_status s;
+	cf_key *other = NULL;
+	char *csr = NULL, *pem = NULL, *saved = NULL, path[256];
+	size_t saved_len = 0;
+	unsigned gen;
+
+	(void)state;
+	make_bundle(g.dir, CF_KEY_P256);
+	must(cf_keystore_file_open(&ks, g.dir));
+	must(cf_key_generate(&other, CF_KEY_P256));
+	must(cf_csr_create(&csr, other, CF_SIG_ECDSA_SHA256, THING));
+	pem = issue_pem(csr, THING, g.inter, g.int_key);
+
+	/* The certificate replaced by a valid one for another key. */
+	gen = ks_prepare(ks, CF_KEY_P256);
+	snprintf(path, sizeof(path), "%s/gen-%u/device.crt", g.dir, gen);
+	must(cf_file_read(&saved, &saved_len, path, 1 << 16));
+	must(cf_file_write_atomic(path, pem, strlen(pem), 0644));
+	assert_int_equal(ks->ops->activate(ks->st, gen), CF_ECORRUPT);
+	must(ks->ops->status(ks->st, &s));
+	assert_int_equal(s.active, 1);
+	/* Put back, the same bytes as checked: the switch goes through. */
+	must(cf_file_write_atomic(path, saved, saved_len, 0644));
+	must(ks->ops->activate(ks->st, gen));
+	must(ks->ops->cleanup(ks->st));
+	free(saved);
+	saved = NULL;
+
+	/* The key replaced by another (its certificate left alone). */
+	gen = ks_prepare(ks, CF_KEY_P256);
+	snprintf(path, sizeof(path), "%s/gen-%u/device.key", g.dir, gen);
+	must(unlink(path) == 0 ? 0 : -1);
+	must(cf_key_save(path, other, NULL));
+	assert_int_equal(ks->ops->activate(ks->st, gen), CF_ECORRUPT);
+	must(ks->ops->status(ks->st, &s));
+	assert_int_equal(s.active, gen - 1);
+
+	/* And a store opened afresh checks the pair it finds (nothing remembered). */
+	cf_keystore_free(ks);
+	ks = NULL;
+	must(cf_keystore_file_open(&ks, g.dir));
+	gen = ks_prepare(ks, CF_KEY_P256);
+	cf_keystore_free(ks);
+	ks = NULL;
+	must(cf_keystore_file_open(&ks, g.dir));
+	must(ks->ops->activate(ks->st, gen));
+	cf_keystore_free(ks);
+	cf_key_free(other);
+	free(pem);
+	free(csr);
+}
+
 static void
 test_keystore__adopts_plain_bundle(void **state)
 {
@@ -1641,6 +1703,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_keystore__refuses_mismatched_or_missing_bundle, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_keystore__switch_rollback_cleanup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keystore__activate_rechecks_changed_files, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_keystore__sign_with_either_generation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keystore__chain_switches_with_the_pair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__rotates_p256, setup, teardown),
