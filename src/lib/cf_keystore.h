@@ -64,7 +64,9 @@ typedef struct cf_keystore_ops {
 	 * Optional: stores pem (one or more certificates) as generation gen's CA
 	 * chain; it becomes the device's CA chain in the same atomic step that
 	 * makes gen active. CF_EINVAL if pem holds no certificate; CF_ESTATE if
-	 * gen is the active generation.
+	 * gen is the active generation. (The file store does nothing, and
+	 * checks nothing, when gen's chain already is pem byte for byte: the
+	 * copy generate made.)
 	 */
 	int (*install_chain)(void *st, unsigned gen, const char *pem, size_t len);
 	/*

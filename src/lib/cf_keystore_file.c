@@ -557,8 +557,8 @@ ks_install_chain(void *st, unsigned gen, const char *pem, size_t len)
 	ks_file *f = st;
 	unsigned active;
 	cf_cert **certs = NULL;
-	size_t n = 0;
-	char path[KS_PATH];
+	size_t n = 0, cur_len = 0;
+	char path[KS_PATH], *cur = NULL;
 	int r;
 
 	if ((r = read_active(&active, f)) != 0)
@@ -575,6 +575,14 @@ ks_install_chain(void *st, unsigned gen, const char *pem, size_t len)
 		r = CF_ENOTFOUND;
 		goto out;
 	}
+	/*
+	 * Outside a roll-over the chain is the one generate copied from the
+	 * active generation: already there, byte for byte, so neither decoded
+	 * nor written (and fsynced) again.
+	 */
+	if (read_gen_file(&cur, &cur_len, f, gen, CHAIN_NAME) == 0 && cur_len == len &&
+	    memcmp(cur, pem, len) == 0)
+		goto out;
 	if ((r = cf_cert_parse_bundle(&certs, &n, pem, len)) != 0) {
 		r = CF_EINVAL;
 		goto out;
@@ -583,6 +591,7 @@ ks_install_chain(void *st, unsigned gen, const char *pem, size_t len)
 	    (r = cf_file_write_atomic(path, pem, len, 0644)) != 0)
 		goto out;
 out:
+	free(cur);
 	cf_cert_list_free(certs, n);
 	return r;
 }

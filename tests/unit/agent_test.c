@@ -636,6 +636,18 @@ test_keystore__chain_switches_with_the_pair(void **state)
 	assert_int_equal(ks->ops->install_chain(ks->st, gen, "junk", 4), CF_EINVAL);
 	assert_int_equal(ks->ops->install_chain(ks->st, 9, g.chain_b_pem, strlen(g.chain_b_pem)),
 	    CF_ENOTFOUND);
+	{
+		/* The chain it already has (generate's copy): left as it is, not written again. */
+		struct stat before, after;
+
+		snprintf(path, sizeof(path), "%s/gen-%u/ca-chain.crt", g.dir, gen);
+		assert_int_equal(stat(path, &before), 0);
+		must(ks->ops->install_chain(ks->st, gen, g.chain_pem, strlen(g.chain_pem)));
+		assert_int_equal(stat(path, &after), 0);
+		assert_true(before.st_ino == after.st_ino); /* an atomic write would be a new file */
+		/* A prefix of it is other bytes: checked (and refused, it holds no whole certificate). */
+		assert_int_equal(ks->ops->install_chain(ks->st, gen, g.chain_pem, 40), CF_EINVAL);
+	}
 	must(ks->ops->install_chain(ks->st, gen, g.chain_b_pem, strlen(g.chain_b_pem)));
 	link_pem = bundle_chain();
 	assert_string_equal(link_pem, g.chain_pem); /* nothing in use changed */
