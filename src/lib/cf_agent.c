@@ -46,6 +46,17 @@ struct cf_agent {
 	char prefix[64];
 	char journal_path[AGENT_PATH_MAX];
 	char *ca_chain_pem;
+	/*
+	 * ca_chain_pem parsed (or the embedder's shared parse, o->ca_certs),
+	 * on the first certificate check, and kept: it never changes for this
+	 * agent, and decoding certificates is the dearest part of a check in
+	 * OpenSSL 3.0 (docs/agent.md). Whether each one is self-signed (a
+	 * trusted root) beside it.
+	 */
+	cf_cert *const *trusted;
+	cf_cert **trusted_own; /* trusted, when the agent parsed it itself */
+	int *trusted_root;
+	size_t n_trusted;
 	int timeout_s[CF_AGENT__COUNT];
 	int max_attempts;
 	int (*journal_hook)(void *arg, cf_agent_state state);
@@ -409,6 +420,45 @@ cert_listed(const cf_cert *c, cf_cert *const *list, size_t n)
 	return 0;
 }
 
+/* The device's own CA file, parsed once (a->trusted); 0 or an error. */
+static int
+trusted_load(cf_agent *a)
+{
+	cf_cert_info ci;
+	size_t i;
+	int r;
+
+	if (a->trusted_root != NULL)
+		return 0;
+	if (a->trusted == NULL) {
+		if ((r = cf_cert_parse_bundle(&a->trusted_own, &a->n_trusted, a->ca_chain_pem,
+		    strlen(a->ca_chain_pem))) != 0)
+			return r;
+		a->trusted = a->trusted_own;
+	}
+	if ((a->trusted_root = calloc(a->n_trusted + 1, sizeof(*a->trusted_root))) == NULL) {
+		cf_error_set("out of memory");
+		r = CF_ERROR;
+		goto fail;
+	}
+	for (i = 0; i < a->n_trusted; i++) {
+		if ((r = cf_cert_info_get(&ci, a->trusted[i])) != 0)
+			goto fail;
+		a->trusted_root[i] = ci.self_signed;
+	}
+	return 0;
+fail:
+	free(a->trusted_root);
+	a->trusted_root = NULL;
+	if (a->trusted_own != NULL) {
+		cf_cert_list_free(a->trusted_own, a->n_trusted);
+		a->trusted_own = NULL;
+		a->trusted = NULL;
+		a->n_trusted = 0;
+	}
+	return r;
+}
+
 /*
  * The issued certificate must hold the pending key, be the id the server
  * named, name the thing (CN and SAN URI), and chain (clientAuth) to a root
@@ -417,14 +467,19 @@ cert_listed(const cf_cert *c, cf_cert *const *list, size_t n)
  * a root from the reply is never trusted. *chain_out (caller frees) is the
  * CA chain for the new generation: the received intermediates that chain
  * to a trusted root and are not known yet, then the current chain.
+ *
+ * Outside a roll-over the three chains are the same text; a chain equal to
+ * one already parsed is not parsed again (its certificates would add
+ * nothing: not roots, intermediates already listed, nothing new).
  */
 static int
 verify_cert(char **chain_out, cf_agent *a, const char *pem, const char *id, const char *chain_pem)
 {
 	int r;
-	cf_cert *cert = NULL, **trusted = NULL, **current = NULL, **extra = NULL;
+	cf_cert *cert = NULL, **current = NULL, **extra = NULL;
+	cf_cert *const *cur_list;
 	cf_cert *ints[3 * MAX_CHAIN], *roots[MAX_CHAIN];
-	size_t n_trusted = 0, n_current = 0, n_extra = 0, n_int = 0, n_roots = 0, i, len = 0;
+	size_t n_current = 0, n_cur_list, n_extra = 0, n_int = 0, n_roots = 0, i, len = 0;
 	cf_key *pub = NULL;
 	cf_cert_info info, ci;
 	char *cur_pem = NULL, *chain = NULL, *p = NULL;
@@ -459,22 +514,31 @@ verify_cert(char **chain_out, cf_agent *a, const char *pem, const char *id, cons
 			goto out;
 		}
 	}
-	if ((r = cf_cert_parse_bundle(&trusted, &n_trusted, a->ca_chain_pem, strlen(a->ca_chain_pem))) != 0 ||
-	    (r = cf_cert_parse_bundle(&current, &n_current, cur_pem, strlen(cur_pem))) != 0)
+	if ((r = trusted_load(a)) != 0)
 		goto out;
-	if (chain_pem != NULL && chain_pem[0] != '\0' &&
+	/* Only the device's own CA file decides which roots are trusted. */
+	for (i = 0; i < a->n_trusted; i++)
+		if (a->trusted_root[i] && n_roots < MAX_CHAIN)
+			roots[n_roots++] = a->trusted[i];
+		else if (!a->trusted_root[i] && n_int < sizeof(ints) / sizeof(ints[0]))
+			ints[n_int++] = a->trusted[i];
+	cur_list = a->trusted;
+	n_cur_list = a->n_trusted;
+	if (strcmp(cur_pem, a->ca_chain_pem) != 0) {
+		if ((r = cf_cert_parse_bundle(&current, &n_current, cur_pem, strlen(cur_pem))) != 0)
+			goto out;
+		cur_list = current;
+		n_cur_list = n_current;
+	}
+	if (chain_pem != NULL && chain_pem[0] != '\0' && strcmp(chain_pem, cur_pem) != 0 &&
 	    (r = cf_cert_parse_bundle(&extra, &n_extra, chain_pem, strlen(chain_pem))) != 0)
 		goto out;
-	for (i = 0; i < n_trusted + n_current + n_extra; i++) {
-		cf_cert *c = i < n_trusted ? trusted[i] : i < n_trusted + n_current ?
-		    current[i - n_trusted] : extra[i - n_trusted - n_current];
+	for (i = 0; i < n_current + n_extra; i++) {
+		cf_cert *c = i < n_current ? current[i] : extra[i - n_current];
 
 		if ((r = cf_cert_info_get(&ci, c)) != 0)
 			goto out;
-		/* Only the device's own CA file decides which roots are trusted. */
-		if (ci.self_signed && i < n_trusted && n_roots < MAX_CHAIN)
-			roots[n_roots++] = c;
-		else if (!ci.self_signed && n_int < sizeof(ints) / sizeof(ints[0]))
+		if (!ci.self_signed && n_int < sizeof(ints) / sizeof(ints[0]))
 			ints[n_int++] = c;
 	}
 	if ((r = cf_pki_verify_chain(cert, ints, n_int, roots, n_roots, NULL, 0, 1)) != 0)
@@ -482,7 +546,7 @@ verify_cert(char **chain_out, cf_agent *a, const char *pem, const char *id, cons
 	/* New intermediates: CAs from the reply that chain to a trusted root themselves. */
 	for (i = 0; i < n_extra; i++) {
 		if (cf_cert_info_get(&ci, extra[i]) != 0 || ci.self_signed || !ci.is_ca ||
-		    cert_listed(extra[i], current, n_current) ||
+		    cert_listed(extra[i], cur_list, n_cur_list) ||
 		    cf_pki_verify_chain(extra[i], ints, n_int, roots, n_roots, NULL, 0, 0) != 0)
 			continue;
 		if ((r = cf_cert_to_pem(&p, extra[i])) != 0 || (r = append_pem(&chain, &len, p)) != 0)
@@ -498,7 +562,6 @@ out:
 	free(p);
 	free(chain);
 	free(cur_pem);
-	cf_cert_list_free(trusted, n_trusted);
 	cf_cert_list_free(current, n_current);
 	cf_cert_list_free(extra, n_extra);
 	cf_key_free(pub);
@@ -1062,6 +1125,10 @@ cf_agent_start(cf_agent **out, const cf_agent_opts *o, cf_keystore *ks, const cf
 	}
 	a->ks = ks;
 	a->t = *t;
+	if (o->ca_certs != NULL && o->n_ca_certs > 0) {
+		a->trusted = o->ca_certs;
+		a->n_trusted = o->n_ca_certs;
+	}
 	a->now = now;
 	a->max_attempts = o->max_attempts > 0 ? o->max_attempts : 3;
 	a->journal_hook = o->journal_hook;
@@ -1090,6 +1157,9 @@ cf_agent_free(cf_agent *a)
 	if (a == NULL)
 		return;
 	free(a->ca_chain_pem);
+	if (a->trusted_own != NULL)
+		cf_cert_list_free(a->trusted_own, a->n_trusted);
+	free(a->trusted_root);
 	free(a);
 }
 

@@ -74,6 +74,15 @@ typedef struct {
 	const char *prefix;       /* topic prefix, NULL = "cf/" */
 	const char *state_dir;    /* where the journal lives (created 0700) */
 	const char *ca_chain_pem; /* trusted CA certificates: intermediates and root(s) */
+	/*
+	 * Optional: ca_chain_pem already parsed (cf_cert_parse_bundle), borrowed
+	 * and shared: it must outlive the agent. For an embedder that runs many
+	 * agents with one CA file (the simulator), so that each does not decode
+	 * the same certificates again. NULL: the agent parses ca_chain_pem itself
+	 * (once, at its first certificate check).
+	 */
+	cf_cert *const *ca_certs;
+	size_t n_ca_certs;
 	/* Per-state timeout in seconds; 0 = the table's default (docs/agent.md). */
 	int timeout_s[CF_AGENT__COUNT];
 	int max_attempts;         /* sends of one request before giving up; 0 = 3 */

@@ -64,7 +64,9 @@ typedef struct cf_keystore_ops {
 	 * Optional: stores pem (one or more certificates) as generation gen's CA
 	 * chain; it becomes the device's CA chain in the same atomic step that
 	 * makes gen active. CF_EINVAL if pem holds no certificate; CF_ESTATE if
-	 * gen is the active generation.
+	 * gen is the active generation. (The file store does nothing, and
+	 * checks nothing, when gen's chain already is pem byte for byte: the
+	 * copy generate made.)
 	 */
 	int (*install_chain)(void *st, unsigned gen, const char *pem, size_t len);
 	/*
@@ -127,6 +129,15 @@ int cf_keystore_file_open(cf_keystore **out, const char *dir) CF_MUST_CHECK;
  * keeps using the plain file store. CF_EINVAL if inner cannot locate keys.
  */
 int cf_keystore_cache_wrap(cf_keystore **out, cf_keystore *inner) CF_MUST_CHECK;
+
+/*
+ * Generation gen's private key from a key cache (loaded on first use), for
+ * the embedder's TLS context (cf_tls_ctx_use_key), so that a connect does
+ * not decode the key file once more. Borrowed: valid until the next
+ * generate, rollback, cleanup or free of ks. CF_EINVAL if ks is not a key
+ * cache; the inner store's errors otherwise (CF_ENOTFOUND: no such key).
+ */
+int cf_keystore_cache_key(const cf_key **out, cf_keystore *ks, unsigned gen) CF_MUST_CHECK;
 
 /* Where the PKCS#11 key store finds its token (docs/pkcs11.md). */
 typedef struct {

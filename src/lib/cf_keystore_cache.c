@@ -8,9 +8,10 @@
  * per rotation on its own CPU; the simulator does it for thousands of
  * devices on one, where it was 75 % of its profile. This wrapper loads a
  * generation's key once, through the inner store's locate() paths, and
- * answers csr, sign and public_key from memory. Every other operation, and
- * every write, goes to the inner store unchanged: durability and the crash
- * rules are the inner store's.
+ * answers csr, sign and public_key from memory, and lends the key to the
+ * embedder's TLS context (cf_keystore_cache_key). Every other operation,
+ * and every write, goes to the inner store unchanged: durability and the
+ * crash rules are the inner store's.
  *
  * Generation numbers can be reused (generate discards everything above the
  * active generation, then creates active + 1; rollback discards newer ones),
@@ -247,6 +248,16 @@ static const cf_keystore_ops cache_ops = {
 	.locate = kc_locate,
 	.free = kc_free,
 };
+
+int
+cf_keystore_cache_key(const cf_key **out, cf_keystore *ks, unsigned gen)
+{
+	if (ks == NULL || ks->ops != &cache_ops) {
+		cf_error_set("not a key cache");
+		return CF_EINVAL;
+	}
+	return get_key(out, ks->st, gen);
+}
 
 int
 cf_keystore_cache_wrap(cf_keystore **out, cf_keystore *inner)

@@ -34,6 +34,16 @@
 typedef struct {
 	cf_keystore ks; /* handed out; st points back here */
 	char dir[KS_PATH];
+	/*
+	 * The last pair found to match (install_cert, check_pair): its
+	 * generation and the SHA-256 of the key file's and the certificate
+	 * file's bytes. check_pair reads both files every time but decodes them
+	 * only if their bytes are not the ones already checked: the same bytes
+	 * give the same answer, and OpenSSL 3.0 spends most of a millisecond on
+	 * each decode. Digests only: no key material is kept.
+	 */
+	unsigned pair_gen; /* 0: none */
+	char pair_key[CF_ID_LEN + 1], pair_cert[CF_ID_LEN + 1];
 } ks_file;
 
 static int
@@ -229,21 +239,63 @@ load_cert(cf_cert **out, const ks_file *f, unsigned gen)
 	return cf_cert_load(out, path);
 }
 
+/* Generation gen's file name, whole (the key's buffer is wiped when freed: read_free). */
+static int
+read_gen_file(char **out, size_t *out_len, const ks_file *f, unsigned gen, const char *name)
+{
+	char path[KS_PATH];
+	int r;
+
+	if ((r = gen_path(path, sizeof(path), f, gen, name)) != 0)
+		return r;
+	return cf_file_read(out, out_len, path, KS_MAX_FILE);
+}
+
+static void
+read_free(char *buf, size_t len)
+{
+	if (buf != NULL)
+		cf_secret_free(buf, len + 1);
+}
+
+static void
+remember_pair(ks_file *f, unsigned gen, const char *key_sha, const char *cert_sha)
+{
+	f->pair_gen = gen;
+	memcpy(f->pair_key, key_sha, sizeof(f->pair_key));
+	memcpy(f->pair_cert, cert_sha, sizeof(f->pair_cert));
+}
+
 /* 0 if generation gen holds a key and a certificate for it. */
 static int
-check_pair(const ks_file *f, unsigned gen)
+check_pair(ks_file *f, unsigned gen)
 {
 	int r;
 	cf_key *key = NULL;
 	cf_cert *cert = NULL;
+	char *kb = NULL, *cb = NULL, ksha[CF_ID_LEN + 1], csha[CF_ID_LEN + 1];
+	size_t kl = 0, cl = 0;
 
-	if ((r = load_key(&key, f, gen)) != 0 || (r = load_cert(&cert, f, gen)) != 0)
+	if ((r = read_gen_file(&kb, &kl, f, gen, KEY_NAME)) != 0 ||
+	    (r = read_gen_file(&cb, &cl, f, gen, CERT_NAME)) != 0)
 		goto out;
+	cf_sha256_hex(ksha, kb, kl);
+	cf_sha256_hex(csha, cb, cl);
+	if (f->pair_gen == gen && strcmp(ksha, f->pair_key) == 0 && strcmp(csha, f->pair_cert) == 0)
+		goto out; /* these very bytes matched already */
+	if ((r = cf_key_from_pem(&key, kb, kl, NULL)) != 0 || (r = cf_cert_parse(&cert, cb, cl)) != 0) {
+		cf_error_prefix("%s/gen-%u", f->dir, gen);
+		goto out;
+	}
 	if (!cf_cert_matches_key(cert, key)) {
 		cf_error_set("%s/gen-%u: the certificate does not hold the key's public key", f->dir, gen);
 		r = CF_ECORRUPT;
+		goto out;
 	}
+	remember_pair(f, gen, ksha, csha);
 out:
+	read_free(kb, kl);
+	free(cb);
 	cf_cert_free(cert);
 	cf_key_free(key);
 	return r;
@@ -449,7 +501,8 @@ ks_install_cert(void *st, unsigned gen, const char *pem, size_t len)
 	ks_file *f = st;
 	unsigned active;
 	cf_key *key = NULL, *pub = NULL;
-	char path[KS_PATH];
+	char path[KS_PATH], *kb = NULL, ksha[CF_ID_LEN + 1], csha[CF_ID_LEN + 1];
+	size_t kl = 0;
 	int r;
 
 	if ((r = read_active(&active, f)) != 0)
@@ -459,8 +512,14 @@ ks_install_cert(void *st, unsigned gen, const char *pem, size_t len)
 		r = CF_ESTATE;
 		goto out;
 	}
+	if ((r = read_gen_file(&kb, &kl, f, gen, KEY_NAME)) != 0)
+		goto out;
+	if ((r = cf_key_from_pem(&key, kb, kl, NULL)) != 0) {
+		cf_error_prefix("%s/gen-%u", f->dir, gen);
+		goto out;
+	}
 	/* Only the certificate's key is needed here (read without OpenSSL's decoder). */
-	if ((r = load_key(&key, f, gen)) != 0 || (r = cf_cert_pubkey_from_pem(&pub, pem, len)) != 0)
+	if ((r = cf_cert_pubkey_from_pem(&pub, pem, len)) != 0)
 		goto out;
 	if (!cf_key_equal_public(pub, key)) {
 		cf_error_set("the certificate does not hold generation %u's public key", gen);
@@ -470,7 +529,12 @@ ks_install_cert(void *st, unsigned gen, const char *pem, size_t len)
 	if ((r = gen_path(path, sizeof(path), f, gen, CERT_NAME)) != 0 ||
 	    (r = cf_file_write_atomic(path, pem, len, 0644)) != 0)
 		goto out;
+	/* The switch (activate: check_pair) then finds these bytes checked. */
+	cf_sha256_hex(ksha, kb, kl);
+	cf_sha256_hex(csha, pem, len);
+	remember_pair(f, gen, ksha, csha);
 out:
+	read_free(kb, kl);
 	cf_key_free(pub);
 	cf_key_free(key);
 	return r;
@@ -493,8 +557,8 @@ ks_install_chain(void *st, unsigned gen, const char *pem, size_t len)
 	ks_file *f = st;
 	unsigned active;
 	cf_cert **certs = NULL;
-	size_t n = 0;
-	char path[KS_PATH];
+	size_t n = 0, cur_len = 0;
+	char path[KS_PATH], *cur = NULL;
 	int r;
 
 	if ((r = read_active(&active, f)) != 0)
@@ -511,6 +575,14 @@ ks_install_chain(void *st, unsigned gen, const char *pem, size_t len)
 		r = CF_ENOTFOUND;
 		goto out;
 	}
+	/*
+	 * Outside a roll-over the chain is the one generate copied from the
+	 * active generation: already there, byte for byte, so neither decoded
+	 * nor written (and fsynced) again.
+	 */
+	if (read_gen_file(&cur, &cur_len, f, gen, CHAIN_NAME) == 0 && cur_len == len &&
+	    memcmp(cur, pem, len) == 0)
+		goto out;
 	if ((r = cf_cert_parse_bundle(&certs, &n, pem, len)) != 0) {
 		r = CF_EINVAL;
 		goto out;
@@ -519,6 +591,7 @@ ks_install_chain(void *st, unsigned gen, const char *pem, size_t len)
 	    (r = cf_file_write_atomic(path, pem, len, 0644)) != 0)
 		goto out;
 out:
+	free(cur);
 	cf_cert_list_free(certs, n);
 	return r;
 }

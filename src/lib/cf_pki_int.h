@@ -2,8 +2,9 @@
  * cf_pki_int — what the cf_pki*.c files and cf_keyq.c share behind the
  * public interface: the handle layouts, the DER structures of cf_pki_der.c
  * and a few OpenSSL-level helpers. Nothing outside those files includes it
- * (but the white-box tests and fuzz targets of the PKI module), so OpenSSL
- * types stay behind the PKI module (STYLE: "OpenSSL stays behind the PKI module").
+ * but cf_tls.c (which hands a key's EVP_PKEY to libssl) and the white-box
+ * tests and fuzz targets of the PKI module, so OpenSSL types stay behind
+ * the PKI module (STYLE: "OpenSSL stays behind the PKI module").
  */
 #ifndef CF_PKI_INT_H
 #define CF_PKI_INT_H

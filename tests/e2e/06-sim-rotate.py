@@ -68,6 +68,51 @@ def test_rotate_clean():
                 "phase %s timed for every device" % ph, r.out)
 
 
+def test_rotate_sharded():
+    """Two processes for one fleet, the way bench/rotation runs one per CPU (--shard I/K)."""
+    for bad in ("2/2", "0/0", "-1/2", "1"):
+        r = sim("rotate", "--dir", FLEET, "--shard", bad, "--no-job")
+        e.check(r.rc == 2, "--shard %s is refused as a usage error" % bad, r)
+    samples = [S.scratch("samples-%d" % k) for k in range(2)]
+    env = dict(os.environ, CF_BIN_DIR=e.BIN_DIR, CF_LIB_DIR=e.LIB_DIR, LC_ALL="C")
+    p1 = subprocess.Popen([SIM, "rotate", "--dir", FLEET, "--timeout", "120", "--shard", "1/2",
+                           "--no-job", "--samples", samples[1]], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          start_new_session=True)
+    e.on_exit(lambda: p1.poll() is None and p1.kill())
+    first = []
+    for line in p1.stdout:
+        first.append(line)
+        if line.startswith("ready=") or line.startswith("rotations_"):
+            break
+    e.check("ready=1\n" in first, "shard 1 connects its devices and waits for the job",
+            "".join(first))
+    r0 = sim("rotate", "--dir", FLEET, "--timeout", 120, "--shard", "0/2", "--samples", samples[0])
+    out1, err1 = p1.communicate(timeout=150)
+    o0, o1 = kv(r0.out), kv("".join(first) + out1)
+    e.check(r0.rc == 0 and p1.returncode == 0, "both shards succeed", (r0, err1[-600:]))
+    e.check(o0.get("devices") == o1.get("devices") == str(N // 2),
+            "each shard holds half of the fleet", (o0.get("devices"), o1.get("devices")))
+    e.check(o0.get("rotations_ok") == o1.get("rotations_ok") == str(N // 2),
+            "each shard rotated its own devices", (r0.out, out1))
+    e.check(o0.get("job_SUCCEEDED") == str(N) and "job_id" in o1 and o1["job_id"] == "",
+            "the one job shard 0 created covered both shards' devices", r0.out)
+    t0, t1 = float(o0["t_start_mono"]), max(float(o0["t_last_done_mono"]),
+                                            float(o1["t_last_done_mono"]))
+    e.check(0 < t0 < t1, "the shards' monotonic times merge into one rotation window", (t0, t1))
+    merged = {}
+    for f in samples:
+        with open(f) as fh:
+            for line in fh:
+                ph, ms = line.split()
+                merged.setdefault(ph, []).append(float(ms))
+    for ph in ("connect", "notify_to_in_progress", "create_to_accepted", "reconnect_new_pair",
+               "commit_to_accepted", "total"):
+        e.check(len(merged.get(ph, [])) >= N and min(merged[ph]) > 0,
+                "the merged samples hold phase %s for every device" % ph,
+                {k: len(v) for k, v in merged.items()})
+
+
 def test_rotate_with_failures():
     r = sim("rotate", "--dir", FLEET, "--timeout", 240, "--drop-rate", "0.05", "--kill-rate", "0.5",
             "--reconnect-delay", 100, "--response-timeout", 3, "--seed", 7)
@@ -93,5 +138,6 @@ def test_bundles_consistent():
         e.check(status == "ACTIVE", "sim-%d: the certificate it holds is ACTIVE" % i, status)
 
 
-e.run_tests([test_create_fleet, test_connect, test_rotate_clean, test_rotate_with_failures,
+e.run_tests([test_create_fleet, test_connect, test_rotate_clean, test_rotate_sharded,
+             test_rotate_with_failures,
              test_bundles_consistent], setup=setup, stacks=[S])

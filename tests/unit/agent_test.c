@@ -341,6 +341,68 @@ ks_prepare(cf_keystore *ks, cf_key_alg alg)
 	return gen;
 }
 
+/*
+ * The store remembers the pair install_cert checked (digests of both files)
+ * so that activate does not decode it again; a file changed in between
+ * must still be caught: the switch refuses a pending generation whose
+ * certificate, or whose key, is no longer the pair that was checked.
+ */
+static void
+test_keystore__activate_rechecks_changed_files(void **state)
+{
+	cf_keystore *ks = NULL;
+	cf_keystore_status s;
+	cf_key *other = NULL;
+	char *csr = NULL, *pem = NULL, *saved = NULL, path[256];
+	size_t saved_len = 0;
+	unsigned gen;
+
+	(void)state;
+	make_bundle(g.dir, CF_KEY_P256);
+	must(cf_keystore_file_open(&ks, g.dir));
+	must(cf_key_generate(&other, CF_KEY_P256));
+	must(cf_csr_create(&csr, other, CF_SIG_ECDSA_SHA256, THING));
+	pem = issue_pem(csr, THING, g.inter, g.int_key);
+
+	/* The certificate replaced by a valid one for another key. */
+	gen = ks_prepare(ks, CF_KEY_P256);
+	snprintf(path, sizeof(path), "%s/gen-%u/device.crt", g.dir, gen);
+	must(cf_file_read(&saved, &saved_len, path, 1 << 16));
+	must(cf_file_write_atomic(path, pem, strlen(pem), 0644));
+	assert_int_equal(ks->ops->activate(ks->st, gen), CF_ECORRUPT);
+	must(ks->ops->status(ks->st, &s));
+	assert_int_equal(s.active, 1);
+	/* Put back, the same bytes as checked: the switch goes through. */
+	must(cf_file_write_atomic(path, saved, saved_len, 0644));
+	must(ks->ops->activate(ks->st, gen));
+	must(ks->ops->cleanup(ks->st));
+	free(saved);
+	saved = NULL;
+
+	/* The key replaced by another (its certificate left alone). */
+	gen = ks_prepare(ks, CF_KEY_P256);
+	snprintf(path, sizeof(path), "%s/gen-%u/device.key", g.dir, gen);
+	must(unlink(path) == 0 ? 0 : -1);
+	must(cf_key_save(path, other, NULL));
+	assert_int_equal(ks->ops->activate(ks->st, gen), CF_ECORRUPT);
+	must(ks->ops->status(ks->st, &s));
+	assert_int_equal(s.active, gen - 1);
+
+	/* And a store opened afresh checks the pair it finds (nothing remembered). */
+	cf_keystore_free(ks);
+	ks = NULL;
+	must(cf_keystore_file_open(&ks, g.dir));
+	gen = ks_prepare(ks, CF_KEY_P256);
+	cf_keystore_free(ks);
+	ks = NULL;
+	must(cf_keystore_file_open(&ks, g.dir));
+	must(ks->ops->activate(ks->st, gen));
+	cf_keystore_free(ks);
+	cf_key_free(other);
+	free(pem);
+	free(csr);
+}
+
 static void
 test_keystore__adopts_plain_bundle(void **state)
 {
@@ -574,6 +636,18 @@ test_keystore__chain_switches_with_the_pair(void **state)
 	assert_int_equal(ks->ops->install_chain(ks->st, gen, "junk", 4), CF_EINVAL);
 	assert_int_equal(ks->ops->install_chain(ks->st, 9, g.chain_b_pem, strlen(g.chain_b_pem)),
 	    CF_ENOTFOUND);
+	{
+		/* The chain it already has (generate's copy): left as it is, not written again. */
+		struct stat before, after;
+
+		snprintf(path, sizeof(path), "%s/gen-%u/ca-chain.crt", g.dir, gen);
+		assert_int_equal(stat(path, &before), 0);
+		must(ks->ops->install_chain(ks->st, gen, g.chain_pem, strlen(g.chain_pem)));
+		assert_int_equal(stat(path, &after), 0);
+		assert_true(before.st_ino == after.st_ino); /* an atomic write would be a new file */
+		/* A prefix of it is other bytes: checked (and refused, it holds no whole certificate). */
+		assert_int_equal(ks->ops->install_chain(ks->st, gen, g.chain_pem, 40), CF_EINVAL);
+	}
 	must(ks->ops->install_chain(ks->st, gen, g.chain_b_pem, strlen(g.chain_b_pem)));
 	link_pem = bundle_chain();
 	assert_string_equal(link_pem, g.chain_pem); /* nothing in use changed */
@@ -672,6 +746,9 @@ typedef struct {
 	int cancel_quiet; /* ... without a notify-next */
 	int canceled;
 	int failed_after_cancel; /* FAILED updates the agent sent after the cancel */
+	int exec_no;      /* the execution's number (0: 1); a later job of the same agent counts up */
+	cf_cert **ca_certs; /* non-NULL: boot hands the agent this parse of its CA file (shared) */
+	size_t n_ca_certs;
 } fake;
 
 static void
@@ -734,7 +811,8 @@ execution(fake *f)
 	return json_pack("{s:{s:s, s:s, s:{s:s, s:s, s:s}, s:i, s:I}}", "execution", "jobId", "job-1",
 	    "status", f->status, "jobDocument", "operation", "ROTATE_CERTIFICATE", "keyAlgorithm",
 	    f->fault == F_BAD_DOCUMENT ? "RSA-1024" : cf_key_alg_name(f->alg), "signingAlgorithm",
-	    cf_sig_alg_name(cf_sig_alg_default(f->alg)), "executionNumber", 1, "versionNumber",
+	    cf_sig_alg_name(cf_sig_alg_default(f->alg)), "executionNumber", f->exec_no ? f->exec_no : 1,
+	    "versionNumber",
 	    (json_int_t)f->version);
 }
 
@@ -977,6 +1055,8 @@ boot(fake *f)
 	o.thing = THING;
 	o.state_dir = state_dir;
 	o.ca_chain_pem = g.chain_pem;
+	o.ca_certs = f->ca_certs;
+	o.n_ca_certs = f->n_ca_certs;
 	o.journal_hook = fake_hook;
 	o.hook_arg = f;
 	must(cf_keystore_file_open(&f->ks, g.dir));
@@ -1384,6 +1464,94 @@ test_agent__intermediate_rollover(void **state)
 }
 
 /*
+ * Three rotations by one agent instance (its CA file is parsed once and
+ * kept): after a roll-over to intermediate B the chain in use (B + A +
+ * root) differs from the CA file; a second rotation from B verifies against
+ * it and leaves it as it is (B is not added twice); a third, under a
+ * self-made root sent along in chainPem, is still refused — the kept CA
+ * file is the only source of roots.
+ */
+static void
+rotations_after_rollover(int shared)
+{
+	fake f;
+	char old_id[CF_ID_LEN + 1], *chain;
+	cf_cert **ca = NULL;
+	size_t n_ca = 0;
+
+	fake_init(&f, CF_KEY_P256, CF_KEY_P256, F_NONE);
+	if (shared) {
+		must(cf_cert_parse_bundle(&ca, &n_ca, g.chain_pem, strlen(g.chain_pem)));
+		f.ca_certs = ca;
+		f.n_ca_certs = n_ca;
+	}
+	f.issuer_b = 1;
+	bundle_id(old_id);
+	boot(&f);
+	assert_int_equal(pump(&f), 0);
+	assert_string_equal(f.status, "SUCCEEDED");
+	assert_converged(&f, old_id);
+
+	/* The next job, same agent, same intermediate B. */
+	bundle_id(old_id);
+	snprintf(f.status, sizeof(f.status), "QUEUED");
+	f.issued_id[0] = '\0';
+	f.exec_no = 2;
+	reply(&f, "jobs/notify-next", execution(&f));
+	assert_int_equal(pump(&f), 0);
+	assert_string_equal(f.status, "SUCCEEDED");
+	assert_converged(&f, old_id);
+	assert_int_equal(f.creates, 2);
+	chain = bundle_chain();
+	assert_ptr_equal(strstr(chain, g.inter_b_pem), chain); /* B once, first */
+	assert_null(strstr(chain + strlen(g.inter_b_pem), g.inter_b_pem));
+	free(chain);
+
+	/* And one under an attacker's root: refused, the pair and chain in use stay. */
+	bundle_id(old_id);
+	f.fault = F_CERT_ATTACKER_CHAIN;
+	f.issuer_b = 1; /* assert_converged: B stays in the chain in use */
+	snprintf(f.status, sizeof(f.status), "QUEUED");
+	f.issued_id[0] = '\0';
+	f.exec_no = 3;
+	reply(&f, "jobs/notify-next", execution(&f));
+	assert_int_equal(pump(&f), 0);
+	assert_string_equal(f.status, "FAILED");
+	assert_non_null(strstr(f.reason, "certificate refused"));
+	chain = bundle_chain();
+	assert_ptr_equal(strstr(chain, g.inter_b_pem), chain);
+	assert_null(strstr(chain, g.evil_chain_pem));
+	free(chain);
+	bundle_id(f.conn_id);
+	assert_string_equal(f.conn_id, old_id);
+	fake_done(&f);
+	/* The agent only borrowed the shared parse: it is still whole (ASan would see a double free). */
+	if (shared) {
+		char fp[CF_ID_LEN + 1];
+		size_t i;
+
+		for (i = 0; i < n_ca; i++)
+			must(cf_cert_fingerprint(fp, ca[i]));
+		cf_cert_list_free(ca, n_ca);
+	}
+}
+
+static void
+test_agent__rotations_after_rollover_same_instance(void **state)
+{
+	(void)state;
+	rotations_after_rollover(0);
+}
+
+/* The same with the CA file parsed by the embedder and shared (cf_agent_opts.ca_certs). */
+static void
+test_agent__rotations_with_shared_ca_certs(void **state)
+{
+	(void)state;
+	rotations_after_rollover(1);
+}
+
+/*
  * A chain under a self-made root (named like the device's) is refused, and
  * nothing of it is installed — also when it rides along with an otherwise
  * good rotation: a root from the message is never trusted or stored.
@@ -1547,6 +1715,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_keystore__refuses_mismatched_or_missing_bundle, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_keystore__switch_rollback_cleanup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keystore__activate_rechecks_changed_files, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_keystore__sign_with_either_generation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keystore__chain_switches_with_the_pair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__rotates_p256, setup, teardown),
@@ -1559,6 +1729,10 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__crash_with_answer_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__intermediate_rollover, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent__rotations_after_rollover_same_instance, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_agent__rotations_with_shared_ca_certs, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_agent__attacker_chain_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent__cancel_before_commit_rolls_back_silently, setup,
 		    teardown),
