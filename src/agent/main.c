@@ -39,7 +39,6 @@
 
 #define AG_PATH_MAX 4096
 #define AG_TOPIC_MAX 512
-#define KEEPALIVE_S 60
 #define N_SUBS 5
 
 static volatile sig_atomic_t stop_signal;
@@ -50,7 +49,7 @@ static const char *const known_keys[] = {
 	"hook_timeout_s", "connect_timeout_s", "response_timeout_s", "max_attempts",
 	"reconnect_max_s", "key_store", "pkcs11_module", "pkcs11_token", "pkcs11_pin_file",
 	"pkcs11_object", "provision_template", "provision_name_pattern", "provision_params",
-	"keep_claim", "trim_memory", "trim_memory_after_s", NULL,
+	"keep_claim", "trim_memory", "trim_memory_after_s", "keepalive_s", NULL,
 };
 
 typedef struct {
@@ -63,6 +62,7 @@ typedef struct {
 	long hook_timeout_s;
 	long connect_timeout_s;
 	long reconnect_max_s;
+	long keepalive_s;
 	char ca_file[AG_PATH_MAX];
 	char cert_file[AG_PATH_MAX];
 	char key_file[AG_PATH_MAX];
@@ -380,7 +380,8 @@ load_config(agentd *g, cf_agent_opts *o, const cf_config *cfg)
 	    (r = cf_config_get_int(&response_s, cfg, "response_timeout_s", 0, 86400, 0)) != 0 ||
 	    (r = cf_config_get_int(&g->response_s, cfg, "response_timeout_s", 0, 86400, 0)) != 0 ||
 	    (r = cf_config_get_int(&max_attempts, cfg, "max_attempts", 0, 100, 0)) != 0 ||
-	    (r = cf_config_get_int(&g->trim_after_s, cfg, "trim_memory_after_s", 1, 3600, 10)) != 0)
+	    (r = cf_config_get_int(&g->trim_after_s, cfg, "trim_memory_after_s", 1, 3600, 10)) != 0 ||
+	    (r = cf_config_get_int(&g->keepalive_s, cfg, "keepalive_s", 5, 3600, 60)) != 0)
 		return r;
 	v = cf_config_get_str(cfg, "trim_memory", "yes");
 	g->trim = strcmp(v, "yes") == 0;
@@ -771,7 +772,7 @@ attempt(agentd *g, int64_t now)
 		return CF_ERROR;
 	}
 	g->attempt_deadline = now + g->connect_timeout_s;
-	rc = mosquitto_connect_bind_v5(g->m, g->host, (int)g->port, KEEPALIVE_S, NULL, NULL);
+	rc = mosquitto_connect_bind_v5(g->m, g->host, (int)g->port, (int)g->keepalive_s, NULL, NULL);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		cf_log(CF_LOG_WARN, "mqtt connect failed", "host=%s port=%ld error=%s", g->host,
 		    g->port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
