@@ -32,13 +32,13 @@
 #include "cf_error.h"
 #include "cf_keystore.h"
 #include "cf_log.h"
+#include "cf_memtrim.h"
 #include "cf_p11.h"
 #include "cf_pki.h"
 #include "cf_util.h"
 
 #define AG_PATH_MAX 4096
 #define AG_TOPIC_MAX 512
-#define KEEPALIVE_S 60
 #define N_SUBS 5
 
 static volatile sig_atomic_t stop_signal;
@@ -49,7 +49,7 @@ static const char *const known_keys[] = {
 	"hook_timeout_s", "connect_timeout_s", "response_timeout_s", "max_attempts",
 	"reconnect_max_s", "key_store", "pkcs11_module", "pkcs11_token", "pkcs11_pin_file",
 	"pkcs11_object", "provision_template", "provision_name_pattern", "provision_params",
-	"keep_claim", NULL,
+	"keep_claim", "trim_memory", "trim_memory_after_s", "keepalive_s", NULL,
 };
 
 typedef struct {
@@ -62,6 +62,7 @@ typedef struct {
 	long hook_timeout_s;
 	long connect_timeout_s;
 	long reconnect_max_s;
+	long keepalive_s;
 	char ca_file[AG_PATH_MAX];
 	char cert_file[AG_PATH_MAX];
 	char key_file[AG_PATH_MAX];
@@ -73,6 +74,8 @@ typedef struct {
 	char p11_pin_file[AG_PATH_MAX];
 	const char *p11_token;
 	const char *p11_object;
+	int trim;                    /* trim_memory: drop start-up pages once idle (docs/agent.md) */
+	long trim_after_s;
 
 	/* runtime */
 	cf_keystore *ks;
@@ -89,6 +92,8 @@ typedef struct {
 	long backoff_s;
 	pid_t hook_pid;
 	int64_t hook_deadline;
+	int64_t idle_since;   /* connected and IDLE since then, 0 if not */
+	int trimmed;          /* trimmed in this idle period */
 
 	/* provisioning by claim (docs/provisioning.md): set when agent.conf names a template */
 	const char *prov_template;
@@ -331,7 +336,7 @@ load_provisioning(agentd *g, const cf_config *cfg)
 static int
 load_config(agentd *g, cf_agent_opts *o, const cf_config *cfg)
 {
-	const char *key_alg, *sig_alg, *ca, *cert, *key, *state;
+	const char *key_alg, *sig_alg, *ca, *cert, *key, *state, *v;
 	char cfg_dir[AG_PATH_MAX], key_dir[AG_PATH_MAX], cert_dir[AG_PATH_MAX];
 	cf_key_alg ka;
 	cf_sig_alg sa;
@@ -374,8 +379,16 @@ load_config(agentd *g, cf_agent_opts *o, const cf_config *cfg)
 	    (r = cf_config_get_int(&g->reconnect_max_s, cfg, "reconnect_max_s", 1, 3600, 60)) != 0 ||
 	    (r = cf_config_get_int(&response_s, cfg, "response_timeout_s", 0, 86400, 0)) != 0 ||
 	    (r = cf_config_get_int(&g->response_s, cfg, "response_timeout_s", 0, 86400, 0)) != 0 ||
-	    (r = cf_config_get_int(&max_attempts, cfg, "max_attempts", 0, 100, 0)) != 0)
+	    (r = cf_config_get_int(&max_attempts, cfg, "max_attempts", 0, 100, 0)) != 0 ||
+	    (r = cf_config_get_int(&g->trim_after_s, cfg, "trim_memory_after_s", 1, 3600, 10)) != 0 ||
+	    (r = cf_config_get_int(&g->keepalive_s, cfg, "keepalive_s", 5, 3600, 60)) != 0)
 		return r;
+	v = cf_config_get_str(cfg, "trim_memory", "yes");
+	g->trim = strcmp(v, "yes") == 0;
+	if (!g->trim && strcmp(v, "no") != 0) {
+		cf_error_set("%s: trim_memory is yes or no", cf_config_path(cfg));
+		return CF_EINVAL;
+	}
 
 	if ((r = dir_of(cfg_dir, sizeof(cfg_dir), cf_config_path(cfg))) != 0 ||
 	    (r = resolve(g->ca_file, sizeof(g->ca_file), cfg_dir, ca)) != 0 ||
@@ -684,6 +697,8 @@ drop(agentd *g, int clean)
 	g->session_up = 0;
 	g->lost = 0;
 	g->attempt_deadline = 0;
+	g->idle_since = 0;
+	g->trimmed = 0;
 }
 
 /* The session or the attempt ended: tell the agent, try again after the backoff. */
@@ -757,13 +772,50 @@ attempt(agentd *g, int64_t now)
 		return CF_ERROR;
 	}
 	g->attempt_deadline = now + g->connect_timeout_s;
-	rc = mosquitto_connect_bind_v5(g->m, g->host, (int)g->port, KEEPALIVE_S, NULL, NULL);
+	rc = mosquitto_connect_bind_v5(g->m, g->host, (int)g->port, (int)g->keepalive_s, NULL, NULL);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		cf_log(CF_LOG_WARN, "mqtt connect failed", "host=%s port=%ld error=%s", g->host,
 		    g->port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
 		return CF_ERROR;
 	}
 	return 0;
+}
+
+/*
+ * Once connected and IDLE for trim_after_s: give back what start-up, the
+ * TLS handshake or a rotation faulted in and the idle loop does not use
+ * (cf_memtrim: clean read-only library pages, free heap). Called from the
+ * loop, with no libmosquitto call in progress and no other thread.
+ */
+static void
+maybe_trim(agentd *g, int64_t now)
+{
+	cf_memtrim_stats st;
+
+	if (!g->trim || !g->session_up || g->fatal ||
+	    cf_agent_state_get(g->agent) != CF_AGENT_IDLE) {
+		g->idle_since = 0;
+		g->trimmed = 0;
+		return;
+	}
+	if (g->idle_since == 0)
+		g->idle_since = now;
+	if (g->trimmed || now < g->idle_since + g->trim_after_s)
+		return;
+	g->trimmed = 1;
+	/*
+	 * Logged before: formatting a line after the trim would fault the
+	 * printf and time code (~400 KiB of libc with fault-around) back in
+	 * for nothing. The result is a debug line (skipped at info level).
+	 */
+	cf_log(CF_LOG_INFO, "trimming memory", "idle_s=%ld", (long)(now - g->idle_since));
+	if (cf_memtrim(&st) != 0) {
+		cf_log(CF_LOG_WARN, "memory not trimmed", "error=%s", cf_error_last());
+		return;
+	}
+	cf_log(CF_LOG_DEBUG, "memory trimmed", "rss_before_kib=%ld rss_after_kib=%ld "
+	    "mappings=%zu skipped=%zu dropped_kib=%zu", st.rss_before_kib, st.rss_after_kib,
+	    st.mappings, st.skipped, st.dropped_kib);
 }
 
 static int
@@ -806,6 +858,7 @@ run(agentd *g)
 		if (dl != 0 && now >= dl && !g->fatal)
 			agent_result(g, cf_agent_timer(g->agent, now), "timer");
 		hook_reap(g, now, 0);
+		maybe_trim(g, now);
 	}
 	if (stop_signal)
 		cf_log(CF_LOG_INFO, "stopping", "signal=%d", (int)stop_signal);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # certfleet-agent --config: a bundle from `thing create --bundle` passes
 # --check; every mismatched or unknown algorithm pair, an unknown key, a
-# missing key file and a key file readable by others are refused (exit 1,
-# the message naming the values) — all before any broker is contacted.
+# missing key file, a key file readable by others and out-of-range optional
+# keys (trim_memory, keepalive_s ...) are refused (exit 1, the message naming
+# the values) — all before any broker is contacted.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -83,8 +84,21 @@ expect_rc "a topic_prefix with a wildcard is refused" 1
 
 with_conf hook 'echo switched'
 printf 'hook_timeout_s = 10\nconnect_timeout_s = 5\nresponse_timeout_s = 20\nmax_attempts = 4\nreconnect_max_s = 30\ntopic_prefix = fleet/\n' >>"$B/test.conf"
+printf 'trim_memory = no\ntrim_memory_after_s = 30\nkeepalive_s = 120\n' >>"$B/test.conf"
 agent --config "$B/test.conf" --check
 expect_rc "every optional key is accepted" 0
+
+# trim_memory is yes or no; trim_memory_after_s 1-3600; keepalive_s 5-3600 (libmosquitto's minimum).
+for bad in 'trim_memory maybe' 'trim_memory 1' 'trim_memory_after_s 0' 'trim_memory_after_s 3601' \
+    'keepalive_s 4' 'keepalive_s 3601' 'keepalive_s 60s'; do
+	with_conf ${bad% *} "${bad#* }"
+	agent --config "$B/test.conf" --check
+	expect_rc "${bad% *} = ${bad#* } is refused" 1
+	expect_match "the message names ${bad% *}" "$ERR" "${bad% *}"
+done
+with_conf trim_memory yes
+agent --config "$B/test.conf" --check
+expect_rc "trim_memory = yes is accepted" 0
 
 with_conf key_file missing.key
 agent --config "$B/test.conf" --check

@@ -8,11 +8,17 @@ from a P-256 bundle and rotated by a job to that algorithm. Afterwards: the exec
 the device's bundle paths name a new, matching pair of the requested algorithm that chains to the
 CA; the registry has the new certificate ACTIVE and the old one INACTIVE; the agent is connected
 with the new certificate; and the broker refuses the old pair.
+
+The agents run with trim_memory_after_s = 1 and keepalive_s = 5 (docs/agent.md, "Memory"): each
+drops its start-up pages once connected and idle, keeps its connection through three keepalives
+after that, and then rotates.
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
+import time
 
 import cfe2e as e
 
@@ -23,6 +29,10 @@ T = {}      # algorithm -> Thing
 OLD = {}    # algorithm -> (old cert path copy, old key path copy, old cert id)
 JOBS = {}   # algorithm -> job id
 AGENTS = []  # (Popen, log path)
+KEEPALIVE_S = 5
+TRIMMED_RE = re.compile(r'msg="memory trimmed" rss_before_kib=(\d+) rss_after_kib=(\d+) '
+                        r'mappings=(\d+) skipped=(\d+)')
+OPEN_AFTER_TRIM = {}  # thing -> the open connection's id after the trim
 
 
 def thing_name(alg):
@@ -33,6 +43,8 @@ def setup():
     for alg in ALGS:
         t = S.thing(thing_name(alg))
         T[alg] = t
+        with open(os.path.join(t.dir, "agent.conf"), "a") as f:
+            f.write("trim_memory_after_s = 1\nkeepalive_s = %d\n" % KEEPALIVE_S)
         # The bundle paths become links once the agent adopts them: keep the old pair's bytes.
         d = S.scratch("old-" + alg)
         os.makedirs(d)
@@ -61,7 +73,8 @@ def test_agents_connect():
     for alg in ALGS:
         log = S.scratch("agent-" + alg + ".log")
         with open(log, "wb") as f:
-            p = subprocess.Popen([AGENT, "--config", os.path.join(T[alg].dir, "agent.conf")],
+            p = subprocess.Popen([AGENT, "--config", os.path.join(T[alg].dir, "agent.conf"),
+                                  "--log-level", "debug"],
                                  stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
                                  start_new_session=True)
         AGENTS.append((p, log))
@@ -69,6 +82,53 @@ def test_agents_connect():
         name = thing_name(alg)
         ok = e.wait_for(lambda: open_principal(name) == T[alg].cert_id, 20, interval=0.2)
         e.check(ok, "%s's agent connects with its original certificate" % name)
+
+
+def read_log(log):
+    with open(log, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+def vmrss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+def test_agents_trim_memory():
+    """Connected and IDLE for a second, every agent drops its start-up pages (cf_memtrim)."""
+    for (p, log), alg in zip(AGENTS, ALGS):
+        m = e.wait_for(lambda: TRIMMED_RE.search(read_log(log)), 30, interval=0.2)
+        e.check(m, "%s: the agent trims its memory once idle" % alg, read_log(log)[-2000:])
+        before, after, mappings = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        # libcrypto alone has ~4 MiB resident after start-up: at least 1 MiB must go.
+        e.check(mappings > 0 and before - after >= 1024,
+                "%s: the trim dropped read-only library pages (%d -> %d KiB, %d mappings)"
+                % (alg, before, after, mappings))
+        rss = vmrss_kib(p.pid)
+        e.check(rss is not None and rss < before,
+                "%s: VmRSS stays below its pre-trim figure (%s < %d KiB)" % (alg, rss, before))
+        rows = [r for r in S.connections(client_id=thing_name(alg)) if "disconnectedAt" not in r]
+        e.check(len(rows) == 1, "%s: one open connection after the trim" % alg, rows)
+        if rows:
+            OPEN_AFTER_TRIM[thing_name(alg)] = rows[0].get("id")
+
+
+def test_connections_survive_keepalives_after_trim():
+    """The broker drops a client silent for 1.5 keepalives: after three, each agent's connection
+    from before is still the open one, so its PINGREQs (code faulted in again) went out."""
+    time.sleep(3 * KEEPALIVE_S + 1)
+    for (p, log), alg in zip(AGENTS, ALGS):
+        name = thing_name(alg)
+        rows = [r for r in S.connections(client_id=name) if "disconnectedAt" not in r]
+        e.check(p.poll() is None, "%s: the agent still runs after three keepalives" % alg, log)
+        e.check([r.get("id") for r in rows] == [OPEN_AFTER_TRIM.get(name)],
+                "%s: the connection open after the trim is still the only open one" % alg,
+                S.connections(client_id=name)[:3])
+        e.check("mqtt disconnected" not in read_log(log),
+                "%s: the agent never lost its connection" % alg, read_log(log)[-2000:])
 
 
 def test_rotation_jobs_succeed():
@@ -130,6 +190,8 @@ def test_agents_clean():
 
 e.run_tests([
     test_agents_connect,
+    test_agents_trim_memory,
+    test_connections_survive_keepalives_after_trim,
     test_rotation_jobs_succeed,
     test_devices_hold_new_matching_pairs,
     test_broker_refuses_old_pairs,
