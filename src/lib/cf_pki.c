@@ -926,6 +926,25 @@ cf_pki_cert_wrap(cf_cert **out, X509 *x)
 }
 
 int
+cf_pki_cert_wrap_signed(cf_cert **out, X509 *x)
+{
+	unsigned char *der = NULL;
+	int n;
+
+	if ((n = i2d_X509(x, &der)) <= 0) {
+		cf_error_ssl("cannot encode the certificate");
+		return CF_ERROR;
+	}
+	if (cf_pki_cert_wrap(out, x) != 0) {
+		OPENSSL_free(der);
+		return CF_ERROR;
+	}
+	(*out)->der = der;
+	(*out)->der_len = (size_t)n;
+	return 0;
+}
+
+int
 cf_cert_parse(cf_cert **out, const void *data, size_t len)
 {
 	int r = CF_ERROR;
@@ -1052,6 +1071,7 @@ cf_cert_free(cf_cert *cert)
 		return;
 	X509_free(cert->x509);
 	EVP_PKEY_free(cert->pub);
+	OPENSSL_free(cert->der);
 	free(cert);
 }
 
@@ -1067,38 +1087,86 @@ cf_cert_dup(const cf_cert *cert)
 		X509_free(cert->x509);
 		return NULL;
 	}
+	if (cert->der != NULL) {
+		if ((c->der = OPENSSL_memdup(cert->der, cert->der_len)) == NULL) {
+			cf_cert_free(c);
+			return NULL;
+		}
+		c->der_len = cert->der_len;
+	}
 	return c;
+}
+
+int
+cf_pki_pem_from_der(char **out, const char *label, const unsigned char *der, size_t len)
+{
+	static const char begin[] = "-----BEGIN ", end[] = "-----END ", dashes[] = "-----\n";
+	size_t lines = (len + 47) / 48, size, off = 0, chunk, i;
+	char *s;
+
+	size = 2 * (sizeof(begin) + strlen(label) + sizeof(dashes)) + 4 * ((len + 2) / 3) + lines + 1;
+	if (len > INT_MAX || (s = malloc(size)) == NULL) {
+		cf_error_set("out of memory");
+		return CF_ERROR;
+	}
+	off += (size_t)snprintf(s + off, size - off, "%s%s%s", begin, label, dashes);
+	for (i = 0; i < len; i += chunk) {
+		chunk = len - i < 48 ? len - i : 48;
+		off += (size_t)EVP_EncodeBlock((unsigned char *)s + off, der + i, (int)chunk);
+		s[off++] = '\n';
+	}
+	(void)snprintf(s + off, size - off, "%s%s%s", end, label, dashes);
+	*out = s;
+	return 0;
+}
+
+/* A certificate's DER: the bytes kept when it was signed here, or a new encoding in *tmp. */
+static int
+cert_der(const unsigned char **der, size_t *len, unsigned char **tmp, const cf_cert *cert)
+{
+	int n;
+
+	*tmp = NULL;
+	if (cert->der != NULL) {
+		*der = cert->der;
+		*len = cert->der_len;
+		return 0;
+	}
+	if ((n = i2d_X509(cert->x509, tmp)) <= 0) {
+		cf_error_ssl("cannot encode the certificate");
+		return CF_ERROR;
+	}
+	*der = *tmp;
+	*len = (size_t)n;
+	return 0;
 }
 
 int
 cf_cert_to_pem(char **out, const cf_cert *cert)
 {
-	int r = CF_ERROR;
-	BIO *bio = NULL;
+	const unsigned char *der = NULL;
+	unsigned char *tmp = NULL;
+	size_t len = 0;
+	int r;
 
-	if ((bio = BIO_new(BIO_s_mem())) == NULL || PEM_write_bio_X509(bio, cert->x509) != 1) {
-		cf_error_ssl("cannot encode the certificate");
-		goto out;
-	}
-	r = cf_pki_bio_to_string(out, bio);
-out:
-	BIO_free(bio);
+	if ((r = cert_der(&der, &len, &tmp, cert)) == 0)
+		r = cf_pki_pem_from_der(out, PEM_STRING_X509, der, len);
+	OPENSSL_free(tmp);
 	return r;
 }
 
 int
 cf_cert_fingerprint(char out[CF_ID_LEN + 1], const cf_cert *cert)
 {
-	unsigned char *der = NULL;
-	int n;
+	const unsigned char *der = NULL;
+	unsigned char *tmp = NULL;
+	size_t len = 0;
+	int r;
 
-	if ((n = i2d_X509(cert->x509, &der)) <= 0) {
-		cf_error_ssl("cannot encode the certificate");
-		return CF_ERROR;
-	}
-	cf_sha256_hex(out, der, (size_t)n);
-	OPENSSL_free(der);
-	return 0;
+	if ((r = cert_der(&der, &len, &tmp, cert)) == 0)
+		cf_sha256_hex(out, der, len);
+	OPENSSL_free(tmp);
+	return r;
 }
 
 EVP_PKEY *

@@ -238,7 +238,7 @@ cf_pki_make_root(cf_cert **out, const cf_key *key, const char *cn, int validity_
 	    (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash")) != 0 ||
 	    (r = cert_sign(x, key->pkey)) != 0)
 		goto out;
-	if ((r = cf_pki_cert_wrap(out, x)) != 0)
+	if ((r = cf_pki_cert_wrap_signed(out, x)) != 0)
 		goto out;
 	x = NULL;
 out:
@@ -280,7 +280,7 @@ cf_pki_make_intermediate(cf_cert **out, const cf_key *pub, const char *cn, int v
 	    (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always")) != 0 ||
 	    (r = cert_sign(x, root_key->pkey)) != 0)
 		goto out;
-	if ((r = cf_pki_cert_wrap(out, x)) != 0)
+	if ((r = cf_pki_cert_wrap_signed(out, x)) != 0)
 		goto out;
 	x = NULL;
 out:
@@ -414,7 +414,7 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
 	if ((r = leaf_extensions(x, issuer->x509, rsa, "clientAuth", san)) != 0 ||
 	    (r = cert_sign(x, issuer_key->pkey)) != 0)
 		goto out;
-	if ((r = cf_pki_cert_wrap(&c, x)) != 0)
+	if ((r = cf_pki_cert_wrap_signed(&c, x)) != 0)
 		goto out;
 	x = NULL;
 	/* The key copy_pubkey copied, built by cf_csr_parse: no decode later. */
@@ -457,7 +457,7 @@ cf_pki_issue_tls(cf_cert **out, const cf_key *pub, const char *cn, const char *s
 	if ((r = leaf_extensions(x, issuer->x509, rsa, server ? "serverAuth" : "clientAuth", san)) != 0 ||
 	    (r = cert_sign(x, issuer_key->pkey)) != 0)
 		goto out;
-	if ((r = cf_pki_cert_wrap(out, x)) != 0)
+	if ((r = cf_pki_cert_wrap_signed(out, x)) != 0)
 		goto out;
 	x = NULL;
 out:

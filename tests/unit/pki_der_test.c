@@ -16,6 +16,8 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -611,6 +613,146 @@ test_pki_der__issued_certificate_byte_identical_all_algorithms(void **state)
 	}
 }
 
+/* PEM_write_bio's bytes for der under label, NUL-terminated (free it). */
+static char *
+pem_write_of(const char *label, const unsigned char *der, long len)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	BUF_MEM *bm = NULL;
+	char *s;
+
+	assert_non_null(bio);
+	assert_true(PEM_write_bio(bio, label, "", der, len) > 0);
+	BIO_get_mem_ptr(bio, &bm);
+	s = malloc(bm->length + 1);
+	assert_non_null(s);
+	memcpy(s, bm->data, bm->length);
+	s[bm->length] = '\0';
+	BIO_free(bio);
+	return s;
+}
+
+/*
+ * cf_pki_pem_from_der writes what PEM_write_bio writes for every length
+ * around the line boundaries (48 bytes a line) and the base64 padding
+ * (len % 3), and for a length of several kilobytes.
+ */
+static void
+test_pki_der__pem_from_der_equals_pem_write(void **state)
+{
+	unsigned char buf[5000];
+	char *ours = NULL, *theirs;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(RAND_bytes(buf, sizeof(buf)), 1);
+	for (len = 1; len <= sizeof(buf); len = len < 300 ? len + 1 : len + 937) {
+		must(cf_pki_pem_from_der(&ours, "CERTIFICATE", buf, len));
+		theirs = pem_write_of("CERTIFICATE", buf, (long)len);
+		assert_string_equal(ours, theirs);
+		free(ours);
+		free(theirs);
+		ours = NULL;
+	}
+	/* Exactly one full line: no empty line before the end boundary. */
+	must(cf_pki_pem_from_der(&ours, "X", buf, 48));
+	assert_null(strstr(ours, "\n\n"));
+	assert_int_equal(strlen(ours), strlen("-----BEGIN X-----\n") + 65 + strlen("-----END X-----\n"));
+	free(ours);
+}
+
+/* What a certificate signed here keeps is its encoding, in every profile. */
+static void
+check_kept_der(const cf_cert *c)
+{
+	unsigned char *der = NULL, md[32];
+	char *pem = NULL, *expect, fp[CF_ID_LEN + 1], hex[CF_ID_LEN + 1];
+	cf_cert *copy, *parsed = NULL;
+	int n, i;
+
+	assert_non_null(c->der);
+	n = i2d_X509(c->x509, &der);
+	assert_true(n > 0);
+	assert_int_equal((size_t)n, c->der_len);
+	assert_memory_equal(c->der, der, (size_t)n);
+	/* The PEM and the fingerprint come from the kept bytes and equal OpenSSL's. */
+	must(cf_cert_to_pem(&pem, c));
+	expect = pem_write_of(PEM_STRING_X509, der, n);
+	assert_string_equal(pem, expect);
+	free(expect);
+	{
+		BIO *bio = BIO_new(BIO_s_mem());
+		BUF_MEM *bm = NULL;
+
+		assert_true(PEM_write_bio_X509(bio, c->x509) == 1);
+		BIO_get_mem_ptr(bio, &bm);
+		assert_int_equal(bm->length, strlen(pem));
+		assert_memory_equal(bm->data, pem, bm->length);
+		BIO_free(bio);
+	}
+	must(cf_cert_fingerprint(fp, c));
+	assert_non_null(SHA256(der, (size_t)n, md));
+	for (i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	assert_string_equal(fp, hex);
+	/* Read back: no kept bytes, the same PEM and fingerprint. A copy keeps them. */
+	must(cf_cert_parse(&parsed, pem, strlen(pem)));
+	assert_null(parsed->der);
+	free(pem);
+	pem = NULL;
+	must(cf_cert_to_pem(&pem, parsed));
+	expect = pem_write_of(PEM_STRING_X509, der, n);
+	assert_string_equal(pem, expect);
+	free(expect);
+	must(cf_cert_fingerprint(fp, parsed));
+	assert_string_equal(fp, hex);
+	copy = cf_cert_dup(c);
+	assert_non_null(copy);
+	assert_int_equal(copy->der_len, c->der_len);
+	assert_memory_equal(copy->der, c->der, c->der_len);
+	assert_ptr_not_equal(copy->der, c->der);
+	cf_cert_free(copy);
+	cf_cert_free(parsed);
+	free(pem);
+	OPENSSL_free(der);
+}
+
+static void
+test_pki_der__signed_certificate_keeps_its_der_all_profiles(void **state)
+{
+	unsigned char *der;
+	cf_csr *csr = NULL;
+	cf_cert *cert = NULL, *inter = NULL;
+	int a, len, ed;
+
+	(void)state;
+	check_kept_der(g.root);
+	check_kept_der(g.ed_root);
+	must(cf_pki_make_intermediate(&inter, g.keys[CF_KEY_P384], "der inter", 10, g.root,
+	    g.root_key));
+	check_kept_der(inter);
+	cf_cert_free(inter);
+	must(cf_pki_issue_tls(&cert, g.keys[CF_KEY_RSA2048], "broker", "DNS:localhost", 1, 10,
+	    g.ed_root, g.ed_root_key));
+	check_kept_der(cert);
+	cf_cert_free(cert);
+	cert = NULL;
+	for (ed = 0; ed < 2; ed++) {
+		for (a = 0; a < CF_KEY__COUNT; a++) {
+			der = csr_der(&len, g.keys[a], cf_sig_alg_default((cf_key_alg)a));
+			must(cf_csr_parse(&csr, der, (size_t)len));
+			must(cf_pki_issue_device(&cert, csr, thing, 10, 0, ed ? g.ed_root : g.root,
+			    ed ? g.ed_root_key : g.root_key));
+			check_kept_der(cert);
+			cf_cert_free(cert);
+			cert = NULL;
+			cf_csr_free(csr);
+			csr = NULL;
+			OPENSSL_free(der);
+		}
+	}
+}
+
 /* ---- certificates: the key only ---------------------------------------------- */
 
 static void
@@ -946,6 +1088,8 @@ main(void)
 		cmocka_unit_test(test_pki_der__csr_point_off_curve_rejected_at_verify),
 		cmocka_unit_test(test_pki_der__csr_spki_algorithm_differs_from_signature),
 		cmocka_unit_test(test_pki_der__issued_certificate_byte_identical_all_algorithms),
+		cmocka_unit_test(test_pki_der__pem_from_der_equals_pem_write),
+		cmocka_unit_test(test_pki_der__signed_certificate_keeps_its_der_all_profiles),
 		cmocka_unit_test(test_pki_der__cert_pubkey_from_pem_all_algorithms),
 		cmocka_unit_test(test_pki_der__cert_pubkey_from_pem_fallbacks_and_errors),
 		cmocka_unit_test(test_pki_der__private_pem_fast_equals_openssl_all_algorithms),
