@@ -1251,6 +1251,25 @@ out:
 	return r;
 }
 
+/*
+ * 1 if x's basicConstraints says cA: exactly what sets OpenSSL's EXFLAG_CA
+ * (one basicConstraints extension that decodes, cA TRUE), read without
+ * X509_get_extension_flags, whose first call on a certificate hashes all
+ * of it with SHA-1 and decodes every extension (~0.1M instructions, most
+ * of cf_cert_info_get on a certificate just issued).
+ */
+static int
+bc_is_ca(const X509 *x)
+{
+	BASIC_CONSTRAINTS *bs;
+	int crit = -1, ca;
+
+	bs = X509_get_ext_d2i(x, NID_basic_constraints, &crit, NULL);
+	ca = bs != NULL && bs->ca;
+	BASIC_CONSTRAINTS_free(bs);
+	return ca;
+}
+
 int
 cf_cert_info_get(cf_cert_info *out, const cf_cert *cert)
 {
@@ -1277,7 +1296,7 @@ cf_cert_info_get(cf_cert_info *out, const cf_cert *cert)
 	snprintf(out->sig_alg, sizeof(out->sig_alg), "%s",
 	    OBJ_nid2ln(X509_get_signature_nid(x)) ? OBJ_nid2ln(X509_get_signature_nid(x)) :
 	    "unknown");
-	out->is_ca = (X509_get_extension_flags(x) & EXFLAG_CA) != 0;
+	out->is_ca = bc_is_ca(x);
 	out->self_signed = X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(x)) == 0 &&
 	    X509_verify(x, pkey) == 1;
 	r = 0;

@@ -753,6 +753,169 @@ test_pki_der__signed_certificate_keeps_its_der_all_profiles(void **state)
 	}
 }
 
+/* ---- cf_cert_info_get ---------------------------------------------------------- */
+
+/* OpenSSL's EXFLAG_CA for the certificate in pem, from a copy OpenSSL parsed itself. */
+static int
+exflag_ca(const char *pem)
+{
+	BIO *bio = BIO_new_mem_buf(pem, -1);
+	X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+	int ca;
+
+	assert_non_null(x);
+	ca = (X509_get_extension_flags(x) & EXFLAG_CA) != 0;
+	X509_free(x);
+	BIO_free(bio);
+	ERR_clear_error();
+	return ca;
+}
+
+/*
+ * cf_cert_info_get of a certificate gives the same as of the same
+ * certificate read back from its PEM, and is_ca is OpenSSL's EXFLAG_CA.
+ */
+static int
+check_info(const cf_cert *c)
+{
+	cf_cert_info a, b;
+	cf_cert *back = NULL;
+	char *pem = NULL;
+
+	must(cf_cert_info_get(&a, c));
+	must(cf_cert_to_pem(&pem, c));
+	must(cf_cert_parse(&back, pem, strlen(pem)));
+	must(cf_cert_info_get(&b, back));
+	assert_memory_equal(&a, &b, sizeof(a));
+	assert_int_equal(a.is_ca, exflag_ca(pem));
+	cf_cert_free(back);
+	free(pem);
+	return a.is_ca;
+}
+
+static void
+test_pki_der__cert_info_equal_read_back_all_profiles(void **state)
+{
+	unsigned char *der;
+	cf_csr *csr = NULL;
+	cf_cert *cert = NULL;
+	int a, len, ed;
+
+	(void)state;
+	assert_int_equal(check_info(g.root), 1);
+	assert_int_equal(check_info(g.ed_root), 1);
+	must(cf_pki_make_intermediate(&cert, g.keys[CF_KEY_P521], "der inter", 10, g.ed_root,
+	    g.ed_root_key));
+	assert_int_equal(check_info(cert), 1);
+	cf_cert_free(cert);
+	cert = NULL;
+	for (ed = 0; ed < 2; ed++) {
+		for (a = 0; a < CF_KEY__COUNT; a++) {
+			der = csr_der(&len, g.keys[a], cf_sig_alg_default((cf_key_alg)a));
+			must(cf_csr_parse(&csr, der, (size_t)len));
+			must(cf_pki_issue_device(&cert, csr, thing, 10, 0, ed ? g.ed_root : g.root,
+			    ed ? g.ed_root_key : g.root_key));
+			assert_int_equal(check_info(cert), 0);
+			cf_cert_free(cert);
+			cert = NULL;
+			cf_csr_free(csr);
+			csr = NULL;
+			OPENSSL_free(der);
+		}
+	}
+}
+
+/* One extension from its DER value (ours, not the config parser's). */
+static void
+add_raw_ext(X509 *x, int nid, int crit, const char *hex)
+{
+	long n = 0;
+	unsigned char *v = OPENSSL_hexstr2buf(hex, &n);
+	ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+	X509_EXTENSION *e;
+
+	assert_non_null(v);
+	assert_true(ASN1_OCTET_STRING_set(os, v, (int)n));
+	e = X509_EXTENSION_create_by_NID(NULL, nid, crit, os);
+	assert_non_null(e);
+	assert_true(X509_add_ext(x, e, -1));
+	X509_EXTENSION_free(e);
+	ASN1_OCTET_STRING_free(os);
+	OPENSSL_free(v);
+}
+
+/*
+ * is_ca follows OpenSSL's EXFLAG_CA for every form of basicConstraints:
+ * absent, version 1, critical or not, cA FALSE or TRUE with and without
+ * pathlen, cA FALSE with pathlen, a negative pathlen, a non-DER TRUE, two
+ * of them, one that does not decode, trailing bytes.
+ */
+static void
+test_pki_der__cert_info_is_ca_follows_openssl_every_basic_constraints(void **state)
+{
+	static const struct {
+		int v1;
+		const char *bc1, *bc2; /* DER of BasicConstraints, "" for none */
+		int crit, expect;
+	} cases[] = {
+		{ 0, "", "", 0, 0 },
+		{ 1, "", "", 0, 0 },
+		{ 0, "3003010100", "", 1, 0 },        /* cA FALSE spelt out (BER default) */
+		{ 0, "3000", "", 1, 0 },              /* cA absent: FALSE */
+		{ 0, "30030101ff", "", 1, 1 },
+		{ 0, "30030101ff", "", 0, 1 },        /* not critical */
+		{ 0, "30060101ff020102", "", 1, 1 },  /* pathlen 2 */
+		{ 0, "3003020101", "", 1, 0 },        /* cA FALSE with a pathlen */
+		{ 0, "30060101ff0201ff", "", 1, 1 },  /* negative pathlen: CA, but invalid */
+		{ 0, "3003010101", "", 1, 1 },        /* TRUE as 0x01 */
+		{ 0, "30030101ff", "30030101ff", 1, 0 }, /* twice: OpenSSL takes neither */
+		{ 0, "30030101ff", "3000", 1, 0 },
+		{ 0, "30040101ff", "", 1, 0 },        /* does not decode */
+		{ 0, "30030101ff00", "", 1, 1 },      /* a trailing byte: OpenSSL ignores it */
+		{ 0, "0101ff", "", 1, 0 },            /* not a SEQUENCE */
+	};
+	char *pem = NULL;
+	cf_cert *c = NULL;
+	cf_cert_info info;
+	X509 *x;
+	size_t i;
+	BIO *bio;
+	BUF_MEM *bm = NULL;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		x = X509_new();
+		assert_non_null(x);
+		assert_true(X509_set_version(x, cases[i].v1 ? X509_VERSION_1 : X509_VERSION_3));
+		assert_true(ASN1_INTEGER_set(X509_get_serialNumber(x), (long)i + 1));
+		assert_true(X509_set_subject_name(x, X509_get_subject_name(g.root->x509)));
+		assert_true(X509_set_issuer_name(x, X509_get_subject_name(g.root->x509)));
+		assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+		assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 86400));
+		assert_true(X509_set_pubkey(x, g.keys[i % CF_KEY__COUNT]->pkey));
+		if (cases[i].bc1[0])
+			add_raw_ext(x, NID_basic_constraints, cases[i].crit, cases[i].bc1);
+		if (cases[i].bc2[0])
+			add_raw_ext(x, NID_basic_constraints, cases[i].crit, cases[i].bc2);
+		assert_true(X509_sign(x, g.root_key->pkey, EVP_sha256()) > 0);
+		bio = BIO_new(BIO_s_mem());
+		assert_true(PEM_write_bio_X509(bio, x) == 1);
+		BIO_get_mem_ptr(bio, &bm);
+		must(cf_cert_parse(&c, bm->data, bm->length));
+		must(cf_cert_info_get(&info, c));
+		must(cf_cert_to_pem(&pem, c));
+		if (info.is_ca != cases[i].expect || info.is_ca != exflag_ca(pem))
+			fail_msg("case %zu (%s %s): is_ca %d, expected %d, OpenSSL %d", i,
+			    cases[i].bc1, cases[i].bc2, info.is_ca, cases[i].expect, exflag_ca(pem));
+		free(pem);
+		pem = NULL;
+		cf_cert_free(c);
+		c = NULL;
+		BIO_free(bio);
+		X509_free(x);
+	}
+}
+
 /* ---- certificates: the key only ---------------------------------------------- */
 
 static void
@@ -1090,6 +1253,8 @@ main(void)
 		cmocka_unit_test(test_pki_der__issued_certificate_byte_identical_all_algorithms),
 		cmocka_unit_test(test_pki_der__pem_from_der_equals_pem_write),
 		cmocka_unit_test(test_pki_der__signed_certificate_keeps_its_der_all_profiles),
+		cmocka_unit_test(test_pki_der__cert_info_equal_read_back_all_profiles),
+		cmocka_unit_test(test_pki_der__cert_info_is_ca_follows_openssl_every_basic_constraints),
 		cmocka_unit_test(test_pki_der__cert_pubkey_from_pem_all_algorithms),
 		cmocka_unit_test(test_pki_der__cert_pubkey_from_pem_fallbacks_and_errors),
 		cmocka_unit_test(test_pki_der__private_pem_fast_equals_openssl_all_algorithms),
