@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <openssl/core_names.h>
+#include <pthread.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -239,6 +240,118 @@ test_pki_der__spki_point_not_on_curve_rejected_like_decoder(void **state)
 		OPENSSL_free(der);
 		der = NULL;
 	}
+}
+
+/* The SPKI of key with its point's coordinates all set to byte b. */
+static int
+spki_coords_set(unsigned char **out, const cf_key *key, unsigned char b)
+{
+	int n = spki_der(out, key), field = (EVP_PKEY_get_bits(key->pkey) + 7) / 8;
+
+	memset(*out + n - 2 * field, b, (size_t)(2 * field));
+	return n;
+}
+
+static void
+test_pki_der__spki_zero_and_out_of_range_points_rejected(void **state)
+{
+	const int ec[] = { CF_KEY_P256, CF_KEY_P384, CF_KEY_P521 };
+	unsigned char *der = NULL;
+	int i, b, n;
+
+	(void)state;
+	for (i = 0; i < 3; i++) {
+		for (b = 0; b < 2; b++) {
+			n = spki_coords_set(&der, g.keys[ec[i]], b ? 0xff : 0x00);
+			assert_int_equal(der[n - 1 - 2 * ((EVP_PKEY_get_bits(g.keys[ec[i]]->pkey) + 7) / 8)],
+			    0x04);
+			assert_null(fast_only(der, (size_t)n));
+			assert_null(decoder(der, (size_t)n));
+			assert_null(cf_pki_der_pubkey(der, (size_t)n));
+			ERR_clear_error();
+			OPENSSL_free(der);
+			der = NULL;
+		}
+	}
+}
+
+/*
+ * Keys built from one curve's template are copies: two different points
+ * give two different keys, each equal to the decoder's, and building
+ * them from several threads at once, the templates' one-time set-up
+ * included (this test runs first), gives the same.
+ */
+#define KEYS_PER_THREAD 40
+#define THREADS 4
+
+static void *
+build_keys(void *arg)
+{
+	unsigned char **ders = arg;
+	EVP_PKEY *k, *d;
+	size_t i, a, bad = 0;
+	const int ec[] = { CF_KEY_P256, CF_KEY_P384, CF_KEY_P521 };
+
+	for (i = 0; i < KEYS_PER_THREAD; i++) {
+		for (a = 0; a < 3; a++) {
+			const unsigned char *der = ders[2 * a];
+			size_t len = (size_t)(uintptr_t)ders[2 * a + 1];
+
+			k = fast_only(der, len);
+			d = decoder(der, len);
+			if (k == NULL || d == NULL || EVP_PKEY_eq(k, d) != 1 ||
+			    EVP_PKEY_eq(k, g.keys[ec[a]]->pkey) != 1)
+				bad++;
+			EVP_PKEY_free(k);
+			EVP_PKEY_free(d);
+		}
+	}
+	return (void *)(uintptr_t)bad;
+}
+
+static void
+test_pki_der__spki_template_copies_independent_and_thread_safe(void **state)
+{
+	const int ec[] = { CF_KEY_P256, CF_KEY_P384, CF_KEY_P521 };
+	unsigned char *ders[6], *der2 = NULL;
+	cf_key *other = NULL;
+	EVP_PKEY *k1, *k2;
+	pthread_t th[THREADS];
+	void *bad;
+	int a, n;
+
+	(void)state;
+	for (a = 0; a < 3; a++) {
+		n = spki_der(&ders[2 * a], g.keys[ec[a]]);
+		ders[2 * a + 1] = (unsigned char *)(uintptr_t)n;
+	}
+	/* First in this binary: the threads race to the templates' one-time set-up. */
+	for (a = 0; a < THREADS; a++)
+		assert_int_equal(pthread_create(&th[a], NULL, build_keys, ders), 0);
+	for (a = 0; a < THREADS; a++) {
+		assert_int_equal(pthread_join(th[a], &bad), 0);
+		assert_int_equal((uintptr_t)bad, 0);
+	}
+	for (a = 0; a < 3; a++) {
+		must(cf_key_generate(&other, (cf_key_alg)ec[a]));
+		n = spki_der(&der2, other);
+		k1 = fast_only(ders[2 * a], (size_t)(uintptr_t)ders[2 * a + 1]);
+		k2 = fast_only(der2, (size_t)n);
+		assert_non_null(k1);
+		assert_non_null(k2);
+		assert_int_equal(EVP_PKEY_eq(k1, k2), 0);
+		assert_int_equal(EVP_PKEY_eq(k1, g.keys[ec[a]]->pkey), 1);
+		assert_int_equal(EVP_PKEY_eq(k2, other->pkey), 1);
+		EVP_PKEY_free(k1);
+		EVP_PKEY_free(k2);
+		OPENSSL_free(der2);
+		der2 = NULL;
+		cf_key_free(other);
+		other = NULL;
+		ERR_clear_error();
+	}
+	for (a = 0; a < 3; a++)
+		OPENSSL_free(ders[2 * a]);
 }
 
 /* An SPKI built with OpenSSL's own setters (the encoder is not involved). */
@@ -1241,8 +1354,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pki_der__spki_template_copies_independent_and_thread_safe),
 		cmocka_unit_test(test_pki_der__spki_fast_equals_decoder_all_algorithms),
 		cmocka_unit_test(test_pki_der__spki_point_not_on_curve_rejected_like_decoder),
+		cmocka_unit_test(test_pki_der__spki_zero_and_out_of_range_points_rejected),
 		cmocka_unit_test(test_pki_der__spki_wrong_curve_and_unknown_curve),
 		cmocka_unit_test(test_pki_der__spki_trailing_truncated_and_ber),
 		cmocka_unit_test(test_pki_der__csr_create_spki_bytes_are_the_encoders),
