@@ -726,6 +726,203 @@ test_pki_der__issued_certificate_byte_identical_all_algorithms(void **state)
 	}
 }
 
+/*
+ * The certificate the config-string profile gives: got's serial and times,
+ * CN=cn through a separate X509_NAME and X509_set_subject_name, pub through
+ * the encoder, and the extensions from OpenSSL config strings
+ * (X509V3_EXT_conf_nid + X509_add_ext), signed by the Ed25519 root (a
+ * deterministic signature). What cf_pki_ca.c did before building names and
+ * extensions directly: the two must be the same bytes.
+ */
+struct conf_ext {
+	int nid;
+	const char *value;
+};
+
+static X509 *
+config_profile(const X509 *got, EVP_PKEY *pub, const char *cn, X509 *issuer,
+    const struct conf_ext *exts, size_t n)
+{
+	X509 *x = X509_new();
+	X509_NAME *name = cf_pki_name_from_cn(cn);
+	X509_EXTENSION *e;
+	X509V3_CTX ctx;
+	size_t i;
+
+	assert_non_null(x);
+	assert_non_null(name);
+	assert_true(X509_set_version(x, X509_VERSION_3));
+	assert_true(X509_set_serialNumber(x, (ASN1_INTEGER *)X509_get0_serialNumber(got)));
+	assert_true(X509_set_subject_name(x, name));
+	assert_true(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name));
+	assert_true(X509_set1_notBefore(x, X509_get0_notBefore(got)));
+	assert_true(X509_set1_notAfter(x, X509_get0_notAfter(got)));
+	assert_true(X509_set_pubkey(x, pub));
+	X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
+	for (i = 0; i < n; i++) {
+		e = X509V3_EXT_conf_nid(NULL, &ctx, exts[i].nid, exts[i].value);
+		assert_non_null(e);
+		assert_true(X509_add_ext(x, e, -1));
+		X509_EXTENSION_free(e);
+	}
+	assert_true(X509_sign(x, g.ed_root_key->pkey, NULL) > 0);
+	X509_NAME_free(name);
+	return x;
+}
+
+static void
+assert_same_der(X509 *a, X509 *b)
+{
+	unsigned char *da = NULL, *db = NULL;
+	int na = i2d_X509(a, &da), nb = i2d_X509(b, &db);
+
+	assert_true(na > 0);
+	assert_int_equal(na, nb);
+	assert_memory_equal(da, db, (size_t)na);
+	OPENSSL_free(da);
+	OPENSSL_free(db);
+}
+
+static void
+test_pki_der__every_profile_equals_config_string_profile(void **state)
+{
+	const struct conf_ext root_exts[] = {
+		{ NID_basic_constraints, "critical,CA:TRUE" },
+		{ NID_key_usage, "critical,keyCertSign,cRLSign" },
+		{ NID_subject_key_identifier, "hash" },
+	}, inter_exts[] = {
+		{ NID_basic_constraints, "critical,CA:TRUE,pathlen:0" },
+		{ NID_key_usage, "critical,keyCertSign,cRLSign" },
+		{ NID_subject_key_identifier, "hash" },
+		{ NID_authority_key_identifier, "keyid:always" },
+	};
+	struct conf_ext leaf[] = {
+		{ NID_basic_constraints, "critical,CA:FALSE" },
+		{ NID_key_usage, NULL },
+		{ NID_ext_key_usage, NULL },
+		{ NID_subject_key_identifier, "hash" },
+		{ NID_authority_key_identifier, "keyid:always" },
+		{ NID_subject_alt_name, NULL },
+	};
+	char san[128];
+	unsigned char *der;
+	const unsigned char *p;
+	X509 *got, *want;
+	X509_REQ *req;
+	cf_csr *csr = NULL;
+	cf_cert *cert = NULL;
+	int a, len, server;
+
+	(void)state;
+	/* The Ed25519 root itself, and an intermediate under it. */
+	got = cert_x509(g.ed_root);
+	want = config_profile(got, g.ed_root_key->pkey, "der ed root", NULL, root_exts, 3);
+	assert_same_der(got, want);
+	X509_free(want);
+	X509_free(got);
+	must(cf_pki_make_intermediate(&cert, g.keys[CF_KEY_P384], "der inter", 10, g.ed_root,
+	    g.ed_root_key));
+	got = cert_x509(cert);
+	want = config_profile(got, g.keys[CF_KEY_P384]->pkey, "der inter", g.ed_root->x509,
+	    inter_exts, 4);
+	assert_same_der(got, want);
+	X509_free(want);
+	X509_free(got);
+	cf_cert_free(cert);
+	cert = NULL;
+	for (a = 0; a < CF_KEY__COUNT; a++) {
+		int rsa = a == CF_KEY_RSA2048 || a == CF_KEY_RSA3072;
+
+		leaf[1].value = rsa ? "critical,digitalSignature,keyEncipherment" :
+		    "critical,digitalSignature";
+		/* A device certificate from a CSR. */
+		der = csr_der(&len, g.keys[a], cf_sig_alg_default((cf_key_alg)a));
+		must(cf_csr_parse(&csr, der, (size_t)len));
+		must(cf_pki_issue_device(&cert, csr, thing, 10, 0, g.ed_root, g.ed_root_key));
+		p = der;
+		req = d2i_X509_REQ(NULL, &p, len);
+		assert_non_null(req);
+		leaf[2].value = "clientAuth";
+		snprintf(san, sizeof(san), "URI:urn:certfleet:thing:%s", thing);
+		leaf[5].value = san;
+		got = cert_x509(cert);
+		want = config_profile(got, X509_REQ_get0_pubkey(req), thing, g.ed_root->x509, leaf, 6);
+		assert_same_der(got, want);
+		X509_free(want);
+		X509_free(got);
+		X509_REQ_free(req);
+		cf_cert_free(cert);
+		cert = NULL;
+		cf_csr_free(csr);
+		csr = NULL;
+		OPENSSL_free(der);
+		/* A TLS certificate, server and client, with and without a SAN. */
+		for (server = 0; server < 2; server++) {
+			leaf[2].value = server ? "serverAuth" : "clientAuth";
+			leaf[5].value = "DNS:localhost,IP:127.0.0.1";
+			must(cf_pki_issue_tls(&cert, g.keys[a], "broker", server ? leaf[5].value : NULL,
+			    server, 10, g.ed_root, g.ed_root_key));
+			got = cert_x509(cert);
+			want = config_profile(got, g.keys[a]->pkey, "broker", g.ed_root->x509, leaf,
+			    server ? 6 : 5);
+			assert_same_der(got, want);
+			X509_free(want);
+			X509_free(got);
+			cf_cert_free(cert);
+			cert = NULL;
+		}
+	}
+}
+
+/* An issuer without a subjectKeyIdentifier cannot give keyid:always: refused, as before. */
+static void
+test_pki_der__issuer_without_ski_refused(void **state)
+{
+	X509 *x = X509_new();
+	X509_EXTENSION *e;
+	X509V3_CTX ctx;
+	cf_cert *ca = NULL, *cert = NULL;
+	unsigned char *der;
+	cf_csr *csr = NULL;
+	BIO *bio = BIO_new(BIO_s_mem());
+	BUF_MEM *bm = NULL;
+	int len;
+
+	(void)state;
+	assert_true(X509_set_version(x, X509_VERSION_3));
+	assert_true(ASN1_INTEGER_set(X509_get_serialNumber(x), 7));
+	assert_true(X509_set_subject_name(x, X509_get_subject_name(g.root->x509)));
+	assert_true(X509_set_issuer_name(x, X509_get_subject_name(g.root->x509)));
+	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 86400));
+	assert_true(X509_set_pubkey(x, g.root_key->pkey));
+	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+	e = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE");
+	assert_true(X509_add_ext(x, e, -1));
+	X509_EXTENSION_free(e);
+	e = X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage, "critical,keyCertSign");
+	assert_true(X509_add_ext(x, e, -1));
+	X509_EXTENSION_free(e);
+	assert_true(X509_sign(x, g.root_key->pkey, EVP_sha256()) > 0);
+	assert_true(PEM_write_bio_X509(bio, x) == 1);
+	BIO_get_mem_ptr(bio, &bm);
+	must(cf_cert_parse(&ca, bm->data, bm->length));
+	der = csr_der(&len, g.keys[CF_KEY_P256], CF_SIG_ECDSA_SHA256);
+	must(cf_csr_parse(&csr, der, (size_t)len));
+	assert_int_equal(cf_pki_issue_device(&cert, csr, thing, 10, 0, ca, g.root_key), CF_ERROR);
+	assert_null(cert);
+	assert_non_null(strstr(cf_error_last(), "authorityKeyIdentifier"));
+	/* And with it, the same issuer works. */
+	must(cf_pki_issue_device(&cert, csr, thing, 10, 0, g.root, g.root_key));
+	cf_cert_free(cert);
+	cf_csr_free(csr);
+	OPENSSL_free(der);
+	cf_cert_free(ca);
+	BIO_free(bio);
+	X509_free(x);
+	ERR_clear_error();
+}
+
 /* PEM_write_bio's bytes for der under label, NUL-terminated (free it). */
 static char *
 pem_write_of(const char *label, const unsigned char *der, long len)
@@ -1366,6 +1563,8 @@ main(void)
 		cmocka_unit_test(test_pki_der__csr_point_off_curve_rejected_at_verify),
 		cmocka_unit_test(test_pki_der__csr_spki_algorithm_differs_from_signature),
 		cmocka_unit_test(test_pki_der__issued_certificate_byte_identical_all_algorithms),
+		cmocka_unit_test(test_pki_der__every_profile_equals_config_string_profile),
+		cmocka_unit_test(test_pki_der__issuer_without_ski_refused),
 		cmocka_unit_test(test_pki_der__pem_from_der_equals_pem_write),
 		cmocka_unit_test(test_pki_der__signed_certificate_keeps_its_der_all_profiles),
 		cmocka_unit_test(test_pki_der__cert_info_equal_read_back_all_profiles),
