@@ -925,22 +925,62 @@ cf_pki_cert_wrap(cf_cert **out, X509 *x)
 	return 0;
 }
 
+/*
+ * The DER of a certificate OpenSSL built, assembled from its parts:
+ * SEQUENCE { TBSCertificate, signatureAlgorithm, signatureValue }.
+ * i2d_X509 would encode the TBS twice (once to learn its length, once to
+ * write it: OpenSSL's template encoder does that at every nesting level),
+ * here it is encoded once; the bytes are the same (DER has one encoding).
+ */
+static int
+x509_der(unsigned char **out, size_t *out_len, X509 *x)
+{
+	const ASN1_BIT_STRING *sig = NULL;
+	const X509_ALGOR *alg = NULL;
+	unsigned char *tbs = NULL, *der = NULL, *p;
+	int ntbs, nalg, nsig, body, total, r = CF_ERROR;
+
+	X509_get0_signature(&sig, &alg, x);
+	if ((ntbs = i2d_re_X509_tbs(x, &tbs)) <= 0 || (nalg = i2d_X509_ALGOR(alg, NULL)) <= 0 ||
+	    (nsig = i2d_ASN1_BIT_STRING(sig, NULL)) <= 0 || ntbs > INT_MAX / 2 - nalg - nsig ||
+	    (total = ASN1_object_size(1, body = ntbs + nalg + nsig, V_ASN1_SEQUENCE)) <= 0 ||
+	    (der = OPENSSL_malloc((size_t)total)) == NULL) {
+		cf_error_ssl("cannot encode the certificate");
+		goto out;
+	}
+	p = der;
+	ASN1_put_object(&p, 1, body, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
+	memcpy(p, tbs, (size_t)ntbs);
+	p += ntbs;
+	if (i2d_X509_ALGOR(alg, &p) != nalg || i2d_ASN1_BIT_STRING(sig, &p) != nsig ||
+	    p != der + total) {
+		cf_error_ssl("cannot encode the certificate");
+		goto out;
+	}
+	*out = der;
+	*out_len = (size_t)total;
+	der = NULL;
+	r = 0;
+out:
+	OPENSSL_free(der);
+	OPENSSL_free(tbs);
+	return r;
+}
+
 int
 cf_pki_cert_wrap_signed(cf_cert **out, X509 *x)
 {
 	unsigned char *der = NULL;
-	int n;
+	size_t len = 0;
 
-	if ((n = i2d_X509(x, &der)) <= 0) {
-		cf_error_ssl("cannot encode the certificate");
+	if (x509_der(&der, &len, x) != 0)
 		return CF_ERROR;
-	}
 	if (cf_pki_cert_wrap(out, x) != 0) {
 		OPENSSL_free(der);
 		return CF_ERROR;
 	}
 	(*out)->der = der;
-	(*out)->der_len = (size_t)n;
+	(*out)->der_len = len;
 	return 0;
 }
 
