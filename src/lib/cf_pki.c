@@ -925,6 +925,65 @@ cf_pki_cert_wrap(cf_cert **out, X509 *x)
 	return 0;
 }
 
+/*
+ * The DER of a certificate OpenSSL built, assembled from its parts:
+ * SEQUENCE { TBSCertificate, signatureAlgorithm, signatureValue }.
+ * i2d_X509 would encode the TBS twice (once to learn its length, once to
+ * write it: OpenSSL's template encoder does that at every nesting level),
+ * here it is encoded once; the bytes are the same (DER has one encoding).
+ */
+static int
+x509_der(unsigned char **out, size_t *out_len, X509 *x)
+{
+	const ASN1_BIT_STRING *sig = NULL;
+	const X509_ALGOR *alg = NULL;
+	unsigned char *tbs = NULL, *der = NULL, *p;
+	int ntbs, nalg, nsig, body, total, r = CF_ERROR;
+
+	X509_get0_signature(&sig, &alg, x);
+	if ((ntbs = i2d_re_X509_tbs(x, &tbs)) <= 0 || (nalg = i2d_X509_ALGOR(alg, NULL)) <= 0 ||
+	    (nsig = i2d_ASN1_BIT_STRING(sig, NULL)) <= 0 || ntbs > INT_MAX / 2 - nalg - nsig ||
+	    (total = ASN1_object_size(1, body = ntbs + nalg + nsig, V_ASN1_SEQUENCE)) <= 0 ||
+	    (der = OPENSSL_malloc((size_t)total)) == NULL) {
+		cf_error_ssl("cannot encode the certificate");
+		goto out;
+	}
+	p = der;
+	ASN1_put_object(&p, 1, body, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
+	memcpy(p, tbs, (size_t)ntbs);
+	p += ntbs;
+	if (i2d_X509_ALGOR(alg, &p) != nalg || i2d_ASN1_BIT_STRING(sig, &p) != nsig ||
+	    p != der + total) {
+		cf_error_ssl("cannot encode the certificate");
+		goto out;
+	}
+	*out = der;
+	*out_len = (size_t)total;
+	der = NULL;
+	r = 0;
+out:
+	OPENSSL_free(der);
+	OPENSSL_free(tbs);
+	return r;
+}
+
+int
+cf_pki_cert_wrap_signed(cf_cert **out, X509 *x)
+{
+	unsigned char *der = NULL;
+	size_t len = 0;
+
+	if (x509_der(&der, &len, x) != 0)
+		return CF_ERROR;
+	if (cf_pki_cert_wrap(out, x) != 0) {
+		OPENSSL_free(der);
+		return CF_ERROR;
+	}
+	(*out)->der = der;
+	(*out)->der_len = len;
+	return 0;
+}
+
 int
 cf_cert_parse(cf_cert **out, const void *data, size_t len)
 {
@@ -1052,6 +1111,7 @@ cf_cert_free(cf_cert *cert)
 		return;
 	X509_free(cert->x509);
 	EVP_PKEY_free(cert->pub);
+	OPENSSL_free(cert->der);
 	free(cert);
 }
 
@@ -1067,38 +1127,86 @@ cf_cert_dup(const cf_cert *cert)
 		X509_free(cert->x509);
 		return NULL;
 	}
+	if (cert->der != NULL) {
+		if ((c->der = OPENSSL_memdup(cert->der, cert->der_len)) == NULL) {
+			cf_cert_free(c);
+			return NULL;
+		}
+		c->der_len = cert->der_len;
+	}
 	return c;
+}
+
+int
+cf_pki_pem_from_der(char **out, const char *label, const unsigned char *der, size_t len)
+{
+	static const char begin[] = "-----BEGIN ", end[] = "-----END ", dashes[] = "-----\n";
+	size_t lines = (len + 47) / 48, size, off = 0, chunk, i;
+	char *s;
+
+	size = 2 * (sizeof(begin) + strlen(label) + sizeof(dashes)) + 4 * ((len + 2) / 3) + lines + 1;
+	if (len > INT_MAX || (s = malloc(size)) == NULL) {
+		cf_error_set("out of memory");
+		return CF_ERROR;
+	}
+	off += (size_t)snprintf(s + off, size - off, "%s%s%s", begin, label, dashes);
+	for (i = 0; i < len; i += chunk) {
+		chunk = len - i < 48 ? len - i : 48;
+		off += (size_t)EVP_EncodeBlock((unsigned char *)s + off, der + i, (int)chunk);
+		s[off++] = '\n';
+	}
+	(void)snprintf(s + off, size - off, "%s%s%s", end, label, dashes);
+	*out = s;
+	return 0;
+}
+
+/* A certificate's DER: the bytes kept when it was signed here, or a new encoding in *tmp. */
+static int
+cert_der(const unsigned char **der, size_t *len, unsigned char **tmp, const cf_cert *cert)
+{
+	int n;
+
+	*tmp = NULL;
+	if (cert->der != NULL) {
+		*der = cert->der;
+		*len = cert->der_len;
+		return 0;
+	}
+	if ((n = i2d_X509(cert->x509, tmp)) <= 0) {
+		cf_error_ssl("cannot encode the certificate");
+		return CF_ERROR;
+	}
+	*der = *tmp;
+	*len = (size_t)n;
+	return 0;
 }
 
 int
 cf_cert_to_pem(char **out, const cf_cert *cert)
 {
-	int r = CF_ERROR;
-	BIO *bio = NULL;
+	const unsigned char *der = NULL;
+	unsigned char *tmp = NULL;
+	size_t len = 0;
+	int r;
 
-	if ((bio = BIO_new(BIO_s_mem())) == NULL || PEM_write_bio_X509(bio, cert->x509) != 1) {
-		cf_error_ssl("cannot encode the certificate");
-		goto out;
-	}
-	r = cf_pki_bio_to_string(out, bio);
-out:
-	BIO_free(bio);
+	if ((r = cert_der(&der, &len, &tmp, cert)) == 0)
+		r = cf_pki_pem_from_der(out, PEM_STRING_X509, der, len);
+	OPENSSL_free(tmp);
 	return r;
 }
 
 int
 cf_cert_fingerprint(char out[CF_ID_LEN + 1], const cf_cert *cert)
 {
-	unsigned char *der = NULL;
-	int n;
+	const unsigned char *der = NULL;
+	unsigned char *tmp = NULL;
+	size_t len = 0;
+	int r;
 
-	if ((n = i2d_X509(cert->x509, &der)) <= 0) {
-		cf_error_ssl("cannot encode the certificate");
-		return CF_ERROR;
-	}
-	cf_sha256_hex(out, der, (size_t)n);
-	OPENSSL_free(der);
-	return 0;
+	if ((r = cert_der(&der, &len, &tmp, cert)) == 0)
+		cf_sha256_hex(out, der, len);
+	OPENSSL_free(tmp);
+	return r;
 }
 
 EVP_PKEY *
@@ -1183,6 +1291,25 @@ out:
 	return r;
 }
 
+/*
+ * 1 if x's basicConstraints says cA: exactly what sets OpenSSL's EXFLAG_CA
+ * (one basicConstraints extension that decodes, cA TRUE), read without
+ * X509_get_extension_flags, whose first call on a certificate hashes all
+ * of it with SHA-1 and decodes every extension (~0.1M instructions, most
+ * of cf_cert_info_get on a certificate just issued).
+ */
+static int
+bc_is_ca(const X509 *x)
+{
+	BASIC_CONSTRAINTS *bs;
+	int crit = -1, ca;
+
+	bs = X509_get_ext_d2i(x, NID_basic_constraints, &crit, NULL);
+	ca = bs != NULL && bs->ca;
+	BASIC_CONSTRAINTS_free(bs);
+	return ca;
+}
+
 int
 cf_cert_info_get(cf_cert_info *out, const cf_cert *cert)
 {
@@ -1209,7 +1336,7 @@ cf_cert_info_get(cf_cert_info *out, const cf_cert *cert)
 	snprintf(out->sig_alg, sizeof(out->sig_alg), "%s",
 	    OBJ_nid2ln(X509_get_signature_nid(x)) ? OBJ_nid2ln(X509_get_signature_nid(x)) :
 	    "unknown");
-	out->is_ca = (X509_get_extension_flags(x) & EXFLAG_CA) != 0;
+	out->is_ca = bc_is_ca(x);
 	out->self_signed = X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(x)) == 0 &&
 	    X509_verify(x, pkey) == 1;
 	r = 0;

@@ -147,17 +147,28 @@ out:
 }
 
 /*
- * The common part of every certificate: v3, random serial, names, validity.
- * The public key is set by the caller.
+ * The common part of every certificate: v3, random serial, CN=cn as the
+ * subject, the issuer's name (NULL: the subject's, self-issued), validity.
+ * The CN goes straight into the certificate's own name: X509_set_subject_name
+ * would copy a name built apart (encode, decode, canonical form). The
+ * public key is set by the caller.
  */
 static int
-cert_begin(X509 **out, const X509_NAME *subject, const X509_NAME *issuer, int64_t seconds)
+cert_begin(X509 **out, const char *cn, const X509_NAME *issuer, int64_t seconds)
 {
 	X509 *x = NULL;
 	int r = CF_ERROR;
 
-	if ((x = X509_new()) == NULL || !X509_set_version(x, X509_VERSION_3) ||
-	    !X509_set_subject_name(x, subject) || !X509_set_issuer_name(x, issuer)) {
+	if ((x = X509_new()) == NULL || !X509_set_version(x, X509_VERSION_3)) {
+		cf_error_ssl("cannot build the certificate");
+		goto out;
+	}
+	if (!X509_NAME_add_entry_by_NID(X509_get_subject_name(x), NID_commonName, MBSTRING_UTF8,
+	    (const unsigned char *)cn, -1, -1, 0)) {
+		cf_error_ssl("cannot build the subject name");
+		goto out;
+	}
+	if (!X509_set_issuer_name(x, issuer != NULL ? issuer : X509_get_subject_name(x))) {
 		cf_error_ssl("cannot build the certificate");
 		goto out;
 	}
@@ -215,17 +226,11 @@ cf_pki_make_root(cf_cert **out, const cf_key *key, const char *cn, int validity_
 {
 	int r = CF_EINVAL;
 	X509 *x = NULL;
-	X509_NAME *name = NULL;
 	X509V3_CTX ctx;
 
 	if (!cn_valid("root", cn) || !days_valid(validity_days))
 		goto out;
-	r = CF_ERROR;
-	if ((name = cf_pki_name_from_cn(cn)) == NULL) {
-		cf_error_ssl("cannot build the subject name");
-		goto out;
-	}
-	if ((r = cert_begin(&x, name, name, (int64_t)validity_days * 86400)) != 0)
+	if ((r = cert_begin(&x, cn, NULL, (int64_t)validity_days * 86400)) != 0)
 		goto out;
 	r = CF_ERROR;
 	if (!X509_set_pubkey(x, key->pkey)) {
@@ -238,11 +243,10 @@ cf_pki_make_root(cf_cert **out, const cf_key *key, const char *cn, int validity_
 	    (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash")) != 0 ||
 	    (r = cert_sign(x, key->pkey)) != 0)
 		goto out;
-	if ((r = cf_pki_cert_wrap(out, x)) != 0)
+	if ((r = cf_pki_cert_wrap_signed(out, x)) != 0)
 		goto out;
 	x = NULL;
 out:
-	X509_NAME_free(name);
 	X509_free(x);
 	return r;
 }
@@ -253,19 +257,13 @@ cf_pki_make_intermediate(cf_cert **out, const cf_key *pub, const char *cn, int v
 {
 	int r = CF_EINVAL;
 	X509 *x = NULL;
-	X509_NAME *name = NULL;
 	X509V3_CTX ctx;
 
 	if (!cn_valid("intermediate", cn) || !days_valid(validity_days))
 		goto out;
 	if ((r = check_issuer(root->x509, root_key->pkey)) != 0)
 		goto out;
-	r = CF_ERROR;
-	if ((name = cf_pki_name_from_cn(cn)) == NULL) {
-		cf_error_ssl("cannot build the subject name");
-		goto out;
-	}
-	if ((r = cert_begin(&x, name, X509_get_subject_name(root->x509),
+	if ((r = cert_begin(&x, cn, X509_get_subject_name(root->x509),
 	    (int64_t)validity_days * 86400)) != 0 || (r = clamp_to_issuer(x, root->x509)) != 0)
 		goto out;
 	r = CF_ERROR;
@@ -280,11 +278,10 @@ cf_pki_make_intermediate(cf_cert **out, const cf_key *pub, const char *cn, int v
 	    (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always")) != 0 ||
 	    (r = cert_sign(x, root_key->pkey)) != 0)
 		goto out;
-	if ((r = cf_pki_cert_wrap(out, x)) != 0)
+	if ((r = cf_pki_cert_wrap_signed(out, x)) != 0)
 		goto out;
 	x = NULL;
 out:
-	X509_NAME_free(name);
 	X509_free(x);
 	return r;
 }
@@ -348,27 +345,135 @@ fallback:
 	return 0;
 }
 
+/* Adds an extension from its value (the value stays the caller's). */
+static int
+add_ext_value(X509 *x, int nid, int crit, void *value)
+{
+	/* X509_add1_ext_i2d encodes value into a new extension and keeps it: no copy. */
+	if (value == NULL || X509_add1_ext_i2d(x, nid, value, crit, X509V3_ADD_APPEND) != 1) {
+		cf_error_ssl("cannot add extension %s", OBJ_nid2sn(nid));
+		return CF_ERROR;
+	}
+	return 0;
+}
+
+/*
+ * The authorityKeyIdentifier "keyid:always" gives a certificate that is not
+ * its issuer: the keyid of the issuer's (first) subjectKeyIdentifier, which
+ * must be there and not empty.
+ */
+static AUTHORITY_KEYID *
+issuer_akid(const X509 *issuer)
+{
+	AUTHORITY_KEYID *akid = NULL;
+	ASN1_OCTET_STRING *kid = NULL;
+	X509_EXTENSION *ext;
+	int i;
+
+	if ((i = X509_get_ext_by_NID(issuer, NID_subject_key_identifier, -1)) >= 0 &&
+	    (ext = X509_get_ext(issuer, i)) != NULL)
+		kid = X509V3_EXT_d2i(ext);
+	if (kid == NULL || ASN1_STRING_length(kid) == 0) {
+		ASN1_OCTET_STRING_free(kid);
+		ERR_raise(ERR_LIB_X509V3, X509V3_R_UNABLE_TO_GET_ISSUER_KEYID);
+		return NULL;
+	}
+	if ((akid = AUTHORITY_KEYID_new()) == NULL) {
+		ASN1_OCTET_STRING_free(kid);
+		return NULL;
+	}
+	akid->keyid = kid;
+	return akid;
+}
+
+/* The subjectKeyIdentifier "hash" gives: SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2). */
+static ASN1_OCTET_STRING *
+key_hash(const X509 *x)
+{
+	const unsigned char *pk = NULL;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	int pklen = 0;
+	ASN1_OCTET_STRING *os;
+
+	if (!X509_PUBKEY_get0_param(NULL, &pk, &pklen, NULL, X509_get_X509_PUBKEY(x)) ||
+	    EVP_Digest(pk, (size_t)pklen, md, &mdlen, EVP_sha1(), NULL) != 1 ||
+	    (os = ASN1_OCTET_STRING_new()) == NULL)
+		return NULL;
+	if (!ASN1_OCTET_STRING_set(os, md, (int)mdlen)) {
+		ASN1_OCTET_STRING_free(os);
+		return NULL;
+	}
+	return os;
+}
+
 /*
  * The end-entity profile shared by device, broker and service certificates:
- * CA:FALSE, digitalSignature (+ keyEncipherment for RSA), one EKU, SKI/AKI,
- * and a subjectAltName when san is non-NULL.
+ * critical CA:FALSE, critical digitalSignature (+ keyEncipherment for RSA),
+ * one EKU, SKI and AKI, in this order (the caller adds a subjectAltName
+ * after them). The values are built directly rather than parsed from
+ * OpenSSL config strings by X509V3_EXT_conf_nid and then copied by
+ * X509_add_ext (encode + decode each): the same DER, a sixth of the
+ * instructions (pki_der_test compares them with the config strings').
  */
 static int
-leaf_extensions(X509 *x, X509 *issuer, int rsa, const char *eku, const char *san)
+leaf_extensions(X509 *x, const X509 *issuer, int rsa, int eku_nid)
 {
-	X509V3_CTX ctx;
-	int r;
+	BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
+	ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
+	EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
+	ASN1_OCTET_STRING *ski = NULL;
+	AUTHORITY_KEYID *akid = NULL;
+	int r = CF_ERROR;
 
-	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-	if ((r = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_key_usage, rsa ?
-	    "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_ext_key_usage, eku)) != 0 ||
-	    (r = add_ext(x, &ctx, NID_subject_key_identifier, "hash")) != 0 ||
-	    (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always")) != 0 ||
-	    (san != NULL && (r = add_ext(x, &ctx, NID_subject_alt_name, san)) != 0))
-		return r;
-	return 0;
+	if (bc == NULL || ku == NULL || eku == NULL || !ASN1_BIT_STRING_set_bit(ku, 0, 1) ||
+	    (rsa && !ASN1_BIT_STRING_set_bit(ku, 2, 1)) ||
+	    !sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(eku_nid))) {
+		cf_error_ssl("cannot build the certificate's extensions");
+		goto out;
+	}
+	bc->ca = 0;
+	if ((r = add_ext_value(x, NID_basic_constraints, 1, bc)) != 0 ||
+	    (r = add_ext_value(x, NID_key_usage, 1, ku)) != 0 ||
+	    (r = add_ext_value(x, NID_ext_key_usage, 0, eku)) != 0 ||
+	    (r = add_ext_value(x, NID_subject_key_identifier, 0, ski = key_hash(x))) != 0 ||
+	    (r = add_ext_value(x, NID_authority_key_identifier, 0, akid = issuer_akid(issuer))) != 0)
+		goto out;
+out:
+	AUTHORITY_KEYID_free(akid);
+	ASN1_OCTET_STRING_free(ski);
+	sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
+	ASN1_BIT_STRING_free(ku);
+	BASIC_CONSTRAINTS_free(bc);
+	return r;
+}
+
+/* A subjectAltName of one URI, built directly (see leaf_extensions). */
+static int
+add_san_uri(X509 *x, const char *uri)
+{
+	GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+	GENERAL_NAME *gen = GENERAL_NAME_new();
+	ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
+	int r = CF_ERROR;
+
+	if (gens == NULL || gen == NULL || ia5 == NULL || !ASN1_STRING_set(ia5, uri, -1)) {
+		cf_error_ssl("cannot build the subjectAltName");
+		goto out;
+	}
+	GENERAL_NAME_set0_value(gen, GEN_URI, ia5);
+	ia5 = NULL;
+	if (!sk_GENERAL_NAME_push(gens, gen)) {
+		cf_error_ssl("cannot build the subjectAltName");
+		goto out;
+	}
+	gen = NULL;
+	r = add_ext_value(x, NID_subject_alt_name, 0, gens);
+out:
+	ASN1_IA5STRING_free(ia5);
+	GENERAL_NAME_free(gen);
+	GENERAL_NAMES_free(gens);
+	return r;
 }
 
 int
@@ -377,7 +482,6 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
 {
 	int r;
 	X509 *x = NULL;
-	X509_NAME *name = NULL;
 	int64_t seconds;
 	char san[sizeof(CF_URN_PREFIX) + CF_NAME_MAX + 8];
 	cf_cert *c = NULL;
@@ -401,20 +505,16 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
 			goto out;
 		seconds = (int64_t)validity_days * 86400;
 	}
-	r = CF_ERROR;
-	if ((name = cf_pki_name_from_cn(thing)) == NULL) {
-		cf_error_ssl("cannot build the subject name");
-		goto out;
-	}
-	if ((r = cert_begin(&x, name, X509_get_subject_name(issuer->x509), seconds)) != 0 ||
+	if ((r = cert_begin(&x, thing, X509_get_subject_name(issuer->x509), seconds)) != 0 ||
 	    (r = clamp_to_issuer(x, issuer->x509)) != 0 || (r = copy_pubkey(x, csr)) != 0)
 		goto out;
 	rsa = cf_pki_family_of(csr->pkey) == CF_FAMILY_RSA;
-	snprintf(san, sizeof(san), "URI:" CF_URN_PREFIX "%s", thing);
-	if ((r = leaf_extensions(x, issuer->x509, rsa, "clientAuth", san)) != 0 ||
+	snprintf(san, sizeof(san), CF_URN_PREFIX "%s", thing);
+	if ((r = leaf_extensions(x, issuer->x509, rsa, NID_client_auth)) != 0 ||
+	    (r = add_san_uri(x, san)) != 0 ||
 	    (r = cert_sign(x, issuer_key->pkey)) != 0)
 		goto out;
-	if ((r = cf_pki_cert_wrap(&c, x)) != 0)
+	if ((r = cf_pki_cert_wrap_signed(&c, x)) != 0)
 		goto out;
 	x = NULL;
 	/* The key copy_pubkey copied, built by cf_csr_parse: no decode later. */
@@ -423,7 +523,6 @@ cf_pki_issue_device(cf_cert **out, const cf_csr *csr, const char *thing, int val
 		c->pub = pub;
 	*out = c;
 out:
-	X509_NAME_free(name);
 	X509_free(x);
 	return r;
 }
@@ -434,18 +533,13 @@ cf_pki_issue_tls(cf_cert **out, const cf_key *pub, const char *cn, const char *s
 {
 	int r = CF_EINVAL, rsa;
 	X509 *x = NULL;
-	X509_NAME *name = NULL;
+	X509V3_CTX ctx;
 
 	if (!cn_valid("certificate", cn) || !days_valid(validity_days))
 		goto out;
 	if ((r = check_issuer(issuer->x509, issuer_key->pkey)) != 0)
 		goto out;
-	r = CF_ERROR;
-	if ((name = cf_pki_name_from_cn(cn)) == NULL) {
-		cf_error_ssl("cannot build the subject name");
-		goto out;
-	}
-	if ((r = cert_begin(&x, name, X509_get_subject_name(issuer->x509),
+	if ((r = cert_begin(&x, cn, X509_get_subject_name(issuer->x509),
 	    (int64_t)validity_days * 86400)) != 0 || (r = clamp_to_issuer(x, issuer->x509)) != 0)
 		goto out;
 	r = CF_ERROR;
@@ -454,14 +548,15 @@ cf_pki_issue_tls(cf_cert **out, const cf_key *pub, const char *cn, const char *s
 		goto out;
 	}
 	rsa = cf_pki_family_of(pub->pkey) == CF_FAMILY_RSA;
-	if ((r = leaf_extensions(x, issuer->x509, rsa, server ? "serverAuth" : "clientAuth", san)) != 0 ||
+	X509V3_set_ctx(&ctx, issuer->x509, x, NULL, NULL, 0);
+	if ((r = leaf_extensions(x, issuer->x509, rsa, server ? NID_server_auth : NID_client_auth)) != 0 ||
+	    (san != NULL && (r = add_ext(x, &ctx, NID_subject_alt_name, san)) != 0) ||
 	    (r = cert_sign(x, issuer_key->pkey)) != 0)
 		goto out;
-	if ((r = cf_pki_cert_wrap(out, x)) != 0)
+	if ((r = cf_pki_cert_wrap_signed(out, x)) != 0)
 		goto out;
 	x = NULL;
 out:
-	X509_NAME_free(name);
 	X509_free(x);
 	return r;
 }

@@ -25,6 +25,7 @@
 #include <openssl/asn1t.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
@@ -224,6 +225,71 @@ out:
 	return pkey;
 }
 
+/*
+ * Per-curve templates: an EC key holding only its group, built once per
+ * process. EVP_PKEY_fromdata builds the group from the curve's name every
+ * time (EC_GROUP_new_by_curve_name_ex: two Montgomery contexts, each a
+ * modular inversion, ~0.19M instructions for P-256); a copy of a template
+ * copies the group instead. The templates are written only inside
+ * CRYPTO_THREAD_run_once and only read afterwards (EVP_PKEY_dup), so the
+ * threads of certfleetd and of the tests share them safely. They live as
+ * long as the process (reachable, never freed: nothing may use them after
+ * OPENSSL_cleanup anyway).
+ */
+static const int ec_template_nids[] = { NID_X9_62_prime256v1, NID_secp384r1, NID_secp521r1 };
+static EVP_PKEY *ec_templates[sizeof(ec_template_nids) / sizeof(ec_template_nids[0])];
+static CRYPTO_ONCE ec_templates_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void
+ec_templates_init(void)
+{
+	OSSL_PARAM params[2];
+	EVP_PKEY_CTX *ctx;
+	size_t i;
+
+	ERR_set_mark();
+	for (i = 0; i < sizeof(ec_templates) / sizeof(ec_templates[0]); i++) {
+		params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+		    (char *)OBJ_nid2sn(ec_template_nids[i]), 0);
+		params[1] = OSSL_PARAM_construct_end();
+		if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL ||
+		    EVP_PKEY_fromdata_init(ctx) <= 0 ||
+		    EVP_PKEY_fromdata(ctx, &ec_templates[i], EVP_PKEY_KEY_PARAMETERS, params) <= 0)
+			ec_templates[i] = NULL; /* then that curve takes ec_from_parts */
+		EVP_PKEY_CTX_free(ctx);
+	}
+	ERR_pop_to_mark();
+}
+
+/*
+ * An EC public key on a named curve of the fast path from its point: a
+ * copy of the curve's template given the point. EVP_PKEY_set1_encoded_public_key
+ * decodes it with EC_POINT_oct2point, which refuses a point that is not on
+ * the curve (NULL then, as from ec_from_parts).
+ */
+static EVP_PKEY *
+ec_public(int nid, const unsigned char *pt, size_t pt_len)
+{
+	EVP_PKEY *t = NULL, *pkey;
+	size_t i;
+
+	if (CRYPTO_THREAD_run_once(&ec_templates_once, ec_templates_init)) {
+		for (i = 0; i < sizeof(ec_template_nids) / sizeof(ec_template_nids[0]); i++) {
+			if (ec_template_nids[i] == nid)
+				t = ec_templates[i];
+		}
+	}
+	if (t == NULL)
+		return ec_from_parts(nid, pt, pt_len, NULL, 0);
+	if ((pkey = EVP_PKEY_dup(t)) == NULL)
+		return NULL;
+	if (EVP_PKEY_set1_encoded_public_key(pkey, pt, pt_len) != 1) {
+		EVP_PKEY_free(pkey);
+		return NULL;
+	}
+	return pkey;
+}
+
 /* The fast path for parsed SPKI fields: a key, or NULL to let the decoder decide. */
 static EVP_PKEY *
 spki_fast(const X509_ALGOR *alg, const ASN1_BIT_STRING *bits)
@@ -244,7 +310,7 @@ spki_fast(const X509_ALGOR *alg, const ASN1_BIT_STRING *bits)
 	}
 	if ((nid = ec_alg_curve(alg)) == NID_undef || !ec_point_ok(nid, pk, len))
 		return NULL;
-	return ec_from_parts(nid, pk, len, NULL, 0);
+	return ec_public(nid, pk, len);
 }
 
 /* 1 if the SPKI was received in its canonical DER encoding (the fast path takes no other). */

@@ -85,6 +85,15 @@ struct cf_cert {
 	 * OpenSSL 3.0). NULL otherwise. Use cf_pki_cert_pkey, never directly.
 	 */
 	EVP_PKEY *pub;
+	/*
+	 * Optional: the certificate's DER, encoded once right after it was
+	 * signed here (cf_pki_cert_wrap_signed), so that the fingerprint and
+	 * the PEM do not encode the whole certificate again (OpenSSL keeps no
+	 * encoding of a certificate it built: every i2d_X509 re-encodes the
+	 * TBS). NULL for parsed certificates, whose TBS encoding OpenSSL keeps.
+	 */
+	unsigned char *der;
+	size_t der_len;
 };
 
 #define CF_URN_PREFIX "urn:certfleet:thing:"
@@ -133,12 +142,22 @@ X509 *cf_pki_x509_complete(X509 *x);
 
 /* Helpers cf_pki.c lends to cf_pki_ca.c. */
 int cf_pki_cert_wrap(cf_cert **out, X509 *x) CF_MUST_CHECK;     /* takes x on success */
+/* cf_pki_cert_wrap for a certificate just signed here: also keeps its DER (takes x on success). */
+int cf_pki_cert_wrap_signed(cf_cert **out, X509 *x) CF_MUST_CHECK;
 int cf_pki_bio_to_string(char **out, BIO *bio) CF_MUST_CHECK;  /*
  * After a PEM_read_bio_* returned NULL inside ERR_set_mark(): 1 if that was
  * the clean end of a bundle of n >= 1 objects (the error is popped), 0 if
  * the input is malformed (the mark is cleared, the error stays queued).
  */
 int cf_pki_pem_bundle_end(size_t n);
+
+/*
+ * The PEM of len bytes of DER under label ("CERTIFICATE"), malloc()ed and
+ * NUL-terminated, byte for byte what PEM_write_bio writes: the boundary
+ * lines, then base64 in lines of 64 characters, each ending in '\n'.
+ */
+int cf_pki_pem_from_der(char **out, const char *label, const unsigned char *der, size_t len)
+    CF_MUST_CHECK;
 
 /* a memory BIO's contents */
 int cf_pki_bio_over(BIO **out, const void *data, size_t len) CF_MUST_CHECK; /* read-only */

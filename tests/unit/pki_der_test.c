@@ -13,9 +13,12 @@
 #include <cmocka.h>
 
 #include <openssl/core_names.h>
+#include <pthread.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -237,6 +240,118 @@ test_pki_der__spki_point_not_on_curve_rejected_like_decoder(void **state)
 		OPENSSL_free(der);
 		der = NULL;
 	}
+}
+
+/* The SPKI of key with its point's coordinates all set to byte b. */
+static int
+spki_coords_set(unsigned char **out, const cf_key *key, unsigned char b)
+{
+	int n = spki_der(out, key), field = (EVP_PKEY_get_bits(key->pkey) + 7) / 8;
+
+	memset(*out + n - 2 * field, b, (size_t)(2 * field));
+	return n;
+}
+
+static void
+test_pki_der__spki_zero_and_out_of_range_points_rejected(void **state)
+{
+	const int ec[] = { CF_KEY_P256, CF_KEY_P384, CF_KEY_P521 };
+	unsigned char *der = NULL;
+	int i, b, n;
+
+	(void)state;
+	for (i = 0; i < 3; i++) {
+		for (b = 0; b < 2; b++) {
+			n = spki_coords_set(&der, g.keys[ec[i]], b ? 0xff : 0x00);
+			assert_int_equal(der[n - 1 - 2 * ((EVP_PKEY_get_bits(g.keys[ec[i]]->pkey) + 7) / 8)],
+			    0x04);
+			assert_null(fast_only(der, (size_t)n));
+			assert_null(decoder(der, (size_t)n));
+			assert_null(cf_pki_der_pubkey(der, (size_t)n));
+			ERR_clear_error();
+			OPENSSL_free(der);
+			der = NULL;
+		}
+	}
+}
+
+/*
+ * Keys built from one curve's template are copies: two different points
+ * give two different keys, each equal to the decoder's, and building
+ * them from several threads at once, the templates' one-time set-up
+ * included (this test runs first), gives the same.
+ */
+#define KEYS_PER_THREAD 40
+#define THREADS 4
+
+static void *
+build_keys(void *arg)
+{
+	unsigned char **ders = arg;
+	EVP_PKEY *k, *d;
+	size_t i, a, bad = 0;
+	const int ec[] = { CF_KEY_P256, CF_KEY_P384, CF_KEY_P521 };
+
+	for (i = 0; i < KEYS_PER_THREAD; i++) {
+		for (a = 0; a < 3; a++) {
+			const unsigned char *der = ders[2 * a];
+			size_t len = (size_t)(uintptr_t)ders[2 * a + 1];
+
+			k = fast_only(der, len);
+			d = decoder(der, len);
+			if (k == NULL || d == NULL || EVP_PKEY_eq(k, d) != 1 ||
+			    EVP_PKEY_eq(k, g.keys[ec[a]]->pkey) != 1)
+				bad++;
+			EVP_PKEY_free(k);
+			EVP_PKEY_free(d);
+		}
+	}
+	return (void *)(uintptr_t)bad;
+}
+
+static void
+test_pki_der__spki_template_copies_independent_and_thread_safe(void **state)
+{
+	const int ec[] = { CF_KEY_P256, CF_KEY_P384, CF_KEY_P521 };
+	unsigned char *ders[6], *der2 = NULL;
+	cf_key *other = NULL;
+	EVP_PKEY *k1, *k2;
+	pthread_t th[THREADS];
+	void *bad;
+	int a, n;
+
+	(void)state;
+	for (a = 0; a < 3; a++) {
+		n = spki_der(&ders[2 * a], g.keys[ec[a]]);
+		ders[2 * a + 1] = (unsigned char *)(uintptr_t)n;
+	}
+	/* First in this binary: the threads race to the templates' one-time set-up. */
+	for (a = 0; a < THREADS; a++)
+		assert_int_equal(pthread_create(&th[a], NULL, build_keys, ders), 0);
+	for (a = 0; a < THREADS; a++) {
+		assert_int_equal(pthread_join(th[a], &bad), 0);
+		assert_int_equal((uintptr_t)bad, 0);
+	}
+	for (a = 0; a < 3; a++) {
+		must(cf_key_generate(&other, (cf_key_alg)ec[a]));
+		n = spki_der(&der2, other);
+		k1 = fast_only(ders[2 * a], (size_t)(uintptr_t)ders[2 * a + 1]);
+		k2 = fast_only(der2, (size_t)n);
+		assert_non_null(k1);
+		assert_non_null(k2);
+		assert_int_equal(EVP_PKEY_eq(k1, k2), 0);
+		assert_int_equal(EVP_PKEY_eq(k1, g.keys[ec[a]]->pkey), 1);
+		assert_int_equal(EVP_PKEY_eq(k2, other->pkey), 1);
+		EVP_PKEY_free(k1);
+		EVP_PKEY_free(k2);
+		OPENSSL_free(der2);
+		der2 = NULL;
+		cf_key_free(other);
+		other = NULL;
+		ERR_clear_error();
+	}
+	for (a = 0; a < 3; a++)
+		OPENSSL_free(ders[2 * a]);
 }
 
 /* An SPKI built with OpenSSL's own setters (the encoder is not involved). */
@@ -611,6 +726,506 @@ test_pki_der__issued_certificate_byte_identical_all_algorithms(void **state)
 	}
 }
 
+/*
+ * The certificate the config-string profile gives: got's serial and times,
+ * CN=cn through a separate X509_NAME and X509_set_subject_name, pub through
+ * the encoder, and the extensions from OpenSSL config strings
+ * (X509V3_EXT_conf_nid + X509_add_ext), signed by the Ed25519 root (a
+ * deterministic signature). What cf_pki_ca.c did before building names and
+ * extensions directly: the two must be the same bytes.
+ */
+struct conf_ext {
+	int nid;
+	const char *value;
+};
+
+static X509 *
+config_profile(const X509 *got, EVP_PKEY *pub, const char *cn, X509 *issuer,
+    const struct conf_ext *exts, size_t n)
+{
+	X509 *x = X509_new();
+	X509_NAME *name = cf_pki_name_from_cn(cn);
+	X509_EXTENSION *e;
+	X509V3_CTX ctx;
+	size_t i;
+
+	assert_non_null(x);
+	assert_non_null(name);
+	assert_true(X509_set_version(x, X509_VERSION_3));
+	assert_true(X509_set_serialNumber(x, (ASN1_INTEGER *)X509_get0_serialNumber(got)));
+	assert_true(X509_set_subject_name(x, name));
+	assert_true(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name));
+	assert_true(X509_set1_notBefore(x, X509_get0_notBefore(got)));
+	assert_true(X509_set1_notAfter(x, X509_get0_notAfter(got)));
+	assert_true(X509_set_pubkey(x, pub));
+	X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
+	for (i = 0; i < n; i++) {
+		e = X509V3_EXT_conf_nid(NULL, &ctx, exts[i].nid, exts[i].value);
+		assert_non_null(e);
+		assert_true(X509_add_ext(x, e, -1));
+		X509_EXTENSION_free(e);
+	}
+	assert_true(X509_sign(x, g.ed_root_key->pkey, NULL) > 0);
+	X509_NAME_free(name);
+	return x;
+}
+
+static void
+assert_same_der(X509 *a, X509 *b)
+{
+	unsigned char *da = NULL, *db = NULL;
+	int na = i2d_X509(a, &da), nb = i2d_X509(b, &db);
+
+	assert_true(na > 0);
+	assert_int_equal(na, nb);
+	assert_memory_equal(da, db, (size_t)na);
+	OPENSSL_free(da);
+	OPENSSL_free(db);
+}
+
+static void
+test_pki_der__every_profile_equals_config_string_profile(void **state)
+{
+	const struct conf_ext root_exts[] = {
+		{ NID_basic_constraints, "critical,CA:TRUE" },
+		{ NID_key_usage, "critical,keyCertSign,cRLSign" },
+		{ NID_subject_key_identifier, "hash" },
+	}, inter_exts[] = {
+		{ NID_basic_constraints, "critical,CA:TRUE,pathlen:0" },
+		{ NID_key_usage, "critical,keyCertSign,cRLSign" },
+		{ NID_subject_key_identifier, "hash" },
+		{ NID_authority_key_identifier, "keyid:always" },
+	};
+	struct conf_ext leaf[] = {
+		{ NID_basic_constraints, "critical,CA:FALSE" },
+		{ NID_key_usage, NULL },
+		{ NID_ext_key_usage, NULL },
+		{ NID_subject_key_identifier, "hash" },
+		{ NID_authority_key_identifier, "keyid:always" },
+		{ NID_subject_alt_name, NULL },
+	};
+	char san[128];
+	unsigned char *der;
+	const unsigned char *p;
+	X509 *got, *want;
+	X509_REQ *req;
+	cf_csr *csr = NULL;
+	cf_cert *cert = NULL;
+	int a, len, server;
+
+	(void)state;
+	/* The Ed25519 root itself, and an intermediate under it. */
+	got = cert_x509(g.ed_root);
+	want = config_profile(got, g.ed_root_key->pkey, "der ed root", NULL, root_exts, 3);
+	assert_same_der(got, want);
+	X509_free(want);
+	X509_free(got);
+	must(cf_pki_make_intermediate(&cert, g.keys[CF_KEY_P384], "der inter", 10, g.ed_root,
+	    g.ed_root_key));
+	got = cert_x509(cert);
+	want = config_profile(got, g.keys[CF_KEY_P384]->pkey, "der inter", g.ed_root->x509,
+	    inter_exts, 4);
+	assert_same_der(got, want);
+	X509_free(want);
+	X509_free(got);
+	cf_cert_free(cert);
+	cert = NULL;
+	for (a = 0; a < CF_KEY__COUNT; a++) {
+		int rsa = a == CF_KEY_RSA2048 || a == CF_KEY_RSA3072;
+
+		leaf[1].value = rsa ? "critical,digitalSignature,keyEncipherment" :
+		    "critical,digitalSignature";
+		/* A device certificate from a CSR. */
+		der = csr_der(&len, g.keys[a], cf_sig_alg_default((cf_key_alg)a));
+		must(cf_csr_parse(&csr, der, (size_t)len));
+		must(cf_pki_issue_device(&cert, csr, thing, 10, 0, g.ed_root, g.ed_root_key));
+		p = der;
+		req = d2i_X509_REQ(NULL, &p, len);
+		assert_non_null(req);
+		leaf[2].value = "clientAuth";
+		snprintf(san, sizeof(san), "URI:urn:certfleet:thing:%s", thing);
+		leaf[5].value = san;
+		got = cert_x509(cert);
+		want = config_profile(got, X509_REQ_get0_pubkey(req), thing, g.ed_root->x509, leaf, 6);
+		assert_same_der(got, want);
+		X509_free(want);
+		X509_free(got);
+		X509_REQ_free(req);
+		cf_cert_free(cert);
+		cert = NULL;
+		cf_csr_free(csr);
+		csr = NULL;
+		OPENSSL_free(der);
+		/* A TLS certificate, server and client, with and without a SAN. */
+		for (server = 0; server < 2; server++) {
+			leaf[2].value = server ? "serverAuth" : "clientAuth";
+			leaf[5].value = "DNS:localhost,IP:127.0.0.1";
+			must(cf_pki_issue_tls(&cert, g.keys[a], "broker", server ? leaf[5].value : NULL,
+			    server, 10, g.ed_root, g.ed_root_key));
+			got = cert_x509(cert);
+			want = config_profile(got, g.keys[a]->pkey, "broker", g.ed_root->x509, leaf,
+			    server ? 6 : 5);
+			assert_same_der(got, want);
+			X509_free(want);
+			X509_free(got);
+			cf_cert_free(cert);
+			cert = NULL;
+		}
+	}
+}
+
+/* An issuer without a subjectKeyIdentifier cannot give keyid:always: refused, as before. */
+static void
+test_pki_der__issuer_without_ski_refused(void **state)
+{
+	X509 *x = X509_new();
+	X509_EXTENSION *e;
+	X509V3_CTX ctx;
+	cf_cert *ca = NULL, *cert = NULL;
+	unsigned char *der;
+	cf_csr *csr = NULL;
+	BIO *bio = BIO_new(BIO_s_mem());
+	BUF_MEM *bm = NULL;
+	int len;
+
+	(void)state;
+	assert_true(X509_set_version(x, X509_VERSION_3));
+	assert_true(ASN1_INTEGER_set(X509_get_serialNumber(x), 7));
+	assert_true(X509_set_subject_name(x, X509_get_subject_name(g.root->x509)));
+	assert_true(X509_set_issuer_name(x, X509_get_subject_name(g.root->x509)));
+	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 86400));
+	assert_true(X509_set_pubkey(x, g.root_key->pkey));
+	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+	e = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE");
+	assert_true(X509_add_ext(x, e, -1));
+	X509_EXTENSION_free(e);
+	e = X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage, "critical,keyCertSign");
+	assert_true(X509_add_ext(x, e, -1));
+	X509_EXTENSION_free(e);
+	assert_true(X509_sign(x, g.root_key->pkey, EVP_sha256()) > 0);
+	assert_true(PEM_write_bio_X509(bio, x) == 1);
+	BIO_get_mem_ptr(bio, &bm);
+	must(cf_cert_parse(&ca, bm->data, bm->length));
+	der = csr_der(&len, g.keys[CF_KEY_P256], CF_SIG_ECDSA_SHA256);
+	must(cf_csr_parse(&csr, der, (size_t)len));
+	assert_int_equal(cf_pki_issue_device(&cert, csr, thing, 10, 0, ca, g.root_key), CF_ERROR);
+	assert_null(cert);
+	assert_non_null(strstr(cf_error_last(), "authorityKeyIdentifier"));
+	/* And with it, the same issuer works. */
+	must(cf_pki_issue_device(&cert, csr, thing, 10, 0, g.root, g.root_key));
+	cf_cert_free(cert);
+	cf_csr_free(csr);
+	OPENSSL_free(der);
+	cf_cert_free(ca);
+	BIO_free(bio);
+	X509_free(x);
+	ERR_clear_error();
+}
+
+/* PEM_write_bio's bytes for der under label, NUL-terminated (free it). */
+static char *
+pem_write_of(const char *label, const unsigned char *der, long len)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	BUF_MEM *bm = NULL;
+	char *s;
+
+	assert_non_null(bio);
+	assert_true(PEM_write_bio(bio, label, "", der, len) > 0);
+	BIO_get_mem_ptr(bio, &bm);
+	s = malloc(bm->length + 1);
+	assert_non_null(s);
+	memcpy(s, bm->data, bm->length);
+	s[bm->length] = '\0';
+	BIO_free(bio);
+	return s;
+}
+
+/*
+ * cf_pki_pem_from_der writes what PEM_write_bio writes for every length
+ * around the line boundaries (48 bytes a line) and the base64 padding
+ * (len % 3), and for a length of several kilobytes.
+ */
+static void
+test_pki_der__pem_from_der_equals_pem_write(void **state)
+{
+	unsigned char buf[5000];
+	char *ours = NULL, *theirs;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(RAND_bytes(buf, sizeof(buf)), 1);
+	for (len = 1; len <= sizeof(buf); len = len < 300 ? len + 1 : len + 937) {
+		must(cf_pki_pem_from_der(&ours, "CERTIFICATE", buf, len));
+		theirs = pem_write_of("CERTIFICATE", buf, (long)len);
+		assert_string_equal(ours, theirs);
+		free(ours);
+		free(theirs);
+		ours = NULL;
+	}
+	/* Exactly one full line: no empty line before the end boundary. */
+	must(cf_pki_pem_from_der(&ours, "X", buf, 48));
+	assert_null(strstr(ours, "\n\n"));
+	assert_int_equal(strlen(ours), strlen("-----BEGIN X-----\n") + 65 + strlen("-----END X-----\n"));
+	free(ours);
+}
+
+/* What a certificate signed here keeps is its encoding, in every profile. */
+static void
+check_kept_der(const cf_cert *c)
+{
+	unsigned char *der = NULL, md[32];
+	char *pem = NULL, *expect, fp[CF_ID_LEN + 1], hex[CF_ID_LEN + 1];
+	cf_cert *copy, *parsed = NULL;
+	int n, i;
+
+	assert_non_null(c->der);
+	n = i2d_X509(c->x509, &der);
+	assert_true(n > 0);
+	assert_int_equal((size_t)n, c->der_len);
+	assert_memory_equal(c->der, der, (size_t)n);
+	/* The PEM and the fingerprint come from the kept bytes and equal OpenSSL's. */
+	must(cf_cert_to_pem(&pem, c));
+	expect = pem_write_of(PEM_STRING_X509, der, n);
+	assert_string_equal(pem, expect);
+	free(expect);
+	{
+		BIO *bio = BIO_new(BIO_s_mem());
+		BUF_MEM *bm = NULL;
+
+		assert_true(PEM_write_bio_X509(bio, c->x509) == 1);
+		BIO_get_mem_ptr(bio, &bm);
+		assert_int_equal(bm->length, strlen(pem));
+		assert_memory_equal(bm->data, pem, bm->length);
+		BIO_free(bio);
+	}
+	must(cf_cert_fingerprint(fp, c));
+	assert_non_null(SHA256(der, (size_t)n, md));
+	for (i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	assert_string_equal(fp, hex);
+	/* Read back: no kept bytes, the same PEM and fingerprint. A copy keeps them. */
+	must(cf_cert_parse(&parsed, pem, strlen(pem)));
+	assert_null(parsed->der);
+	free(pem);
+	pem = NULL;
+	must(cf_cert_to_pem(&pem, parsed));
+	expect = pem_write_of(PEM_STRING_X509, der, n);
+	assert_string_equal(pem, expect);
+	free(expect);
+	must(cf_cert_fingerprint(fp, parsed));
+	assert_string_equal(fp, hex);
+	copy = cf_cert_dup(c);
+	assert_non_null(copy);
+	assert_int_equal(copy->der_len, c->der_len);
+	assert_memory_equal(copy->der, c->der, c->der_len);
+	assert_ptr_not_equal(copy->der, c->der);
+	cf_cert_free(copy);
+	cf_cert_free(parsed);
+	free(pem);
+	OPENSSL_free(der);
+}
+
+static void
+test_pki_der__signed_certificate_keeps_its_der_all_profiles(void **state)
+{
+	unsigned char *der;
+	cf_csr *csr = NULL;
+	cf_cert *cert = NULL, *inter = NULL;
+	int a, len, ed;
+
+	(void)state;
+	check_kept_der(g.root);
+	check_kept_der(g.ed_root);
+	must(cf_pki_make_intermediate(&inter, g.keys[CF_KEY_P384], "der inter", 10, g.root,
+	    g.root_key));
+	check_kept_der(inter);
+	cf_cert_free(inter);
+	must(cf_pki_issue_tls(&cert, g.keys[CF_KEY_RSA2048], "broker", "DNS:localhost", 1, 10,
+	    g.ed_root, g.ed_root_key));
+	check_kept_der(cert);
+	cf_cert_free(cert);
+	cert = NULL;
+	for (ed = 0; ed < 2; ed++) {
+		for (a = 0; a < CF_KEY__COUNT; a++) {
+			der = csr_der(&len, g.keys[a], cf_sig_alg_default((cf_key_alg)a));
+			must(cf_csr_parse(&csr, der, (size_t)len));
+			must(cf_pki_issue_device(&cert, csr, thing, 10, 0, ed ? g.ed_root : g.root,
+			    ed ? g.ed_root_key : g.root_key));
+			check_kept_der(cert);
+			cf_cert_free(cert);
+			cert = NULL;
+			cf_csr_free(csr);
+			csr = NULL;
+			OPENSSL_free(der);
+		}
+	}
+}
+
+/* ---- cf_cert_info_get ---------------------------------------------------------- */
+
+/* OpenSSL's EXFLAG_CA for the certificate in pem, from a copy OpenSSL parsed itself. */
+static int
+exflag_ca(const char *pem)
+{
+	BIO *bio = BIO_new_mem_buf(pem, -1);
+	X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+	int ca;
+
+	assert_non_null(x);
+	ca = (X509_get_extension_flags(x) & EXFLAG_CA) != 0;
+	X509_free(x);
+	BIO_free(bio);
+	ERR_clear_error();
+	return ca;
+}
+
+/*
+ * cf_cert_info_get of a certificate gives the same as of the same
+ * certificate read back from its PEM, and is_ca is OpenSSL's EXFLAG_CA.
+ */
+static int
+check_info(const cf_cert *c)
+{
+	cf_cert_info a, b;
+	cf_cert *back = NULL;
+	char *pem = NULL;
+
+	must(cf_cert_info_get(&a, c));
+	must(cf_cert_to_pem(&pem, c));
+	must(cf_cert_parse(&back, pem, strlen(pem)));
+	must(cf_cert_info_get(&b, back));
+	assert_memory_equal(&a, &b, sizeof(a));
+	assert_int_equal(a.is_ca, exflag_ca(pem));
+	cf_cert_free(back);
+	free(pem);
+	return a.is_ca;
+}
+
+static void
+test_pki_der__cert_info_equal_read_back_all_profiles(void **state)
+{
+	unsigned char *der;
+	cf_csr *csr = NULL;
+	cf_cert *cert = NULL;
+	int a, len, ed;
+
+	(void)state;
+	assert_int_equal(check_info(g.root), 1);
+	assert_int_equal(check_info(g.ed_root), 1);
+	must(cf_pki_make_intermediate(&cert, g.keys[CF_KEY_P521], "der inter", 10, g.ed_root,
+	    g.ed_root_key));
+	assert_int_equal(check_info(cert), 1);
+	cf_cert_free(cert);
+	cert = NULL;
+	for (ed = 0; ed < 2; ed++) {
+		for (a = 0; a < CF_KEY__COUNT; a++) {
+			der = csr_der(&len, g.keys[a], cf_sig_alg_default((cf_key_alg)a));
+			must(cf_csr_parse(&csr, der, (size_t)len));
+			must(cf_pki_issue_device(&cert, csr, thing, 10, 0, ed ? g.ed_root : g.root,
+			    ed ? g.ed_root_key : g.root_key));
+			assert_int_equal(check_info(cert), 0);
+			cf_cert_free(cert);
+			cert = NULL;
+			cf_csr_free(csr);
+			csr = NULL;
+			OPENSSL_free(der);
+		}
+	}
+}
+
+/* One extension from its DER value (ours, not the config parser's). */
+static void
+add_raw_ext(X509 *x, int nid, int crit, const char *hex)
+{
+	long n = 0;
+	unsigned char *v = OPENSSL_hexstr2buf(hex, &n);
+	ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+	X509_EXTENSION *e;
+
+	assert_non_null(v);
+	assert_true(ASN1_OCTET_STRING_set(os, v, (int)n));
+	e = X509_EXTENSION_create_by_NID(NULL, nid, crit, os);
+	assert_non_null(e);
+	assert_true(X509_add_ext(x, e, -1));
+	X509_EXTENSION_free(e);
+	ASN1_OCTET_STRING_free(os);
+	OPENSSL_free(v);
+}
+
+/*
+ * is_ca follows OpenSSL's EXFLAG_CA for every form of basicConstraints:
+ * absent, version 1, critical or not, cA FALSE or TRUE with and without
+ * pathlen, cA FALSE with pathlen, a negative pathlen, a non-DER TRUE, two
+ * of them, one that does not decode, trailing bytes.
+ */
+static void
+test_pki_der__cert_info_is_ca_follows_openssl_every_basic_constraints(void **state)
+{
+	static const struct {
+		int v1;
+		const char *bc1, *bc2; /* DER of BasicConstraints, "" for none */
+		int crit, expect;
+	} cases[] = {
+		{ 0, "", "", 0, 0 },
+		{ 1, "", "", 0, 0 },
+		{ 0, "3003010100", "", 1, 0 },        /* cA FALSE spelt out (BER default) */
+		{ 0, "3000", "", 1, 0 },              /* cA absent: FALSE */
+		{ 0, "30030101ff", "", 1, 1 },
+		{ 0, "30030101ff", "", 0, 1 },        /* not critical */
+		{ 0, "30060101ff020102", "", 1, 1 },  /* pathlen 2 */
+		{ 0, "3003020101", "", 1, 0 },        /* cA FALSE with a pathlen */
+		{ 0, "30060101ff0201ff", "", 1, 1 },  /* negative pathlen: CA, but invalid */
+		{ 0, "3003010101", "", 1, 1 },        /* TRUE as 0x01 */
+		{ 0, "30030101ff", "30030101ff", 1, 0 }, /* twice: OpenSSL takes neither */
+		{ 0, "30030101ff", "3000", 1, 0 },
+		{ 0, "30040101ff", "", 1, 0 },        /* does not decode */
+		{ 0, "30030101ff00", "", 1, 1 },      /* a trailing byte: OpenSSL ignores it */
+		{ 0, "0101ff", "", 1, 0 },            /* not a SEQUENCE */
+	};
+	char *pem = NULL;
+	cf_cert *c = NULL;
+	cf_cert_info info;
+	X509 *x;
+	size_t i;
+	BIO *bio;
+	BUF_MEM *bm = NULL;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		x = X509_new();
+		assert_non_null(x);
+		assert_true(X509_set_version(x, cases[i].v1 ? X509_VERSION_1 : X509_VERSION_3));
+		assert_true(ASN1_INTEGER_set(X509_get_serialNumber(x), (long)i + 1));
+		assert_true(X509_set_subject_name(x, X509_get_subject_name(g.root->x509)));
+		assert_true(X509_set_issuer_name(x, X509_get_subject_name(g.root->x509)));
+		assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+		assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 86400));
+		assert_true(X509_set_pubkey(x, g.keys[i % CF_KEY__COUNT]->pkey));
+		if (cases[i].bc1[0])
+			add_raw_ext(x, NID_basic_constraints, cases[i].crit, cases[i].bc1);
+		if (cases[i].bc2[0])
+			add_raw_ext(x, NID_basic_constraints, cases[i].crit, cases[i].bc2);
+		assert_true(X509_sign(x, g.root_key->pkey, EVP_sha256()) > 0);
+		bio = BIO_new(BIO_s_mem());
+		assert_true(PEM_write_bio_X509(bio, x) == 1);
+		BIO_get_mem_ptr(bio, &bm);
+		must(cf_cert_parse(&c, bm->data, bm->length));
+		must(cf_cert_info_get(&info, c));
+		must(cf_cert_to_pem(&pem, c));
+		if (info.is_ca != cases[i].expect || info.is_ca != exflag_ca(pem))
+			fail_msg("case %zu (%s %s): is_ca %d, expected %d, OpenSSL %d", i,
+			    cases[i].bc1, cases[i].bc2, info.is_ca, cases[i].expect, exflag_ca(pem));
+		free(pem);
+		pem = NULL;
+		cf_cert_free(c);
+		c = NULL;
+		BIO_free(bio);
+		X509_free(x);
+	}
+}
+
 /* ---- certificates: the key only ---------------------------------------------- */
 
 static void
@@ -936,8 +1551,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pki_der__spki_template_copies_independent_and_thread_safe),
 		cmocka_unit_test(test_pki_der__spki_fast_equals_decoder_all_algorithms),
 		cmocka_unit_test(test_pki_der__spki_point_not_on_curve_rejected_like_decoder),
+		cmocka_unit_test(test_pki_der__spki_zero_and_out_of_range_points_rejected),
 		cmocka_unit_test(test_pki_der__spki_wrong_curve_and_unknown_curve),
 		cmocka_unit_test(test_pki_der__spki_trailing_truncated_and_ber),
 		cmocka_unit_test(test_pki_der__csr_create_spki_bytes_are_the_encoders),
@@ -946,6 +1563,12 @@ main(void)
 		cmocka_unit_test(test_pki_der__csr_point_off_curve_rejected_at_verify),
 		cmocka_unit_test(test_pki_der__csr_spki_algorithm_differs_from_signature),
 		cmocka_unit_test(test_pki_der__issued_certificate_byte_identical_all_algorithms),
+		cmocka_unit_test(test_pki_der__every_profile_equals_config_string_profile),
+		cmocka_unit_test(test_pki_der__issuer_without_ski_refused),
+		cmocka_unit_test(test_pki_der__pem_from_der_equals_pem_write),
+		cmocka_unit_test(test_pki_der__signed_certificate_keeps_its_der_all_profiles),
+		cmocka_unit_test(test_pki_der__cert_info_equal_read_back_all_profiles),
+		cmocka_unit_test(test_pki_der__cert_info_is_ca_follows_openssl_every_basic_constraints),
 		cmocka_unit_test(test_pki_der__cert_pubkey_from_pem_all_algorithms),
 		cmocka_unit_test(test_pki_der__cert_pubkey_from_pem_fallbacks_and_errors),
 		cmocka_unit_test(test_pki_der__private_pem_fast_equals_openssl_all_algorithms),
