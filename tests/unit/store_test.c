@@ -1205,12 +1205,37 @@ test_store__pragmas_and_schema(void **state)
 	sqlite3_close(db);
 }
 
+/*
+ * The writer checkpoints at 10000 WAL pages, not SQLite's default 1000: the
+ * WAL file (reused from its start after each checkpoint, never shorter than
+ * the most it held) grows past 1000 pages' worth.
+ */
+static void
+test_store__wal_checkpoints_late(void **state)
+{
+	struct fx *fx = *state;
+	char path[PATH_MAX * 2], name[32];
+	struct stat sb;
+	int i;
+
+	for (i = 0; i < 800; i++) {
+		snprintf(name, sizeof(name), "wal-thing-%04d", i);
+		assert_int_equal(cf_store_thing_create(fx->st, name, NULL), 0);
+	}
+	snprintf(path, sizeof(path), "%s-wal", fx->path);
+	assert_int_equal(stat(path, &sb), 0);
+	/* 32-byte header, then 24 + 4096 bytes a frame */
+	if (sb.st_size < 32 + 1200 * (24 + 4096))
+		fail_msg("WAL of %lld bytes: checkpointed before 1200 pages", (long long)sb.st_size);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 		T(test_store__thing_create_get_list),
+		T(test_store__wal_checkpoints_late),
 		T(test_store__thing_duplicate_is_eexists),
 		T(test_store__thing_bad_name_is_einval),
 		T(test_store__thing_bad_attributes_is_einval),
