@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "cf_test.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,13 +44,6 @@ static struct {
 	char *evil_chain_pem; /* an attacker's intermediate + a self-made root named like ours */
 	char dir[64];        /* per-test temp directory */
 } g;
-
-static void
-must(int r)
-{
-	if (r != 0)
-		fail_msg("unexpected error %d: %s", r, cf_error_last());
-}
 
 static char *
 issue_pem(const char *csr_pem, const char *thing, const cf_cert *issuer, const cf_key *issuer_key)

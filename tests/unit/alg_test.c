@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "cf_test.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,13 +51,6 @@ static const char *const csr_sig_ln[CF_SIG__COUNT] = {
 	"rsassaPss", "rsassaPss", "rsassaPss",
 	"ecdsa-with-SHA256", "ecdsa-with-SHA384", "ecdsa-with-SHA512", "ED25519",
 };
-
-static void
-must(int r)
-{
-	if (r != 0)
-		fail_msg("unexpected error %d: %s", r, cf_error_last());
-}
 
 static int
 group_setup(void **state)

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "cf_test.h"
+
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -27,13 +29,6 @@
 
 #define T0 INT64_C(1795000000) /* "now" for the resolve tests */
 #define DAY INT64_C(86400)
-
-static void
-must(int r)
-{
-	if (r != 0)
-		fail_msg("unexpected error %d: %s", r, cf_error_last());
-}
 
 /* ---- parsing: every member ------------------------------------------------- */
 

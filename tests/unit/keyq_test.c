@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "cf_test.h"
+
 #include <openssl/bn.h>
 #include <openssl/dsa.h>
 #include <openssl/evp.h>
@@ -31,13 +33,6 @@ static struct {
 	cf_key *good[3];  /* RSA-2048, P-256, Ed25519 */
 	char tmpdir[64];
 } g;
-
-static void
-must(int r)
-{
-	if (r != 0)
-		fail_msg("unexpected error %d: %s", r, cf_error_last());
-}
 
 static const char *
 data_path(const char *name)

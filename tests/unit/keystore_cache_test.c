@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "cf_test.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +26,6 @@ static struct {
 	cf_cert *ca;
 	char dir[64];
 } g;
-
-static void
-must(int r)
-{
-	if (r != 0)
-		fail_msg("unexpected error %d: %s", r, cf_error_last());
-}
 
 static char *
 issue_pem(const cf_key *key)

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "cf_test.h"
+
 #include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
@@ -51,13 +53,6 @@ static struct {
 
 #define MODULE g.module
 #define PIN g.pin
-
-static void
-must(int r)
-{
-	if (r != 0)
-		fail_msg("unexpected error %d: %s", r, cf_error_last());
-}
 
 static char *
 issue_pem(const char *csr_pem)

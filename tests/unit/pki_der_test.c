@@ -12,6 +12,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#define CF_TEST_X509
+#include "cf_test.h"
+
 #include <openssl/core_names.h>
 #include <pthread.h>
 #include <openssl/err.h>
@@ -38,13 +41,6 @@ static struct {
 } g;
 
 static const char *const thing = "der-thing-1";
-
-static void
-must(int r)
-{
-	if (r != 0)
-		fail_msg("unexpected error %d: %s", r, cf_error_last());
-}
 
 static int
 group_setup(void **state)
@@ -646,22 +642,6 @@ test_pki_der__csr_spki_algorithm_differs_from_signature(void **state)
 
 /* ---- issued certificates ----------------------------------------------------- */
 
-static X509 *
-cert_x509(const cf_cert *c)
-{
-	char *pem = NULL;
-	BIO *bio;
-	X509 *x;
-
-	must(cf_cert_to_pem(&pem, c));
-	bio = BIO_new_mem_buf(pem, -1);
-	x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-	assert_non_null(x);
-	BIO_free(bio);
-	free(pem);
-	return x;
-}
-
 /*
  * The certificate issued from a CSR is byte-identical to the one OpenSSL's
  * own path gives for the same serial and times: the same certificate with
@@ -688,7 +668,7 @@ test_pki_der__issued_certificate_byte_identical_all_algorithms(void **state)
 			must(cf_csr_parse(&csr, der, (size_t)len));
 			must(cf_pki_issue_device(&cert, csr, thing, 10, 0, ed ? g.ed_root : g.root,
 			    ed ? g.ed_root_key : g.root_key));
-			issued = cert_x509(cert);
+			issued = x509_of(cert);
 			p = der;
 			req = d2i_X509_REQ(NULL, &p, len);
 			assert_non_null(req);
@@ -815,14 +795,14 @@ test_pki_der__every_profile_equals_config_string_profile(void **state)
 
 	(void)state;
 	/* The Ed25519 root itself, and an intermediate under it. */
-	got = cert_x509(g.ed_root);
+	got = x509_of(g.ed_root);
 	want = config_profile(got, g.ed_root_key->pkey, "der ed root", NULL, root_exts, 3);
 	assert_same_der(got, want);
 	X509_free(want);
 	X509_free(got);
 	must(cf_pki_make_intermediate(&cert, g.keys[CF_KEY_P384], "der inter", 10, g.ed_root,
 	    g.ed_root_key));
-	got = cert_x509(cert);
+	got = x509_of(cert);
 	want = config_profile(got, g.keys[CF_KEY_P384]->pkey, "der inter", g.ed_root->x509,
 	    inter_exts, 4);
 	assert_same_der(got, want);
@@ -845,7 +825,7 @@ test_pki_der__every_profile_equals_config_string_profile(void **state)
 		leaf[2].value = "clientAuth";
 		snprintf(san, sizeof(san), "URI:urn:certfleet:thing:%s", thing);
 		leaf[5].value = san;
-		got = cert_x509(cert);
+		got = x509_of(cert);
 		want = config_profile(got, X509_REQ_get0_pubkey(req), thing, g.ed_root->x509, leaf, 6);
 		assert_same_der(got, want);
 		X509_free(want);
@@ -862,7 +842,7 @@ test_pki_der__every_profile_equals_config_string_profile(void **state)
 			leaf[5].value = "DNS:localhost,IP:127.0.0.1";
 			must(cf_pki_issue_tls(&cert, g.keys[a], "broker", server ? leaf[5].value : NULL,
 			    server, 10, g.ed_root, g.ed_root_key));
-			got = cert_x509(cert);
+			got = x509_of(cert);
 			want = config_profile(got, g.keys[a]->pkey, "broker", g.ed_root->x509, leaf,
 			    server ? 6 : 5);
 			assert_same_der(got, want);

@@ -10,6 +10,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#define CF_TEST_X509
+#include "cf_test.h"
+
 #include <openssl/asn1.h>
 #include <openssl/bn.h>
 #include <openssl/evp.h>
@@ -34,13 +37,6 @@ static struct {
 } g;
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static void
-must(int r)
-{
-	if (r != 0)
-		fail_msg("unexpected error %d: %s", r, cf_error_last());
-}
 
 static char *
 path_in_tmp(const char *name)
@@ -115,22 +111,6 @@ issue(const char *thing, cf_key *key, int64_t seconds)
 	must(cf_cert_parse(&cert, pem, strlen(pem)));
 	free(pem);
 	return cert;
-}
-
-static X509 *
-x509_of(const cf_cert *cert)
-{
-	char *pem = NULL;
-	BIO *bio;
-	X509 *x;
-
-	must(cf_cert_to_pem(&pem, cert));
-	bio = BIO_new_mem_buf(pem, -1);
-	x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-	assert_non_null(x);
-	BIO_free(bio);
-	free(pem);
-	return x;
 }
 
 static unsigned char *

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "cf_test.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,13 +34,6 @@ static struct {
 	char dir[64];
 	char ca_path[128], srv_path[128], dev_crt[128];
 } g;
-
-static void
-must(int r)
-{
-	if (r != 0)
-		fail_msg("unexpected error %d: %s", r, cf_error_last());
-}
 
 static void
 write_cert(const char *path, const cf_cert *c)
