@@ -2,7 +2,9 @@
  * certfleetd's jobs engine (DESIGN §7, docs/jobs.md "The engine").
  *
  * One timer on the reactor runs a pass every second, and sooner when
- * something happened (cfd_engine_kick). A pass takes every SCHEDULED or
+ * something happened (cfd_engine_kick: at once, or 100 ms after the last
+ * pass — a pass counts a job's executions, so a pass per ended execution
+ * made a large rollout quadratic). A pass takes every SCHEDULED or
  * IN_PROGRESS job through the same steps, in this order:
  *
  *   schedule    start a SCHEDULED job when it may start; at the schedule's
@@ -43,13 +45,15 @@
 
 #define TICK_S 1
 #define RELEASE_BATCH 1000  /* releases per job per pass: the reactor stays responsive; a full
-                              batch runs the next pass at once */
+                              batch kicks the next pass */
 #define FOLLOW_EVERY_S 5    /* CONTINUOUS jobs re-resolve their targets this often */
+#define KICK_GAP_US 100000  /* a kicked pass runs at most this soon after the last pass */
 
 struct cfd_engine {
 	struct event *tick;
 	struct event *soon;
 	int64_t last_follow;
+	int64_t last_pass_us; /* cfd_mono_us() at the start of the last pass, 0 before any */
 };
 
 /* Things to send notify-next to once the pass's transaction committed. */
@@ -566,6 +570,7 @@ cfd_engine_pass(cfd *d)
 
 	if (d->engine == NULL)
 		return;
+	d->engine->last_pass_us = cfd_mono_us();
 	follow = now - d->engine->last_follow >= FOLLOW_EVERY_S;
 	memset(&wake, 0, sizeof(wake));
 	if (follow)
@@ -635,10 +640,17 @@ cfd_engine_stop(cfd *d)
 void
 cfd_engine_kick(cfd *d)
 {
-	struct timeval now = { 0, 0 };
+	cfd_engine *e = d->engine;
+	struct timeval tv = { 0, 0 };
+	int64_t since;
 
-	if (d->engine != NULL && !evtimer_pending(d->engine->soon, NULL))
-		evtimer_add(d->engine->soon, &now);
+	if (e == NULL || evtimer_pending(e->soon, NULL))
+		return;
+	/* Kicks coalesce: during a rollout executions end hundreds of times a second. */
+	since = cfd_mono_us() - e->last_pass_us;
+	if (e->last_pass_us != 0 && since >= 0 && since < KICK_GAP_US)
+		tv.tv_usec = (suseconds_t)(KICK_GAP_US - since);
+	evtimer_add(e->soon, &tv);
 }
 
 int
