@@ -23,13 +23,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cf_keystore_gen.h"
 #include "cf_util.h"
 
 #define KS_PATH 1024
 #define KS_MAX_FILE (64 * 1024)
 #define KEY_NAME "device.key"
 #define CERT_NAME "device.crt"
-#define CHAIN_NAME "ca-chain.crt"
+#define CHAIN_NAME CF_KSGEN_CHAIN
 
 typedef struct {
 	cf_keystore ks; /* handed out; st points back here */
@@ -46,88 +47,6 @@ typedef struct {
 	char pair_key[CF_ID_LEN + 1], pair_cert[CF_ID_LEN + 1];
 } ks_file;
 
-static int
-gen_path(char *out, size_t len, const ks_file *f, unsigned gen, const char *name)
-{
-	if (name == NULL)
-		return cf_strfmt(out, len, "%s/gen-%u", f->dir, gen);
-	return cf_strfmt(out, len, "%s/gen-%u/%s", f->dir, gen, name);
-}
-
-/* "gen-<n>" with n >= 1 and nothing else; 0 otherwise. */
-static unsigned
-parse_gen(const char *name)
-{
-	unsigned long n;
-	char *end;
-
-	if (strncmp(name, "gen-", 4) != 0 || name[4] < '1' || name[4] > '9')
-		return 0;
-	errno = 0;
-	n = strtoul(name + 4, &end, 10);
-	if (errno != 0 || *end != '\0' || n > UINT_MAX / 2)
-		return 0;
-	return (unsigned)n;
-}
-
-static int
-read_active(unsigned *out, const ks_file *f)
-{
-	char path[KS_PATH], target[64];
-	ssize_t n;
-	int r;
-
-	if ((r = cf_strfmt(path, sizeof(path), "%s/current", f->dir)) != 0)
-		return r;
-	if ((n = readlink(path, target, sizeof(target) - 1)) < 0) {
-		cf_error_set("%s: %s", path, strerror(errno));
-		return errno == ENOENT ? CF_ENOTFOUND : CF_ERROR;
-	}
-	target[n] = '\0';
-	if ((*out = parse_gen(target)) == 0) {
-		cf_error_set("%s: points to '%s', not a generation", path, target);
-		return CF_ECORRUPT;
-	}
-	return 0;
-}
-
-/* Creates (or atomically replaces) the symlink dir/name -> target, then fsyncs dir. */
-static int
-replace_link(const ks_file *f, const char *name, const char *target)
-{
-	char tmp[KS_PATH], path[KS_PATH];
-	int r;
-
-	if ((r = cf_strfmt(tmp, sizeof(tmp), "%s/.%s.tmp", f->dir, name)) != 0 ||
-	    (r = cf_strfmt(path, sizeof(path), "%s/%s", f->dir, name)) != 0)
-		return r;
-	(void)unlink(tmp);
-	if (symlink(target, tmp) != 0) {
-		cf_error_set("symlink %s: %s", tmp, strerror(errno));
-		return CF_ERROR;
-	}
-	/* The switch's midpoint, for the crash tests: the new link exists, `current` is unchanged. */
-	if (strcmp(name, "current") == 0)
-		(void)cf_failpoint("keystore.before-switch-rename");
-	if (rename(tmp, path) != 0) {
-		cf_error_set("rename %s: %s", path, strerror(errno));
-		(void)unlink(tmp);
-		return CF_ERROR;
-	}
-	return cf_fsync_dir(f->dir);
-}
-
-static int
-set_current(const ks_file *f, unsigned gen)
-{
-	char target[32];
-	int r;
-
-	if ((r = cf_strfmt(target, sizeof(target), "gen-%u", gen)) != 0)
-		return r;
-	return replace_link(f, "current", target);
-}
-
 /* Takes gen-<n> away atomically (rename to a temp name, fsync), then deletes it. */
 static int
 remove_gen(const ks_file *f, unsigned gen)
@@ -135,7 +54,7 @@ remove_gen(const ks_file *f, unsigned gen)
 	char path[KS_PATH], tmp[KS_PATH];
 	int r;
 
-	if ((r = gen_path(path, sizeof(path), f, gen, NULL)) != 0 ||
+	if ((r = cf_ksgen_path(path, sizeof(path), f->dir, gen, NULL)) != 0 ||
 	    (r = cf_strfmt(tmp, sizeof(tmp), "%s/.gen-%u.del", f->dir, gen)) != 0)
 		return r;
 	(void)cf_rmtree(tmp);
@@ -188,7 +107,7 @@ scan(const ks_file *f, unsigned active, unsigned *above, unsigned *below, int dr
 				(void)cf_rmtree(path);
 			continue;
 		}
-		if ((g = parse_gen(e->d_name)) == 0 || g == active)
+		if ((g = cf_ksgen_parse(e->d_name)) == 0 || g == active)
 			continue;
 		if ((drop_other || (drop_above && g > active)) && nkill < sizeof(kill) / sizeof(kill[0])) {
 			kill[nkill++] = g;
@@ -210,20 +129,12 @@ scan(const ks_file *f, unsigned active, unsigned *above, unsigned *below, int dr
 }
 
 static int
-exists(const char *path)
-{
-	struct stat st;
-
-	return lstat(path, &st) == 0;
-}
-
-static int
 load_key(cf_key **out, const ks_file *f, unsigned gen)
 {
 	char path[KS_PATH];
 	int r;
 
-	if ((r = gen_path(path, sizeof(path), f, gen, KEY_NAME)) != 0)
+	if ((r = cf_ksgen_path(path, sizeof(path), f->dir, gen, KEY_NAME)) != 0)
 		return r;
 	return cf_key_load(out, path, NULL);
 }
@@ -234,7 +145,7 @@ load_cert(cf_cert **out, const ks_file *f, unsigned gen)
 	char path[KS_PATH];
 	int r;
 
-	if ((r = gen_path(path, sizeof(path), f, gen, CERT_NAME)) != 0)
+	if ((r = cf_ksgen_path(path, sizeof(path), f->dir, gen, CERT_NAME)) != 0)
 		return r;
 	return cf_cert_load(out, path);
 }
@@ -246,7 +157,7 @@ read_gen_file(char **out, size_t *out_len, const ks_file *f, unsigned gen, const
 	char path[KS_PATH];
 	int r;
 
-	if ((r = gen_path(path, sizeof(path), f, gen, name)) != 0)
+	if ((r = cf_ksgen_path(path, sizeof(path), f->dir, gen, name)) != 0)
 		return r;
 	return cf_file_read(out, out_len, path, KS_MAX_FILE);
 }
@@ -349,7 +260,7 @@ build_gen(const ks_file *f, unsigned gen, const cf_key *key, const char *cert_pe
 	char tmp[KS_PATH], path[KS_PATH], final[KS_PATH], *pem = NULL;
 
 	if ((r = cf_strfmt(tmp, sizeof(tmp), "%s/.gen-%u.tmp", f->dir, gen)) != 0 ||
-	    (r = gen_path(final, sizeof(final), f, gen, NULL)) != 0)
+	    (r = cf_ksgen_path(final, sizeof(final), f->dir, gen, NULL)) != 0)
 		goto out;
 	(void)cf_rmtree(tmp);
 	if (mkdir(tmp, 0700) != 0) {
@@ -394,48 +305,15 @@ ks_status(void *st, cf_keystore_status *out)
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = read_active(&out->active, f)) != 0 ||
+	if ((r = cf_ksgen_read_active(&out->active, f->dir)) != 0 ||
 	    (r = scan(f, out->active, &out->pending, &out->backup, 0, 0)) != 0)
 		return r;
 	if (out->pending != 0) {
-		if ((r = gen_path(path, sizeof(path), f, out->pending, CERT_NAME)) != 0)
+		if ((r = cf_ksgen_path(path, sizeof(path), f->dir, out->pending, CERT_NAME)) != 0)
 			return r;
-		out->pending_has_cert = exists(path);
+		out->pending_has_cert = cf_ksgen_exists(path);
 	}
 	return 0;
-}
-
-/* Generation gen's chain, NULL (and 0) if it has none. */
-static int
-read_chain(char **out, const ks_file *f, unsigned gen)
-{
-	char path[KS_PATH];
-	int r;
-
-	*out = NULL;
-	if ((r = gen_path(path, sizeof(path), f, gen, CHAIN_NAME)) != 0)
-		return r;
-	r = cf_file_read(out, NULL, path, KS_MAX_FILE);
-	return r == CF_ENOTFOUND ? 0 : r;
-}
-
-/*
- * Before gen becomes active: a generation made before the store kept
- * chains gets a copy of the active one's, so that ca-chain.crt never
- * dangles. A no-op when gen has a chain or the active one has none.
- */
-static int
-ensure_chain(const ks_file *f, unsigned gen, unsigned active)
-{
-	char path[KS_PATH], *pem = NULL;
-	int r;
-
-	if ((r = gen_path(path, sizeof(path), f, gen, CHAIN_NAME)) != 0 || exists(path))
-		return r;
-	if ((r = read_chain(&pem, f, active)) == 0 && pem != NULL)
-		r = cf_file_write_atomic(path, pem, strlen(pem), 0644);
-	free(pem);
-	return r;
 }
 
 static int
@@ -447,8 +325,10 @@ ks_generate(void *st, unsigned *out, cf_key_alg alg)
 	char *chain = NULL;
 	int r;
 
-	if ((r = read_active(&active, f)) != 0 || (r = scan(f, active, NULL, NULL, 1, 0)) != 0 ||
-	    (r = read_chain(&chain, f, active)) != 0 || (r = cf_key_generate(&key, alg)) != 0 ||
+	if ((r = cf_ksgen_read_active(&active, f->dir)) != 0 ||
+	    (r = scan(f, active, NULL, NULL, 1, 0)) != 0 ||
+	    (r = cf_ksgen_read_chain(&chain, f->dir, active)) != 0 ||
+	    (r = cf_key_generate(&key, alg)) != 0 ||
 	    (r = build_gen(f, active + 1, key, NULL, chain)) != 0)
 		goto out;
 	*out = active + 1;
@@ -505,7 +385,7 @@ ks_install_cert(void *st, unsigned gen, const char *pem, size_t len)
 	size_t kl = 0;
 	int r;
 
-	if ((r = read_active(&active, f)) != 0)
+	if ((r = cf_ksgen_read_active(&active, f->dir)) != 0)
 		goto out;
 	if (gen == active) {
 		cf_error_set("generation %u is active; its certificate cannot change", gen);
@@ -526,7 +406,7 @@ ks_install_cert(void *st, unsigned gen, const char *pem, size_t len)
 		r = CF_EINVAL;
 		goto out;
 	}
-	if ((r = gen_path(path, sizeof(path), f, gen, CERT_NAME)) != 0 ||
+	if ((r = cf_ksgen_path(path, sizeof(path), f->dir, gen, CERT_NAME)) != 0 ||
 	    (r = cf_file_write_atomic(path, pem, len, 0644)) != 0)
 		goto out;
 	/* The switch (activate: check_pair) then finds these bytes checked. */
@@ -546,7 +426,7 @@ ks_chain(void *st, char **out_pem, unsigned gen)
 	char path[KS_PATH];
 	int r;
 
-	if ((r = gen_path(path, sizeof(path), st, gen, CHAIN_NAME)) != 0)
+	if ((r = cf_ksgen_path(path, sizeof(path), ((const ks_file *)st)->dir, gen, CHAIN_NAME)) != 0)
 		return r;
 	return cf_file_read(out_pem, NULL, path, KS_MAX_FILE);
 }
@@ -561,16 +441,16 @@ ks_install_chain(void *st, unsigned gen, const char *pem, size_t len)
 	char path[KS_PATH], *cur = NULL;
 	int r;
 
-	if ((r = read_active(&active, f)) != 0)
+	if ((r = cf_ksgen_read_active(&active, f->dir)) != 0)
 		goto out;
 	if (gen == active) {
 		cf_error_set("generation %u is active; its CA chain cannot change", gen);
 		r = CF_ESTATE;
 		goto out;
 	}
-	if ((r = gen_path(path, sizeof(path), f, gen, NULL)) != 0)
+	if ((r = cf_ksgen_path(path, sizeof(path), f->dir, gen, NULL)) != 0)
 		goto out;
-	if (!exists(path)) {
+	if (!cf_ksgen_exists(path)) {
 		cf_error_set("generation %u does not exist", gen);
 		r = CF_ENOTFOUND;
 		goto out;
@@ -587,7 +467,7 @@ ks_install_chain(void *st, unsigned gen, const char *pem, size_t len)
 		r = CF_EINVAL;
 		goto out;
 	}
-	if ((r = gen_path(path, sizeof(path), f, gen, CHAIN_NAME)) != 0 ||
+	if ((r = cf_ksgen_path(path, sizeof(path), f->dir, gen, CHAIN_NAME)) != 0 ||
 	    (r = cf_file_write_atomic(path, pem, len, 0644)) != 0)
 		goto out;
 out:
@@ -604,17 +484,17 @@ ks_activate(void *st, unsigned gen)
 	char path[KS_PATH];
 	int r;
 
-	if ((r = read_active(&active, f)) != 0 || gen == active)
+	if ((r = cf_ksgen_read_active(&active, f->dir)) != 0 || gen == active)
 		return r;
-	if ((r = gen_path(path, sizeof(path), f, gen, NULL)) != 0)
+	if ((r = cf_ksgen_path(path, sizeof(path), f->dir, gen, NULL)) != 0)
 		return r;
-	if (gen < active || !exists(path)) {
+	if (gen < active || !cf_ksgen_exists(path)) {
 		cf_error_set("generation %u is not pending (active is %u)", gen, active);
 		return CF_ESTATE;
 	}
-	if ((r = check_pair(f, gen)) != 0 || (r = ensure_chain(f, gen, active)) != 0)
+	if ((r = check_pair(f, gen)) != 0 || (r = cf_ksgen_ensure_chain(f->dir, gen, active)) != 0)
 		return r;
-	return set_current(f, gen);
+	return cf_ksgen_set_current(f->dir, gen);
 }
 
 static int
@@ -625,15 +505,17 @@ ks_rollback(void *st, unsigned gen)
 	char path[KS_PATH];
 	int r;
 
-	if ((r = read_active(&active, f)) != 0 || (r = gen_path(path, sizeof(path), f, gen, NULL)) != 0)
+	if ((r = cf_ksgen_read_active(&active, f->dir)) != 0 ||
+	    (r = cf_ksgen_path(path, sizeof(path), f->dir, gen, NULL)) != 0)
 		return r;
-	if (!exists(path)) {
+	if (!cf_ksgen_exists(path)) {
 		cf_error_set("generation %u does not exist", gen);
 		return CF_ENOTFOUND;
 	}
 	if (gen != active) {
-		if ((r = check_pair(f, gen)) != 0 || (r = ensure_chain(f, gen, active)) != 0 ||
-		    (r = set_current(f, gen)) != 0)
+		if ((r = check_pair(f, gen)) != 0 ||
+		    (r = cf_ksgen_ensure_chain(f->dir, gen, active)) != 0 ||
+		    (r = cf_ksgen_set_current(f->dir, gen)) != 0)
 			return r;
 	}
 	return scan(f, gen, NULL, NULL, 1, 0);
@@ -646,7 +528,7 @@ ks_cleanup(void *st)
 	unsigned active;
 	int r;
 
-	if ((r = read_active(&active, f)) != 0)
+	if ((r = cf_ksgen_read_active(&active, f->dir)) != 0)
 		return r;
 	return scan(f, active, NULL, NULL, 0, 1);
 }
@@ -656,9 +538,9 @@ ks_locate(void *st, char *key_out, size_t key_len, char *cert_out, size_t cert_l
 {
 	int r;
 
-	if ((r = gen_path(key_out, key_len, st, gen, KEY_NAME)) != 0)
+	if ((r = cf_ksgen_path(key_out, key_len, ((const ks_file *)st)->dir, gen, KEY_NAME)) != 0)
 		return r;
-	return gen_path(cert_out, cert_len, st, gen, CERT_NAME);
+	return cf_ksgen_path(cert_out, cert_len, ((const ks_file *)st)->dir, gen, CERT_NAME);
 }
 
 static void
@@ -734,9 +616,11 @@ adopt(ks_file *f)
 	if ((r = cf_strfmt(path, sizeof(path), "%s/current", f->dir)) != 0)
 		goto out;
 	(void)unlink(path);
-	if ((r = scan(f, 0, &g, NULL, 0, 1)) != 0 || (r = build_gen(f, 1, key, cert_pem, NULL)) != 0 ||
-	    (r = set_current(f, 1)) != 0 || (r = replace_link(f, KEY_NAME, "current/" KEY_NAME)) != 0 ||
-	    (r = replace_link(f, CERT_NAME, "current/" CERT_NAME)) != 0)
+	if ((r = scan(f, 0, &g, NULL, 0, 1)) != 0 ||
+	    (r = build_gen(f, 1, key, cert_pem, NULL)) != 0 ||
+	    (r = cf_ksgen_set_current(f->dir, 1)) != 0 ||
+	    (r = cf_ksgen_link_current(f->dir, KEY_NAME)) != 0 ||
+	    (r = cf_ksgen_link_current(f->dir, CERT_NAME)) != 0)
 		goto out;
 out:
 	cf_cert_free(cert);
@@ -760,9 +644,9 @@ adopt_chain(const ks_file *f, unsigned active)
 		return r == CF_ENOTFOUND ? 0 : r;
 	if ((r = cf_strfmt(path, sizeof(path), "%s/%s", f->dir, CHAIN_NAME)) != 0 ||
 	    (r = cf_file_read(&pem, NULL, path, KS_MAX_FILE)) != 0 ||
-	    (r = gen_path(path, sizeof(path), f, active, CHAIN_NAME)) != 0 ||
+	    (r = cf_ksgen_path(path, sizeof(path), f->dir, active, CHAIN_NAME)) != 0 ||
 	    (r = cf_file_write_atomic(path, pem, strlen(pem), 0644)) != 0 ||
-	    (r = replace_link(f, CHAIN_NAME, "current/" CHAIN_NAME)) != 0)
+	    (r = cf_ksgen_link_current(f->dir, CHAIN_NAME)) != 0)
 		goto out;
 out:
 	free(pem);
@@ -793,19 +677,20 @@ cf_keystore_file_open(cf_keystore **out, const char *dir)
 	if (k == 1) {
 		if ((r = adopt(f)) != 0)
 			goto out;
-	} else if ((r = read_active(&active, f)) != 0) {
+	} else if ((r = cf_ksgen_read_active(&active, f->dir)) != 0) {
 		if (r == CF_ENOTFOUND)
 			cf_error_set("%s: no device.key and no key store", dir);
 		goto out;
 	} else {
 		/* Crash between the two links of an adoption, or a link lost: redo them. */
 		if ((c == 1 || c == CF_ENOTFOUND) &&
-		    (r = replace_link(f, CERT_NAME, "current/" CERT_NAME)) != 0)
+		    (r = cf_ksgen_link_current(f->dir, CERT_NAME)) != 0)
 			goto out;
-		if (k == CF_ENOTFOUND && (r = replace_link(f, KEY_NAME, "current/" KEY_NAME)) != 0)
+		if (k == CF_ENOTFOUND && (r = cf_ksgen_link_current(f->dir, KEY_NAME)) != 0)
 			goto out;
 	}
-	if ((r = read_active(&active, f)) != 0 || (r = scan(f, active, NULL, NULL, 0, 0)) != 0 ||
+	if ((r = cf_ksgen_read_active(&active, f->dir)) != 0 ||
+	    (r = scan(f, active, NULL, NULL, 0, 0)) != 0 ||
 	    (r = check_pair(f, active)) != 0 || (r = adopt_chain(f, active)) != 0)
 		goto out;
 	*out = &f->ks;

@@ -28,13 +28,14 @@
 #include <unistd.h>
 
 #include "cf_p11.h"
+#include "cf_keystore_gen.h"
 #include "cf_util.h"
 
 #define KS_PATH 1024
 #define KS_MAX_FILE (64 * 1024)
 #define URI_NAME "key.uri"
 #define CERT_NAME "device.crt"
-#define CHAIN_NAME "ca-chain.crt"
+#define CHAIN_NAME CF_KSGEN_CHAIN
 #define KEY_NAME "device.key" /* a file bundle's key, adopted into the token */
 
 typedef struct {
@@ -43,14 +44,6 @@ typedef struct {
 	char prefix[96]; /* "<object>-gen-" */
 	cf_p11 *p11;
 } ks_p11;
-
-static int
-gen_path(char *out, size_t len, const ks_p11 *k, unsigned gen, const char *name)
-{
-	if (name == NULL)
-		return cf_strfmt(out, len, "%s/gen-%u", k->dir, gen);
-	return cf_strfmt(out, len, "%s/gen-%u/%s", k->dir, gen, name);
-}
 
 static int
 gen_label(char *out, size_t len, const ks_p11 *k, unsigned gen)
@@ -74,77 +67,6 @@ parse_num(const char *s)
 	return (unsigned)n;
 }
 
-static unsigned
-parse_gen(const char *name)
-{
-	return strncmp(name, "gen-", 4) == 0 ? parse_num(name + 4) : 0;
-}
-
-static int
-exists(const char *path)
-{
-	struct stat st;
-
-	return lstat(path, &st) == 0;
-}
-
-static int
-read_active(unsigned *out, const ks_p11 *k)
-{
-	char path[KS_PATH], target[64];
-	ssize_t n;
-	int r;
-
-	if ((r = cf_strfmt(path, sizeof(path), "%s/current", k->dir)) != 0)
-		return r;
-	if ((n = readlink(path, target, sizeof(target) - 1)) < 0) {
-		cf_error_set("%s: %s", path, strerror(errno));
-		return errno == ENOENT ? CF_ENOTFOUND : CF_ERROR;
-	}
-	target[n] = '\0';
-	if ((*out = parse_gen(target)) == 0) {
-		cf_error_set("%s: points to '%s', not a generation", path, target);
-		return CF_ECORRUPT;
-	}
-	return 0;
-}
-
-/* Creates (or atomically replaces) the symlink dir/name -> target, then fsyncs dir. */
-static int
-replace_link(const ks_p11 *k, const char *name, const char *target)
-{
-	char tmp[KS_PATH], path[KS_PATH];
-	int r;
-
-	if ((r = cf_strfmt(tmp, sizeof(tmp), "%s/.%s.tmp", k->dir, name)) != 0 ||
-	    (r = cf_strfmt(path, sizeof(path), "%s/%s", k->dir, name)) != 0)
-		return r;
-	(void)unlink(tmp);
-	if (symlink(target, tmp) != 0) {
-		cf_error_set("symlink %s: %s", tmp, strerror(errno));
-		return CF_ERROR;
-	}
-	if (strcmp(name, "current") == 0)
-		(void)cf_failpoint("keystore.before-switch-rename");
-	if (rename(tmp, path) != 0) {
-		cf_error_set("rename %s: %s", path, strerror(errno));
-		(void)unlink(tmp);
-		return CF_ERROR;
-	}
-	return cf_fsync_dir(k->dir);
-}
-
-static int
-set_current(const ks_p11 *k, unsigned gen)
-{
-	char target[32];
-	int r;
-
-	if ((r = cf_strfmt(target, sizeof(target), "gen-%u", gen)) != 0)
-		return r;
-	return replace_link(k, "current", target);
-}
-
 static int
 destroy_gen_objects(const ks_p11 *k, unsigned gen)
 {
@@ -163,7 +85,7 @@ remove_gen(const ks_p11 *k, unsigned gen)
 	char path[KS_PATH], tmp[KS_PATH];
 	int r;
 
-	if ((r = gen_path(path, sizeof(path), k, gen, NULL)) != 0 ||
+	if ((r = cf_ksgen_path(path, sizeof(path), k->dir, gen, NULL)) != 0 ||
 	    (r = cf_strfmt(tmp, sizeof(tmp), "%s/.gen-%u.del", k->dir, gen)) != 0)
 		return r;
 	(void)cf_rmtree(tmp);
@@ -206,8 +128,8 @@ sweep_one(const char *label, void *arg)
 	unsigned g = parse_num(label + strlen(c->k->prefix));
 	size_t i;
 
-	if (g == 0 || g == c->keep || gen_path(path, sizeof(path), c->k, g, NULL) != 0 ||
-	    exists(path))
+	if (g == 0 || g == c->keep || cf_ksgen_path(path, sizeof(path), c->k->dir, g, NULL) != 0 ||
+	    cf_ksgen_exists(path))
 		return 0;
 	for (i = 0; i < c->n; i++)
 		if (c->orphans[i] == g)
@@ -261,7 +183,7 @@ scan(const ks_p11 *k, unsigned active, unsigned *above, unsigned *below, int dro
 				(void)cf_rmtree(path);
 			continue;
 		}
-		if ((g = parse_gen(e->d_name)) == 0 || g == active)
+		if ((g = cf_ksgen_parse(e->d_name)) == 0 || g == active)
 			continue;
 		if ((drop_other || (drop_above && g > active)) && nkill < sizeof(kill) / sizeof(kill[0])) {
 			kill[nkill++] = g;
@@ -291,7 +213,7 @@ read_uri(char *out, size_t len, const ks_p11 *k, unsigned gen)
 	size_t n;
 	int r;
 
-	if ((r = gen_path(path, sizeof(path), k, gen, URI_NAME)) != 0 ||
+	if ((r = cf_ksgen_path(path, sizeof(path), k->dir, gen, URI_NAME)) != 0 ||
 	    (r = cf_file_read(&s, &n, path, CF_P11_URI_MAX)) != 0)
 		return r;
 	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
@@ -323,7 +245,7 @@ load_cert(cf_cert **out, const ks_p11 *k, unsigned gen)
 	char path[KS_PATH];
 	int r;
 
-	if ((r = gen_path(path, sizeof(path), k, gen, CERT_NAME)) != 0)
+	if ((r = cf_ksgen_path(path, sizeof(path), k->dir, gen, CERT_NAME)) != 0)
 		return r;
 	return cf_cert_load(out, path);
 }
@@ -369,7 +291,7 @@ build_gen(const ks_p11 *k, unsigned gen, const char *uri, const char *cert_pem,
 	char tmp[KS_PATH], final[KS_PATH], line[CF_P11_URI_MAX + 2];
 
 	if ((r = cf_strfmt(tmp, sizeof(tmp), "%s/.gen-%u.tmp", k->dir, gen)) != 0 ||
-	    (r = gen_path(final, sizeof(final), k, gen, NULL)) != 0 ||
+	    (r = cf_ksgen_path(final, sizeof(final), k->dir, gen, NULL)) != 0 ||
 	    (r = cf_strfmt(line, sizeof(line), "%s\n", uri)) != 0)
 		return r;
 	(void)cf_rmtree(tmp);
@@ -394,33 +316,6 @@ out:
 	return r;
 }
 
-static int
-read_chain(char **out, const ks_p11 *k, unsigned gen)
-{
-	char path[KS_PATH];
-	int r;
-
-	*out = NULL;
-	if ((r = gen_path(path, sizeof(path), k, gen, CHAIN_NAME)) != 0)
-		return r;
-	r = cf_file_read(out, NULL, path, KS_MAX_FILE);
-	return r == CF_ENOTFOUND ? 0 : r;
-}
-
-static int
-ensure_chain(const ks_p11 *k, unsigned gen, unsigned active)
-{
-	char path[KS_PATH], *pem = NULL;
-	int r;
-
-	if ((r = gen_path(path, sizeof(path), k, gen, CHAIN_NAME)) != 0 || exists(path))
-		return r;
-	if ((r = read_chain(&pem, k, active)) == 0 && pem != NULL)
-		r = cf_file_write_atomic(path, pem, strlen(pem), 0644);
-	free(pem);
-	return r;
-}
-
 /* ---- operations ------------------------------------------------------- */
 
 static int
@@ -431,13 +326,13 @@ ks_status(void *st, cf_keystore_status *out)
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = read_active(&out->active, k)) != 0 ||
+	if ((r = cf_ksgen_read_active(&out->active, k->dir)) != 0 ||
 	    (r = scan(k, out->active, &out->pending, &out->backup, 0, 0)) != 0)
 		return r;
 	if (out->pending != 0) {
-		if ((r = gen_path(path, sizeof(path), k, out->pending, CERT_NAME)) != 0)
+		if ((r = cf_ksgen_path(path, sizeof(path), k->dir, out->pending, CERT_NAME)) != 0)
 			return r;
-		out->pending_has_cert = exists(path);
+		out->pending_has_cert = cf_ksgen_exists(path);
 	}
 	return 0;
 }
@@ -450,8 +345,9 @@ ks_generate(void *st, unsigned *out, cf_key_alg alg)
 	char *chain = NULL, uri[CF_P11_URI_MAX], label[128];
 	int r;
 
-	if ((r = read_active(&active, k)) != 0 || (r = scan(k, active, NULL, NULL, 1, 0)) != 0 ||
-	    (r = read_chain(&chain, k, active)) != 0 ||
+	if ((r = cf_ksgen_read_active(&active, k->dir)) != 0 ||
+	    (r = scan(k, active, NULL, NULL, 1, 0)) != 0 ||
+	    (r = cf_ksgen_read_chain(&chain, k->dir, active)) != 0 ||
 	    (r = gen_label(label, sizeof(label), k, active + 1)) != 0 ||
 	    (r = cf_p11_generate(uri, sizeof(uri), k->p11, label, alg)) != 0)
 		goto out;
@@ -521,7 +417,7 @@ ks_install_cert(void *st, unsigned gen, const char *pem, size_t len)
 	char path[KS_PATH];
 	int r;
 
-	if ((r = read_active(&active, k)) != 0)
+	if ((r = cf_ksgen_read_active(&active, k->dir)) != 0)
 		goto out;
 	if (gen == active) {
 		cf_error_set("generation %u is active; its certificate cannot change", gen);
@@ -535,7 +431,7 @@ ks_install_cert(void *st, unsigned gen, const char *pem, size_t len)
 		r = CF_EINVAL;
 		goto out;
 	}
-	if ((r = gen_path(path, sizeof(path), k, gen, CERT_NAME)) != 0 ||
+	if ((r = cf_ksgen_path(path, sizeof(path), k->dir, gen, CERT_NAME)) != 0 ||
 	    (r = cf_file_write_atomic(path, pem, len, 0644)) != 0)
 		goto out;
 out:
@@ -550,7 +446,7 @@ ks_chain(void *st, char **out_pem, unsigned gen)
 	char path[KS_PATH];
 	int r;
 
-	if ((r = gen_path(path, sizeof(path), st, gen, CHAIN_NAME)) != 0)
+	if ((r = cf_ksgen_path(path, sizeof(path), ((const ks_p11 *)st)->dir, gen, CHAIN_NAME)) != 0)
 		return r;
 	return cf_file_read(out_pem, NULL, path, KS_MAX_FILE);
 }
@@ -565,16 +461,16 @@ ks_install_chain(void *st, unsigned gen, const char *pem, size_t len)
 	char path[KS_PATH];
 	int r;
 
-	if ((r = read_active(&active, k)) != 0)
+	if ((r = cf_ksgen_read_active(&active, k->dir)) != 0)
 		goto out;
 	if (gen == active) {
 		cf_error_set("generation %u is active; its CA chain cannot change", gen);
 		r = CF_ESTATE;
 		goto out;
 	}
-	if ((r = gen_path(path, sizeof(path), k, gen, NULL)) != 0)
+	if ((r = cf_ksgen_path(path, sizeof(path), k->dir, gen, NULL)) != 0)
 		goto out;
-	if (!exists(path)) {
+	if (!cf_ksgen_exists(path)) {
 		cf_error_set("generation %u does not exist", gen);
 		r = CF_ENOTFOUND;
 		goto out;
@@ -583,7 +479,7 @@ ks_install_chain(void *st, unsigned gen, const char *pem, size_t len)
 		r = CF_EINVAL;
 		goto out;
 	}
-	if ((r = gen_path(path, sizeof(path), k, gen, CHAIN_NAME)) != 0 ||
+	if ((r = cf_ksgen_path(path, sizeof(path), k->dir, gen, CHAIN_NAME)) != 0 ||
 	    (r = cf_file_write_atomic(path, pem, len, 0644)) != 0)
 		goto out;
 out:
@@ -599,17 +495,17 @@ ks_activate(void *st, unsigned gen)
 	char path[KS_PATH];
 	int r;
 
-	if ((r = read_active(&active, k)) != 0 || gen == active)
+	if ((r = cf_ksgen_read_active(&active, k->dir)) != 0 || gen == active)
 		return r;
-	if ((r = gen_path(path, sizeof(path), k, gen, NULL)) != 0)
+	if ((r = cf_ksgen_path(path, sizeof(path), k->dir, gen, NULL)) != 0)
 		return r;
-	if (gen < active || !exists(path)) {
+	if (gen < active || !cf_ksgen_exists(path)) {
 		cf_error_set("generation %u is not pending (active is %u)", gen, active);
 		return CF_ESTATE;
 	}
-	if ((r = check_pair(k, gen)) != 0 || (r = ensure_chain(k, gen, active)) != 0)
+	if ((r = check_pair(k, gen)) != 0 || (r = cf_ksgen_ensure_chain(k->dir, gen, active)) != 0)
 		return r;
-	return set_current(k, gen);
+	return cf_ksgen_set_current(k->dir, gen);
 }
 
 static int
@@ -620,15 +516,17 @@ ks_rollback(void *st, unsigned gen)
 	char path[KS_PATH];
 	int r;
 
-	if ((r = read_active(&active, k)) != 0 || (r = gen_path(path, sizeof(path), k, gen, NULL)) != 0)
+	if ((r = cf_ksgen_read_active(&active, k->dir)) != 0 ||
+	    (r = cf_ksgen_path(path, sizeof(path), k->dir, gen, NULL)) != 0)
 		return r;
-	if (!exists(path)) {
+	if (!cf_ksgen_exists(path)) {
 		cf_error_set("generation %u does not exist", gen);
 		return CF_ENOTFOUND;
 	}
 	if (gen != active) {
-		if ((r = check_pair(k, gen)) != 0 || (r = ensure_chain(k, gen, active)) != 0 ||
-		    (r = set_current(k, gen)) != 0)
+		if ((r = check_pair(k, gen)) != 0 ||
+		    (r = cf_ksgen_ensure_chain(k->dir, gen, active)) != 0 ||
+		    (r = cf_ksgen_set_current(k->dir, gen)) != 0)
 			return r;
 	}
 	return scan(k, gen, NULL, NULL, 1, 0);
@@ -641,7 +539,7 @@ ks_cleanup(void *st)
 	unsigned active;
 	int r;
 
-	if ((r = read_active(&active, k)) != 0)
+	if ((r = cf_ksgen_read_active(&active, k->dir)) != 0)
 		return r;
 	return scan(k, active, NULL, NULL, 0, 1);
 }
@@ -653,7 +551,7 @@ ks_locate(void *st, char *key_out, size_t key_len, char *cert_out, size_t cert_l
 
 	if ((r = read_uri(key_out, key_len, st, gen)) != 0)
 		return r;
-	return gen_path(cert_out, cert_len, st, gen, CERT_NAME);
+	return cf_ksgen_path(cert_out, cert_len, ((const ks_p11 *)st)->dir, gen, CERT_NAME);
 }
 
 static void
@@ -746,7 +644,7 @@ adopt(ks_p11 *k)
 	cf_cert *cert = NULL;
 	unsigned active;
 
-	if ((r = read_active(&active, k)) == 0 && active != 1) {
+	if ((r = cf_ksgen_read_active(&active, k->dir)) == 0 && active != 1) {
 		cf_error_set("%s: a plain device.key beside a key store at generation %u; remove the "
 		    "stale device.key", k->dir, active);
 		return CF_ECORRUPT;
@@ -758,7 +656,7 @@ adopt(ks_p11 *k)
 	if ((r = cf_strfmt(path, sizeof(path), "%s/%s", k->dir, CERT_NAME)) != 0)
 		goto out;
 	if (cf_file_read(&cert_pem, NULL, path, KS_MAX_FILE) != 0 &&
-	    ((r = gen_path(path, sizeof(path), k, 1, CERT_NAME)) != 0 ||
+	    ((r = cf_ksgen_path(path, sizeof(path), k->dir, 1, CERT_NAME)) != 0 ||
 	    (r = cf_file_read(&cert_pem, NULL, path, KS_MAX_FILE)) != 0))
 		goto out;
 	if ((r = cf_cert_parse(&cert, cert_pem, strlen(cert_pem))) != 0)
@@ -773,19 +671,21 @@ adopt(ks_p11 *k)
 		if ((r = cf_strfmt(path, sizeof(path), "%s/%s", k->dir, CHAIN_NAME)) != 0 ||
 		    (r = cf_file_read(&chain_pem, NULL, path, KS_MAX_FILE)) != 0)
 			goto out;
-	} else if ((r = read_chain(&chain_pem, k, 1)) != 0) {
+	} else if ((r = cf_ksgen_read_chain(&chain_pem, k->dir, 1)) != 0) {
 		goto out;
 	}
 	if ((r = cf_strfmt(path, sizeof(path), "%s/current", k->dir)) != 0)
 		goto out;
 	if (unlink(path) == 0 && (r = cf_fsync_dir(k->dir)) != 0)
 		goto out;
-	if ((r = scan(k, 0, NULL, NULL, 0, 1)) != 0 || (r = gen_label(label, sizeof(label), k, 1)) != 0 ||
+	if ((r = scan(k, 0, NULL, NULL, 0, 1)) != 0 ||
+	    (r = gen_label(label, sizeof(label), k, 1)) != 0 ||
 	    (r = cf_p11_destroy(k->p11, label)) != 0 ||
 	    (r = cf_p11_import(uri, sizeof(uri), k->p11, label, key)) != 0 ||
-	    (r = build_gen(k, 1, uri, cert_pem, chain_pem)) != 0 || (r = set_current(k, 1)) != 0 ||
-	    (r = replace_link(k, CERT_NAME, "current/" CERT_NAME)) != 0 ||
-	    (chain_pem != NULL && (r = replace_link(k, CHAIN_NAME, "current/" CHAIN_NAME)) != 0))
+	    (r = build_gen(k, 1, uri, cert_pem, chain_pem)) != 0 ||
+	    (r = cf_ksgen_set_current(k->dir, 1)) != 0 ||
+	    (r = cf_ksgen_link_current(k->dir, CERT_NAME)) != 0 ||
+	    (chain_pem != NULL && (r = cf_ksgen_link_current(k->dir, CHAIN_NAME)) != 0))
 		goto out;
 	(void)cf_failpoint("keystore.pkcs11.before-key-removal");
 	if ((r = cf_strfmt(path, sizeof(path), "%s/%s", k->dir, KEY_NAME)) != 0 ||
@@ -811,14 +711,14 @@ adopt_chain(const ks_p11 *k, unsigned active)
 
 	if (c == 0 || (c < 0 && c != CF_ENOTFOUND))
 		return c;
-	if ((r = gen_path(gpath, sizeof(gpath), k, active, CHAIN_NAME)) != 0)
+	if ((r = cf_ksgen_path(gpath, sizeof(gpath), k->dir, active, CHAIN_NAME)) != 0)
 		return r;
 	if (c == CF_ENOTFOUND)
-		return exists(gpath) ? replace_link(k, CHAIN_NAME, "current/" CHAIN_NAME) : 0;
+		return cf_ksgen_exists(gpath) ? cf_ksgen_link_current(k->dir, CHAIN_NAME) : 0;
 	if ((r = cf_strfmt(path, sizeof(path), "%s/%s", k->dir, CHAIN_NAME)) != 0 ||
 	    (r = cf_file_read(&pem, NULL, path, KS_MAX_FILE)) != 0 ||
 	    (r = cf_file_write_atomic(gpath, pem, strlen(pem), 0644)) != 0 ||
-	    (r = replace_link(k, CHAIN_NAME, "current/" CHAIN_NAME)) != 0)
+	    (r = cf_ksgen_link_current(k->dir, CHAIN_NAME)) != 0)
 		goto out;
 out:
 	free(pem);
@@ -871,12 +771,14 @@ adopt_provisioned(ks_p11 *k)
 	 * interrupted adoption is rebuilt, other generations and token leftovers
 	 * go — but never the provisioned key pair itself (kept as generation 1).
 	 */
-	if ((r = gen_path(path, sizeof(path), k, 1, NULL)) != 0)
+	if ((r = cf_ksgen_path(path, sizeof(path), k->dir, 1, NULL)) != 0)
 		goto out;
 	(void)cf_rmtree(path);
-	if ((r = scan(k, 1, NULL, NULL, 0, 1)) != 0 || (r = build_gen(k, 1, uri, cert_pem, chain_pem)) != 0 ||
-	    (r = set_current(k, 1)) != 0 || (r = replace_link(k, CERT_NAME, "current/" CERT_NAME)) != 0 ||
-	    (chain_pem != NULL && (r = replace_link(k, CHAIN_NAME, "current/" CHAIN_NAME)) != 0))
+	if ((r = scan(k, 1, NULL, NULL, 0, 1)) != 0 ||
+	    (r = build_gen(k, 1, uri, cert_pem, chain_pem)) != 0 ||
+	    (r = cf_ksgen_set_current(k->dir, 1)) != 0 ||
+	    (r = cf_ksgen_link_current(k->dir, CERT_NAME)) != 0 ||
+	    (chain_pem != NULL && (r = cf_ksgen_link_current(k->dir, CHAIN_NAME)) != 0))
 		goto out;
 out:
 	cf_cert_free(cert);
@@ -913,7 +815,7 @@ cf_keystore_pkcs11_open(cf_keystore **out, const char *dir, const cf_keystore_pk
 	if (plain_file(k, KEY_NAME) == 1) {
 		if ((r = adopt(k)) != 0)
 			goto out;
-	} else if ((r = read_active(&active, k)) != 0) {
+	} else if ((r = cf_ksgen_read_active(&active, k->dir)) != 0) {
 		if (r == CF_ENOTFOUND && plain_file(k, CERT_NAME) != 1)
 			cf_error_set("%s: no device.key, no device.crt and no PKCS#11 key store", dir);
 		if (r != CF_ENOTFOUND || plain_file(k, CERT_NAME) != 1 || (r = adopt_provisioned(k)) != 0)
@@ -922,12 +824,13 @@ cf_keystore_pkcs11_open(cf_keystore **out, const char *dir, const cf_keystore_pk
 		/* A link lost (or an adoption cut short after `current`): redo it. */
 		c = plain_file(k, CERT_NAME);
 		if ((c == 1 || c == CF_ENOTFOUND) &&
-		    (r = replace_link(k, CERT_NAME, "current/" CERT_NAME)) != 0)
+		    (r = cf_ksgen_link_current(k->dir, CERT_NAME)) != 0)
 			goto out;
 		if ((r = adopt_chain(k, active)) != 0)
 			goto out;
 	}
-	if ((r = read_active(&active, k)) != 0 || (r = scan(k, active, NULL, NULL, 0, 0)) != 0 ||
+	if ((r = cf_ksgen_read_active(&active, k->dir)) != 0 ||
+	    (r = scan(k, active, NULL, NULL, 0, 0)) != 0 ||
 	    (r = sweep_token(k, active)) != 0 || (r = check_pair(k, active)) != 0)
 		goto out;
 	*out = &k->ks;

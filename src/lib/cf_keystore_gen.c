@@ -1,0 +1,145 @@
+/*
+ * cf_keystore_gen — generation directories and the `current` switch, shared
+ * by cf_keystore_file.c and cf_keystore_pkcs11.c (cf_keystore_gen.h).
+ */
+#include "cf_keystore_gen.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cf_util.h"
+
+#define KSGEN_PATH 1024
+#define KSGEN_MAX_FILE (64 * 1024)
+
+int
+cf_ksgen_path(char *out, size_t len, const char *dir, unsigned gen, const char *name)
+{
+	if (name == NULL)
+		return cf_strfmt(out, len, "%s/gen-%u", dir, gen);
+	return cf_strfmt(out, len, "%s/gen-%u/%s", dir, gen, name);
+}
+
+unsigned
+cf_ksgen_parse(const char *name)
+{
+	unsigned long n;
+	char *end;
+
+	if (strncmp(name, "gen-", 4) != 0 || name[4] < '1' || name[4] > '9')
+		return 0;
+	errno = 0;
+	n = strtoul(name + 4, &end, 10);
+	if (errno != 0 || *end != '\0' || n > UINT_MAX / 2)
+		return 0;
+	return (unsigned)n;
+}
+
+int
+cf_ksgen_exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+int
+cf_ksgen_read_active(unsigned *out, const char *dir)
+{
+	char path[KSGEN_PATH], target[64];
+	ssize_t n;
+	int r;
+
+	if ((r = cf_strfmt(path, sizeof(path), "%s/current", dir)) != 0)
+		return r;
+	if ((n = readlink(path, target, sizeof(target) - 1)) < 0) {
+		cf_error_set("%s: %s", path, strerror(errno));
+		return errno == ENOENT ? CF_ENOTFOUND : CF_ERROR;
+	}
+	target[n] = '\0';
+	if ((*out = cf_ksgen_parse(target)) == 0) {
+		cf_error_set("%s: points to '%s', not a generation", path, target);
+		return CF_ECORRUPT;
+	}
+	return 0;
+}
+
+int
+cf_ksgen_replace_link(const char *dir, const char *name, const char *target)
+{
+	char tmp[KSGEN_PATH], path[KSGEN_PATH];
+	int r;
+
+	if ((r = cf_strfmt(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name)) != 0 ||
+	    (r = cf_strfmt(path, sizeof(path), "%s/%s", dir, name)) != 0)
+		return r;
+	(void)unlink(tmp);
+	if (symlink(target, tmp) != 0) {
+		cf_error_set("symlink %s: %s", tmp, strerror(errno));
+		return CF_ERROR;
+	}
+	/* The switch's midpoint, for the crash tests: the new link exists, `current` is unchanged. */
+	if (strcmp(name, "current") == 0)
+		(void)cf_failpoint("keystore.before-switch-rename");
+	if (rename(tmp, path) != 0) {
+		cf_error_set("rename %s: %s", path, strerror(errno));
+		(void)unlink(tmp);
+		return CF_ERROR;
+	}
+	return cf_fsync_dir(dir);
+}
+
+int
+cf_ksgen_link_current(const char *dir, const char *name)
+{
+	char target[KSGEN_PATH];
+	int r;
+
+	if ((r = cf_strfmt(target, sizeof(target), "current/%s", name)) != 0)
+		return r;
+	return cf_ksgen_replace_link(dir, name, target);
+}
+
+int
+cf_ksgen_set_current(const char *dir, unsigned gen)
+{
+	char target[32];
+	int r;
+
+	if ((r = cf_strfmt(target, sizeof(target), "gen-%u", gen)) != 0)
+		return r;
+	return cf_ksgen_replace_link(dir, "current", target);
+}
+
+int
+cf_ksgen_read_chain(char **out, const char *dir, unsigned gen)
+{
+	char path[KSGEN_PATH];
+	int r;
+
+	*out = NULL;
+	if ((r = cf_ksgen_path(path, sizeof(path), dir, gen, CF_KSGEN_CHAIN)) != 0)
+		return r;
+	r = cf_file_read(out, NULL, path, KSGEN_MAX_FILE);
+	return r == CF_ENOTFOUND ? 0 : r;
+}
+
+int
+cf_ksgen_ensure_chain(const char *dir, unsigned gen, unsigned active)
+{
+	char path[KSGEN_PATH], *pem = NULL;
+	int r;
+
+	if ((r = cf_ksgen_path(path, sizeof(path), dir, gen, CF_KSGEN_CHAIN)) != 0 ||
+	    cf_ksgen_exists(path))
+		return r;
+	if ((r = cf_ksgen_read_chain(&pem, dir, active)) == 0 && pem != NULL)
+		r = cf_file_write_atomic(path, pem, strlen(pem), 0644);
+	free(pem);
+	return r;
+}

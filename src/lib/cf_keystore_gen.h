@@ -1,0 +1,53 @@
+/*
+ * cf_keystore_gen — the generation-directory layer the file and PKCS#11 key
+ * stores share (internal to the key-store module; layout in cf_keystore.h):
+ * gen-<n> directories under the store's directory, and the `current`
+ * symlink naming the active one, switched by renaming a new link over it and
+ * fsyncing the directory. Each store keeps what differs (where the private
+ * key lives, how a pair is checked, what removing a generation destroys).
+ */
+#ifndef CF_KEYSTORE_GEN_H
+#define CF_KEYSTORE_GEN_H
+
+#include <stddef.h>
+
+#include "cf_error.h"
+
+#define CF_KSGEN_CHAIN "ca-chain.crt"
+
+/* dir/gen-<gen>, or dir/gen-<gen>/name. */
+int cf_ksgen_path(char *out, size_t len, const char *dir, unsigned gen, const char *name)
+    CF_MUST_CHECK;
+
+/* "gen-<n>" with n >= 1, no leading zero and nothing else: n; 0 otherwise. */
+unsigned cf_ksgen_parse(const char *name);
+
+/* 1 when path exists (a dangling symlink counts), else 0. */
+int cf_ksgen_exists(const char *path);
+
+/* The generation `current` names: CF_ENOTFOUND without one, CF_ECORRUPT if it names no generation. */
+int cf_ksgen_read_active(unsigned *out, const char *dir) CF_MUST_CHECK;
+
+/*
+ * Creates or atomically replaces the symlink dir/name -> target (a temp link
+ * renamed over it), then fsyncs dir. The rename of `current` is the switch.
+ */
+int cf_ksgen_replace_link(const char *dir, const char *name, const char *target) CF_MUST_CHECK;
+
+/* dir/name -> current/name: a bundle file that follows the active generation. */
+int cf_ksgen_link_current(const char *dir, const char *name) CF_MUST_CHECK;
+
+/* Points `current` at gen-<gen>: the switch. */
+int cf_ksgen_set_current(const char *dir, unsigned gen) CF_MUST_CHECK;
+
+/* Generation gen's chain (malloc'ed), NULL and 0 if it has none. */
+int cf_ksgen_read_chain(char **out, const char *dir, unsigned gen) CF_MUST_CHECK;
+
+/*
+ * Before gen becomes active: a generation made before the store kept chains
+ * gets a copy of the active one's, so that ca-chain.crt never dangles. A
+ * no-op when gen has a chain or the active one has none.
+ */
+int cf_ksgen_ensure_chain(const char *dir, unsigned gen, unsigned active) CF_MUST_CHECK;
+
+#endif
