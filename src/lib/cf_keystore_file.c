@@ -29,12 +29,13 @@
 #define KS_PATH 1024
 #define KS_MAX_FILE (64 * 1024)
 #define KEY_NAME "device.key"
-#define CERT_NAME "device.crt"
+#define CERT_NAME CF_KSGEN_CERT
 #define CHAIN_NAME CF_KSGEN_CHAIN
 
 typedef struct {
 	cf_keystore ks; /* handed out; st points back here */
 	char dir[KS_PATH];
+	cf_ksgen gen; /* the shared generation operations (cf_keystore_gen.c) */
 	/*
 	 * The last pair found to match (install_cert, check_pair): its
 	 * generation and the SHA-256 of the key file's and the certificate
@@ -87,9 +88,10 @@ own_temp(const char *name)
  * above active / every one but active. Temp leftovers are always removed.
  */
 static int
-scan(const ks_file *f, unsigned active, unsigned *above, unsigned *below, int drop_above,
+scan(void *st, unsigned active, unsigned *above, unsigned *below, int drop_above,
     int drop_other)
 {
+	const ks_file *f = st;
 	int r = 0;
 	DIR *d = NULL;
 	struct dirent *e;
@@ -179,8 +181,9 @@ remember_pair(ks_file *f, unsigned gen, const char *key_sha, const char *cert_sh
 
 /* 0 if generation gen holds a key and a certificate for it. */
 static int
-check_pair(ks_file *f, unsigned gen)
+check_pair(void *st, unsigned gen)
 {
+	ks_file *f = st;
 	int r;
 	cf_key *key = NULL;
 	cf_cert *cert = NULL;
@@ -300,20 +303,7 @@ out:
 static int
 ks_status(void *st, cf_keystore_status *out)
 {
-	ks_file *f = st;
-	char path[KS_PATH];
-	int r;
-
-	memset(out, 0, sizeof(*out));
-	if ((r = cf_ksgen_read_active(&out->active, f->dir)) != 0 ||
-	    (r = scan(f, out->active, &out->pending, &out->backup, 0, 0)) != 0)
-		return r;
-	if (out->pending != 0) {
-		if ((r = cf_ksgen_path(path, sizeof(path), f->dir, out->pending, CERT_NAME)) != 0)
-			return r;
-		out->pending_has_cert = cf_ksgen_exists(path);
-	}
-	return 0;
+	return cf_ksgen_status(&((ks_file *)st)->gen, out);
 }
 
 static int
@@ -479,58 +469,19 @@ out:
 static int
 ks_activate(void *st, unsigned gen)
 {
-	ks_file *f = st;
-	unsigned active;
-	char path[KS_PATH];
-	int r;
-
-	if ((r = cf_ksgen_read_active(&active, f->dir)) != 0 || gen == active)
-		return r;
-	if ((r = cf_ksgen_path(path, sizeof(path), f->dir, gen, NULL)) != 0)
-		return r;
-	if (gen < active || !cf_ksgen_exists(path)) {
-		cf_error_set("generation %u is not pending (active is %u)", gen, active);
-		return CF_ESTATE;
-	}
-	if ((r = check_pair(f, gen)) != 0 || (r = cf_ksgen_ensure_chain(f->dir, gen, active)) != 0)
-		return r;
-	return cf_ksgen_set_current(f->dir, gen);
+	return cf_ksgen_activate(&((ks_file *)st)->gen, gen);
 }
 
 static int
 ks_rollback(void *st, unsigned gen)
 {
-	ks_file *f = st;
-	unsigned active;
-	char path[KS_PATH];
-	int r;
-
-	if ((r = cf_ksgen_read_active(&active, f->dir)) != 0 ||
-	    (r = cf_ksgen_path(path, sizeof(path), f->dir, gen, NULL)) != 0)
-		return r;
-	if (!cf_ksgen_exists(path)) {
-		cf_error_set("generation %u does not exist", gen);
-		return CF_ENOTFOUND;
-	}
-	if (gen != active) {
-		if ((r = check_pair(f, gen)) != 0 ||
-		    (r = cf_ksgen_ensure_chain(f->dir, gen, active)) != 0 ||
-		    (r = cf_ksgen_set_current(f->dir, gen)) != 0)
-			return r;
-	}
-	return scan(f, gen, NULL, NULL, 1, 0);
+	return cf_ksgen_rollback(&((ks_file *)st)->gen, gen);
 }
 
 static int
 ks_cleanup(void *st)
 {
-	ks_file *f = st;
-	unsigned active;
-	int r;
-
-	if ((r = cf_ksgen_read_active(&active, f->dir)) != 0)
-		return r;
-	return scan(f, active, NULL, NULL, 0, 1);
+	return cf_ksgen_cleanup(&((ks_file *)st)->gen);
 }
 
 static int
@@ -664,6 +615,10 @@ cf_keystore_file_open(cf_keystore **out, const char *dir)
 		cf_error_set("out of memory");
 		goto out;
 	}
+	f->gen.dir = f->dir;
+	f->gen.st = f;
+	f->gen.check_pair = check_pair;
+	f->gen.scan = scan;
 	if ((r = cf_strfmt(f->dir, sizeof(f->dir), "%s", dir)) != 0)
 		goto out;
 	f->ks.ops = &file_ops;

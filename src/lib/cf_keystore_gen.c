@@ -143,3 +143,81 @@ cf_ksgen_ensure_chain(const char *dir, unsigned gen, unsigned active)
 	free(pem);
 	return r;
 }
+
+int
+cf_ksgen_status(const cf_ksgen *g, cf_keystore_status *out)
+{
+	char path[KSGEN_PATH];
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = cf_ksgen_read_active(&out->active, g->dir)) != 0 ||
+	    (r = g->scan(g->st, out->active, &out->pending, &out->backup, 0, 0)) != 0)
+		return r;
+	if (out->pending != 0) {
+		if ((r = cf_ksgen_path(path, sizeof(path), g->dir, out->pending, CF_KSGEN_CERT)) != 0)
+			return r;
+		out->pending_has_cert = cf_ksgen_exists(path);
+	}
+	return 0;
+}
+
+/* gen becomes active: its pair checked, its chain ensured, then the switch. */
+static int
+switch_to(const cf_ksgen *g, unsigned gen, unsigned active)
+{
+	int r;
+
+	if ((r = g->check_pair(g->st, gen)) != 0 ||
+	    (r = cf_ksgen_ensure_chain(g->dir, gen, active)) != 0)
+		return r;
+	return cf_ksgen_set_current(g->dir, gen);
+}
+
+int
+cf_ksgen_activate(const cf_ksgen *g, unsigned gen)
+{
+	unsigned active;
+	char path[KSGEN_PATH];
+	int r;
+
+	if ((r = cf_ksgen_read_active(&active, g->dir)) != 0 || gen == active)
+		return r;
+	if ((r = cf_ksgen_path(path, sizeof(path), g->dir, gen, NULL)) != 0)
+		return r;
+	if (gen < active || !cf_ksgen_exists(path)) {
+		cf_error_set("generation %u is not pending (active is %u)", gen, active);
+		return CF_ESTATE;
+	}
+	return switch_to(g, gen, active);
+}
+
+int
+cf_ksgen_rollback(const cf_ksgen *g, unsigned gen)
+{
+	unsigned active;
+	char path[KSGEN_PATH];
+	int r;
+
+	if ((r = cf_ksgen_read_active(&active, g->dir)) != 0 ||
+	    (r = cf_ksgen_path(path, sizeof(path), g->dir, gen, NULL)) != 0)
+		return r;
+	if (!cf_ksgen_exists(path)) {
+		cf_error_set("generation %u does not exist", gen);
+		return CF_ENOTFOUND;
+	}
+	if (gen != active && (r = switch_to(g, gen, active)) != 0)
+		return r;
+	return g->scan(g->st, gen, NULL, NULL, 1, 0);
+}
+
+int
+cf_ksgen_cleanup(const cf_ksgen *g)
+{
+	unsigned active;
+	int r;
+
+	if ((r = cf_ksgen_read_active(&active, g->dir)) != 0)
+		return r;
+	return g->scan(g->st, active, NULL, NULL, 0, 1);
+}

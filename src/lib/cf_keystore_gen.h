@@ -12,8 +12,28 @@
 #include <stddef.h>
 
 #include "cf_error.h"
+#include "cf_keystore.h"
 
+#define CF_KSGEN_CERT "device.crt"
 #define CF_KSGEN_CHAIN "ca-chain.crt"
+
+/*
+ * A store's generation directory and the two things each store does its
+ * own way, for the operations below that are otherwise the same.
+ */
+typedef struct {
+	const char *dir;
+	void *st; /* handed to the hooks */
+	/* 0 if generation gen holds a key and a certificate for it */
+	int (*check_pair)(void *st, unsigned gen);
+	/*
+	 * The newest generation above and below active (either may be NULL);
+	 * drop_above / drop_other remove generations above active / every one
+	 * but active (and what the store keeps for them elsewhere).
+	 */
+	int (*scan)(void *st, unsigned active, unsigned *above, unsigned *below, int drop_above,
+	    int drop_other);
+} cf_ksgen;
 
 /* dir/gen-<gen>, or dir/gen-<gen>/name. */
 int cf_ksgen_path(char *out, size_t len, const char *dir, unsigned gen, const char *name)
@@ -49,5 +69,11 @@ int cf_ksgen_read_chain(char **out, const char *dir, unsigned gen) CF_MUST_CHECK
  * no-op when gen has a chain or the active one has none.
  */
 int cf_ksgen_ensure_chain(const char *dir, unsigned gen, unsigned active) CF_MUST_CHECK;
+
+/* The cf_keystore ops of the same names, for a store described by g. */
+int cf_ksgen_status(const cf_ksgen *g, cf_keystore_status *out) CF_MUST_CHECK;
+int cf_ksgen_activate(const cf_ksgen *g, unsigned gen) CF_MUST_CHECK;
+int cf_ksgen_rollback(const cf_ksgen *g, unsigned gen) CF_MUST_CHECK;
+int cf_ksgen_cleanup(const cf_ksgen *g) CF_MUST_CHECK;
 
 #endif

@@ -34,13 +34,14 @@
 #define KS_PATH 1024
 #define KS_MAX_FILE (64 * 1024)
 #define URI_NAME "key.uri"
-#define CERT_NAME "device.crt"
+#define CERT_NAME CF_KSGEN_CERT
 #define CHAIN_NAME CF_KSGEN_CHAIN
 #define KEY_NAME "device.key" /* a file bundle's key, adopted into the token */
 
 typedef struct {
 	cf_keystore ks; /* handed out; st points back here */
 	char dir[KS_PATH];
+	cf_ksgen gen; /* the shared generation operations (cf_keystore_gen.c) */
 	char prefix[96]; /* "<object>-gen-" */
 	cf_p11 *p11;
 } ks_p11;
@@ -163,9 +164,10 @@ sweep_token(const ks_p11 *k, unsigned active)
  * active, then sweeps the token. Temp leftovers are always removed.
  */
 static int
-scan(const ks_p11 *k, unsigned active, unsigned *above, unsigned *below, int drop_above,
+scan(void *st, unsigned active, unsigned *above, unsigned *below, int drop_above,
     int drop_other)
 {
+	const ks_p11 *k = st;
 	int r = 0;
 	DIR *d = NULL;
 	struct dirent *e;
@@ -251,8 +253,9 @@ load_cert(cf_cert **out, const ks_p11 *k, unsigned gen)
 }
 
 static int
-check_pair(const ks_p11 *k, unsigned gen)
+check_pair(void *st, unsigned gen)
 {
+	const ks_p11 *k = st;
 	int r;
 	cf_key *key = NULL;
 	cf_cert *cert = NULL;
@@ -321,20 +324,7 @@ out:
 static int
 ks_status(void *st, cf_keystore_status *out)
 {
-	ks_p11 *k = st;
-	char path[KS_PATH];
-	int r;
-
-	memset(out, 0, sizeof(*out));
-	if ((r = cf_ksgen_read_active(&out->active, k->dir)) != 0 ||
-	    (r = scan(k, out->active, &out->pending, &out->backup, 0, 0)) != 0)
-		return r;
-	if (out->pending != 0) {
-		if ((r = cf_ksgen_path(path, sizeof(path), k->dir, out->pending, CERT_NAME)) != 0)
-			return r;
-		out->pending_has_cert = cf_ksgen_exists(path);
-	}
-	return 0;
+	return cf_ksgen_status(&((ks_p11 *)st)->gen, out);
 }
 
 static int
@@ -490,58 +480,19 @@ out:
 static int
 ks_activate(void *st, unsigned gen)
 {
-	ks_p11 *k = st;
-	unsigned active;
-	char path[KS_PATH];
-	int r;
-
-	if ((r = cf_ksgen_read_active(&active, k->dir)) != 0 || gen == active)
-		return r;
-	if ((r = cf_ksgen_path(path, sizeof(path), k->dir, gen, NULL)) != 0)
-		return r;
-	if (gen < active || !cf_ksgen_exists(path)) {
-		cf_error_set("generation %u is not pending (active is %u)", gen, active);
-		return CF_ESTATE;
-	}
-	if ((r = check_pair(k, gen)) != 0 || (r = cf_ksgen_ensure_chain(k->dir, gen, active)) != 0)
-		return r;
-	return cf_ksgen_set_current(k->dir, gen);
+	return cf_ksgen_activate(&((ks_p11 *)st)->gen, gen);
 }
 
 static int
 ks_rollback(void *st, unsigned gen)
 {
-	ks_p11 *k = st;
-	unsigned active;
-	char path[KS_PATH];
-	int r;
-
-	if ((r = cf_ksgen_read_active(&active, k->dir)) != 0 ||
-	    (r = cf_ksgen_path(path, sizeof(path), k->dir, gen, NULL)) != 0)
-		return r;
-	if (!cf_ksgen_exists(path)) {
-		cf_error_set("generation %u does not exist", gen);
-		return CF_ENOTFOUND;
-	}
-	if (gen != active) {
-		if ((r = check_pair(k, gen)) != 0 ||
-		    (r = cf_ksgen_ensure_chain(k->dir, gen, active)) != 0 ||
-		    (r = cf_ksgen_set_current(k->dir, gen)) != 0)
-			return r;
-	}
-	return scan(k, gen, NULL, NULL, 1, 0);
+	return cf_ksgen_rollback(&((ks_p11 *)st)->gen, gen);
 }
 
 static int
 ks_cleanup(void *st)
 {
-	ks_p11 *k = st;
-	unsigned active;
-	int r;
-
-	if ((r = cf_ksgen_read_active(&active, k->dir)) != 0)
-		return r;
-	return scan(k, active, NULL, NULL, 0, 1);
+	return cf_ksgen_cleanup(&((ks_p11 *)st)->gen);
 }
 
 static int
@@ -807,6 +758,10 @@ cf_keystore_pkcs11_open(cf_keystore **out, const char *dir, const cf_keystore_pk
 	}
 	k->ks.ops = &pkcs11_ops;
 	k->ks.st = k;
+	k->gen.dir = k->dir;
+	k->gen.st = k;
+	k->gen.check_pair = check_pair;
+	k->gen.scan = scan;
 	if ((r = cf_strfmt(k->dir, sizeof(k->dir), "%s", dir)) != 0 ||
 	    (r = cf_strfmt(k->prefix, sizeof(k->prefix), "%s-gen-", object)) != 0 ||
 	    (r = cf_p11_pin_read(&pin, o->pin_file)) != 0 ||
