@@ -413,12 +413,7 @@ out:
 static int
 ks_chain(void *st, char **out_pem, unsigned gen)
 {
-	char path[KS_PATH];
-	int r;
-
-	if ((r = cf_ksgen_path(path, sizeof(path), ((const ks_file *)st)->dir, gen, CHAIN_NAME)) != 0)
-		return r;
-	return cf_file_read(out_pem, NULL, path, KS_MAX_FILE);
+	return cf_ksgen_chain(out_pem, ((const ks_file *)st)->dir, gen);
 }
 
 static int
@@ -520,24 +515,6 @@ static const cf_keystore_ops file_ops = {
 /* ---- opening and adoption ---------------------------------------------- */
 
 /*
- * dir/name is a plain file (a bundle not yet adopted) → 1; a symlink → 0;
- * missing → CF_ENOTFOUND.
- */
-static int
-plain_file(const ks_file *f, const char *name)
-{
-	char path[KS_PATH];
-	struct stat st;
-	int r;
-
-	if ((r = cf_strfmt(path, sizeof(path), "%s/%s", f->dir, name)) != 0)
-		return r;
-	if (lstat(path, &st) != 0)
-		return CF_ENOTFOUND;
-	return S_ISLNK(st.st_mode) ? 0 : 1;
-}
-
-/*
  * Turns a plain bundle into generation 1. Until device.key is replaced by a
  * symlink (the last step but one) nothing a reader sees has changed, and
  * every earlier step is redone from the plain files after a crash.
@@ -591,7 +568,7 @@ adopt_chain(const ks_file *f, unsigned active)
 	char path[KS_PATH], *pem = NULL;
 	int r;
 
-	if ((r = plain_file(f, CHAIN_NAME)) != 1)
+	if ((r = cf_ksgen_plain_file(f->dir, CHAIN_NAME)) != 1)
 		return r == CF_ENOTFOUND ? 0 : r;
 	if ((r = cf_strfmt(path, sizeof(path), "%s/%s", f->dir, CHAIN_NAME)) != 0 ||
 	    (r = cf_file_read(&pem, NULL, path, KS_MAX_FILE)) != 0 ||
@@ -623,8 +600,8 @@ cf_keystore_file_open(cf_keystore **out, const char *dir)
 		goto out;
 	f->ks.ops = &file_ops;
 	f->ks.st = f;
-	k = plain_file(f, KEY_NAME);
-	c = plain_file(f, CERT_NAME);
+	k = cf_ksgen_plain_file(f->dir, KEY_NAME);
+	c = cf_ksgen_plain_file(f->dir, CERT_NAME);
 	if (k < 0 && k != CF_ENOTFOUND) {
 		r = k;
 		goto out;

@@ -117,7 +117,21 @@ cf_ksgen_set_current(const char *dir, unsigned gen)
 }
 
 int
-cf_ksgen_read_chain(char **out, const char *dir, unsigned gen)
+cf_ksgen_plain_file(const char *dir, const char *name)
+{
+	char path[KSGEN_PATH];
+	struct stat st;
+	int r;
+
+	if ((r = cf_strfmt(path, sizeof(path), "%s/%s", dir, name)) != 0)
+		return r;
+	if (lstat(path, &st) != 0)
+		return CF_ENOTFOUND;
+	return S_ISLNK(st.st_mode) ? 0 : 1;
+}
+
+int
+cf_ksgen_chain(char **out, const char *dir, unsigned gen)
 {
 	char path[KSGEN_PATH];
 	int r;
@@ -125,7 +139,14 @@ cf_ksgen_read_chain(char **out, const char *dir, unsigned gen)
 	*out = NULL;
 	if ((r = cf_ksgen_path(path, sizeof(path), dir, gen, CF_KSGEN_CHAIN)) != 0)
 		return r;
-	r = cf_file_read(out, NULL, path, KSGEN_MAX_FILE);
+	return cf_file_read(out, NULL, path, KSGEN_MAX_FILE);
+}
+
+int
+cf_ksgen_read_chain(char **out, const char *dir, unsigned gen)
+{
+	int r = cf_ksgen_chain(out, dir, gen);
+
 	return r == CF_ENOTFOUND ? 0 : r;
 }
 

@@ -60,6 +60,12 @@ int cf_ksgen_link_current(const char *dir, const char *name) CF_MUST_CHECK;
 /* Points `current` at gen-<gen>: the switch. */
 int cf_ksgen_set_current(const char *dir, unsigned gen) CF_MUST_CHECK;
 
+/* dir/name is a plain file (a bundle not yet adopted) → 1; a symlink → 0; missing → CF_ENOTFOUND. */
+int cf_ksgen_plain_file(const char *dir, const char *name);
+
+/* Generation gen's chain (malloc'ed): CF_ENOTFOUND if it has none (the chain op). */
+int cf_ksgen_chain(char **out, const char *dir, unsigned gen) CF_MUST_CHECK;
+
 /* Generation gen's chain (malloc'ed), NULL and 0 if it has none. */
 int cf_ksgen_read_chain(char **out, const char *dir, unsigned gen) CF_MUST_CHECK;
 

@@ -433,12 +433,7 @@ out:
 static int
 ks_chain(void *st, char **out_pem, unsigned gen)
 {
-	char path[KS_PATH];
-	int r;
-
-	if ((r = cf_ksgen_path(path, sizeof(path), ((const ks_p11 *)st)->dir, gen, CHAIN_NAME)) != 0)
-		return r;
-	return cf_file_read(out_pem, NULL, path, KS_MAX_FILE);
+	return cf_ksgen_chain(out_pem, ((const ks_p11 *)st)->dir, gen);
 }
 
 static int
@@ -535,21 +530,6 @@ static const cf_keystore_ops pkcs11_ops = {
 
 /* ---- opening and adoption ---------------------------------------------- */
 
-/* dir/name: a plain file → 1; a symlink → 0; missing → CF_ENOTFOUND. */
-static int
-plain_file(const ks_p11 *k, const char *name)
-{
-	char path[KS_PATH];
-	struct stat st;
-	int r;
-
-	if ((r = cf_strfmt(path, sizeof(path), "%s/%s", k->dir, name)) != 0)
-		return r;
-	if (lstat(path, &st) != 0)
-		return CF_ENOTFOUND;
-	return S_ISLNK(st.st_mode) ? 0 : 1;
-}
-
 /* Overwrites a file's bytes with zeros (fsynced), then unlinks it and fsyncs the directory. */
 static int
 shred(const ks_p11 *k, const char *path)
@@ -618,7 +598,7 @@ adopt(ks_p11 *k)
 		r = CF_ECORRUPT;
 		goto out;
 	}
-	if (plain_file(k, CHAIN_NAME) == 1) {
+	if (cf_ksgen_plain_file(k->dir, CHAIN_NAME) == 1) {
 		if ((r = cf_strfmt(path, sizeof(path), "%s/%s", k->dir, CHAIN_NAME)) != 0 ||
 		    (r = cf_file_read(&chain_pem, NULL, path, KS_MAX_FILE)) != 0)
 			goto out;
@@ -658,7 +638,7 @@ static int
 adopt_chain(const ks_p11 *k, unsigned active)
 {
 	char path[KS_PATH], gpath[KS_PATH], *pem = NULL;
-	int r, c = plain_file(k, CHAIN_NAME);
+	int r, c = cf_ksgen_plain_file(k->dir, CHAIN_NAME);
 
 	if (c == 0 || (c < 0 && c != CF_ENOTFOUND))
 		return c;
@@ -713,7 +693,7 @@ adopt_provisioned(ks_p11 *k)
 		r = CF_ECORRUPT;
 		goto out;
 	}
-	if (plain_file(k, CHAIN_NAME) == 1 &&
+	if (cf_ksgen_plain_file(k->dir, CHAIN_NAME) == 1 &&
 	    ((r = cf_strfmt(path, sizeof(path), "%s/%s", k->dir, CHAIN_NAME)) != 0 ||
 	    (r = cf_file_read(&chain_pem, NULL, path, KS_MAX_FILE)) != 0))
 		goto out;
@@ -767,17 +747,17 @@ cf_keystore_pkcs11_open(cf_keystore **out, const char *dir, const cf_keystore_pk
 	    (r = cf_p11_pin_read(&pin, o->pin_file)) != 0 ||
 	    (r = cf_p11_open(&k->p11, o->module, o->token, pin)) != 0)
 		goto out;
-	if (plain_file(k, KEY_NAME) == 1) {
+	if (cf_ksgen_plain_file(k->dir, KEY_NAME) == 1) {
 		if ((r = adopt(k)) != 0)
 			goto out;
 	} else if ((r = cf_ksgen_read_active(&active, k->dir)) != 0) {
-		if (r == CF_ENOTFOUND && plain_file(k, CERT_NAME) != 1)
+		if (r == CF_ENOTFOUND && cf_ksgen_plain_file(k->dir, CERT_NAME) != 1)
 			cf_error_set("%s: no device.key, no device.crt and no PKCS#11 key store", dir);
-		if (r != CF_ENOTFOUND || plain_file(k, CERT_NAME) != 1 || (r = adopt_provisioned(k)) != 0)
+		if (r != CF_ENOTFOUND || cf_ksgen_plain_file(k->dir, CERT_NAME) != 1 || (r = adopt_provisioned(k)) != 0)
 			goto out;
 	} else {
 		/* A link lost (or an adoption cut short after `current`): redo it. */
-		c = plain_file(k, CERT_NAME);
+		c = cf_ksgen_plain_file(k->dir, CERT_NAME);
 		if ((c == 1 || c == CF_ENOTFOUND) &&
 		    (r = cf_ksgen_link_current(k->dir, CERT_NAME)) != 0)
 			goto out;
