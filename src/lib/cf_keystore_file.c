@@ -9,14 +9,15 @@
  * half-deleted generation is never mistaken for a real one. The active
  * generation changes only by renaming a new `current` symlink over the old
  * one, followed by an fsync of the directory. Leftover temp names are
- * removed on open. Key PEM buffers are wiped; nothing here logs key material.
+ * removed on open. The generation directories, the switch and the scan are
+ * cf_keystore_gen.c's, shared with the PKCS#11 store; this file owns the key
+ * file, the pair check and adoption. Key PEM buffers are wiped; nothing here
+ * logs key material.
  */
 #include "cf_keystore.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@
 
 #define KS_PATH 1024
 #define KS_MAX_FILE (64 * 1024)
-#define KEY_NAME "device.key"
+#define KEY_NAME CF_KSGEN_KEY
 #define CERT_NAME CF_KSGEN_CERT
 #define CHAIN_NAME CF_KSGEN_CHAIN
 
@@ -47,88 +48,6 @@ typedef struct {
 	unsigned pair_gen; /* 0: none */
 	char pair_key[CF_ID_LEN + 1], pair_cert[CF_ID_LEN + 1];
 } ks_file;
-
-/* Takes gen-<n> away atomically (rename to a temp name, fsync), then deletes it. */
-static int
-remove_gen(const ks_file *f, unsigned gen)
-{
-	char path[KS_PATH], tmp[KS_PATH];
-	int r;
-
-	if ((r = cf_ksgen_path(path, sizeof(path), f->dir, gen, NULL)) != 0 ||
-	    (r = cf_strfmt(tmp, sizeof(tmp), "%s/.gen-%u.del", f->dir, gen)) != 0)
-		return r;
-	(void)cf_rmtree(tmp);
-	if (rename(path, tmp) != 0) {
-		if (errno == ENOENT)
-			return 0;
-		cf_error_set("rename %s: %s", path, strerror(errno));
-		return CF_ERROR;
-	}
-	if ((r = cf_fsync_dir(f->dir)) != 0)
-		return r;
-	return cf_rmtree(tmp);
-}
-
-/* A temp name this store makes (and may delete): .gen-<n>.tmp/.del, .<link>.tmp. */
-static int
-own_temp(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (strncmp(name, ".gen-", 5) == 0)
-		return n > 9 && (strcmp(name + n - 4, ".tmp") == 0 || strcmp(name + n - 4, ".del") == 0);
-	return strcmp(name, ".current.tmp") == 0 || strcmp(name, "." KEY_NAME ".tmp") == 0 ||
-	    strcmp(name, "." CERT_NAME ".tmp") == 0 || strcmp(name, "." CHAIN_NAME ".tmp") == 0;
-}
-
-/*
- * Scans the directory: the newest generation above and below active (either
- * may be NULL), and when drop_above / drop_other is set, removes generations
- * above active / every one but active. Temp leftovers are always removed.
- */
-static int
-scan(void *st, unsigned active, unsigned *above, unsigned *below, int drop_above,
-    int drop_other)
-{
-	const ks_file *f = st;
-	int r = 0;
-	DIR *d = NULL;
-	struct dirent *e;
-	unsigned g, hi = 0, lo = 0, kill[64];
-	size_t nkill = 0, i;
-	char path[KS_PATH];
-
-	if ((d = opendir(f->dir)) == NULL) {
-		cf_error_set("%s: %s", f->dir, strerror(errno));
-		return CF_ERROR;
-	}
-	while ((e = readdir(d)) != NULL) {
-		if (own_temp(e->d_name)) {
-			if (cf_strfmt(path, sizeof(path), "%s/%s", f->dir, e->d_name) == 0)
-				(void)cf_rmtree(path);
-			continue;
-		}
-		if ((g = cf_ksgen_parse(e->d_name)) == 0 || g == active)
-			continue;
-		if ((drop_other || (drop_above && g > active)) && nkill < sizeof(kill) / sizeof(kill[0])) {
-			kill[nkill++] = g;
-			continue;
-		}
-		if (g > active && g > hi)
-			hi = g;
-		if (g < active && g > lo)
-			lo = g;
-	}
-	closedir(d);
-	for (i = 0; i < nkill && r == 0; i++)
-		r = remove_gen(f, kill[i]);
-	if (above)
-		*above = hi;
-	if (below)
-		*below = lo;
-	return r;
-}
 
 static int
 load_key(cf_key **out, const ks_file *f, unsigned gen)
@@ -316,7 +235,7 @@ ks_generate(void *st, unsigned *out, cf_key_alg alg)
 	int r;
 
 	if ((r = cf_ksgen_read_active(&active, f->dir)) != 0 ||
-	    (r = scan(f, active, NULL, NULL, 1, 0)) != 0 ||
+	    (r = cf_ksgen_scan(&f->gen, active, NULL, NULL, 1, 0)) != 0 ||
 	    (r = cf_ksgen_read_chain(&chain, f->dir, active)) != 0 ||
 	    (r = cf_key_generate(&key, alg)) != 0 ||
 	    (r = build_gen(f, active + 1, key, NULL, chain)) != 0)
@@ -544,7 +463,7 @@ adopt(ks_file *f)
 	if ((r = cf_strfmt(path, sizeof(path), "%s/current", f->dir)) != 0)
 		goto out;
 	(void)unlink(path);
-	if ((r = scan(f, 0, &g, NULL, 0, 1)) != 0 ||
+	if ((r = cf_ksgen_scan(&f->gen, 0, &g, NULL, 0, 1)) != 0 ||
 	    (r = build_gen(f, 1, key, cert_pem, NULL)) != 0 ||
 	    (r = cf_ksgen_set_current(f->dir, 1)) != 0 ||
 	    (r = cf_ksgen_link_current(f->dir, KEY_NAME)) != 0 ||
@@ -595,7 +514,6 @@ cf_keystore_file_open(cf_keystore **out, const char *dir)
 	f->gen.dir = f->dir;
 	f->gen.st = f;
 	f->gen.check_pair = check_pair;
-	f->gen.scan = scan;
 	if ((r = cf_strfmt(f->dir, sizeof(f->dir), "%s", dir)) != 0)
 		goto out;
 	f->ks.ops = &file_ops;
@@ -622,7 +540,7 @@ cf_keystore_file_open(cf_keystore **out, const char *dir)
 			goto out;
 	}
 	if ((r = cf_ksgen_read_active(&active, f->dir)) != 0 ||
-	    (r = scan(f, active, NULL, NULL, 0, 0)) != 0 ||
+	    (r = cf_ksgen_scan(&f->gen, active, NULL, NULL, 0, 0)) != 0 ||
 	    (r = check_pair(f, active)) != 0 || (r = adopt_chain(f, active)) != 0)
 		goto out;
 	*out = &f->ks;

@@ -4,6 +4,7 @@
  */
 #include "cf_keystore_gen.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -165,6 +166,86 @@ cf_ksgen_ensure_chain(const char *dir, unsigned gen, unsigned active)
 	return r;
 }
 
+/* Takes gen-<n> away atomically (rename to a temp name, fsync), forgets it, deletes it. */
+static int
+remove_gen(const cf_ksgen *g, unsigned gen)
+{
+	char path[KSGEN_PATH], tmp[KSGEN_PATH];
+	int r;
+
+	if ((r = cf_ksgen_path(path, sizeof(path), g->dir, gen, NULL)) != 0 ||
+	    (r = cf_strfmt(tmp, sizeof(tmp), "%s/.gen-%u.del", g->dir, gen)) != 0)
+		return r;
+	(void)cf_rmtree(tmp);
+	if (rename(path, tmp) != 0) {
+		if (errno != ENOENT) {
+			cf_error_set("rename %s: %s", path, strerror(errno));
+			return CF_ERROR;
+		}
+	} else if ((r = cf_fsync_dir(g->dir)) != 0) {
+		return r;
+	}
+	if (g->forget != NULL && (r = g->forget(g->st, gen)) != 0)
+		return r;
+	return cf_rmtree(tmp);
+}
+
+/* A temp name the stores make (and may delete): .gen-<n>.tmp/.del, .<link>.tmp. */
+static int
+own_temp(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (strncmp(name, ".gen-", 5) == 0)
+		return n > 9 && (strcmp(name + n - 4, ".tmp") == 0 || strcmp(name + n - 4, ".del") == 0);
+	return strcmp(name, ".current.tmp") == 0 || strcmp(name, "." CF_KSGEN_KEY ".tmp") == 0 ||
+	    strcmp(name, "." CF_KSGEN_CERT ".tmp") == 0 || strcmp(name, "." CF_KSGEN_CHAIN ".tmp") == 0;
+}
+
+int
+cf_ksgen_scan(const cf_ksgen *g, unsigned active, unsigned *above, unsigned *below,
+    int drop_above, int drop_other)
+{
+	int r = 0;
+	DIR *d = NULL;
+	struct dirent *e;
+	unsigned n, hi = 0, lo = 0, kill[64];
+	size_t nkill = 0, i;
+	char path[KSGEN_PATH];
+
+	if ((d = opendir(g->dir)) == NULL) {
+		cf_error_set("%s: %s", g->dir, strerror(errno));
+		return CF_ERROR;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (own_temp(e->d_name)) {
+			if (cf_strfmt(path, sizeof(path), "%s/%s", g->dir, e->d_name) == 0)
+				(void)cf_rmtree(path);
+			continue;
+		}
+		if ((n = cf_ksgen_parse(e->d_name)) == 0 || n == active)
+			continue;
+		if ((drop_other || (drop_above && n > active)) && nkill < sizeof(kill) / sizeof(kill[0])) {
+			kill[nkill++] = n;
+			continue;
+		}
+		if (n > active && n > hi)
+			hi = n;
+		if (n < active && n > lo)
+			lo = n;
+	}
+	closedir(d);
+	for (i = 0; i < nkill && r == 0; i++)
+		r = remove_gen(g, kill[i]);
+	if (r == 0 && (drop_above || drop_other) && g->sweep != NULL)
+		r = g->sweep(g->st, active);
+	if (above)
+		*above = hi;
+	if (below)
+		*below = lo;
+	return r;
+}
+
 int
 cf_ksgen_status(const cf_ksgen *g, cf_keystore_status *out)
 {
@@ -173,7 +254,7 @@ cf_ksgen_status(const cf_ksgen *g, cf_keystore_status *out)
 
 	memset(out, 0, sizeof(*out));
 	if ((r = cf_ksgen_read_active(&out->active, g->dir)) != 0 ||
-	    (r = g->scan(g->st, out->active, &out->pending, &out->backup, 0, 0)) != 0)
+	    (r = cf_ksgen_scan(g, out->active, &out->pending, &out->backup, 0, 0)) != 0)
 		return r;
 	if (out->pending != 0) {
 		if ((r = cf_ksgen_path(path, sizeof(path), g->dir, out->pending, CF_KSGEN_CERT)) != 0)
@@ -229,7 +310,7 @@ cf_ksgen_rollback(const cf_ksgen *g, unsigned gen)
 	}
 	if (gen != active && (r = switch_to(g, gen, active)) != 0)
 		return r;
-	return g->scan(g->st, gen, NULL, NULL, 1, 0);
+	return cf_ksgen_scan(g, gen, NULL, NULL, 1, 0);
 }
 
 int
@@ -240,5 +321,5 @@ cf_ksgen_cleanup(const cf_ksgen *g)
 
 	if ((r = cf_ksgen_read_active(&active, g->dir)) != 0)
 		return r;
-	return g->scan(g->st, active, NULL, NULL, 0, 1);
+	return cf_ksgen_scan(g, active, NULL, NULL, 0, 1);
 }

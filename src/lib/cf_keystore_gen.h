@@ -14,25 +14,23 @@
 #include "cf_error.h"
 #include "cf_keystore.h"
 
+#define CF_KSGEN_KEY "device.key"
 #define CF_KSGEN_CERT "device.crt"
 #define CF_KSGEN_CHAIN "ca-chain.crt"
 
 /*
- * A store's generation directory and the two things each store does its
- * own way, for the operations below that are otherwise the same.
+ * A store's generation directory and what each store does its own way, for
+ * the operations below that are otherwise the same.
  */
 typedef struct {
 	const char *dir;
 	void *st; /* handed to the hooks */
 	/* 0 if generation gen holds a key and a certificate for it */
 	int (*check_pair)(void *st, unsigned gen);
-	/*
-	 * The newest generation above and below active (either may be NULL);
-	 * drop_above / drop_other remove generations above active / every one
-	 * but active (and what the store keeps for them elsewhere).
-	 */
-	int (*scan)(void *st, unsigned active, unsigned *above, unsigned *below, int drop_above,
-	    int drop_other);
+	/* NULL, or what a removed generation leaves elsewhere is destroyed (token objects) */
+	int (*forget)(void *st, unsigned gen);
+	/* NULL, or after a scan that dropped generations: what no generation owns is destroyed */
+	int (*sweep)(void *st, unsigned active);
 } cf_ksgen;
 
 /* dir/gen-<gen>, or dir/gen-<gen>/name. */
@@ -75,6 +73,16 @@ int cf_ksgen_read_chain(char **out, const char *dir, unsigned gen) CF_MUST_CHECK
  * no-op when gen has a chain or the active one has none.
  */
 int cf_ksgen_ensure_chain(const char *dir, unsigned gen, unsigned active) CF_MUST_CHECK;
+
+/*
+ * Scans the directory: the newest generation above and below active (either
+ * may be NULL), and when drop_above / drop_other is set, removes generations
+ * above active / every one but active (each renamed to a temp name and the
+ * directory fsynced before it is deleted; then g->forget, and g->sweep once).
+ * Temp leftovers are always removed.
+ */
+int cf_ksgen_scan(const cf_ksgen *g, unsigned active, unsigned *above, unsigned *below,
+    int drop_above, int drop_other) CF_MUST_CHECK;
 
 /* The cf_keystore ops of the same names, for a store described by g. */
 int cf_ksgen_status(const cf_ksgen *g, cf_keystore_status *out) CF_MUST_CHECK;

@@ -17,7 +17,6 @@
  */
 #include "cf_keystore.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -36,7 +35,7 @@
 #define URI_NAME "key.uri"
 #define CERT_NAME CF_KSGEN_CERT
 #define CHAIN_NAME CF_KSGEN_CHAIN
-#define KEY_NAME "device.key" /* a file bundle's key, adopted into the token */
+#define KEY_NAME CF_KSGEN_KEY /* a file bundle's key, adopted into the token */
 
 typedef struct {
 	cf_keystore ks; /* handed out; st points back here */
@@ -69,49 +68,15 @@ parse_num(const char *s)
 }
 
 static int
-destroy_gen_objects(const ks_p11 *k, unsigned gen)
+destroy_gen_objects(void *st, unsigned gen)
 {
+	const ks_p11 *k = st;
 	char label[128];
 	int r;
 
 	if ((r = gen_label(label, sizeof(label), k, gen)) != 0)
 		return r;
 	return cf_p11_destroy(k->p11, label);
-}
-
-/* Takes gen-<n> away (rename to a temp name, fsync), destroys its key pair, deletes it. */
-static int
-remove_gen(const ks_p11 *k, unsigned gen)
-{
-	char path[KS_PATH], tmp[KS_PATH];
-	int r;
-
-	if ((r = cf_ksgen_path(path, sizeof(path), k->dir, gen, NULL)) != 0 ||
-	    (r = cf_strfmt(tmp, sizeof(tmp), "%s/.gen-%u.del", k->dir, gen)) != 0)
-		return r;
-	(void)cf_rmtree(tmp);
-	if (rename(path, tmp) != 0) {
-		if (errno != ENOENT) {
-			cf_error_set("rename %s: %s", path, strerror(errno));
-			return CF_ERROR;
-		}
-	} else if ((r = cf_fsync_dir(k->dir)) != 0) {
-		return r;
-	}
-	if ((r = destroy_gen_objects(k, gen)) != 0)
-		return r;
-	return cf_rmtree(tmp);
-}
-
-static int
-own_temp(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (strncmp(name, ".gen-", 5) == 0)
-		return n > 9 && (strcmp(name + n - 4, ".tmp") == 0 || strcmp(name + n - 4, ".del") == 0);
-	return strcmp(name, ".current.tmp") == 0 || strcmp(name, "." CERT_NAME ".tmp") == 0 ||
-	    strcmp(name, "." CHAIN_NAME ".tmp") == 0;
 }
 
 typedef struct {
@@ -142,8 +107,9 @@ sweep_one(const char *label, void *arg)
 
 /* Destroys token key pairs with no generation directory (never the active one's). */
 static int
-sweep_token(const ks_p11 *k, unsigned active)
+sweep_token(void *st, unsigned active)
 {
+	ks_p11 *k = st;
 	sweep_ctx c;
 	size_t i;
 	int r;
@@ -155,56 +121,6 @@ sweep_token(const ks_p11 *k, unsigned active)
 		return r;
 	for (i = 0; i < c.n && r == 0; i++)
 		r = destroy_gen_objects(k, c.orphans[i]);
-	return r;
-}
-
-/*
- * The newest generation above and below active (either may be NULL); with
- * drop_above / drop_other, removes generations above active / every one but
- * active, then sweeps the token. Temp leftovers are always removed.
- */
-static int
-scan(void *st, unsigned active, unsigned *above, unsigned *below, int drop_above,
-    int drop_other)
-{
-	const ks_p11 *k = st;
-	int r = 0;
-	DIR *d = NULL;
-	struct dirent *e;
-	unsigned g, hi = 0, lo = 0, kill[64];
-	size_t nkill = 0, i;
-	char path[KS_PATH];
-
-	if ((d = opendir(k->dir)) == NULL) {
-		cf_error_set("%s: %s", k->dir, strerror(errno));
-		return CF_ERROR;
-	}
-	while ((e = readdir(d)) != NULL) {
-		if (own_temp(e->d_name)) {
-			if (cf_strfmt(path, sizeof(path), "%s/%s", k->dir, e->d_name) == 0)
-				(void)cf_rmtree(path);
-			continue;
-		}
-		if ((g = cf_ksgen_parse(e->d_name)) == 0 || g == active)
-			continue;
-		if ((drop_other || (drop_above && g > active)) && nkill < sizeof(kill) / sizeof(kill[0])) {
-			kill[nkill++] = g;
-			continue;
-		}
-		if (g > active && g > hi)
-			hi = g;
-		if (g < active && g > lo)
-			lo = g;
-	}
-	closedir(d);
-	for (i = 0; i < nkill && r == 0; i++)
-		r = remove_gen(k, kill[i]);
-	if (r == 0 && (drop_above || drop_other))
-		r = sweep_token(k, active);
-	if (above)
-		*above = hi;
-	if (below)
-		*below = lo;
 	return r;
 }
 
@@ -336,7 +252,7 @@ ks_generate(void *st, unsigned *out, cf_key_alg alg)
 	int r;
 
 	if ((r = cf_ksgen_read_active(&active, k->dir)) != 0 ||
-	    (r = scan(k, active, NULL, NULL, 1, 0)) != 0 ||
+	    (r = cf_ksgen_scan(&k->gen, active, NULL, NULL, 1, 0)) != 0 ||
 	    (r = cf_ksgen_read_chain(&chain, k->dir, active)) != 0 ||
 	    (r = gen_label(label, sizeof(label), k, active + 1)) != 0 ||
 	    (r = cf_p11_generate(uri, sizeof(uri), k->p11, label, alg)) != 0)
@@ -609,7 +525,7 @@ adopt(ks_p11 *k)
 		goto out;
 	if (unlink(path) == 0 && (r = cf_fsync_dir(k->dir)) != 0)
 		goto out;
-	if ((r = scan(k, 0, NULL, NULL, 0, 1)) != 0 ||
+	if ((r = cf_ksgen_scan(&k->gen, 0, NULL, NULL, 0, 1)) != 0 ||
 	    (r = gen_label(label, sizeof(label), k, 1)) != 0 ||
 	    (r = cf_p11_destroy(k->p11, label)) != 0 ||
 	    (r = cf_p11_import(uri, sizeof(uri), k->p11, label, key)) != 0 ||
@@ -705,7 +621,7 @@ adopt_provisioned(ks_p11 *k)
 	if ((r = cf_ksgen_path(path, sizeof(path), k->dir, 1, NULL)) != 0)
 		goto out;
 	(void)cf_rmtree(path);
-	if ((r = scan(k, 1, NULL, NULL, 0, 1)) != 0 ||
+	if ((r = cf_ksgen_scan(&k->gen, 1, NULL, NULL, 0, 1)) != 0 ||
 	    (r = build_gen(k, 1, uri, cert_pem, chain_pem)) != 0 ||
 	    (r = cf_ksgen_set_current(k->dir, 1)) != 0 ||
 	    (r = cf_ksgen_link_current(k->dir, CERT_NAME)) != 0 ||
@@ -741,7 +657,8 @@ cf_keystore_pkcs11_open(cf_keystore **out, const char *dir, const cf_keystore_pk
 	k->gen.dir = k->dir;
 	k->gen.st = k;
 	k->gen.check_pair = check_pair;
-	k->gen.scan = scan;
+	k->gen.forget = destroy_gen_objects;
+	k->gen.sweep = sweep_token;
 	if ((r = cf_strfmt(k->dir, sizeof(k->dir), "%s", dir)) != 0 ||
 	    (r = cf_strfmt(k->prefix, sizeof(k->prefix), "%s-gen-", object)) != 0 ||
 	    (r = cf_p11_pin_read(&pin, o->pin_file)) != 0 ||
@@ -765,7 +682,7 @@ cf_keystore_pkcs11_open(cf_keystore **out, const char *dir, const cf_keystore_pk
 			goto out;
 	}
 	if ((r = cf_ksgen_read_active(&active, k->dir)) != 0 ||
-	    (r = scan(k, active, NULL, NULL, 0, 0)) != 0 ||
+	    (r = cf_ksgen_scan(&k->gen, active, NULL, NULL, 0, 0)) != 0 ||
 	    (r = sweep_token(k, active)) != 0 || (r = check_pair(k, active)) != 0)
 		goto out;
 	*out = &k->ks;
